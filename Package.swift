@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "TenantGate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tenantgate", targets: ["tenantgate"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // The only Swift module that imports C.
+        .target(
+            name: "TenantGateSystem",
+            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL"]
+        ),
+        // The domain: no C, no I/O.
+        .target(name: "TenantGateCore"),
+        .target(
+            name: "TenantGateStore",
+            dependencies: ["TenantGateCore", "TenantGateSystem", "Yams"]
+        ),
+        .target(
+            name: "TenantGateHTTP",
+            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore"]
+        ),
+        .executableTarget(
+            name: "tenantgate",
+            dependencies: [
+                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore"]),
+        .testTarget(
+            name: "TenantGateStoreTests",
+            dependencies: ["TenantGateStore", "TenantGateSystem", "TenantGateCore", "TenantGateHTTP"]
+        ),
+    ]
+)

@@ -1,0 +1,17 @@
+#ifndef TG_CFASTCGI_SHIM_H
+#define TG_CFASTCGI_SHIM_H
+#include <fcgiapp.h>
+#include <fcgios.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The request struct is allocated by Swift; libfcgi keeps pointers into it. */
+static inline FCGX_Request *tg_fcgx_request_new(void) {
+    FCGX_Request *r = (FCGX_Request *)calloc(1, sizeof(FCGX_Request));
+    return r;
+}
+static inline void tg_fcgx_request_free(FCGX_Request *r) { free(r); }
+static inline FCGX_Stream *tg_fcgx_in(FCGX_Request *r) { return r->in; }
+static inline FCGX_Stream *tg_fcgx_out(FCGX_Request *r) { return r->out; }
+static inline char **tg_fcgx_envp(FCGX_Request *r) { return r->envp; }
+#endif

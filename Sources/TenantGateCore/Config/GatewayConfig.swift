@@ -1,0 +1,181 @@
+/// Which provider protocol a backend speaks.
+public enum ProviderKind: String, Sendable {
+    case openai, anthropic, mock
+}
+
+/// A backend: where requests for its models go.
+public struct BackendConfig: Sendable, Equatable {
+    public let name: String
+    public let provider: ProviderKind
+    /// Base URL without a trailing slash (e.g. `https://api.openai.com/v1`).
+    public let baseURL: String
+    /// The environment variable that holds the backend's key.
+    public let apiKeyEnv: String?
+    public let timeoutMs: Int
+    public let connectTimeoutMs: Int
+}
+
+/// A catalog model alias.
+public struct ModelConfig: Sendable, Equatable {
+    public let name: String
+    public let backend: String
+    public let upstreamModel: String
+    /// USD per million input tokens.
+    public let inputPerMTok: Double
+    /// USD per million output tokens.
+    public let outputPerMTok: Double
+    public let cachedInputPerMTok: Double
+    public let maxTokens: Int?
+}
+
+/// How a tenant's system prompt combines with the client's.
+public enum PromptMode: String, Sendable {
+    case prepend, replace, locked
+}
+
+/// One tenant's effective settings (defaults merged in).
+public struct TenantConfig: Sendable {
+    public let id: TenantID
+    public let name: String
+    /// Allowed models; the first is the default.
+    public let models: [String]
+    public let fallbacks: [String: [String]]
+    public let systemPrompt: String?
+    public let promptMode: PromptMode
+    /// The effective settings document (defaults deep-merged with the tenant's own keys).
+    public let effective: JSONValue
+
+    /// The default model, if any.
+    public var defaultModel: String? { models.first }
+
+    /// Whether a boolean feature is on (percentages other than 0 count as on until rollout lands).
+    public func feature(_ name: String, default fallback: Bool) -> Bool {
+        guard let v = effective["features"]?[name] else { return fallback }
+        if let b = v.boolValue { return b }
+        if let pct = v.intValue { return pct > 0 }
+        return fallback
+    }
+}
+
+/// Where a tenant may be read from, in the configured order.
+public enum ResolutionSource: String, Sendable, CaseIterable {
+    case path, header, apiKey = "api_key", jwt
+}
+
+/// A gateway-issued API key as held in memory: only its hash.
+public struct APIKeyRecord: Sendable, Equatable {
+    /// Public key id (shown in lists, logged).
+    public let id: String
+    public let tenant: TenantID
+    /// The first characters of the key, used to find the record before comparing hashes.
+    public let lookupPrefix: String
+    /// SHA-256 of the whole key.
+    public let hash: [UInt8]
+
+    /// Creates a record.
+    public init(id: String, tenant: TenantID, lookupPrefix: String, hash: [UInt8]) {
+        self.id = id
+        self.tenant = tenant
+        self.lookupPrefix = lookupPrefix
+        self.hash = hash
+    }
+
+    /// How many characters of a key form its lookup prefix (`tg_` plus 9).
+    public static let prefixLength = 12
+}
+
+/// An immutable snapshot of everything the request path needs; replaced whole when the config changes.
+public struct GatewayConfig: Sendable {
+    /// The store's config version this snapshot was built from.
+    public let version: Int64
+    public let resolution: [ResolutionSource]
+    public let defaultTenant: TenantID?
+    public let backends: [String: BackendConfig]
+    public let models: [String: ModelConfig]
+    public let tenants: [String: TenantConfig]
+    /// Active keys by lookup prefix.
+    public let keys: [String: [APIKeyRecord]]
+
+    /// Builds and cross-checks a snapshot from the stored state.
+    public init(state: ConfigState, keys: [APIKeyRecord], version: Int64) throws(ConfigError) {
+        self.version = version
+        var backends: [String: BackendConfig] = [:]
+        for (name, json) in state.backends {
+            let path = "backends.\(name)"
+            guard let providerText = json["provider"]?.stringValue, let provider = ProviderKind(rawValue: providerText)
+            else { throw ConfigError(path: "\(path).provider", message: "is required", line: nil) }
+            var baseURL = json["base_url"]?.stringValue ?? ""
+            if provider != .mock {
+                guard baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://") else {
+                    throw ConfigError(path: "\(path).base_url", message: "must be an http:// or https:// URL", line: nil)
+                }
+            }
+            while baseURL.hasSuffix("/") { baseURL.removeLast() }
+            backends[name] = BackendConfig(
+                name: name, provider: provider, baseURL: baseURL, apiKeyEnv: json["api_key_env"]?.stringValue,
+                timeoutMs: json["timeout_ms"]?.intValue ?? 60_000,
+                connectTimeoutMs: json["connect_timeout_ms"]?.intValue ?? 5_000)
+        }
+        var models: [String: ModelConfig] = [:]
+        for (name, json) in state.models {
+            guard let backend = json["backend"]?.stringValue else {
+                throw ConfigError(path: "models.\(name).backend", message: "is required", line: nil)
+            }
+            guard backends[backend] != nil else {
+                throw ConfigError(path: "models.\(name).backend", message: "unknown backend '\(backend)'", line: nil)
+            }
+            models[name] = ModelConfig(
+                name: name, backend: backend, upstreamModel: json["upstream_model"]?.stringValue ?? name,
+                inputPerMTok: json["input_per_mtok"]?.doubleValue ?? 0,
+                outputPerMTok: json["output_per_mtok"]?.doubleValue ?? 0,
+                cachedInputPerMTok: json["cached_input_per_mtok"]?.doubleValue ?? json["input_per_mtok"]?.doubleValue
+                    ?? 0,
+                maxTokens: json["max_tokens"]?.intValue)
+        }
+        let defaults = state.settings["defaults"] ?? .object([])
+        var tenants: [String: TenantConfig] = [:]
+        for (id, json) in state.tenants {
+            guard let tid = TenantID(id) else {
+                throw ConfigError(path: "tenants.\(id)", message: "invalid tenant id", line: nil)
+            }
+            let effective = ConfigState.deepMerge(defaults, json)
+            let allowed = (json["models"]?.arrayValue ?? []).compactMap(\.stringValue)
+            for (i, m) in allowed.enumerated() where models[m] == nil {
+                throw ConfigError(path: "tenants.\(id).models[\(i)]", message: "unknown model '\(m)'", line: nil)
+            }
+            var fallbacks: [String: [String]] = [:]
+            for (from, chain) in json["fallbacks"]?.objectValue ?? [] {
+                let list = (chain.arrayValue ?? []).compactMap(\.stringValue)
+                for m in [from] + list where models[m] == nil {
+                    throw ConfigError(path: "tenants.\(id).fallbacks.\(from)", message: "unknown model '\(m)'", line: nil)
+                }
+                fallbacks[from] = list
+            }
+            tenants[id] = TenantConfig(
+                id: tid, name: json["name"]?.stringValue ?? id, models: allowed, fallbacks: fallbacks,
+                systemPrompt: json["system_prompt"]?.stringValue,
+                promptMode: PromptMode(rawValue: json["prompt_mode"]?.stringValue ?? "prepend") ?? .prepend,
+                effective: effective)
+        }
+        let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
+            $0.stringValue.flatMap(ResolutionSource.init(rawValue:))
+        }
+        resolution = order.isEmpty ? [.path, .header, .apiKey, .jwt] : order
+        if let name = state.settings["default_tenant"]?.stringValue {
+            guard let tid = TenantID(name), tenants[name] != nil else {
+                throw ConfigError(path: "default_tenant", message: "unknown tenant '\(name)'", line: nil)
+            }
+            defaultTenant = tid
+        } else {
+            defaultTenant = nil
+        }
+        var byPrefix: [String: [APIKeyRecord]] = [:]
+        for key in keys where tenants[key.tenant.rawValue] != nil {
+            byPrefix[key.lookupPrefix, default: []].append(key)
+        }
+        self.backends = backends
+        self.models = models
+        self.tenants = tenants
+        self.keys = byPrefix
+    }
+}

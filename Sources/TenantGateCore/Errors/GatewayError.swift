@@ -1,0 +1,120 @@
+/// Every error a client can see, each mapped to its HTTP status, OpenAI error type and code in one place.
+public enum GatewayError: Error, Equatable, Sendable {
+    case invalidJSON(String)
+    case invalidRequest(String, param: String? = nil)
+    case invalidTenantID
+    case missingAPIKey
+    case invalidAPIKey
+    case invalidToken(String)
+    case tenantMismatch
+    case featureDisabled(String)
+    case modelNotAllowed(String)
+    case tenantNotFound
+    case notFound
+    case methodNotAllowed
+    case requestTooLarge(limit: Int)
+    case unsupportedMediaType
+    case upstreamError(String)
+    case upstreamTimeout
+    case serviceUnavailable(String)
+    case internalError
+
+    /// HTTP status code.
+    public var status: Int {
+        switch self {
+        case .invalidJSON, .invalidRequest, .invalidTenantID: return 400
+        case .missingAPIKey, .invalidAPIKey, .invalidToken: return 401
+        case .tenantMismatch, .featureDisabled, .modelNotAllowed: return 403
+        case .tenantNotFound, .notFound: return 404
+        case .methodNotAllowed: return 405
+        case .requestTooLarge: return 413
+        case .unsupportedMediaType: return 415
+        case .upstreamError: return 502
+        case .serviceUnavailable: return 503
+        case .upstreamTimeout: return 504
+        case .internalError: return 500
+        }
+    }
+
+    /// OpenAI error `type`.
+    public var type: String {
+        switch self {
+        case .invalidJSON, .invalidRequest, .invalidTenantID, .requestTooLarge, .unsupportedMediaType,
+            .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed:
+            return "invalid_request_error"
+        case .missingAPIKey, .invalidAPIKey, .invalidToken: return "authentication_error"
+        case .tenantMismatch, .featureDisabled: return "permission_error"
+        case .upstreamError, .upstreamTimeout, .serviceUnavailable: return "upstream_error"
+        case .internalError: return "server_error"
+        }
+    }
+
+    /// Machine-readable `code`.
+    public var code: String {
+        switch self {
+        case .invalidJSON: return "invalid_json"
+        case .invalidRequest: return "invalid_request"
+        case .invalidTenantID: return "invalid_tenant_id"
+        case .missingAPIKey: return "missing_api_key"
+        case .invalidAPIKey: return "invalid_api_key"
+        case .invalidToken: return "invalid_token"
+        case .tenantMismatch: return "tenant_mismatch"
+        case .featureDisabled: return "feature_disabled"
+        case .modelNotAllowed: return "model_not_allowed"
+        case .tenantNotFound: return "tenant_not_found"
+        case .notFound: return "not_found"
+        case .methodNotAllowed: return "method_not_allowed"
+        case .requestTooLarge: return "request_too_large"
+        case .unsupportedMediaType: return "unsupported_media_type"
+        case .upstreamError: return "upstream_error"
+        case .upstreamTimeout: return "upstream_timeout"
+        case .serviceUnavailable: return "service_unavailable"
+        case .internalError: return "internal_error"
+        }
+    }
+
+    /// Human-readable message (never contains secrets or prompt text).
+    public var message: String {
+        switch self {
+        case .invalidJSON(let why): return "Request body is not valid JSON: \(why)."
+        case .invalidRequest(let why, _): return why
+        case .invalidTenantID: return "Tenant id must match [a-z0-9][a-z0-9_-]{0,62}."
+        case .missingAPIKey: return "No API key provided. Use 'Authorization: Bearer <key>' or 'x-api-key'."
+        case .invalidAPIKey: return "Invalid API key."
+        case .invalidToken(let why): return "Invalid token: \(why)."
+        case .tenantMismatch: return "The credential does not belong to this tenant."
+        case .featureDisabled(let flag): return "Feature '\(flag)' is disabled for this tenant."
+        case .modelNotAllowed(let model): return "Model '\(model)' is not available to this tenant."
+        case .tenantNotFound: return "Unknown tenant."
+        case .notFound: return "Not found."
+        case .methodNotAllowed: return "Method not allowed."
+        case .requestTooLarge(let limit): return "Request body exceeds \(limit) bytes."
+        case .unsupportedMediaType: return "Content-Type must be application/json."
+        case .upstreamError(let why): return "Upstream error: \(why)."
+        case .upstreamTimeout: return "The upstream did not answer in time."
+        case .serviceUnavailable(let why): return "Service unavailable: \(why)."
+        case .internalError: return "Internal error."
+        }
+    }
+
+    /// The offending request parameter, if any.
+    public var param: String? {
+        if case .invalidRequest(_, let param) = self { return param }
+        return nil
+    }
+
+    /// The OpenAI-shaped error body.
+    public var body: JSONValue {
+        .object([
+            (
+                "error",
+                .object([
+                    ("message", .string(message)),
+                    ("type", .string(type)),
+                    ("code", .string(code)),
+                    ("param", param.map { .string($0) } ?? .null),
+                ])
+            )
+        ])
+    }
+}

@@ -1,0 +1,91 @@
+/// Hashing and comparison the authenticator needs; implemented over OpenSSL by the system layer.
+public protocol KeyHasher: Sendable {
+    /// SHA-256 of the key's UTF-8 bytes.
+    func hash(_ key: String) -> [UInt8]
+    /// Compares in time independent of where the bytes differ.
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool
+}
+
+/// What the request offers for tenant resolution and authentication.
+public struct ResolutionInput: Sendable {
+    /// `<id>` of `/tenant/<id>/`, as nginx passed it.
+    public var pathTenant: String?
+    /// The `X-Tenant-ID` header.
+    public var headerTenant: String?
+    /// `Authorization: Bearer …` or `x-api-key`.
+    public var credential: String?
+
+    /// Creates an input.
+    public init(pathTenant: String?, headerTenant: String?, credential: String?) {
+        self.pathTenant = pathTenant
+        self.headerTenant = headerTenant
+        self.credential = credential
+    }
+}
+
+/// The outcome: the tenant and the key that authenticated the request.
+public struct Principal: Sendable {
+    public let tenant: TenantConfig
+    public let key: APIKeyRecord
+}
+
+/// Resolves the tenant in the configured order and authenticates the credential against it.
+public struct Authenticator: Sendable {
+    private let hasher: any KeyHasher
+
+    /// Creates an authenticator.
+    public init(hasher: any KeyHasher) { self.hasher = hasher }
+
+    /// Validates ids, finds the key, resolves the tenant and checks they agree.
+    public func authenticate(_ input: ResolutionInput, config: GatewayConfig) throws(GatewayError) -> Principal {
+        let pathID = try input.pathTenant.map(Authenticator.tenantID)
+        let headerID = try input.headerTenant.map(Authenticator.tenantID)
+        guard let credential = input.credential, !credential.isEmpty else { throw GatewayError.missingAPIKey }
+        let key = try findKey(credential, config: config)
+
+        var resolved: TenantID?
+        var claimed: [TenantID] = []
+        for source in config.resolution {
+            let candidate: TenantID?
+            switch source {
+            case .path: candidate = pathID
+            case .header: candidate = headerID
+            case .apiKey: candidate = key.tenant
+            case .jwt: candidate = nil
+            }
+            if let candidate {
+                claimed.append(candidate)
+                if resolved == nil { resolved = candidate }
+            }
+        }
+        guard let tenantID = resolved ?? config.defaultTenant else { throw GatewayError.tenantNotFound }
+        guard let tenant = config.tenants[tenantID.rawValue] else { throw GatewayError.tenantNotFound }
+        // Every source that named a tenant must agree, and the key must belong to it.
+        guard key.tenant == tenantID, claimed.allSatisfy({ $0 == tenantID }) else { throw GatewayError.tenantMismatch }
+        return Principal(tenant: tenant, key: key)
+    }
+
+    private static func tenantID(_ raw: String) throws(GatewayError) -> TenantID {
+        guard let id = TenantID(raw) else { throw GatewayError.invalidTenantID }
+        return id
+    }
+
+    private func findKey(_ credential: String, config: GatewayConfig) throws(GatewayError) -> APIKeyRecord {
+        guard credential.hasPrefix("tg_"), credential.utf8.count >= APIKeyRecord.prefixLength,
+            credential.utf8.count <= 256
+        else {
+            if credential.split(separator: ".").count == 3 {
+                throw GatewayError.invalidToken("JWT authentication is not configured")
+            }
+            throw GatewayError.invalidAPIKey
+        }
+        let prefix = String(credential.prefix(APIKeyRecord.prefixLength))
+        let digest = hasher.hash(credential)
+        var match: APIKeyRecord?
+        for record in config.keys[prefix] ?? [] where hasher.constantTimeEqual(record.hash, digest) {
+            match = record
+        }
+        guard let match else { throw GatewayError.invalidAPIKey }
+        return match
+    }
+}

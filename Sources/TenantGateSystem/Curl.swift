@@ -1,0 +1,160 @@
+import CCurl
+
+/// A transport failure reported by libcurl.
+public struct CurlError: Error, CustomStringConvertible, Sendable {
+    /// The CURLcode.
+    public let code: Int32
+    /// curl's text for it.
+    public let message: String
+    /// The transfer hit its time limit.
+    public var isTimeout: Bool { code == Int32(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    /// The connection could not be made.
+    public var isConnect: Bool {
+        code == Int32(CURLE_COULDNT_CONNECT.rawValue) || code == Int32(CURLE_COULDNT_RESOLVE_HOST.rawValue)
+    }
+    /// Our own callback stopped the transfer (the client went away).
+    public var isAborted: Bool { code == Int32(CURLE_WRITE_ERROR.rawValue) }
+    public var description: String { "curl error \(code): \(message)" }
+}
+
+/// An outgoing HTTP request.
+public struct OutgoingRequest: Sendable {
+    /// GET or POST.
+    public var method: String
+    /// Absolute URL.
+    public var url: String
+    /// Header lines, "Name: value".
+    public var headers: [String]
+    /// Request body (POST).
+    public var body: [UInt8]
+    /// Connect timeout in ms.
+    public var connectTimeoutMs: Int
+    /// Total timeout in ms.
+    public var totalTimeoutMs: Int
+
+    /// Creates a request.
+    public init(
+        method: String, url: String, headers: [String], body: [UInt8], connectTimeoutMs: Int, totalTimeoutMs: Int
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.connectTimeoutMs = connectTimeoutMs
+        self.totalTimeoutMs = totalTimeoutMs
+    }
+}
+
+/// What came back: status and headers (body went to the callback).
+public struct ResponseHead: Sendable {
+    /// HTTP status.
+    public var status: Int
+    /// Headers, lowercased names.
+    public var headers: [String: String]
+}
+
+private final class TransferContext {
+    var status = 0
+    var headers: [String: String] = [:]
+    let onData: (Int, [UInt8]) -> Bool
+
+    init(onData: @escaping (Int, [UInt8]) -> Bool) { self.onData = onData }
+}
+
+private enum CurlCallbacks {
+    static let write: tg_curl_write_cb = { ptr, size, nmemb, userdata in
+        let total = size * nmemb
+        guard let ptr, let userdata else { return 0 }
+        // userdata is the TransferContext kept alive by perform() for the whole transfer.
+        let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
+        let bytes = Array(UnsafeRawBufferPointer(start: ptr, count: total))
+        return context.onData(context.status, bytes) ? total : 0
+    }
+
+    static let header: tg_curl_write_cb = { ptr, size, nmemb, userdata in
+        let total = size * nmemb
+        guard let ptr, let userdata else { return total }
+        // Same context as above; the header line is copied into a String at once.
+        let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
+        let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: total), as: UTF8.self)
+        if line.hasPrefix("HTTP/") {
+            let parts = line.split(separator: " ", maxSplits: 2)
+            context.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            context.headers = [:]
+        } else if let colon = line.firstIndex(of: ":") {
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \r\n\t")
+            context.headers[name] = value
+        }
+        return total
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = self[...]
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// Process-wide libcurl set-up.
+public enum CurlGlobal {
+    /// Call once before any thread uses curl.
+    public static func initialize() {
+        curl_global_init(Int(CURL_GLOBAL_ALL))
+    }
+}
+
+/// One reusable easy handle (keeps upstream connections alive); use from one thread only.
+public final class CurlClient {
+    private let handle: UnsafeMutableRawPointer?
+
+    /// Creates the handle.
+    public init() {
+        handle = curl_easy_init()
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    /// Performs `request`, streaming the body to `onData(status, bytes)`; return false there to abort.
+    public func perform(_ request: OutgoingRequest, onData: @escaping (Int, [UInt8]) -> Bool) -> Result<
+        ResponseHead, CurlError
+    > {
+        guard let handle else { return .failure(CurlError(code: -1, message: "no curl handle")) }
+        curl_easy_reset(handle)
+        let context = TransferContext(onData: onData)
+        let unmanaged = Unmanaged.passRetained(context)
+        defer { unmanaged.release() }
+        var headers: UnsafeMutablePointer<curl_slist>?
+        for line in request.headers { headers = curl_slist_append(headers, line) }
+        defer { curl_slist_free_all(headers) }
+
+        _ = tg_curl_setopt_str(handle, CURLOPT_URL, request.url)
+        _ = tg_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = tg_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMs)
+        _ = tg_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.totalTimeoutMs)
+        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
+        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = tg_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
+        _ = tg_curl_setopt_write(handle, CurlCallbacks.write)
+        _ = tg_curl_setopt_header(handle, CurlCallbacks.header)
+        _ = tg_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque())
+        _ = tg_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque())
+        if request.method == "POST" {
+            _ = tg_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, request.body.count)
+            // COPYPOSTFIELDS copies the bytes: the array need not outlive this call.
+            _ = request.body.withUnsafeBytes { buf in
+                tg_curl_setopt_ptr(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buf.baseAddress))
+            }
+        }
+        let rc = curl_easy_perform(handle)
+        guard rc == CURLE_OK else {
+            let message = String(cString: curl_easy_strerror(rc))
+            return .failure(CurlError(code: Int32(rc.rawValue), message: message))
+        }
+        return .success(ResponseHead(status: context.status, headers: context.headers))
+    }
+}

@@ -1,0 +1,214 @@
+import CSQLite
+
+/// An error reported by SQLite, with its result code and message.
+public struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    /// The primary or extended SQLite result code.
+    public let code: Int32
+    /// SQLite's message for the failure.
+    public let message: String
+    /// True when the database was busy or locked past the busy timeout.
+    public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+    /// True when a UNIQUE or PRIMARY KEY constraint refused the write.
+    public var isConstraint: Bool { code & 0xff == SQLITE_CONSTRAINT }
+    public var description: String { "sqlite error \(code): \(message)" }
+}
+
+/// A value bound to or read from a statement.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// One SQLite connection. Not thread-safe: each thread opens its own (SQLITE_OPEN_NOMUTEX).
+public final class SQLiteConnection {
+    private var handle: OpaquePointer?
+    private var cache: [String: SQLiteStatement] = [:]
+
+    /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout.
+    public init(path: String, busyTimeoutMs: Int32 = 5000, cacheKiB: Int = 512) throws {
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, message: "\(message) (\(path))")
+        }
+        handle = db
+        sqlite3_busy_timeout(db, busyTimeoutMs)
+        sqlite3_extended_result_codes(db, 1)
+        try execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=NORMAL")
+        try execute("PRAGMA foreign_keys=ON")
+        try execute("PRAGMA cache_size=-\(cacheKiB)")
+    }
+
+    deinit {
+        cache.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    private func error(_ rc: Int32) -> SQLiteError {
+        let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "closed"
+        return SQLiteError(code: rc, message: message)
+    }
+
+    /// Runs one or more statements that return no rows.
+    public func execute(_ sql: String) throws {
+        var errmsg: UnsafeMutablePointer<CChar>?
+        // errmsg is allocated by SQLite and freed with sqlite3_free below.
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errmsg)
+        if rc != SQLITE_OK {
+            let message = errmsg.map { String(cString: $0) } ?? "error"
+            sqlite3_free(errmsg)
+            throw SQLiteError(code: rc, message: message)
+        }
+    }
+
+    /// A prepared statement for `sql`, prepared once per connection and reused.
+    public func statement(_ sql: String) throws -> SQLiteStatement {
+        if let cached = cache[sql] {
+            return cached
+        }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc) }
+        let statement = SQLiteStatement(stmt, connection: self)
+        cache[sql] = statement
+        return statement
+    }
+
+    /// Runs `sql` with `bindings` and returns every row.
+    @discardableResult
+    public func query(_ sql: String, _ bindings: [SQLValue] = []) throws -> [[SQLValue]] {
+        let stmt = try statement(sql)
+        return try stmt.all(bindings)
+    }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    fileprivate func stepError(_ rc: Int32) -> SQLiteError { error(rc) }
+}
+
+/// A prepared statement owned by its connection; reset after every use.
+public final class SQLiteStatement {
+    private let stmt: OpaquePointer
+    private unowned let connection: SQLiteConnection
+
+    fileprivate init(_ stmt: OpaquePointer, connection: SQLiteConnection) {
+        self.stmt = stmt
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(stmt) }
+
+    private func bind(_ values: [SQLValue]) throws {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(stmt, index)
+            case .int(let v): rc = sqlite3_bind_int64(stmt, index, v)
+            case .double(let v): rc = sqlite3_bind_double(stmt, index, v)
+            case .text(let v):
+                // The bytes are copied by SQLite (SQLITE_TRANSIENT) before the closure returns.
+                rc = v.utf8CString.withUnsafeBufferPointer { buf in
+                    tg_sqlite3_bind_text_transient(stmt, index, buf.baseAddress, Int32(buf.count - 1))
+                }
+            case .blob(let v):
+                // Copied by SQLite before the closure returns.
+                rc = v.withUnsafeBytes { buf in
+                    tg_sqlite3_bind_blob_transient(stmt, index, buf.baseAddress, Int32(buf.count))
+                }
+            }
+            if rc != SQLITE_OK { throw connection.stepError(rc) }
+        }
+    }
+
+    private func column(_ index: Int32) -> SQLValue {
+        switch sqlite3_column_type(stmt, index) {
+        case SQLITE_INTEGER: return .int(sqlite3_column_int64(stmt, index))
+        case SQLITE_FLOAT: return .double(sqlite3_column_double(stmt, index))
+        case SQLITE_TEXT:
+            guard let ptr = sqlite3_column_text(stmt, index) else { return .text("") }
+            let count = Int(sqlite3_column_bytes(stmt, index))
+            // The pointer is valid until the next step/reset; the String copies it now.
+            return .text(String(decoding: UnsafeBufferPointer(start: ptr, count: count), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(stmt, index))
+            guard count > 0, let ptr = sqlite3_column_blob(stmt, index) else { return .blob([]) }
+            // Copied into an array before the next step/reset.
+            return .blob(Array(UnsafeRawBufferPointer(start: ptr, count: count)))
+        default: return .null
+        }
+    }
+
+    /// Binds, steps to the end and returns every row; the statement is reset before returning.
+    public func all(_ values: [SQLValue] = []) throws -> [[SQLValue]] {
+        try bind(values)
+        defer { sqlite3_reset(stmt) }
+        var rows: [[SQLValue]] = []
+        let columns = sqlite3_column_count(stmt)
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw connection.stepError(rc) }
+            var row: [SQLValue] = []
+            row.reserveCapacity(Int(columns))
+            for i in 0..<columns { row.append(column(i)) }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// Binds and runs a statement that returns no rows.
+    public func run(_ values: [SQLValue] = []) throws {
+        _ = try all(values)
+    }
+}
+
+extension SQLValue {
+    /// The value as an integer, if it is one.
+    public var int: Int64? {
+        if case .int(let v) = self { return v }
+        if case .double(let v) = self { return Int64(v) }
+        return nil
+    }
+    /// The value as text, if it is text.
+    public var text: String? {
+        if case .text(let v) = self { return v }
+        return nil
+    }
+    /// The value as a double, if numeric.
+    public var double: Double? {
+        switch self {
+        case .double(let v): return v
+        case .int(let v): return Double(v)
+        default: return nil
+        }
+    }
+    /// The value as bytes, if a blob.
+    public var blob: [UInt8]? {
+        if case .blob(let v) = self { return v }
+        return nil
+    }
+}
