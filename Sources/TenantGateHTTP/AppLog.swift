@@ -1,0 +1,72 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// JSON-lines application log: one `write(2)` per line on an O_APPEND file, so lines from many
+/// threads and processes never interleave. Fields follow the SPEC; no secrets or prompt text go in.
+public final class AppLog: @unchecked Sendable {  // the fd is swapped under a lock on reopen
+    private let path: String?
+    private let fd: Locked<Int32>
+    private let minLevel: Int
+
+    static let levels = ["debug": 0, "info": 1, "warn": 2, "error": 3]
+
+    /// Logs to `path` (nil: standard error).
+    public init(path: String?, level: String = "info") {
+        self.path = path
+        let opened = path.map { Posix.openAppend($0) } ?? 2
+        fd = Locked(opened < 0 ? 2 : opened)
+        minLevel = AppLog.levels[level] ?? 1
+    }
+
+    /// Reopens the file (after logrotate moved it).
+    public func reopen() {
+        guard let path else { return }
+        let next = Posix.openAppend(path)
+        guard next >= 0 else { return }
+        fd.withLock { old in
+            if old > 2 { Posix.close(old) }
+            old = next
+        }
+    }
+
+    /// Writes one line with `ts`, `level`, `msg` and `fields`.
+    public func write(_ msg: String, level: String = "info", _ fields: [(String, JSONValue)]) {
+        guard (AppLog.levels[level] ?? 1) >= minLevel else { return }
+        var members: [(String, JSONValue)] = [
+            ("ts", .string(AppLog.timestamp(Posix.wallMicros()))), ("level", .string(level)), ("msg", .string(msg)),
+        ]
+        members.append(contentsOf: fields)
+        var line = JSONValue.object(members).bytes
+        line.append(0x0A)
+        fd.withLock { Posix.writeAll(fd: $0, line) }
+    }
+
+    /// A lifecycle event line.
+    public func event(_ msg: String, _ fields: [String: JSONValue] = [:], level: String = "info") {
+        write(msg, level: level, [("pid", .int(Int(Posix.pid)))] + fields.sorted { $0.key < $1.key })
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    public static func timestamp(_ micros: Int64) -> String {
+        let seconds = micros / 1_000_000
+        let millis = Int((micros / 1000) % 1000)
+        let (y, m, d) = civil(days: Int(seconds / 86_400))
+        let secOfDay = Int(seconds % 86_400)
+        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(y)-\(two(m))-\(two(d))T\(two(secOfDay / 3600)):\(two(secOfDay / 60 % 60)):\(two(secOfDay % 60)).\(ms)Z"
+    }
+
+    /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+    public static func civil(days: Int) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+}

@@ -1,0 +1,68 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// The process's current configuration snapshot, refreshed by one background thread.
+///
+/// The request path only takes the current snapshot (a lock and a retain); the poller reads the
+/// version counter every `intervalMs` and rebuilds the snapshot only when it changed.
+public final class ConfigCache: @unchecked Sendable {  // all mutable state is behind `Locked`
+    private let current: Locked<GatewayConfig>
+    private let usedKeys = Locked<Set<String>>([])
+    private let dbPath: String
+    private let log: AppLog
+    private let intervalMs: Int
+
+    /// Loads the first snapshot; throws if the database cannot be read.
+    public init(dbPath: String, log: AppLog, intervalMs: Int = 200) throws {
+        self.dbPath = dbPath
+        self.log = log
+        self.intervalMs = intervalMs
+        let db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
+        current = Locked(try ConfigStore(db).snapshot())
+    }
+
+    /// The snapshot to serve this request with.
+    public var config: GatewayConfig { current.withLock { $0 } }
+
+    /// Notes that a key was used (written to the database in batches by the poller).
+    public func markUsed(_ keyID: String) {
+        usedKeys.withLock { _ = $0.insert(keyID) }
+    }
+
+    /// Starts the poller thread.
+    public func startPolling() {
+        let path = dbPath
+        OSThread.start { [self] in
+            var db: SQLiteConnection?
+            var ticks = 0
+            while true {
+                Posix.sleepMs(intervalMs)
+                ticks += 1
+                do {
+                    let conn = try db ?? SQLiteConnection(path: path, cacheKiB: 256)
+                    db = conn
+                    let store = ConfigStore(conn)
+                    let seen = current.withLock { $0.version }
+                    if try store.version() != seen {
+                        let next = try store.snapshot()
+                        current.withLock { $0 = next }
+                        log.event("config_reload", ["config_version": .number(String(next.version))])
+                    }
+                    if ticks % 5 == 0 {
+                        let ids = usedKeys.withLock { set -> [String] in
+                            defer { set.removeAll() }
+                            return Array(set)
+                        }
+                        if !ids.isEmpty {
+                            try KeyStore(conn).touch(ids: ids, at: Posix.wallMicros() / 1_000_000)
+                        }
+                    }
+                } catch {
+                    log.event("config_reload_failed", ["error": .string("\(error)")], level: "error")
+                    db = nil
+                }
+            }
+        }
+    }
+}

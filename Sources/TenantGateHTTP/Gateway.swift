@@ -1,0 +1,184 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// SHA-256 and constant-time comparison for the authenticator, over OpenSSL.
+struct OpenSSLKeyHasher: KeyHasher {
+    func hash(_ key: String) -> [UInt8] { Crypto.sha256(Array(key.utf8)) }
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool { Crypto.constantTimeEqual(a, b) }
+}
+
+/// What a request did, for the log line.
+struct Outcome {
+    var status = 0
+    var tenant: String?
+    var keyID: String?
+    var model: String?
+    var usage: Usage?
+    var upstreamMs: Int?
+    var errorCode: String?
+    var costUSD: Double?
+}
+
+/// Per-thread resources: a SQLite connection and a reusable curl handle.
+final class ThreadResources {
+    let db: SQLiteConnection
+    let curl = CurlClient()
+
+    init(dbPath: String) throws {
+        db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
+    }
+}
+
+/// Settings that shape every request.
+public struct GatewayOptions: Sendable {
+    /// Largest accepted request body.
+    public var maxBodyBytes: Int
+    /// Largest upstream response body kept in memory (non-streaming).
+    public var maxUpstreamBytes = 32 << 20
+
+    /// Creates options.
+    public init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
+}
+
+/// The request pipeline: route → resolve tenant → authenticate → parse → model → backend → respond → log.
+final class Gateway: @unchecked Sendable {  // immutable after init; shared by all threads of a worker
+    let configs: ConfigCache
+    let log: AppLog
+    let options: GatewayOptions
+    let authenticator = Authenticator(hasher: OpenSSLKeyHasher())
+
+    init(configs: ConfigCache, log: AppLog, options: GatewayOptions) {
+        self.configs = configs
+        self.log = log
+        self.options = options
+    }
+
+    /// Handles one request completely; never throws, always answers.
+    func handle(_ request: Request, tooLarge: Bool, sink: ResponseSink, resources: ThreadResources) {
+        let started = Posix.monotonicMs()
+        var outcome = Outcome()
+        do {
+            if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }
+            try route(request, sink: sink, resources: resources, outcome: &outcome)
+        } catch let error as GatewayError {
+            outcome.errorCode = error.code
+            outcome.status = error.status
+            if !sink.headWritten { sink.error(error, headers: tenantHeader(outcome)) }
+        } catch {
+            outcome.errorCode = "internal_error"
+            outcome.status = 500
+            if !sink.headWritten { sink.error(.internalError) }
+        }
+        if request.path == "/healthz" || request.path == "/readyz" { return }
+        logRequest(request, outcome, latencyMs: Int(Posix.monotonicMs() - started))
+    }
+
+    private func tenantHeader(_ outcome: Outcome) -> [(String, String)] {
+        outcome.tenant.map { [("X-Tenant-ID", $0)] } ?? []
+    }
+
+    private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome)
+        throws
+    {
+        switch (request.method, request.path) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            outcome.status = 200
+            sink.json(200, .object([("status", .string("ok"))]))
+            return
+        case ("GET", "/readyz"):
+            try ready(sink: sink, resources: resources, outcome: &outcome)
+            return
+        default: break
+        }
+        let endpoints = ["/v1/chat/completions", "/v1/models", "/v1/tenant-info"]
+        guard endpoints.contains(request.path) else { throw GatewayError.notFound }
+        let config = configs.config
+        let principal = try authenticator.authenticate(
+            ResolutionInput(
+                pathTenant: request.pathTenant, headerTenant: request.headers["x-tenant-id"],
+                credential: request.credential), config: config)
+        outcome.tenant = principal.tenant.id.rawValue
+        outcome.keyID = principal.key.id
+        configs.markUsed(principal.key.id)
+        switch (request.method, request.path) {
+        case ("POST", "/v1/chat/completions"):
+            let handler = ChatHandler(
+                config: config, tenant: principal.tenant, request: request, sink: sink, resources: resources,
+                options: options)
+            try handler.run(outcome: &outcome)
+        case ("GET", "/v1/models"):
+            outcome.status = 200
+            sink.json(200, models(principal.tenant, config), headers: tenantHeader(outcome))
+        case ("GET", "/v1/tenant-info"):
+            outcome.status = 200
+            sink.json(200, tenantInfo(principal.tenant, config), headers: tenantHeader(outcome))
+        default:
+            throw GatewayError.methodNotAllowed
+        }
+    }
+
+    private func ready(sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
+        let version = (try? Migrations.version(resources.db)) ?? -1
+        if version == Migrations.current {
+            outcome.status = 200
+            sink.json(200, .object([("status", .string("ready")), ("schema_version", .int(version))]))
+        } else {
+            outcome.status = 503
+            sink.error(.serviceUnavailable("database not reachable or schema not current"))
+        }
+    }
+
+    private func models(_ tenant: TenantConfig, _ config: GatewayConfig) -> JSONValue {
+        let data: [JSONValue] = tenant.models.map { name in
+            .object([
+                ("id", .string(name)), ("object", .string("model")), ("created", .int(0)),
+                ("owned_by", .string(config.models[name]?.backend ?? "tenantgate")),
+            ])
+        }
+        return .object([("object", .string("list")), ("data", .array(data))])
+    }
+
+    private func tenantInfo(_ tenant: TenantConfig, _ config: GatewayConfig) -> JSONValue {
+        let backends = Set(tenant.models.compactMap { config.models[$0]?.backend }).sorted()
+        var members: [(String, JSONValue)] = [
+            ("tenant", .string(tenant.id.rawValue)), ("name", .string(tenant.name)),
+            ("default_model", tenant.defaultModel.map { .string($0) } ?? .null),
+            ("models", .array(tenant.models.map { .string($0) })),
+            ("backends", .array(backends.map { .string($0) })),
+        ]
+        for key in ["rate_limit", "budget", "features"] {
+            members.append((key, tenant.effective[key] ?? .object([])))
+        }
+        return .object(members)
+    }
+
+    private func logRequest(_ request: Request, _ outcome: Outcome, latencyMs: Int) {
+        var fields: [(String, JSONValue)] = [
+            ("request_id", .string(request.requestID)),
+            ("tenant", outcome.tenant.map { .string($0) } ?? .null),
+            ("model", outcome.model.map { .string($0) } ?? .null),
+            ("status", .int(outcome.status)),
+            ("latency_ms", .int(latencyMs)),
+            ("upstream_ms", outcome.upstreamMs.map { .int($0) } ?? .null),
+            ("tokens_in", outcome.usage.map { .int($0.promptTokens) } ?? .null),
+            ("tokens_out", outcome.usage.map { .int($0.completionTokens) } ?? .null),
+            ("cost_usd", outcome.costUSD.map { .number(formatUSD($0)) } ?? .null),
+            ("cache", .null),
+            ("method", .string(request.method)),
+            ("path", .string(request.path)),
+        ]
+        if let key = outcome.keyID { fields.append(("key_id", .string(key))) }
+        if let code = outcome.errorCode { fields.append(("error", .string(code))) }
+        let level = outcome.status >= 500 ? "error" : outcome.status >= 400 ? "warn" : "info"
+        log.write("request", level: level, fields)
+    }
+}
+
+/// USD with 6 decimals (micro-dollars), no exponent.
+func formatUSD(_ usd: Double) -> String {
+    let micros = Int64((usd * 1_000_000).rounded())
+    let whole = micros / 1_000_000
+    let frac = String(micros % 1_000_000)
+    return "\(whole).\(String(repeating: "0", count: 6 - frac.count))\(frac)"
+}

@@ -1,0 +1,115 @@
+import TenantGateCore
+
+/// An HTTP request as the handlers see it (FastCGI is invisible past the adapter).
+public struct Request: Sendable {
+    public var method: String
+    /// Path below the tenant prefix, e.g. `/v1/chat/completions`.
+    public var path: String
+    public var query: String
+    /// Header values by lowercased name.
+    public var headers: [String: String]
+    public var body: [UInt8]
+    /// `<id>` from `/tenant/<id>/`, passed by nginx.
+    public var pathTenant: String?
+    /// nginx's `$request_id`.
+    public var requestID: String
+    public var remoteAddr: String
+
+    /// Creates a request.
+    public init(
+        method: String, path: String, query: String = "", headers: [String: String] = [:], body: [UInt8] = [],
+        pathTenant: String? = nil, requestID: String = "", remoteAddr: String = ""
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.pathTenant = pathTenant
+        self.requestID = requestID
+        self.remoteAddr = remoteAddr
+    }
+
+    /// The credential from `Authorization: Bearer …` or `x-api-key`.
+    public var credential: String? {
+        if let auth = headers["authorization"] {
+            let parts = auth.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" {
+                return parts[1].trimmingCharacters(in: " \t")
+            }
+            return ""
+        }
+        return headers["x-api-key"]?.trimmingCharacters(in: " \t")
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = self
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String { self[...].trimmingCharacters(in: set) }
+}
+
+/// Where a response goes: head once, then body bytes; flush reports whether the client is still there.
+public protocol ResponseSink: AnyObject {
+    /// Writes the status line and headers (once).
+    func head(status: Int, headers: [(String, String)])
+    /// Buffers body bytes; false if the client has gone.
+    @discardableResult func body(_ bytes: [UInt8]) -> Bool
+    /// Sends what is buffered; false if the client has gone.
+    @discardableResult func flush() -> Bool
+    /// Whether the head was written.
+    var headWritten: Bool { get }
+}
+
+extension ResponseSink {
+    /// A complete JSON response.
+    public func json(_ status: Int, _ value: JSONValue, headers: [(String, String)] = []) {
+        send(status, value.bytes, headers: headers)
+    }
+
+    /// A complete response with a JSON body already serialised.
+    public func send(_ status: Int, _ bytes: [UInt8], headers: [(String, String)] = []) {
+        head(
+            status: status,
+            headers: [("Content-Type", "application/json"), ("Content-Length", String(bytes.count))] + headers)
+        body(bytes)
+    }
+
+    /// An OpenAI-shaped error.
+    public func error(_ error: GatewayError, headers: [(String, String)] = []) {
+        json(error.status, error.body, headers: headers)
+    }
+}
+
+/// Reason phrases for the statuses we send.
+enum HTTPStatus {
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 204: return "No Content"
+        case 302: return "Found"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 413: return "Payload Too Large"
+        case 415: return "Unsupported Media Type"
+        case 422: return "Unprocessable Entity"
+        case 429: return "Too Many Requests"
+        case 500: return "Internal Server Error"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        default: return "Status"
+        }
+    }
+}

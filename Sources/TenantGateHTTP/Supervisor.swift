@@ -1,0 +1,130 @@
+import TenantGateCore
+import TenantGateSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The pool: binds once, runs N worker processes on the shared socket, restarts the dead,
+/// drains on SIGTERM and replaces workers one at a time on SIGHUP.
+public final class Supervisor {
+    private let listen: String
+    private let workers: Int
+    private let workerArgs: [String]
+    private let log: AppLog
+    private let drainTimeoutMs: Int
+    private var children: [pid_t: Int64] = [:]  // pid → start time (ms)
+    private var retiring: Set<pid_t> = []
+    private var failures = 0
+
+    /// Creates a supervisor; `workerArgs` are passed to `tenantgate worker`.
+    public init(listen: String, workers: Int, workerArgs: [String], log: AppLog, drainTimeoutMs: Int) {
+        self.listen = listen
+        self.workers = workers
+        self.workerArgs = workerArgs
+        self.log = log
+        self.drainTimeoutMs = drainTimeoutMs
+    }
+
+    /// Runs until SIGTERM/SIGINT; returns the exit code.
+    public func run() -> Int32 {
+        Posix.block(Posix.controlSignals)
+        Posix.ignore(SIGPIPE)
+        let fd = FastCGI.openSocket(listen)
+        guard fd >= 0 else {
+            log.event("pool_error", ["error": .string("cannot listen on \(listen)")], level: "error")
+            return 1
+        }
+        let exe = Posix.executablePath()
+        log.event("pool_start", ["listen": .string(listen), "workers": .int(workers)])
+        for _ in 0..<workers { spawn(exe, fd) }
+        var restartAt: Int64?
+        while true {
+            let sig = Posix.wait(for: Posix.controlSignals, timeoutMs: 250)
+            reapChildren()
+            switch sig {
+            case SIGTERM?, SIGINT?, SIGQUIT?:
+                shutdown()
+                return 0
+            case SIGHUP?:
+                rollingRestart(exe, fd)
+            case SIGUSR1?:
+                log.reopen()
+                for pid in children.keys { Posix.kill(pid, SIGUSR2) }
+            default: break
+            }
+            let alive = children.count - retiring.count
+            if alive < workers {
+                let now = Posix.monotonicMs()
+                if let at = restartAt {
+                    if now >= at {
+                        restartAt = nil
+                        for _ in alive..<workers { spawn(exe, fd) }
+                    }
+                } else {
+                    // Back off 100 ms doubling to 5 s while workers keep dying young.
+                    let delay = min(5000, 100 << min(failures, 6))
+                    restartAt = now + Int64(delay)
+                    log.event("worker_restart_scheduled", ["delay_ms": .int(delay)], level: "warn")
+                }
+            }
+        }
+    }
+
+    private func spawn(_ exe: String, _ fd: Int32) {
+        guard let pid = Posix.spawn(path: exe, args: ["worker"] + workerArgs, listenFD: fd) else {
+            log.event("pool_error", ["error": .string("cannot spawn worker")], level: "error")
+            failures += 1
+            return
+        }
+        children[pid] = Posix.monotonicMs()
+        log.event("worker_spawned", ["worker_pid": .int(Int(pid))])
+    }
+
+    private func reapChildren() {
+        while let (pid, status) = Posix.reap() {
+            guard let started = children.removeValue(forKey: pid) else { continue }
+            let wasRetiring = retiring.remove(pid) != nil
+            if wasRetiring { continue }
+            let lived = Posix.monotonicMs() - started
+            failures = lived < 10_000 ? failures + 1 : 0
+            log.event(
+                "worker_died", ["worker_pid": .int(Int(pid)), "status": .int(Int(status)), "lived_ms": .int(Int(lived))],
+                level: "error")
+        }
+    }
+
+    /// Replaces workers one at a time: start the new one, then drain the old one.
+    private func rollingRestart(_ exe: String, _ fd: Int32) {
+        log.event("pool_reload")
+        let old = Array(children.keys)
+        for pid in old {
+            spawn(exe, fd)
+            Posix.sleepMs(200)  // let the new worker load its config and start accepting
+            retiring.insert(pid)
+            Posix.kill(pid, SIGTERM)
+            waitFor([pid], timeoutMs: drainTimeoutMs + 1000)
+        }
+    }
+
+    private func waitFor(_ pids: [pid_t], timeoutMs: Int) {
+        let deadline = Posix.monotonicMs() + Int64(timeoutMs)
+        while Posix.monotonicMs() < deadline && pids.contains(where: { children[$0] != nil }) {
+            reapChildren()
+            Posix.sleepMs(10)
+        }
+        for pid in pids where children[pid] != nil { Posix.kill(pid, SIGKILL) }
+        reapChildren()
+    }
+
+    private func shutdown() {
+        log.event("pool_draining")
+        for pid in children.keys {
+            retiring.insert(pid)
+            Posix.kill(pid, SIGTERM)
+        }
+        waitFor(Array(children.keys), timeoutMs: drainTimeoutMs + 1000)
+        if listen.hasPrefix("unix:") { unlink(String(listen.dropFirst(5))) }
+        log.event("pool_exit")
+    }
+}

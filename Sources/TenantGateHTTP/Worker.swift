@@ -1,0 +1,149 @@
+import TenantGateCore
+import TenantGateSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Settings for one worker process.
+public struct WorkerOptions: Sendable {
+    public var dbPath: String
+    public var threads: Int
+    public var maxBodyBytes: Int
+    public var logPath: String?
+    public var logLevel: String
+    /// How long in-flight requests may run after SIGTERM.
+    public var drainTimeoutMs: Int
+
+    /// Creates options.
+    public init(dbPath: String, threads: Int, maxBodyBytes: Int, logPath: String?, logLevel: String, drainTimeoutMs: Int) {
+        self.dbPath = dbPath
+        self.threads = threads
+        self.maxBodyBytes = maxBodyBytes
+        self.logPath = logPath
+        self.logLevel = logLevel
+        self.drainTimeoutMs = drainTimeoutMs
+    }
+}
+
+/// One worker process: T threads accepting on the inherited socket (fd 0), drained on SIGTERM.
+public final class Worker: @unchecked Sendable {  // shared state is behind `Locked`
+    private enum SlotState { case accepting, busy, exited }
+
+    private let options: WorkerOptions
+    private let draining = Locked(false)
+    private let slots: Locked<[SlotState]>
+    private var threads: [OSThread] = []
+
+    /// Creates a worker.
+    public init(options: WorkerOptions) {
+        self.options = options
+        slots = Locked(Array(repeating: .busy, count: options.threads))
+    }
+
+    /// Serves until SIGTERM/SIGINT; returns the exit code.
+    public func run() -> Int32 {
+        let log = AppLog(path: options.logPath, level: options.logLevel)
+        // Control signals are taken synchronously by this thread; accept threads inherit the mask.
+        Posix.block([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2])
+        Posix.ignore(SIGPIPE)
+        FastCGI.initialize()
+        CurlGlobal.initialize()
+        guard !FastCGI.isCGI else {
+            log.event("worker_error", ["error": .string("fd 0 is not a listening socket (plain CGI is not supported)")], level: "error")
+            return 2
+        }
+        let configs: ConfigCache
+        do {
+            configs = try ConfigCache(dbPath: options.dbPath, log: log)
+        } catch {
+            log.event("worker_error", ["error": .string("cannot load configuration: \(error)")], level: "error")
+            return 1
+        }
+        configs.startPolling()
+        let gateway = Gateway(configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes))
+        for index in 0..<options.threads {
+            guard let thread = OSThread.start({ [self] in self.serve(slot: index, gateway: gateway, log: log) }) else {
+                log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
+                return 1
+            }
+            threads.append(thread)
+        }
+        log.event("worker_start", ["threads": .int(options.threads)])
+        while true {
+            let sig = Posix.wait(for: [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2])
+            if sig == SIGUSR2 || sig == SIGHUP {
+                log.reopen()
+                continue
+            }
+            break
+        }
+        log.event("worker_draining")
+        drain()
+        log.event("worker_exit")
+        return 0
+    }
+
+    private func drain() {
+        draining.withLock { $0 = true }
+        FastCGI.markShutdownPending()
+        let deadline = Posix.monotonicMs() + Int64(options.drainTimeoutMs)
+        while Posix.monotonicMs() < deadline {
+            let states = slots.withLock { $0 }
+            if states.allSatisfy({ $0 != .busy }) && states.allSatisfy({ $0 == .exited }) { return }
+            if states.allSatisfy({ $0 != .busy }) {
+                // Only idle threads remain, blocked in accept: nothing in flight, safe to leave.
+                return
+            }
+            // Interrupt threads blocked in accept (never busy ones: that would break their I/O).
+            for (i, state) in states.enumerated() where state == .accepting { threads[i].signal(SIGUSR1) }
+            Posix.sleepMs(20)
+        }
+    }
+
+    private func serve(slot: Int, gateway: Gateway, log: AppLog) {
+        let resources: ThreadResources
+        do {
+            resources = try ThreadResources(dbPath: options.dbPath)
+        } catch {
+            log.event("thread_error", ["error": .string("\(error)")], level: "error")
+            slots.withLock { $0[slot] = .exited }
+            return
+        }
+        guard let fcgi = FastCGIRequest(listenFD: 0) else {
+            slots.withLock { $0[slot] = .exited }
+            return
+        }
+        while true {
+            let stop = slots.withLock { states -> Bool in
+                if draining.withLock({ $0 }) {
+                    states[slot] = .exited
+                    return true
+                }
+                states[slot] = .accepting
+                return false
+            }
+            if stop { return }
+            let rc = fcgi.accept()
+            let stopNow = slots.withLock { states -> Bool in
+                // Holding the slot lock while reading `draining` orders this with drain()'s scan.
+                if rc < 0 && draining.withLock({ $0 }) {
+                    states[slot] = .exited
+                    return true
+                }
+                states[slot] = .busy
+                return false
+            }
+            if stopNow { return }
+            if rc < 0 {
+                // -104 (connection reset) and EINTR happen under load: try again.
+                if rc != -104 && rc != -4 { Posix.sleepMs(5) }
+                continue
+            }
+            let (request, tooLarge) = FastCGIAdapter.makeRequest(fcgi, maxBody: options.maxBodyBytes)
+            let sink = FastCGISink(fcgi)
+            gateway.handle(request, tooLarge: tooLarge, sink: sink, resources: resources)
+            fcgi.finish()
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import TenantGateSystem
+
+/// Versioned schema migrations, applied in order inside one transaction each.
+public enum Migrations {
+    /// The schema version this build expects.
+    public static var current: Int { steps.count }
+
+    static let configTables = ["settings", "backends", "models", "tenants"]
+
+    static let steps: [String] = [
+        // 1: configuration, keys and the config version counter every worker polls.
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+        INSERT INTO meta(key, value) VALUES ('config_version', 1);
+        CREATE TABLE settings(key TEXT PRIMARY KEY, json TEXT NOT NULL) STRICT;
+        CREATE TABLE backends(name TEXT PRIMARY KEY, json TEXT NOT NULL) STRICT;
+        CREATE TABLE models(name TEXT PRIMARY KEY, json TEXT NOT NULL) STRICT;
+        CREATE TABLE tenants(
+            id TEXT PRIMARY KEY, json TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE api_keys(
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, prefix TEXT NOT NULL, hash BLOB NOT NULL,
+            name TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER
+        ) STRICT;
+        CREATE INDEX api_keys_prefix ON api_keys(prefix);
+        CREATE INDEX api_keys_tenant ON api_keys(tenant_id);
+        """
+            + configTables.map { table in
+                ["INSERT", "UPDATE", "DELETE"].map { op in
+                    """
+                    CREATE TRIGGER \(table)_\(op.lowercased())_bump AFTER \(op) ON \(table)
+                    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+                    """
+                }.joined(separator: "\n")
+            }.joined(separator: "\n")
+            + """
+
+            CREATE TRIGGER api_keys_insert_bump AFTER INSERT ON api_keys
+            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+            CREATE TRIGGER api_keys_delete_bump AFTER DELETE ON api_keys
+            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+            CREATE TRIGGER api_keys_revoke_bump AFTER UPDATE OF revoked_at, hash, tenant_id ON api_keys
+            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+            """
+    ]
+
+    /// The schema version stored in the database (0 for a new file).
+    public static func version(_ db: SQLiteConnection) throws -> Int {
+        Int(try db.query("PRAGMA user_version").first?.first?.int ?? 0)
+    }
+
+    /// Applies every missing step; returns how many ran.
+    @discardableResult
+    public static func migrate(_ db: SQLiteConnection) throws -> Int {
+        var applied = 0
+        while true {
+            let ran: Bool = try db.transaction {
+                let version = try Migrations.version(db)
+                guard version < steps.count else { return false }
+                try db.execute(steps[version])
+                try db.execute("PRAGMA user_version = \(version + 1)")
+                return true
+            }
+            if !ran { break }
+            applied += 1
+        }
+        return applied
+    }
+}

@@ -1,0 +1,257 @@
+import ArgumentParser
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Reads a whole file (or stdin for "-") as UTF-8; refuses invalid UTF-8.
+func readText(_ path: String) throws -> String {
+    let fd = path == "-" ? 0 : open(path, O_RDONLY)
+    guard fd >= 0 else { throw CLIError("cannot open \(path)") }
+    defer { if fd != 0 { close(fd) } }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 { throw CLIError("cannot read \(path)") }
+        if n == 0 { break }
+        bytes.append(contentsOf: buf[0..<n])
+        if bytes.count > 8 << 20 { throw CLIError("\(path) is larger than 8 MiB") }
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(path) is not valid UTF-8") }
+    return text
+}
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Import or export the YAML configuration.",
+        subcommands: [Import.self, Export.self])
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upsert tenants, backends, models and defaults from a YAML file (atomic, idempotent).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "YAML file, or - for standard input.") var file: String
+        @Flag(help: "Remove what the file does not name.") var prune = false
+
+        func run() throws {
+            try reporting {
+                let node = try YAMLConfig.parse(try readText(file))
+                let document = try ConfigState.validateFile(node)
+                let db = try global.open()
+                let store = ConfigStore(db)
+                let before = try store.version()
+                try store.apply { $0.merging(document, prune: prune) }
+                let after = try store.version()
+                print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the configuration as YAML (or --json).")
+        @OptionGroup var global: GlobalOptions
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                let document = try ConfigStore(try global.open()).loadState().document()
+                print(json ? document.jsonString : YAMLConfig.render(document), terminator: json ? "\n" : "")
+            }
+        }
+    }
+}
+
+struct TenantCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant", abstract: "Create, list, show, change and delete tenants.",
+        subcommands: [Create.self, List.self, Show.self, Set.self, Delete.self])
+
+    /// Applies a one-tenant document through the same validation as `config import`.
+    static func applyTenant(_ global: GlobalOptions, _ id: String, _ tenant: ConfigNode, mustExist: Bool?) throws {
+        guard TenantID(id) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
+        let file = ConfigNode.mapping(
+            [(key: "tenants", value: .mapping([(key: id, value: tenant, line: nil)], line: nil), line: nil)], line: nil)
+        let document = try ConfigState.validateFile(file)
+        try ConfigStore(try global.open()).apply { state in
+            if let mustExist {
+                if mustExist && state.tenants[id] == nil { throw StoreError.notFound("tenant '\(id)'") }
+                if !mustExist && state.tenants[id] != nil { throw StoreError.invalid("tenant '\(id)' already exists") }
+            }
+            return state.merging(document, prune: false)
+        }
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a tenant.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Option var name: String?
+        @Option(help: "Comma-separated allowed models; the first is the default.") var models: String = ""
+
+        func run() throws {
+            try reporting {
+                var pairs: [(key: String, value: ConfigNode, line: Int?)] = [
+                    (key: "name", value: .scalar(name ?? id, quoted: true, line: nil), line: nil)
+                ]
+                let list = models.split(separator: ",").map { ConfigNode.scalar(String($0), quoted: true, line: nil) }
+                pairs.append((key: "models", value: .sequence(list, line: nil), line: nil))
+                try TenantCommand.applyTenant(global, id, .mapping(pairs, line: nil), mustExist: false)
+                print("tenant \(id) created")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tenants.")
+        @OptionGroup var global: GlobalOptions
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                let state = try ConfigStore(try global.open()).loadState()
+                let ids = state.tenants.keys.sorted()
+                if json {
+                    let rows: [JSONValue] = ids.map { id in
+                        .object([
+                            ("id", .string(id)), ("name", state.tenants[id]?["name"] ?? .string(id)),
+                            ("models", state.tenants[id]?["models"] ?? .array([])),
+                        ])
+                    }
+                    print(JSONValue.array(rows).jsonString)
+                } else {
+                    for id in ids {
+                        let name = state.tenants[id]?["name"]?.stringValue ?? id
+                        let models = (state.tenants[id]?["models"]?.arrayValue ?? []).compactMap(\.stringValue)
+                        print("\(id)\t\(name)\t\(models.joined(separator: ","))")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one tenant's settings.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                guard let tenant = try ConfigStore(try global.open()).loadState().tenants[id] else {
+                    throw StoreError.notFound("tenant '\(id)'")
+                }
+                let doc = JSONValue.object([("id", .string(id))] + (tenant.objectValue ?? []))
+                print(json ? doc.jsonString : YAMLConfig.render(doc), terminator: json ? "\n" : "")
+            }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set one setting: `tenant set acme rate_limit.requests_per_minute 100` (value in YAML).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Argument(help: "Dotted key path.") var key: String
+        @Argument(help: "Value as YAML (e.g. 100, true, \"[a, b]\", null).") var value: String
+
+        func run() throws {
+            try reporting {
+                var node = try YAMLConfig.parse(value)
+                for part in key.split(separator: ".").reversed() {
+                    node = .mapping([(key: String(part), value: node, line: nil)], line: nil)
+                }
+                try TenantCommand.applyTenant(global, id, node, mustExist: true)
+                print("tenant \(id): \(key) updated")
+            }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a tenant (its keys are revoked).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+
+        func run() throws {
+            try reporting {
+                try ConfigStore(try global.open()).apply { state in
+                    guard state.tenants[id] != nil else { throw StoreError.notFound("tenant '\(id)'") }
+                    var next = state
+                    next.tenants[id] = nil
+                    if next.settings["default_tenant"]?.stringValue == id { next.settings["default_tenant"] = nil }
+                    return next
+                }
+                print("tenant \(id) deleted")
+            }
+        }
+    }
+}
+
+struct KeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "Issue, list and revoke gateway API keys.",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a key; the key is printed once, as the last line.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var tenant: String
+        @Option var name: String = ""
+
+        func run() throws {
+            try reporting {
+                guard TenantID(tenant) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
+                guard name.utf8.count <= 200 else { throw CLIError("--name is longer than 200 bytes") }
+                let (id, secret) = try KeyStore(try global.open()).create(tenant: tenant, name: name)
+                print("created \(id) for tenant \(tenant); store this key now, it is not shown again:")
+                print(secret)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
+        @OptionGroup var global: GlobalOptions
+        @Option var tenant: String?
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                let keys = try KeyStore(try global.open()).list(tenant: tenant)
+                if json {
+                    print(
+                        JSONValue.array(
+                            keys.map { k in
+                                .object([
+                                    ("id", .string(k.id)), ("tenant", .string(k.tenant)), ("name", .string(k.name)),
+                                    ("prefix", .string(k.prefix)), ("created_at", .int(Int(k.createdAt))),
+                                    ("last_used_at", k.lastUsedAt.map { .int(Int($0)) } ?? .null),
+                                    ("revoked", .bool(k.revokedAt != nil)),
+                                ])
+                            }
+                        ).jsonString)
+                } else {
+                    for k in keys {
+                        print("\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(k.revokedAt == nil ? "active" : "revoked")\t\(k.name)")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+
+        func run() throws {
+            try reporting {
+                guard try KeyStore(try global.open()).revoke(id: id) else { throw StoreError.notFound("active key '\(id)'") }
+                print("key \(id) revoked")
+            }
+        }
+    }
+}

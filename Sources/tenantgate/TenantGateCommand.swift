@@ -1,0 +1,135 @@
+import ArgumentParser
+import TenantGateCore
+import TenantGateHTTP
+import TenantGateStore
+import TenantGateSystem
+
+@main
+struct TenantGateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenantgate",
+        abstract: "A multi-tenant LLM gateway behind nginx (FastCGI worker pool, SQLite).",
+        subcommands: [
+            ServeCommand.self, WorkerCommand.self, MigrateCommand.self, ConfigCommand.self, TenantCommand.self,
+            KeyCommand.self,
+        ]
+    )
+}
+
+/// `--db` shared by every command.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "SQLite database (default: $TENANTGATE_DB or $TENANTGATE_HOME/tenantgate.db).")
+    var db: String?
+
+    var path: String {
+        if let db { return db }
+        if let env = Posix.env("TENANTGATE_DB"), !env.isEmpty { return env }
+        let home = Posix.env("TENANTGATE_HOME").flatMap { $0.isEmpty ? nil : $0 } ?? "./var"
+        return home + "/tenantgate.db"
+    }
+
+    /// Opens the database and brings the schema up to date.
+    func open() throws -> SQLiteConnection {
+        let conn = try SQLiteConnection(path: path)
+        try Migrations.migrate(conn)
+        return conn
+    }
+}
+
+/// Prints to standard error.
+func printError(_ message: String) {
+    Posix.writeAll(fd: 2, Array((message + "\n").utf8))
+}
+
+/// A failure the CLI reports as one line and a non-zero exit.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`, turning our errors into a message on stderr and exit code 1.
+func reporting(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ConfigError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as CLIError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as StoreError {
+        printError("error: \(error)")
+        throw ExitCode(1)
+    } catch let error as SQLiteError {
+        printError("error: database: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Create or upgrade the database schema.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try reporting {
+            let conn = try SQLiteConnection(path: global.path)
+            let applied = try Migrations.migrate(conn)
+            print("schema version \(try Migrations.version(conn)) (\(applied) migration(s) applied)")
+        }
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the FastCGI worker pool (supervisor + N worker processes).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "unix:PATH or HOST:PORT") var listen: String = "127.0.0.1:9000"
+    @Option(help: "Worker processes.") var workers: Int = 2
+    @Option(help: "Accepting threads per worker.") var threads: Int = 8
+    @Option(help: "Application log file (JSON lines); default: standard error.") var log: String?
+    @Option(help: "Log level: debug, info, warn, error.") var logLevel: String = "info"
+    @Option(help: "Largest request body in bytes (keep equal to nginx client_max_body_size).")
+    var maxBody: Int = 1 << 20
+    @Option(help: "Milliseconds in-flight requests may take after SIGTERM.") var drainTimeout: Int = 30_000
+
+    func validate() throws {
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1-256") }
+        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1-1024") }
+        guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024") }
+    }
+
+    func run() throws {
+        try reporting {
+            _ = try global.open()  // migrate on start
+        }
+        let appLog = AppLog(path: log, level: logLevel)
+        var args = [
+            "--db", global.path, "--threads", String(threads), "--max-body", String(maxBody), "--log-level", logLevel,
+            "--drain-timeout", String(drainTimeout),
+        ]
+        if let log { args += ["--log", log] }
+        let supervisor = Supervisor(
+            listen: listen, workers: workers, workerArgs: args, log: appLog, drainTimeoutMs: drainTimeout)
+        throw ExitCode(supervisor.run())
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve FastCGI on the socket inherited as fd 0 (for spawn-fcgi, mod_fcgid or `serve`).")
+    @OptionGroup var global: GlobalOptions
+    @Option var threads: Int = 8
+    @Option var log: String?
+    @Option var logLevel: String = "info"
+    @Option var maxBody: Int = 1 << 20
+    @Option var drainTimeout: Int = 30_000
+
+    func run() throws {
+        let worker = Worker(
+            options: WorkerOptions(
+                dbPath: global.path, threads: max(1, threads), maxBodyBytes: maxBody, logPath: log, logLevel: logLevel,
+                drainTimeoutMs: drainTimeout))
+        throw ExitCode(worker.run())
+    }
+}
