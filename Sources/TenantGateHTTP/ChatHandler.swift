@@ -13,9 +13,6 @@ struct ChatHandler {
     private var baseHeaders: [(String, String)] { [("X-Tenant-ID", tenant.id.rawValue)] }
 
     func run(outcome: inout Outcome) throws {
-        if let type = request.headers["content-type"], !type.lowercased().hasPrefix("application/json") {
-            throw GatewayError.unsupportedMediaType
-        }
         let chat = try ChatRequest.parse(request.body)
         guard let modelName = chat.model ?? tenant.defaultModel else {
             throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
