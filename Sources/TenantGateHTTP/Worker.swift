@@ -90,14 +90,11 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         let deadline = Posix.monotonicMs() + Int64(options.drainTimeoutMs)
         while Posix.monotonicMs() < deadline {
             let states = slots.withLock { $0 }
-            if states.allSatisfy({ $0 != .busy }) && states.allSatisfy({ $0 == .exited }) { return }
-            if states.allSatisfy({ $0 != .busy }) {
-                // Only idle threads remain, blocked in accept: nothing in flight, safe to leave.
-                return
-            }
+            // Wait for every thread to leave: a thread inside accept may be holding a fresh connection.
+            if states.allSatisfy({ $0 == .exited }) { return }
             // Interrupt threads blocked in accept (never busy ones: that would break their I/O).
             for (i, state) in states.enumerated() where state == .accepting { threads[i].signal(SIGUSR1) }
-            Posix.sleepMs(20)
+            Posix.sleepMs(10)
         }
     }
 

@@ -1,0 +1,146 @@
+"""Starts the real stack for the integration tests: nginx (TLS) → tenantgate pool (FastCGI) → mock upstream."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mock_upstream import MockUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("TG_BIN", str(ROOT / ".build/debug/tenantgate"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:
+            pass
+        time.sleep(interval)
+    return False
+
+
+CONFIG = """
+defaults:
+  features: {{streaming: true}}
+backends:
+  up: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", api_key_env: TG_TEST_UPSTREAM_KEY, timeout_ms: 3000}}
+  dead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 2000}}
+  demo: {{provider: mock}}
+models:
+  fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
+  gone: {{backend: dead, upstream_model: whatever}}
+  mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
+tenants:
+  acme:
+    name: Acme
+    models: [fast, gone, mock-small]
+  globex:
+    name: Globex
+    models: [mock-small]
+  nostream:
+    models: [fast]
+    features: {{streaming: false}}
+"""
+
+
+class Stack:
+    def __init__(self, workers=2, threads=32):
+        self.home = Path(tempfile.mkdtemp(prefix="tg-it-"))
+        self.upstream = MockUpstream().start()
+        self.https_port = free_port()
+        self.http_port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "TENANTGATE_HOME": str(self.home),
+            "TENANTGATE_DB": str(self.home / "tenantgate.db"),
+            "TENANTGATE_HTTPS_PORT": str(self.https_port),
+            "TENANTGATE_HTTP_PORT": str(self.http_port),
+            "TENANTGATE_MAX_BODY": "1048576",
+            "TG_TEST_UPSTREAM_KEY": "sk-upstream-secret-123",
+        })
+        self.workers = workers
+        self.threads = threads
+        self.base = f"https://127.0.0.1:{self.https_port}"
+        self.keys = {}
+        self.pool = None
+
+    def cli(self, *args, input=None, check=True):
+        return subprocess.run([BIN, *args], env=self.env, input=input, capture_output=True, text=True, check=check)
+
+    def lib(self, command):
+        subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; {command}'], env=self.env, check=True,
+                       capture_output=True)
+
+    def start(self):
+        self.lib(f'tg_init_home "{self.home}" && tg_render_nginx "{self.home}"')
+        config = self.home / "config.yaml"
+        config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
+        self.cli("config", "import", str(config))
+        for tenant in ("acme", "globex", "nostream"):
+            self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
+        self.log_path = self.home / "log" / "tenantgate.log"
+        self.pool = subprocess.Popen(
+            [BIN, "serve", "--listen", f"unix:{self.home}/run/tenantgate.sock", "--workers", str(self.workers),
+             "--threads", str(self.threads), "--log", str(self.log_path), "--drain-timeout", "10000"],
+            env=self.env)
+        self.lib(f'tg_nginx "{self.home}"')
+        assert wait_until(lambda: httpx.get(self.base + "/readyz", verify=False).status_code == 200), "stack not ready"
+        return self
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.pool.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self):
+        subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/lib.sh"; tg_nginx "{self.home}" -s stop'],
+                       env=self.env, capture_output=True)
+        if self.pool and self.pool.poll() is None:
+            self.pool.send_signal(signal.SIGTERM)
+            try:
+                self.pool.wait(15)
+            except subprocess.TimeoutExpired:
+                self.pool.kill()
+        self.upstream.stop()
+
+    def client(self, **kw):
+        return httpx.Client(base_url=self.base, verify=False, timeout=30, **kw)
+
+    def upstream_requests(self):
+        return self.upstream.recorder.all()
+
+    def app_log(self):
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fresh_stack():
+    """A small stack of its own, for tests that signal or kill the pool."""
+    s = Stack(workers=2, threads=4).start()
+    yield s
+    s.stop()

@@ -1,0 +1,166 @@
+"""A scriptable mock LLM upstream speaking OpenAI (and Anthropic) HTTP, for integration tests and benchmarks.
+
+Behaviour is scripted per request by a directive in the last user message: `#mock {"status": 500}`.
+Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE]), broken_json,
+no_usage, retry_after. Every request is recorded (GET /_requests, POST /_reset).
+"""
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []
+
+    def add(self, entry):
+        with self.lock:
+            self.requests.append(entry)
+
+    def all(self):
+        with self.lock:
+            return list(self.requests)
+
+    def reset(self):
+        with self.lock:
+            self.requests.clear()
+
+
+def directive(body):
+    try:
+        messages = body.get("messages") or []
+        for message in reversed(messages):
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, str) and "#mock " in content:
+                return json.loads(content.split("#mock ", 1)[1])
+    except (ValueError, AttributeError):
+        pass
+    return {}
+
+
+def make_handler(recorder):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def send_json(self, status, value, extra=None):
+            data = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/_requests":
+                return self.send_json(200, recorder.all())
+            self.send_json(404, {"error": {"message": "not found"}})
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path == "/_reset":
+                recorder.reset()
+                return self.send_json(200, {"ok": True})
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self.send_json(400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
+            recorder.add({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+            d = directive(body)
+            if d.get("delay_ms"):
+                time.sleep(d["delay_ms"] / 1000)
+            if d.get("status"):
+                extra = {"Retry-After": str(d["retry_after"])} if "retry_after" in d else None
+                return self.send_json(
+                    d["status"], {"error": {"message": "scripted failure", "type": "server_error"}}, extra)
+            if self.path.endswith("/chat/completions"):
+                return self.chat(body, d)
+            self.send_json(404, {"error": {"message": "unknown path"}})
+
+        def chat(self, body, d):
+            n = int(d.get("chunks", 4))
+            pieces = [f"part{i} " for i in range(n)]
+            text = "".join(pieces)
+            usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}
+            if not body.get("stream"):
+                if d.get("broken_json"):
+                    data = b'{"id": "x", "choices": [ {'
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                value = {
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body.get("model"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}],
+                }
+                if not d.get("no_usage"):
+                    value["usage"] = usage
+                return self.send_json(200, value)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
+            def event(value):
+                self.wfile.write(b"data: " + json.dumps(value).encode() + b"\n\n")
+                self.wfile.flush()
+
+            base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": body.get("model")}
+            try:
+                event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                            "finish_reason": None}]})
+                for i, piece in enumerate(pieces):
+                    if d.get("chunk_delay_ms"):
+                        time.sleep(d["chunk_delay_ms"] / 1000)
+                    if d.get("cut") and i == n // 2:
+                        return
+                    event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                include = (body.get("stream_options") or {}).get("include_usage")
+                if include and not d.get("no_usage"):
+                    event({**base, "choices": [], "usage": usage})
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
+
+
+class MockUpstream:
+    def __init__(self, host="127.0.0.1", port=0):
+        self.recorder = Recorder()
+        self.server = ThreadingHTTPServer((host, port), make_handler(self.recorder))
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    upstream = MockUpstream(port=port)
+    print(upstream.port, flush=True)
+    upstream.server.serve_forever()
