@@ -54,7 +54,8 @@ public final class AppLog: @unchecked Sendable {  // the fd is swapped under a l
         let secOfDay = Int(seconds % 86_400)
         func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(y)-\(two(m))-\(two(d))T\(two(secOfDay / 3600)):\(two(secOfDay / 60 % 60)):\(two(secOfDay % 60)).\(ms)Z"
+        return
+            "\(y)-\(two(m))-\(two(d))T\(two(secOfDay / 3600)):\(two(secOfDay / 60 % 60)):\(two(secOfDay % 60)).\(ms)Z"
     }
 
     /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.

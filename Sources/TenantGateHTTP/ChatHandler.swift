@@ -37,7 +37,8 @@ struct ChatHandler {
 
     private func cost(_ usage: Usage, _ model: ModelConfig) -> Double {
         let uncached = max(0, usage.promptTokens - usage.cachedTokens)
-        return (Double(uncached) * model.inputPerMTok + Double(usage.cachedTokens) * model.cachedInputPerMTok
+        return
+            (Double(uncached) * model.inputPerMTok + Double(usage.cachedTokens) * model.cachedInputPerMTok
             + Double(usage.completionTokens) * model.outputPerMTok) / 1_000_000
     }
 
@@ -128,7 +129,9 @@ struct ChatHandler {
             let options = (chat.body["stream_options"] ?? .object([])).setting("include_usage", .bool(true))
             body = body.setting("stream_options", options)
         }
-        var headers = ["Content-Type: application/json", "Accept: " + (chat.stream ? "text/event-stream" : "application/json")]
+        var headers = [
+            "Content-Type: application/json", "Accept: " + (chat.stream ? "text/event-stream" : "application/json"),
+        ]
         if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty {
             headers.append("Authorization: Bearer \(key)")
         }

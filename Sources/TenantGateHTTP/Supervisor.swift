@@ -89,7 +89,8 @@ public final class Supervisor {
             let lived = Posix.monotonicMs() - started
             failures = lived < 10_000 ? failures + 1 : 0
             log.event(
-                "worker_died", ["worker_pid": .int(Int(pid)), "status": .int(Int(status)), "lived_ms": .int(Int(lived))],
+                "worker_died",
+                ["worker_pid": .int(Int(pid)), "status": .int(Int(status)), "lived_ms": .int(Int(lived))],
                 level: "error")
         }
     }

@@ -16,7 +16,9 @@ public struct WorkerOptions: Sendable {
     public var drainTimeoutMs: Int
 
     /// Creates options.
-    public init(dbPath: String, threads: Int, maxBodyBytes: Int, logPath: String?, logLevel: String, drainTimeoutMs: Int) {
+    public init(
+        dbPath: String, threads: Int, maxBodyBytes: Int, logPath: String?, logLevel: String, drainTimeoutMs: Int
+    ) {
         self.dbPath = dbPath
         self.threads = threads
         self.maxBodyBytes = maxBodyBytes
@@ -50,7 +52,9 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         FastCGI.initialize()
         CurlGlobal.initialize()
         guard !FastCGI.isCGI else {
-            log.event("worker_error", ["error": .string("fd 0 is not a listening socket (plain CGI is not supported)")], level: "error")
+            log.event(
+                "worker_error", ["error": .string("fd 0 is not a listening socket (plain CGI is not supported)")],
+                level: "error")
             return 2
         }
         let configs: ConfigCache

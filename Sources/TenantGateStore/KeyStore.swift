@@ -45,7 +45,10 @@ public struct KeyStore {
             }
             try db.statement(
                 "INSERT INTO api_keys(id, tenant_id, prefix, hash, name, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-            ).run([.text(id), .text(tenant), .text(prefix), .blob(Crypto.sha256(Array(secret.utf8))), .text(name), .int(now)])
+            ).run([
+                .text(id), .text(tenant), .text(prefix), .blob(Crypto.sha256(Array(secret.utf8))), .text(name),
+                .int(now),
+            ])
         }
         return (id, secret)
     }
@@ -55,7 +58,8 @@ public struct KeyStore {
         let rows: [[SQLValue]]
         let columns = "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at"
         if let tenant {
-            rows = try db.query("SELECT \(columns) FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", [.text(tenant)])
+            rows = try db.query(
+                "SELECT \(columns) FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", [.text(tenant)])
         } else {
             rows = try db.query("SELECT \(columns) FROM api_keys ORDER BY tenant_id, created_at, id")
         }

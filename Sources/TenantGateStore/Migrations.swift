@@ -33,15 +33,15 @@ public enum Migrations {
                     """
                 }.joined(separator: "\n")
             }.joined(separator: "\n")
-            + """
+                + """
 
-            CREATE TRIGGER api_keys_insert_bump AFTER INSERT ON api_keys
-            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
-            CREATE TRIGGER api_keys_delete_bump AFTER DELETE ON api_keys
-            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
-            CREATE TRIGGER api_keys_revoke_bump AFTER UPDATE OF revoked_at, hash, tenant_id ON api_keys
-            BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
-            """
+                CREATE TRIGGER api_keys_insert_bump AFTER INSERT ON api_keys
+                BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+                CREATE TRIGGER api_keys_delete_bump AFTER DELETE ON api_keys
+                BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+                CREATE TRIGGER api_keys_revoke_bump AFTER UPDATE OF revoked_at, hash, tenant_id ON api_keys
+                BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+                """
     ]
 
     /// The schema version stored in the database (0 for a new file).

@@ -3,7 +3,7 @@ import Yams
 
 /// Turns YAML text into a `ConfigNode` (with lines) and configuration JSON back into YAML.
 public enum YAMLConfig {
-    /// Parses YAML; refuses anchors/aliases, tags and documents over 4 MiB.
+    /// Parses YAML; refuses documents over 4 MiB or expanding (through aliases) to over 200,000 nodes.
     public static func parse(_ text: String) throws(ConfigError) -> ConfigNode {
         guard text.utf8.count <= 4 << 20 else {
             throw ConfigError(path: "", message: "configuration file larger than 4 MiB", line: nil)
@@ -17,11 +17,17 @@ public enum YAMLConfig {
             throw ConfigError(path: "", message: "invalid YAML: \(error)", line: nil)
         }
         guard let node else { return .scalar("", quoted: false, line: nil) }
-        return try convert(node)
+        var budget = 200_000
+        return try convert(node, &budget)
     }
 
-    private static func convert(_ node: Node) throws(ConfigError) -> ConfigNode {
+    private static func convert(_ node: Node, _ budget: inout Int) throws(ConfigError) -> ConfigNode {
         let line = node.mark.map { $0.line }
+        // Aliases can expand exponentially ("billion laughs"): bound the expanded size.
+        budget -= 1
+        guard budget > 0 else {
+            throw ConfigError(path: "", message: "configuration expands to more than 200000 nodes", line: line)
+        }
         switch node {
         case .scalar(let scalar):
             let quoted = scalar.style != .plain
@@ -32,12 +38,12 @@ public enum YAMLConfig {
                 guard case .scalar(let k) = key else {
                     throw ConfigError(path: "", message: "mapping keys must be plain strings", line: key.mark?.line)
                 }
-                pairs.append((key: k.string, value: try convert(value), line: key.mark?.line))
+                pairs.append((key: k.string, value: try convert(value, &budget), line: key.mark?.line))
             }
             return .mapping(pairs, line: line)
         case .sequence(let sequence):
             var items: [ConfigNode] = []
-            for item in sequence { items.append(try convert(item)) }
+            for item in sequence { items.append(try convert(item, &budget)) }
             return .sequence(items, line: line)
         case .alias:
             throw ConfigError(path: "", message: "YAML aliases are not supported", line: line)

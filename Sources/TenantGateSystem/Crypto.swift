@@ -34,7 +34,8 @@ public enum Crypto {
         key.withUnsafeBufferPointer { k in
             message.withUnsafeBufferPointer { m in
                 out.withUnsafeMutableBufferPointer { o in
-                    _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
+                    _ = HMAC(
+                        EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
                 }
             }
         }
@@ -113,7 +114,9 @@ public enum Crypto {
         else { throw OpenSSLError(operation: "aes-gcm encrypt") }
         total = len
         guard
-            out.withUnsafeMutableBufferPointer({ EVP_EncryptFinal_ex(ctx, $0.baseAddress.map { $0 + Int(total) }, &len) })
+            out.withUnsafeMutableBufferPointer({
+                EVP_EncryptFinal_ex(ctx, $0.baseAddress.map { $0 + Int(total) }, &len)
+            })
                 == 1,
             tag.withUnsafeMutableBytes({ tg_evp_gcm_get_tag(ctx, 16, $0.baseAddress) }) == 1
         else { throw OpenSSLError(operation: "aes-gcm finalize") }
@@ -142,7 +145,9 @@ public enum Crypto {
         else { throw OpenSSLError(operation: "aes-gcm decrypt") }
         let total = len
         guard
-            out.withUnsafeMutableBufferPointer({ EVP_DecryptFinal_ex(ctx, $0.baseAddress.map { $0 + Int(total) }, &len) })
+            out.withUnsafeMutableBufferPointer({
+                EVP_DecryptFinal_ex(ctx, $0.baseAddress.map { $0 + Int(total) }, &len)
+            })
                 == 1
         else { throw OpenSSLError(operation: "aes-gcm authentication") }
         return Array(out[0..<Int(total + len)])

@@ -196,7 +196,8 @@ struct KeyCommand: ParsableCommand {
         subcommands: [Create.self, List.self, Revoke.self])
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue a key; the key is printed once, as the last line.")
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a key; the key is printed once, as the last line.")
         @OptionGroup var global: GlobalOptions
         @Argument var tenant: String
         @Option var name: String = ""
@@ -235,7 +236,9 @@ struct KeyCommand: ParsableCommand {
                         ).jsonString)
                 } else {
                     for k in keys {
-                        print("\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(k.revokedAt == nil ? "active" : "revoked")\t\(k.name)")
+                        print(
+                            "\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(k.revokedAt == nil ? "active" : "revoked")\t\(k.name)"
+                        )
                     }
                 }
             }
@@ -249,7 +252,9 @@ struct KeyCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                guard try KeyStore(try global.open()).revoke(id: id) else { throw StoreError.notFound("active key '\(id)'") }
+                guard try KeyStore(try global.open()).revoke(id: id) else {
+                    throw StoreError.notFound("active key '\(id)'")
+                }
                 print("key \(id) revoked")
             }
         }

@@ -67,7 +67,8 @@ func reporting(_ body: () throws -> Void) throws {
 }
 
 struct MigrateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Create or upgrade the database schema.")
+    static let configuration = CommandConfiguration(
+        commandName: "migrate", abstract: "Create or upgrade the database schema.")
     @OptionGroup var global: GlobalOptions
 
     func run() throws {

@@ -60,14 +60,17 @@ public indirect enum ConfigSchema: Sendable {
                 if text == "true" || text == "false" { return .bool(text == "true") }
                 if let pct = Int(text) {
                     guard (0...100).contains(pct) else {
-                        throw ConfigError(path: path, message: "rollout percentage must be 0-100, got \(pct)", line: line)
+                        throw ConfigError(
+                            path: path, message: "rollout percentage must be 0-100, got \(pct)", line: line)
                     }
                     return .int(pct)
                 }
             }
             throw wrongType(node, path, "true, false or a percentage 0-100")
         case .oneOf(let options):
-            guard case .scalar(let text, _, let line) = node else { throw wrongType(node, path, options.joined(separator: " | ")) }
+            guard case .scalar(let text, _, let line) = node else {
+                throw wrongType(node, path, options.joined(separator: " | "))
+            }
             guard options.contains(text) else {
                 throw ConfigError(
                     path: path, message: "must be one of \(options.joined(separator: ", ")), got '\(text)'", line: line)
@@ -112,7 +115,8 @@ public indirect enum ConfigSchema: Sendable {
                 case .name:
                     guard ConfigSchema.isName(pair.key) else {
                         throw ConfigError(
-                            path: sub, message: "name must be 1-128 characters of A-Z a-z 0-9 . _ : / -", line: pair.line)
+                            path: sub, message: "name must be 1-128 characters of A-Z a-z 0-9 . _ : / -",
+                            line: pair.line)
                     }
                 }
                 guard seen.insert(pair.key).inserted else {

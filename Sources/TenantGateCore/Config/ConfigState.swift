@@ -39,7 +39,11 @@ public struct ConfigState: Sendable, Equatable {
             case "models": next.models = ConfigState.upsert(next.models, value, prune: prune)
             case "tenants": next.tenants = ConfigState.upsert(next.tenants, value, prune: prune)
             default:
-                if prune { next.settings[key] = value } else { next.settings[key] = ConfigState.deepMerge(next.settings[key], value) }
+                if prune {
+                    next.settings[key] = value
+                } else {
+                    next.settings[key] = ConfigState.deepMerge(next.settings[key], value)
+                }
             }
         }
         if prune {

@@ -107,7 +107,8 @@ public struct GatewayConfig: Sendable {
             var baseURL = json["base_url"]?.stringValue ?? ""
             if provider != .mock {
                 guard baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://") else {
-                    throw ConfigError(path: "\(path).base_url", message: "must be an http:// or https:// URL", line: nil)
+                    throw ConfigError(
+                        path: "\(path).base_url", message: "must be an http:// or https:// URL", line: nil)
                 }
             }
             while baseURL.hasSuffix("/") { baseURL.removeLast() }
@@ -147,7 +148,8 @@ public struct GatewayConfig: Sendable {
             for (from, chain) in json["fallbacks"]?.objectValue ?? [] {
                 let list = (chain.arrayValue ?? []).compactMap(\.stringValue)
                 for m in [from] + list where models[m] == nil {
-                    throw ConfigError(path: "tenants.\(id).fallbacks.\(from)", message: "unknown model '\(m)'", line: nil)
+                    throw ConfigError(
+                        path: "tenants.\(id).fallbacks.\(from)", message: "unknown model '\(m)'", line: nil)
                 }
                 fallbacks[from] = list
             }

@@ -8,7 +8,8 @@ public struct TenantID: Hashable, Sendable, CustomStringConvertible {
         let bytes = raw.utf8
         guard let first = bytes.first, bytes.count <= 63 else { return nil }
         guard TenantID.isLowerAlnum(first) else { return nil }
-        for b in bytes.dropFirst() where !(TenantID.isLowerAlnum(b) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")) {
+        for b in bytes.dropFirst() where !(TenantID.isLowerAlnum(b) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-"))
+        {
             return nil
         }
         rawValue = raw

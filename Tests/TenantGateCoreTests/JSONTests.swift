@@ -1,0 +1,90 @@
+import Testing
+
+@testable import TenantGateCore
+
+@Suite struct JSONParserTests {
+    @Test func parsesAndKeepsNumberText() throws {
+        let value = try JSONParser.parse(#"{"a": 1.50, "b": [true, false, null], "c": "x\u00e9\n", "d": -2e3}"#)
+        #expect(value["a"] == .number("1.50"))
+        #expect(value["b"] == .array([.bool(true), .bool(false), .null]))
+        #expect(value["c"]?.stringValue == "xé\n")
+        #expect(value["d"]?.doubleValue == -2000)
+        #expect(value.jsonString == #"{"a":1.50,"b":[true,false,null],"c":"xé\n","d":-2e3}"#)
+    }
+
+    @Test func surrogatePairsDecode() throws {
+        #expect(try JSONParser.parse(#""\ud83d\ude00""#).stringValue == "😀")
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":}", "01", "1.", "-", "tru", "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "{} {}",
+        "\"a\u{01}\"", "[1 2]", "{\"a\" 1}", "NaN", "'a'",
+    ])
+    func rejectsMalformed(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test(
+        arguments: [
+            [0x22, 0xFF, 0x22], [0x22, 0xC0, 0x80, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22],
+            [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22],
+            [0x22, 0xE2, 0x82, 0x22],
+        ] as [[UInt8]])
+    func rejectsInvalidUTF8(_ bytes: [UInt8]) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(bytes) }
+    }
+
+    @Test func limitsNesting() {
+        let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+        let ok = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+        #expect((try? JSONParser.parse(ok)) != nil)
+    }
+
+    @Test func writerEscapesControlCharacters() {
+        #expect(JSONValue.string("a\"b\\c\u{01}\t").jsonString == #""a\"b\\c\u0001\t""#)
+    }
+
+    @Test func settingReplacesInPlaceAndDropsDuplicates() throws {
+        let value = try JSONParser.parse(#"{"model":"a","x":1,"model":"b"}"#)
+        #expect(value.setting("model", .string("z")).jsonString == #"{"model":"z","x":1}"#)
+        #expect(value.setting("new", .int(2)).jsonString == #"{"model":"a","x":1,"model":"b","new":2}"#)
+    }
+}
+
+@Suite struct SSETests {
+    @Test func splitsEventsAcrossArbitraryChunks() {
+        let stream = Array("data: {\"a\":1}\n\n: comment\n\nevent: ping\ndata: x\ndata: y\r\n\r\ndata: [DONE]\n\n".utf8)
+        for size in [1, 2, 3, 7, 64] {
+            var parser = SSEParser()
+            var events: [SSEEvent] = []
+            var i = 0
+            while i < stream.count {
+                events += parser.feed(Array(stream[i..<min(stream.count, i + size)])) ?? []
+                i += size
+            }
+            #expect(
+                events == [
+                    SSEEvent(event: nil, data: "{\"a\":1}"), SSEEvent(event: "ping", data: "x\ny"),
+                    SSEEvent(event: nil, data: "[DONE]"),
+                ])
+        }
+    }
+
+    @Test func framesMultilineData() {
+        #expect(
+            String(decoding: SSEParser.frame(data: "a\nb", event: "e"), as: UTF8.self)
+                == "event: e\ndata: a\ndata: b\n\n")
+    }
+
+    @Test func refusesOversizedEvent() {
+        var parser = SSEParser(maxEventBytes: 10)
+        #expect(parser.feed(Array("data: 0123456789abc".utf8)) == nil)
+    }
+
+    @Test func finishReturnsTrailingEvent() {
+        var parser = SSEParser()
+        _ = parser.feed(Array("data: tail".utf8))
+        #expect(parser.finish() == SSEEvent(event: nil, data: "tail"))
+    }
+}

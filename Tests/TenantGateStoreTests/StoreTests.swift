@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+
+@testable import TenantGateCore
+@testable import TenantGateHTTP
+@testable import TenantGateStore
+@testable import TenantGateSystem
+
+func tempDB() throws -> SQLiteConnection {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("tg-\(UUID().uuidString).db").path
+    let db = try SQLiteConnection(path: path)
+    try Migrations.migrate(db)
+    return db
+}
+
+let yaml = """
+    defaults:
+      rate_limit: {requests_per_minute: 60}
+    backends:
+      demo: {provider: mock}
+      up: {provider: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: UP_KEY}
+    models:
+      m: {backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}
+      g: {backend: up, upstream_model: gpt-4o-mini}
+    tenants:
+      acme:
+        name: "Acme <Corp> 'quoted'"
+        models: [m, g]
+        system_prompt: "Line one\\nLine \\"two\\""
+        policies:
+          - {name: no_pii, classifier: pii, threshold: 0.5, stage: ingress, action: redact}
+    """
+
+@Suite struct StoreTests {
+    func importYAML(_ db: SQLiteConnection, _ text: String, prune: Bool = false) throws {
+        let document = try ConfigState.validateFile(try YAMLConfig.parse(text))
+        try ConfigStore(db).apply { $0.merging(document, prune: prune) }
+    }
+
+    @Test func migrationsAreIdempotent() throws {
+        let db = try tempDB()
+        #expect(try Migrations.version(db) == Migrations.current)
+        #expect(try Migrations.migrate(db) == 0)
+    }
+
+    @Test func importIsIdempotentAndExportRoundTrips() throws {
+        let db = try tempDB()
+        let store = ConfigStore(db)
+        try importYAML(db, yaml)
+        let version = try store.version()
+        try importYAML(db, yaml)
+        #expect(try store.version() == version)
+        let exported = YAMLConfig.render(try store.loadState().document())
+        let other = try tempDB()
+        try importYAML(other, exported)
+        #expect(try ConfigStore(other).loadState() == (try store.loadState()))
+    }
+
+    @Test func invalidImportChangesNothing() throws {
+        let db = try tempDB()
+        try importYAML(db, yaml)
+        let before = try ConfigStore(db).loadState()
+        let version = try ConfigStore(db).version()
+        // Valid syntax, but a tenant names a model that does not exist: nothing of it may land.
+        let bad = "tenants:\n  newco: {models: [m]}\n  acme: {models: [ghost]}\n"
+        #expect(throws: ConfigError.self) { try importYAML(db, bad) }
+        #expect(try ConfigStore(db).loadState() == before)
+        #expect(try ConfigStore(db).version() == version)
+    }
+
+    @Test func yamlErrorsNameTheLine() {
+        do {
+            _ = try ConfigState.validateFile(
+                try YAMLConfig.parse("tenants:\n  acme:\n    models: [m]\n    colour: red\n"))
+            Issue.record("accepted")
+        } catch let error as ConfigError {
+            #expect(error.path == "tenants.acme.colour")
+            #expect(error.line == 4)
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+
+    @Test func yamlAliasBombsAndBadYAMLAreRefused() {
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...9 {
+            bomb +=
+                "a\(i): &a\(i) [*a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1), *a\(i-1)]\n"
+        }
+        #expect(throws: ConfigError.self) { try YAMLConfig.parse(bomb) }
+        #expect((try? YAMLConfig.parse("a: &x {b: 1}\nc: *x\n")) != nil)
+        #expect(throws: ConfigError.self) { try YAMLConfig.parse("a: [1, 2\n") }
+    }
+
+    @Test func keysAreHashedVerifiedAndRevoked() throws {
+        let db = try tempDB()
+        try importYAML(db, yaml)
+        let keys = KeyStore(db)
+        let (id, secret) = try keys.create(tenant: "acme", name: "ci")
+        #expect(secret.hasPrefix("tg_") && secret.count == 47)
+        let rows = try db.query("SELECT hash, prefix FROM api_keys")
+        #expect(rows[0][0].blob == Crypto.sha256(Array(secret.utf8)))
+        #expect(!(try db.query("SELECT * FROM api_keys")).description.contains(secret))
+        let config = try ConfigStore(db).snapshot()
+        let auth = Authenticator(hasher: OpenSSLKeyHasher())
+        let principal = try auth.authenticate(
+            ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret), config: config)
+        #expect(principal.key.id == id)
+        #expect(try keys.revoke(id: id))
+        #expect(try !keys.revoke(id: id))
+        #expect(throws: GatewayError.invalidAPIKey) {
+            try auth.authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
+                config: try ConfigStore(db).snapshot())
+        }
+        #expect(throws: StoreError.self) { try keys.create(tenant: "nobody", name: "") }
+    }
+
+    @Test func deletingATenantRevokesItsKeys() throws {
+        let db = try tempDB()
+        try importYAML(db, yaml)
+        let (_, secret) = try KeyStore(db).create(tenant: "acme", name: "")
+        try importYAML(db, "tenants:\n  acme: null\n")
+        try importYAML(db, "tenants:\n  acme: {models: [m]}\n")
+        #expect(throws: GatewayError.invalidAPIKey) {
+            try Authenticator(hasher: OpenSSLKeyHasher()).authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
+                config: try ConfigStore(db).snapshot())
+        }
+    }
+
+    @Test func hostileStringsAreStoredLiterally() throws {
+        let db = try tempDB()
+        try importYAML(db, yaml)
+        try importYAML(db, "tenants:\n  acme: {name: \"x'); DROP TABLE tenants;-- <script>\"}\n")
+        #expect(
+            try ConfigStore(db).loadState().tenants["acme"]?["name"]?.stringValue
+                == "x'); DROP TABLE tenants;-- <script>")
+    }
+}
+
+@Suite struct CryptoTests {
+    @Test func sha256AndHMACKnownAnswers() {
+        #expect(
+            Crypto.hex(Crypto.sha256(Array("abc".utf8)))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            Crypto.hex(
+                Crypto.hmacSHA256(
+                    key: Array("key".utf8), message: Array("The quick brown fox jumps over the lazy dog".utf8)))
+                == "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")
+    }
+
+    @Test func aesGCMRoundTripsAndDetectsTampering() throws {
+        let key = try Crypto.randomBytes(32)
+        var sealed = try Crypto.seal(Array("sk-secret".utf8), key: key)
+        #expect(try Crypto.open(sealed, key: key) == Array("sk-secret".utf8))
+        sealed[14] ^= 1
+        #expect(throws: OpenSSLError.self) { try Crypto.open(sealed, key: key) }
+    }
+
+    @Test func constantTimeEqual() {
+        #expect(Crypto.constantTimeEqual([1, 2], [1, 2]))
+        #expect(!Crypto.constantTimeEqual([1, 2], [1, 3]))
+        #expect(!Crypto.constantTimeEqual([1], [1, 2]))
+    }
+}
+
+@Suite struct LogFormatTests {
+    @Test func timestampsAreRFC3339UTC() {
+        #expect(AppLog.timestamp(0) == "1970-01-01T00:00:00.000Z")
+        #expect(AppLog.timestamp(1_795_371_396_123_000) == "2026-11-22T18:16:36.123Z")
+        #expect(AppLog.timestamp(951_782_400_000_000) == "2000-02-29T00:00:00.000Z")
+    }
+
+    @Test func usdHasSixDecimals() {
+        #expect(formatUSD(0.000019) == "0.000019")
+        #expect(formatUSD(12.5) == "12.500000")
+    }
+}
