@@ -119,20 +119,6 @@ public enum Posix {
     /// Sleeps `ms` milliseconds.
     public static func sleepMs(_ ms: Int) { usleep(UInt32(ms * 1000)) }
 
-    /// Resident set size of this process in KiB (from /proc/self/statm).
-    public static func rssKiB() -> Int {
-        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
-        defer { fclose(f) }
-        var resident = 0
-        var buf = [CChar](repeating: 0, count: 128)
-        guard fgets(&buf, 128, f) != nil else { return 0 }
-        let parts = String(cString: buf).split(separator: " ")
-        if parts.count > 1 {
-            resident = Int(parts[1]) ?? 0
-        }
-        return resident * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
-    }
-
     /// Appends `line` to the file at `fd` with one write (atomic for O_APPEND files below PIPE_BUF-ish sizes).
     public static func writeAll(fd: Int32, _ bytes: [UInt8]) {
         var offset = 0
