@@ -61,7 +61,8 @@ tenants:
 
 
 class Stack:
-    def __init__(self, workers=2, threads=32):
+    def __init__(self, workers=2, threads=32, spawn_fcgi=False):
+        self.spawn_fcgi = spawn_fcgi
         self.home = Path(tempfile.mkdtemp(prefix="tg-it-"))
         self.upstream = MockUpstream().start()
         self.https_port = free_port()
@@ -96,10 +97,17 @@ class Stack:
         for tenant in ("acme", "globex", "nostream"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
-        self.pool = subprocess.Popen(
-            [BIN, "serve", "--listen", f"unix:{self.home}/run/tenantgate.sock", "--workers", str(self.workers),
-             "--threads", str(self.threads), "--log", str(self.log_path), "--drain-timeout", "10000"],
-            env=self.env)
+        if self.spawn_fcgi:
+            # The FastCGI convention: spawn-fcgi binds the socket and hands it over as fd 0.
+            self.pool = subprocess.Popen(
+                ["spawn-fcgi", "-n", "-s", f"{self.home}/run/tenantgate.sock", "--", BIN, "worker", "--threads",
+                 str(self.threads), "--log", str(self.log_path)], env=self.env)
+        else:
+            self.pool = subprocess.Popen(
+                [BIN, "serve", "--listen", f"unix:{self.home}/run/tenantgate.sock", "--workers", str(self.workers),
+                 "--threads", str(self.threads), "--log", str(self.log_path), "--drain-timeout", "10000"],
+                env=self.env)
+        assert wait_until(lambda: (self.home / "run" / "tenantgate.sock").exists()), "no socket"
         self.lib(f'tg_nginx "{self.home}"')
         assert wait_until(lambda: httpx.get(self.base + "/readyz", verify=False).status_code == 200), "stack not ready"
         return self
@@ -134,6 +142,14 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack():
     s = Stack().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def spawn_fcgi_stack():
+    """A single worker started by spawn-fcgi instead of `tenantgate serve`."""
+    s = Stack(threads=4, spawn_fcgi=True).start()
     yield s
     s.stop()
 

@@ -426,3 +426,12 @@ def test_sighup_replaces_workers_without_failing_requests(fresh_stack):
     for t in threads:
         t.join()
     assert statuses and all(code == 200 for code in statuses), set(statuses)
+
+
+def test_worker_started_by_spawn_fcgi_serves(spawn_fcgi_stack):
+    s = spawn_fcgi_stack
+    with s.client() as c:
+        r = c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"), headers=auth(s, "globex"))
+        assert r.status_code == 200
+        with c.stream("POST", "/tenant/acme/v1/chat/completions", json=chat(stream=True), headers=auth(s)) as r:
+            assert [d for _, d in sse_events(r)][-1] == "[DONE]"
