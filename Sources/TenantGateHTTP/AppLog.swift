@@ -50,24 +50,11 @@ public final class AppLog: @unchecked Sendable {  // the fd is swapped under a l
     public static func timestamp(_ micros: Int64) -> String {
         let seconds = micros / 1_000_000
         let millis = Int((micros / 1000) % 1000)
-        let (y, m, d) = civil(days: Int(seconds / 86_400))
+        let (y, m, d) = CivilDate.from(days: Int(seconds / 86_400))
         let secOfDay = Int(seconds % 86_400)
         func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
         return
             "\(y)-\(two(m))-\(two(d))T\(two(secOfDay / 3600)):\(two(secOfDay / 60 % 60)):\(two(secOfDay % 60)).\(ms)Z"
-    }
-
-    /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-    public static func civil(days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 }

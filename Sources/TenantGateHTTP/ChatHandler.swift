@@ -5,15 +5,30 @@ import TenantGateSystem
 struct ChatHandler {
     let config: GatewayConfig
     let tenant: TenantConfig
+    let keyID: String
     let request: Request
     let sink: ResponseSink
     let resources: ThreadResources
     let options: GatewayOptions
 
-    private var baseHeaders: [(String, String)] { [("X-Tenant-ID", tenant.id.rawValue)] }
+    private var baseHeaders: [(String, String)] = []
 
-    func run(outcome: inout Outcome) throws {
-        let chat = try ChatRequest.parse(request.body)
+    init(
+        config: GatewayConfig, principal: Principal, request: Request, sink: ResponseSink, resources: ThreadResources,
+        options: GatewayOptions
+    ) {
+        self.config = config
+        self.tenant = principal.tenant
+        self.keyID = principal.key.id
+        self.request = request
+        self.sink = sink
+        self.resources = resources
+        self.options = options
+        baseHeaders = [("X-Tenant-ID", tenant.id.rawValue)]
+    }
+
+    mutating func run(outcome: inout Outcome) throws {
+        var chat = try ChatRequest.parse(request.body)
         guard let modelName = chat.model ?? tenant.defaultModel else {
             throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
         }
@@ -21,8 +36,20 @@ struct ChatHandler {
             let backend = config.backends[model.backend]
         else { throw GatewayError.modelNotAllowed(modelName) }
         outcome.model = modelName
-        if chat.stream && !tenant.feature("streaming", default: true) {
+        let subject = chat.user ?? keyID
+        if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")
+        }
+        if chat.usesTools && !tenant.feature("tools", subject: subject) {
+            throw GatewayError.featureDisabled("tools")
+        }
+        let served: ServedPrompt?
+        (chat, served) = try PromptStage.apply(
+            chat, tenant: tenant, model: modelName, requested: request.headers["x-tenantgate-prompt"],
+            epochSeconds: Posix.wallMicros() / 1_000_000)
+        if let served {
+            outcome.prompt = "\(served.name)@\(served.version)"
+            baseHeaders.append(("X-TenantGate-Prompt", "\(served.name)@\(served.version)"))
         }
         switch backend.provider {
         case .mock:

@@ -18,6 +18,8 @@ struct Outcome {
     var upstreamMs: Int?
     var errorCode: String?
     var costUSD: Double?
+    /// `name@version` of the tenant prompt template that served the request.
+    var prompt: String?
 }
 
 /// Per-thread resources: a SQLite connection and a reusable curl handle.
@@ -103,8 +105,8 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         configs.markUsed(principal.key.id)
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"):
-            let handler = ChatHandler(
-                config: config, tenant: principal.tenant, request: request, sink: sink, resources: resources,
+            var handler = ChatHandler(
+                config: config, principal: principal, request: request, sink: sink, resources: resources,
                 options: options)
             try handler.run(outcome: &outcome)
         case ("GET", "/v1/models"):
@@ -112,7 +114,8 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             sink.json(200, models(principal.tenant, config), headers: tenantHeader(outcome))
         case ("GET", "/v1/tenant-info"):
             outcome.status = 200
-            sink.json(200, tenantInfo(principal.tenant, config), headers: tenantHeader(outcome))
+            let subject = request.queryValue("user") ?? principal.key.id
+            sink.json(200, tenantInfo(principal.tenant, config, subject: subject), headers: tenantHeader(outcome))
         default:
             throw GatewayError.methodNotAllowed
         }
@@ -139,7 +142,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         return .object([("object", .string("list")), ("data", .array(data))])
     }
 
-    private func tenantInfo(_ tenant: TenantConfig, _ config: GatewayConfig) -> JSONValue {
+    private func tenantInfo(_ tenant: TenantConfig, _ config: GatewayConfig, subject: String) -> JSONValue {
         let backends = Set(tenant.models.compactMap { config.models[$0]?.backend }).sorted()
         var members: [(String, JSONValue)] = [
             ("tenant", .string(tenant.id.rawValue)), ("name", .string(tenant.name)),
@@ -147,9 +150,20 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             ("models", .array(tenant.models.map { .string($0) })),
             ("backends", .array(backends.map { .string($0) })),
         ]
-        for key in ["rate_limit", "budget", "features"] {
+        for key in ["rate_limit", "budget"] {
             members.append((key, tenant.effective[key] ?? .object([])))
         }
+        members.append(
+            ("features", .object(FeatureFlags.all(tenant: tenant, subject: subject).map { ($0, .bool($1)) })))
+        members.append(("prompt_mode", .string(tenant.promptMode.rawValue)))
+        members.append(
+            (
+                "prompts",
+                .array(
+                    tenant.prompts.keys.sorted().map { name in
+                        .object([("name", .string(name)), ("version", .int(tenant.prompts[name]?.version ?? 0))])
+                    })
+            ))
         return .object(members)
     }
 
@@ -169,6 +183,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             ("path", .string(request.path)),
         ]
         if let key = outcome.keyID { fields.append(("key_id", .string(key))) }
+        if let prompt = outcome.prompt { fields.append(("prompt", .string(prompt))) }
         if let code = outcome.errorCode { fields.append(("error", .string(code))) }
         let level = outcome.status >= 500 ? "error" : outcome.status >= 400 ? "warn" : "info"
         log.write("request", level: level, fields)

@@ -44,6 +44,9 @@ public struct ConfigStore {
                 """
             ).run([.text(id), .text(json.jsonString), .int(now), .int(now)])
         }
+        for (id, json) in next.tenants {
+            try recordPromptVersions(tenant: id, old: current.tenants[id], new: json, now: now)
+        }
         for id in current.tenants.keys where next.tenants[id] == nil {
             try db.statement("DELETE FROM tenants WHERE id = ?").run([.text(id)])
             // A deleted tenant's keys are revoked, so recreating the id does not revive them.
@@ -63,6 +66,47 @@ public struct ConfigStore {
         for name in current.keys where next[name] == nil {
             try db.statement("DELETE FROM \(table) WHERE \(keyColumn) = ?").run([.text(name)])
         }
+    }
+
+    /// The templates of a tenant document by name (`default` is `system_prompt`).
+    static func templates(_ tenant: JSONValue?) -> [String: String] {
+        var out: [String: String] = [:]
+        if let text = tenant?["system_prompt"]?.stringValue { out["default"] = text }
+        for (name, value) in tenant?["prompts"]?.objectValue ?? [] { out[name] = value.stringValue }
+        return out
+    }
+
+    private func recordPromptVersions(tenant: String, old: JSONValue?, new: JSONValue, now: Int64) throws {
+        let before = ConfigStore.templates(old)
+        for (name, text) in ConfigStore.templates(new) where before[name] != text {
+            try db.statement(
+                """
+                INSERT INTO prompt_versions(tenant_id, name, version, template, created_at)
+                SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4 FROM prompt_versions
+                WHERE tenant_id = ?1 AND name = ?2
+                """
+            ).run([.text(tenant), .text(name), .text(text), .int(now)])
+        }
+    }
+
+    /// The current version number of every template: tenant → name → version.
+    public func promptVersions() throws -> [String: [String: Int]] {
+        var out: [String: [String: Int]] = [:]
+        let rows = try db.statement("SELECT tenant_id, name, MAX(version) FROM prompt_versions GROUP BY 1, 2").all()
+        for row in rows {
+            guard let tenant = row[0].text, let name = row[1].text, let version = row[2].int else { continue }
+            out[tenant, default: [:]][name] = Int(version)
+        }
+        return out
+    }
+
+    /// Saved versions of one template, newest first: (version, created_at, template).
+    public func promptHistory(tenant: String, name: String) throws -> [(
+        version: Int, createdAt: Int64, template: String
+    )] {
+        try db.statement(
+            "SELECT version, created_at, template FROM prompt_versions WHERE tenant_id = ? AND name = ? ORDER BY version DESC"
+        ).all([.text(tenant), .text(name)]).map { (Int($0[0].int ?? 0), $0[1].int ?? 0, $0[2].text ?? "") }
     }
 
     /// Validates `next` as a whole and writes it atomically; nothing is written if it is invalid.
@@ -90,7 +134,8 @@ public struct ConfigStore {
     public func snapshot() throws -> GatewayConfig {
         try db.transaction {
             let version = try version()
-            return try GatewayConfig(state: loadState(), keys: activeKeys(), version: version)
+            return try GatewayConfig(
+                state: loadState(), keys: activeKeys(), version: version, promptVersions: promptVersions())
         }
     }
 }

@@ -41,7 +41,14 @@ public enum Migrations {
                 BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
                 CREATE TRIGGER api_keys_revoke_bump AFTER UPDATE OF revoked_at, hash, tenant_id ON api_keys
                 BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
-                """
+                """,
+        // 2: every saved version of every prompt template, for history and rollback.
+        """
+        CREATE TABLE prompt_versions(
+            tenant_id TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, template TEXT NOT NULL,
+            created_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, name, version)
+        ) STRICT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

@@ -57,6 +57,14 @@ tenants:
   nostream:
     models: [fast]
     features: {{streaming: false}}
+  initech:
+    name: Initech
+    models: [fast]
+    variables: {{product: TPS}}
+    system_prompt: "You help {{{{tenant.name}}}} ({{{{tenant.id}}}}) with {{{{product}}}} on {{{{date}}}} for {{{{user}}}} using {{{{model}}}}."
+    prompts: {{sales: "Sell {{{{product}}}}."}}
+    prompt_mode: locked
+    features: {{tools: false, beta: 50}}
 """
 
 
@@ -94,7 +102,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream"):
+        for tenant in ("acme", "globex", "nostream", "initech"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

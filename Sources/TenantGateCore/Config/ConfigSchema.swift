@@ -185,8 +185,9 @@ extension ConfigSchema {
         fields["name"] = .string(maxLength: 200)
         fields["models"] = .list(modelName, maxCount: 500)
         fields["fallbacks"] = .map(.list(modelName, maxCount: 10), keys: .name)
-        fields["system_prompt"] = .nullable(.string(maxLength: 32_768))
+        fields["system_prompt"] = .nullable(.string(maxLength: PromptTemplate.maxBytes))
         fields["prompt_mode"] = .oneOf(["prepend", "replace", "locked"])
+        fields["prompts"] = .map(.string(maxLength: PromptTemplate.maxBytes), keys: .name)
         fields["variables"] = .map(.string(maxLength: 4096), keys: .name)
         fields["upstream_keys"] = .map(.string(maxLength: 4096), keys: .name)
         fields["auth_passthrough"] = .boolean

@@ -42,18 +42,19 @@ public struct TenantConfig: Sendable {
     public let fallbacks: [String: [String]]
     public let systemPrompt: String?
     public let promptMode: PromptMode
+    /// Templates by name (`default` is `system_prompt`), compiled and versioned.
+    public let prompts: [String: ServedPrompt]
+    /// The tenant's own template variables.
+    public let variables: [String: String]
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
 
     /// The default model, if any.
     public var defaultModel: String? { models.first }
 
-    /// Whether a boolean feature is on (percentages other than 0 count as on until rollout lands).
-    public func feature(_ name: String, default fallback: Bool) -> Bool {
-        guard let v = effective["features"]?[name] else { return fallback }
-        if let b = v.boolValue { return b }
-        if let pct = v.intValue { return pct > 0 }
-        return fallback
+    /// Whether `flag` is on for `subject` (end user or key id); see `FeatureFlags`.
+    public func feature(_ flag: String, subject: String) -> Bool {
+        FeatureFlags.isOn(flag, tenant: self, subject: subject)
     }
 }
 
@@ -97,7 +98,9 @@ public struct GatewayConfig: Sendable {
     public let keys: [String: [APIKeyRecord]]
 
     /// Builds and cross-checks a snapshot from the stored state.
-    public init(state: ConfigState, keys: [APIKeyRecord], version: Int64) throws(ConfigError) {
+    public init(
+        state: ConfigState, keys: [APIKeyRecord], version: Int64, promptVersions: [String: [String: Int]] = [:]
+    ) throws(ConfigError) {
         self.version = version
         var backends: [String: BackendConfig] = [:]
         for (name, json) in state.backends {
@@ -153,11 +156,28 @@ public struct GatewayConfig: Sendable {
                 }
                 fallbacks[from] = list
             }
+            var variables: [String: String] = [:]
+            for (name, value) in json["variables"]?.objectValue ?? [] { variables[name] = value.stringValue }
+            var prompts: [String: ServedPrompt] = [:]
+            var sources: [(String, String, String)] = []
+            if let text = json["system_prompt"]?.stringValue { sources.append(("default", text, "system_prompt")) }
+            for (name, value) in json["prompts"]?.objectValue ?? [] {
+                if let text = value.stringValue { sources.append((name, text, "prompts.\(name)")) }
+            }
+            for (name, text, key) in sources {
+                do {
+                    let template = try PromptTemplate(text, variables: Set(variables.keys))
+                    prompts[name] = ServedPrompt(
+                        name: name, version: promptVersions[id]?[name] ?? 0, template: template)
+                } catch {
+                    throw ConfigError(path: "tenants.\(id).\(key)", message: error.message, line: nil)
+                }
+            }
             tenants[id] = TenantConfig(
                 id: tid, name: json["name"]?.stringValue ?? id, models: allowed, fallbacks: fallbacks,
                 systemPrompt: json["system_prompt"]?.stringValue,
                 promptMode: PromptMode(rawValue: json["prompt_mode"]?.stringValue ?? "prepend") ?? .prepend,
-                effective: effective)
+                prompts: prompts, variables: variables, effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

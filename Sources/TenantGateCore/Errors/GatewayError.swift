@@ -3,6 +3,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case invalidJSON(String)
     case invalidRequest(String, param: String? = nil)
     case invalidTenantID
+    case systemPromptLocked
+    case unknownPrompt(String)
     case missingAPIKey
     case invalidAPIKey
     case invalidToken(String)
@@ -22,7 +24,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     /// HTTP status code.
     public var status: Int {
         switch self {
-        case .invalidJSON, .invalidRequest, .invalidTenantID: return 400
+        case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt: return 400
         case .missingAPIKey, .invalidAPIKey, .invalidToken: return 401
         case .tenantMismatch, .featureDisabled, .modelNotAllowed: return 403
         case .tenantNotFound, .notFound: return 404
@@ -39,7 +41,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     /// OpenAI error `type`.
     public var type: String {
         switch self {
-        case .invalidJSON, .invalidRequest, .invalidTenantID, .requestTooLarge, .unsupportedMediaType,
+        case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt, .requestTooLarge,
+            .unsupportedMediaType,
             .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed:
             return "invalid_request_error"
         case .missingAPIKey, .invalidAPIKey, .invalidToken: return "authentication_error"
@@ -55,6 +58,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .invalidJSON: return "invalid_json"
         case .invalidRequest: return "invalid_request"
         case .invalidTenantID: return "invalid_tenant_id"
+        case .systemPromptLocked: return "system_prompt_locked"
+        case .unknownPrompt: return "unknown_prompt"
         case .missingAPIKey: return "missing_api_key"
         case .invalidAPIKey: return "invalid_api_key"
         case .invalidToken: return "invalid_token"
@@ -79,6 +84,9 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .invalidJSON(let why): return "Request body is not valid JSON: \(why)."
         case .invalidRequest(let why, _): return why
         case .invalidTenantID: return "Tenant id must match [a-z0-9][a-z0-9_-]{0,62}."
+        case .systemPromptLocked:
+            return "This tenant's system prompt is locked: requests may not carry system messages."
+        case .unknownPrompt(let name): return "Unknown prompt template '\(name)'."
         case .missingAPIKey: return "No API key provided. Use 'Authorization: Bearer <key>' or 'x-api-key'."
         case .invalidAPIKey: return "Invalid API key."
         case .invalidToken(let why): return "Invalid token: \(why)."

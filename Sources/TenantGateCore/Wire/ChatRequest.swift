@@ -106,6 +106,14 @@ public struct ChatRequest: Sendable {
             messages: messages, body: json)
     }
 
+    /// Whether the request offers tools or functions to the model.
+    public var usesTools: Bool {
+        for field in ["tools", "functions"] {
+            if let list = body[field]?.arrayValue, !list.isEmpty { return true }
+        }
+        return false
+    }
+
     /// The text of every message (string content and text parts), for estimates.
     public var promptText: [String] {
         messages.flatMap { message -> [String] in

@@ -1,0 +1,44 @@
+/// The prompt stage of the pipeline: pick the tenant's template, render it, apply the mode.
+public enum PromptStage {
+    /// Returns the request to forward (tenant prompt applied, `metadata.prompt` removed) and the
+    /// template that served it, if any. `requested` is the `X-TenantGate-Prompt` header.
+    public static func apply(
+        _ chat: ChatRequest, tenant: TenantConfig, model: String, requested: String?, epochSeconds: Int64
+    ) throws(GatewayError) -> (ChatRequest, ServedPrompt?) {
+        var body = chat.body
+        var name = requested
+        if let metadata = body["metadata"], metadata != .null {
+            guard case .object = metadata else {
+                throw GatewayError.invalidRequest("'metadata' must be an object.", param: "metadata")
+            }
+            if let picked = metadata["prompt"] {
+                guard let text = picked.stringValue else {
+                    throw GatewayError.invalidRequest("'metadata.prompt' must be a string.", param: "metadata.prompt")
+                }
+                name = name ?? text
+                let rest = metadata.removing("prompt")
+                body = rest.objectValue?.isEmpty == true ? body.removing("metadata") : body.setting("metadata", rest)
+            }
+        }
+        var served: ServedPrompt?
+        if let name, !name.isEmpty {
+            guard let prompt = tenant.prompts[name] else { throw GatewayError.unknownPrompt(String(name.prefix(64))) }
+            served = prompt
+        } else {
+            served = tenant.prompts["default"]
+        }
+        var values = tenant.variables
+        values["tenant.id"] = tenant.id.rawValue
+        values["tenant.name"] = tenant.name
+        values["model"] = model
+        values["date"] = CivilDate.isoDate(epochSeconds: epochSeconds)
+        values["user"] = chat.user ?? ""
+        let rendered = served?.template.render(values)
+        let messages = try PromptApplier.apply(rendered, mode: tenant.promptMode, to: chat.messages)
+        if messages != chat.messages || body != chat.body {
+            body = body.setting("messages", .array(messages))
+            return (try ChatRequest.validate(body), served)
+        }
+        return (chat, served)
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+struct PromptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prompt", abstract: "Prompt template history and rollback.",
+        subcommands: [History.self, Rollback.self])
+
+    struct History: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List saved versions of a template, newest first.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var tenant: String
+        @Option(help: "Template name (`default` is system_prompt).") var name: String = "default"
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                let rows = try ConfigStore(try global.open()).promptHistory(tenant: tenant, name: name)
+                if json {
+                    print(
+                        JSONValue.array(
+                            rows.map {
+                                .object([
+                                    ("version", .int($0.version)), ("created_at", .int(Int($0.createdAt))),
+                                    ("template", .string($0.template)),
+                                ])
+                            }
+                        ).jsonString)
+                } else {
+                    for row in rows {
+                        let firstLine = row.template.split(separator: "\n").first.map(String.init) ?? ""
+                        print("v\(row.version)\t\(row.createdAt)\t\(firstLine.prefix(80))")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Rollback: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make an earlier version current again (saved as a new version).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var tenant: String
+        @Option var name: String = "default"
+        @Option var version: Int
+
+        func run() throws {
+            try reporting {
+                let db = try global.open()
+                guard
+                    let row = try ConfigStore(db).promptHistory(tenant: tenant, name: name).first(where: {
+                        $0.version == version
+                    })
+                else { throw StoreError.notFound("version \(version) of prompt '\(name)' of tenant '\(tenant)'") }
+                let text = ConfigNode.scalar(row.template, quoted: true, line: nil)
+                let node: ConfigNode =
+                    name == "default"
+                    ? .mapping([(key: "system_prompt", value: text, line: nil)], line: nil)
+                    : .mapping(
+                        [
+                            (
+                                key: "prompts", value: .mapping([(key: name, value: text, line: nil)], line: nil),
+                                line: nil
+                            )
+                        ],
+                        line: nil)
+                try TenantCommand.applyTenant(global, tenant, node, mustExist: true)
+                print("prompt '\(name)' of tenant \(tenant) rolled back to v\(version)")
+            }
+        }
+    }
+}
