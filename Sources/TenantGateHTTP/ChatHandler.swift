@@ -29,6 +29,8 @@ struct ChatHandler {
 
     mutating func run(outcome: inout Outcome) throws {
         var chat = try ChatRequest.parse(request.body)
+        outcome.endUser = chat.user
+        outcome.streamed = chat.stream
         guard let modelName = chat.model ?? tenant.defaultModel else {
             throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
         }
@@ -51,6 +53,9 @@ struct ChatHandler {
             outcome.prompt = "\(served.name)@\(served.version)"
             baseHeaders.append(("X-TenantGate-Prompt", "\(served.name)@\(served.version)"))
         }
+        outcome.backend = backend.name
+        try reserve(chat, model: model, backend: backend, outcome: &outcome)
+        baseHeaders += outcome.limitHeaders
         switch backend.provider {
         case .mock:
             try mock(chat, model: model, outcome: &outcome)
@@ -59,14 +64,49 @@ struct ChatHandler {
         case .anthropic:
             throw GatewayError.upstreamError("provider 'anthropic' is not supported by this build")
         }
-        if let usage = outcome.usage { outcome.costUSD = cost(usage, model) }
+        if let usage = outcome.usage { outcome.costNano = Money.cost(usage, model) }
     }
 
-    private func cost(_ usage: Usage, _ model: ModelConfig) -> Double {
-        let uncached = max(0, usage.promptTokens - usage.cachedTokens)
-        return
-            (Double(uncached) * model.inputPerMTok + Double(usage.cachedTokens) * model.cachedInputPerMTok
-            + Double(usage.completionTokens) * model.outputPerMTok) / 1_000_000
+    /// Checks and reserves the request's worst case against every limit and budget (one transaction
+    /// shared by all workers); a refusal reaches no upstream and holds nothing.
+    private func reserve(_ chat: ChatRequest, model: ModelConfig, backend: BackendConfig, outcome: inout Outcome)
+        throws
+    {
+        let limits = tenant.limits
+        guard !limits.isEmpty else { return }
+        let now = Posix.wallMicros() / 1000
+        let need = Reservation(chat: chat, model: model)
+        do {
+            let (id, status) = try resources.accounting.reserve(
+                tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
+                expiresMs: now + Int64(backend.timeoutMs) + 60_000)
+            outcome.reservationID = id
+            outcome.limitHeaders = ChatHandler.headers(status)
+        } catch let refusal as LimitRefusal {
+            var status = LimitStatus()
+            status.requestLimit = limits.requestsPerMinute
+            status.tokenLimit = limits.tokensPerMinute
+            outcome.limitHeaders = ChatHandler.headers(status)
+            throw GatewayError(refusal)
+        }
+    }
+
+    /// The SPEC's rate-limit headers (and the soft-budget warning) for `status`.
+    static func headers(_ status: LimitStatus) -> [(String, String)] {
+        var out: [(String, String)] = []
+        if let limit = status.requestLimit {
+            out.append(("X-RateLimit-Limit", String(limit)))
+            out.append(("X-RateLimit-Remaining", String(max(0, status.requestsRemaining ?? 0))))
+            if let reset = status.resetAt { out.append(("X-RateLimit-Reset", String(reset))) }
+        }
+        if let limit = status.tokenLimit {
+            out.append(("x-ratelimit-limit-tokens", String(limit)))
+            out.append(("x-ratelimit-remaining-tokens", String(max(0, status.tokensRemaining ?? 0))))
+        }
+        if !status.warnings.isEmpty {
+            out.append(("X-TenantGate-Budget-Warning", status.warnings.joined(separator: ", ")))
+        }
+        return out
     }
 
     private func completionID() -> String {
@@ -199,12 +239,18 @@ struct ChatHandler {
         var clientGone = false
         var broken = false
         var sawDone = false
+        var streamedText = 0
+        let started = Posix.monotonicMs()
+        var firstByteMs: Int?
         let result = resources.curl.perform(outgoing) { status, bytes in
             guard (200..<300).contains(status) else {
                 errorBody.append(contentsOf: bytes)
                 return errorBody.count <= 1 << 20
             }
-            if !sink.headWritten { writeStreamHead() }
+            if !sink.headWritten {
+                writeStreamHead()
+                firstByteMs = Int(Posix.monotonicMs() - started)
+            }
             guard let events = parser.feed(bytes) else {
                 broken = true
                 return false
@@ -216,6 +262,9 @@ struct ChatHandler {
                     continue
                 }
                 let json = try? JSONParser.parse(event.data)
+                for choice in json?["choices"]?.arrayValue ?? [] {
+                    streamedText += choice["delta"]?["content"]?.stringValue?.utf8.count ?? 0
+                }
                 if let reported = Usage(openAI: json?["usage"]) {
                     usage = reported
                     // The usage-only chunk is dropped unless the client asked for usage.
@@ -229,7 +278,14 @@ struct ChatHandler {
             }
             return true
         }
-        outcome.usage = usage
+        outcome.ttfbMs = firstByteMs
+        // Without a usage report, count what was streamed (prompt and text by the documented estimate).
+        if let usage {
+            outcome.usage = usage
+        } else if streamedText > 0 {
+            outcome.usage = Usage(
+                promptTokens: TokenEstimate.prompt(chat.promptText), completionTokens: (streamedText + 3) / 4)
+        }
         if clientGone {
             outcome.status = 499
             outcome.errorCode = "client_closed"

@@ -17,18 +17,30 @@ struct Outcome {
     var usage: Usage?
     var upstreamMs: Int?
     var errorCode: String?
-    var costUSD: Double?
+    var costNano: Int64?
     /// `name@version` of the tenant prompt template that served the request.
     var prompt: String?
+    var endUser: String?
+    var backend: String?
+    var streamed = false
+    var ttfbMs: Int?
+    /// The reservation held for this request, settled (or released) when it ends.
+    var reservationID: Int64?
+    /// Rate-limit and budget-warning headers, sent with success and error answers alike.
+    var limitHeaders: [(String, String)] = []
+    /// Whether this request belongs in the execution log (a model call of a known tenant).
+    var accountable = false
 }
 
 /// Per-thread resources: a SQLite connection and a reusable curl handle.
 final class ThreadResources {
     let db: SQLiteConnection
     let curl = CurlClient()
+    let accounting: AccountingStore
 
     init(dbPath: String) throws {
         db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
+        accounting = AccountingStore(db)
     }
 }
 
@@ -66,18 +78,51 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         } catch let error as GatewayError {
             outcome.errorCode = error.code
             outcome.status = error.status
-            if !sink.headWritten { sink.error(error, headers: tenantHeader(outcome)) }
+            if !sink.headWritten { sink.error(error, headers: tenantHeader(outcome) + error.headers) }
         } catch {
             outcome.errorCode = "internal_error"
             outcome.status = 500
             if !sink.headWritten { sink.error(.internalError) }
         }
         if request.path == "/healthz" || request.path == "/readyz" { return }
-        logRequest(request, outcome, latencyMs: Int(Posix.monotonicMs() - started))
+        let latency = Int(Posix.monotonicMs() - started)
+        if outcome.accountable { settle(request, outcome, latencyMs: latency, resources: resources) }
+        logRequest(request, outcome, latencyMs: latency)
+    }
+
+    /// Writes the execution row and settles the reservation; retried while SQLite is busy, so a
+    /// served request is never left unaccounted (a reservation left behind expires and is swept).
+    private func settle(_ request: Request, _ outcome: Outcome, latencyMs: Int, resources: ThreadResources) {
+        guard let tenant = outcome.tenant else { return }
+        var record = ExecutionRecord(
+            requestID: request.requestID, atMs: Posix.wallMicros() / 1000, tenant: tenant, status: outcome.status)
+        record.keyID = outcome.keyID
+        record.endUser = outcome.endUser
+        record.model = outcome.model
+        record.backend = outcome.backend
+        record.errorCode = outcome.errorCode
+        record.latencyMs = latencyMs
+        record.upstreamMs = outcome.upstreamMs
+        record.ttfbMs = outcome.ttfbMs
+        record.usage = outcome.usage ?? Usage(promptTokens: 0, completionTokens: 0)
+        record.costNano = outcome.costNano ?? 0
+        record.streamed = outcome.streamed
+        record.prompt = outcome.prompt
+        for attempt in 0..<5 {
+            do {
+                try resources.accounting.settle(reservation: outcome.reservationID, record: record)
+                return
+            } catch {
+                log.write(
+                    "settle_retry", level: attempt == 4 ? "error" : "warn",
+                    [("request_id", .string(request.requestID)), ("error", .string("\(error)"))])
+                Posix.sleepMs(20 << attempt)
+            }
+        }
     }
 
     private func tenantHeader(_ outcome: Outcome) -> [(String, String)] {
-        outcome.tenant.map { [("X-Tenant-ID", $0)] } ?? []
+        (outcome.tenant.map { [("X-Tenant-ID", $0)] } ?? []) + outcome.limitHeaders
     }
 
     private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome)
@@ -105,6 +150,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         configs.markUsed(principal.key.id)
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"):
+            outcome.accountable = true
             var handler = ChatHandler(
                 config: config, principal: principal, request: request, sink: sink, resources: resources,
                 options: options)
@@ -115,7 +161,9 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         case ("GET", "/v1/tenant-info"):
             outcome.status = 200
             let subject = request.queryValue("user") ?? principal.key.id
-            sink.json(200, tenantInfo(principal.tenant, config, subject: subject), headers: tenantHeader(outcome))
+            var info = tenantInfo(principal.tenant, config, subject: subject)
+            info = info.setting("limits", try limitsNow(principal.tenant, resources: resources))
+            sink.json(200, info, headers: tenantHeader(outcome))
         default:
             throw GatewayError.methodNotAllowed
         }
@@ -140,6 +188,43 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             ])
         }
         return .object([("object", .string("list")), ("data", .array(data))])
+    }
+
+    /// Each configured limit with what remains now and when it resets.
+    private func limitsNow(_ tenant: TenantConfig, resources: ThreadResources) throws -> JSONValue {
+        let now = Posix.wallMicros() / 1000
+        let used = try resources.accounting.usageNow(tenant: tenant.id.rawValue, nowMs: now)
+        let periods = Periods(epochMs: now)
+        let l = tenant.limits
+        var out: [(String, JSONValue)] = []
+        func add(_ name: String, _ limit: Int64?, _ used: Int64, _ reset: Int64?, usd: Bool, _ enforcement: Enforcement)
+        {
+            guard let limit else { return }
+            let value: (Int64) -> JSONValue = { usd ? .number(Money.usdString(nano: $0)) : .int(Int($0)) }
+            var members: [(String, JSONValue)] = [
+                ("limit", value(limit)), ("used", value(used)), ("remaining", value(max(0, limit - used))),
+                ("enforcement", .string(enforcement.rawValue)),
+            ]
+            members.append(
+                ("resets_at", reset.map { .string(AppLog.timestamp($0 * 1_000_000)) } ?? .string("rolling 60 s")))
+            if limit - used <= 0 { members.append(("status", .string("exhausted"))) }
+            out.append((name, .object(members)))
+        }
+        add("requests_per_minute", l.requestsPerMinute.map(Int64.init), used.requests, nil, usd: false, .hard)
+        add("tokens_per_minute", l.tokensPerMinute.map(Int64.init), used.tokens, nil, usd: false, .hard)
+        add(
+            "daily_tokens", l.dailyTokens.map(Int64.init), used.day.tokens, periods.dayResetsAt, usd: false,
+            l.enforcement)
+        add(
+            "monthly_tokens", l.monthlyTokens.map(Int64.init), used.month.tokens, periods.monthResetsAt, usd: false,
+            l.enforcement)
+        add("daily_usd", l.dailyNano, used.day.nano, periods.dayResetsAt, usd: true, l.enforcement)
+        add("monthly_usd", l.monthlyNano, used.month.nano, periods.monthResetsAt, usd: true, l.enforcement)
+        add("global_daily_usd", l.globalDailyNano, used.globalDay, periods.dayResetsAt, usd: true, l.globalEnforcement)
+        add(
+            "global_monthly_usd", l.globalMonthlyNano, used.globalMonth, periods.monthResetsAt, usd: true,
+            l.globalEnforcement)
+        return .object(out)
     }
 
     private func tenantInfo(_ tenant: TenantConfig, _ config: GatewayConfig, subject: String) -> JSONValue {
@@ -177,7 +262,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             ("upstream_ms", outcome.upstreamMs.map { .int($0) } ?? .null),
             ("tokens_in", outcome.usage.map { .int($0.promptTokens) } ?? .null),
             ("tokens_out", outcome.usage.map { .int($0.completionTokens) } ?? .null),
-            ("cost_usd", outcome.costUSD.map { .number(formatUSD($0)) } ?? .null),
+            ("cost_usd", outcome.costNano.map { .number(Money.usdString(nano: $0)) } ?? .null),
             ("cache", .null),
             ("method", .string(request.method)),
             ("path", .string(request.path)),
@@ -188,12 +273,4 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         let level = outcome.status >= 500 ? "error" : outcome.status >= 400 ? "warn" : "info"
         log.write("request", level: level, fields)
     }
-}
-
-/// USD with 6 decimals (micro-dollars), no exponent.
-func formatUSD(_ usd: Double) -> String {
-    let micros = Int64((usd * 1_000_000).rounded())
-    let whole = micros / 1_000_000
-    let frac = String(micros % 1_000_000)
-    return "\(whole).\(String(repeating: "0", count: 6 - frac.count))\(frac)"
 }

@@ -49,6 +49,43 @@ public enum Migrations {
             created_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, name, version)
         ) STRICT;
         """,
+        // 3: accounting: sliding-window rate log, budget counters, reservations, execution log, daily rollups.
+        """
+        CREATE TABLE rate_log(
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, kind TEXT NOT NULL, at_ms INTEGER NOT NULL,
+            amount INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX rate_log_window ON rate_log(tenant, kind, at_ms, amount);
+        CREATE INDEX rate_log_time ON rate_log(at_ms);
+        CREATE TABLE budget_counters(
+            scope TEXT NOT NULL, period TEXT NOT NULL, used_tokens INTEGER NOT NULL DEFAULT 0,
+            used_nano INTEGER NOT NULL DEFAULT 0, reserved_tokens INTEGER NOT NULL DEFAULT 0,
+            reserved_nano INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (scope, period)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE reservations(
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL,
+            tokens INTEGER NOT NULL, nano INTEGER NOT NULL, rpm_row INTEGER, tpm_row INTEGER,
+            expires_ms INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX reservations_expiry ON reservations(expires_ms);
+        CREATE TABLE executions(
+            id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, at_ms INTEGER NOT NULL, tenant TEXT NOT NULL,
+            key_id TEXT, end_user TEXT, model TEXT, backend TEXT, status INTEGER NOT NULL, error_code TEXT,
+            latency_ms INTEGER NOT NULL DEFAULT 0, upstream_ms INTEGER, ttfb_ms INTEGER,
+            tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0,
+            tokens_cached INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0,
+            streamed INTEGER NOT NULL DEFAULT 0, fallback_used INTEGER NOT NULL DEFAULT 0,
+            retries INTEGER NOT NULL DEFAULT 0, prompt TEXT
+        ) STRICT;
+        CREATE INDEX executions_tenant_time ON executions(tenant, at_ms);
+        CREATE INDEX executions_time ON executions(at_ms);
+        CREATE TABLE usage_daily(
+            day TEXT NOT NULL, tenant TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0, tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, tenant, model)
+        ) STRICT, WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

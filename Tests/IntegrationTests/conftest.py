@@ -65,6 +65,19 @@ tenants:
     prompts: {{sales: "Sell {{{{product}}}}."}}
     prompt_mode: locked
     features: {{tools: false, beta: 50}}
+  limited:
+    models: [fast, mock-small]
+    rate_limit: {{requests_per_minute: 10}}
+  budgeted:
+    models: [fast]
+    budget: {{daily_tokens: 300, enforcement: hard}}
+  softy:
+    models: [fast]
+    budget: {{daily_tokens: 5, enforcement: soft}}
+  priced:
+    models: [fast]
+    budget: {{daily_usd: 1000, monthly_usd: 10000}}
+    rate_limit: {{requests_per_minute: 1000000, tokens_per_minute: 1000000000}}
 """
 
 
@@ -102,7 +115,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech"):
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:
@@ -119,6 +132,14 @@ class Stack:
         self.lib(f'tg_nginx "{self.home}"')
         assert wait_until(lambda: httpx.get(self.base + "/readyz", verify=False).status_code == 200), "stack not ready"
         return self
+
+    def sql(self, query, *args):
+        import sqlite3
+        conn = sqlite3.connect(f"file:{self.home}/tenantgate.db?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(query, args).fetchall()
+        finally:
+            conn.close()
 
     def worker_pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.pool.pid)], capture_output=True, text=True).stdout
@@ -166,5 +187,13 @@ def spawn_fcgi_stack():
 def fresh_stack():
     """A small stack of its own, for tests that signal or kill the pool."""
     s = Stack(workers=2, threads=4).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def big_stack():
+    """8 workers, for the accounting exactness test."""
+    s = Stack(workers=8, threads=8).start()
     yield s
     s.stop()

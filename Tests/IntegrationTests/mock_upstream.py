@@ -44,6 +44,17 @@ def directive(body):
     return {}
 
 
+def prompt_tokens(body):
+    """A tokenizer stand-in: 1 token per 4 bytes of text, 3 per message (like real chat templates)."""
+    total = 0
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += (len((content or "").encode()) + 3) // 4 + 3
+    return total
+
+
 def make_handler(recorder):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -90,9 +101,13 @@ def make_handler(recorder):
 
         def chat(self, body, d):
             n = int(d.get("chunks", 4))
+            cap = body.get("max_tokens") or body.get("max_completion_tokens")
+            if cap:
+                n = min(n, int(cap))
             pieces = [f"part{i} " for i in range(n)]
             text = "".join(pieces)
-            usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}
+            usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": n}
+            usage["total_tokens"] = usage["prompt_tokens"] + n
             if not body.get("stream"):
                 if d.get("broken_json"):
                     data = b'{"id": "x", "choices": [ {'

@@ -46,6 +46,8 @@ public struct TenantConfig: Sendable {
     public let prompts: [String: ServedPrompt]
     /// The tenant's own template variables.
     public let variables: [String: String]
+    /// Effective rate limits and budgets (with the global budget).
+    public let limits: Limits
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
 
@@ -177,7 +179,8 @@ public struct GatewayConfig: Sendable {
                 id: tid, name: json["name"]?.stringValue ?? id, models: allowed, fallbacks: fallbacks,
                 systemPrompt: json["system_prompt"]?.stringValue,
                 promptMode: PromptMode(rawValue: json["prompt_mode"]?.stringValue ?? "prepend") ?? .prepend,
-                prompts: prompts, variables: variables, effective: effective)
+                prompts: prompts, variables: variables,
+                limits: Limits(tenant: effective, global: state.settings["global_budget"]), effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

@@ -16,6 +16,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case methodNotAllowed
     case requestTooLarge(limit: Int)
     case unsupportedMediaType
+    case rateLimited(limit: String, retryAfter: Int)
+    case budgetExceeded(scope: String, budget: String, resetsAt: Int64)
     case upstreamError(String)
     case upstreamTimeout
     case serviceUnavailable(String)
@@ -30,6 +32,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantNotFound, .notFound: return 404
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
+        case .rateLimited, .budgetExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
         case .serviceUnavailable: return 503
@@ -47,6 +50,8 @@ public enum GatewayError: Error, Equatable, Sendable {
             return "invalid_request_error"
         case .missingAPIKey, .invalidAPIKey, .invalidToken: return "authentication_error"
         case .tenantMismatch, .featureDisabled: return "permission_error"
+        case .rateLimited(let limit, _): return limit
+        case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
         case .upstreamError, .upstreamTimeout, .serviceUnavailable: return "upstream_error"
         case .internalError: return "server_error"
         }
@@ -71,6 +76,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .methodNotAllowed: return "method_not_allowed"
         case .requestTooLarge: return "request_too_large"
         case .unsupportedMediaType: return "unsupported_media_type"
+        case .rateLimited: return "rate_limit_exceeded"
+        case .budgetExceeded: return "budget_exceeded"
         case .upstreamError: return "upstream_error"
         case .upstreamTimeout: return "upstream_timeout"
         case .serviceUnavailable: return "service_unavailable"
@@ -98,10 +105,34 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .methodNotAllowed: return "Method not allowed."
         case .requestTooLarge(let limit): return "Request body exceeds \(limit) bytes."
         case .unsupportedMediaType: return "Content-Type must be application/json."
+        case .rateLimited(let limit, let retryAfter):
+            return "Rate limit of \(limit) per minute exceeded; retry after \(retryAfter) s."
+        case .budgetExceeded(let scope, let budget, let resetsAt):
+            let (y, m, d) = CivilDate.from(days: Int(resetsAt / 86_400))
+            let date = "\(y)-\(m < 10 ? "0" : "")\(m)-\(d < 10 ? "0" : "")\(d)"
+            return
+                "The \(scope == "global" ? "global" : "tenant's") \(budget) budget is exhausted; it resets at \(date)T00:00:00Z."
         case .upstreamError(let why): return "Upstream error: \(why)."
         case .upstreamTimeout: return "The upstream did not answer in time."
         case .serviceUnavailable(let why): return "Service unavailable: \(why)."
         case .internalError: return "Internal error."
+        }
+    }
+
+    /// Headers that belong with this error (`Retry-After`).
+    public var headers: [(String, String)] {
+        switch self {
+        case .rateLimited(_, let retryAfter): return [("Retry-After", String(retryAfter))]
+        default: return []
+        }
+    }
+
+    /// The gateway error for a limiter refusal.
+    public init(_ refusal: LimitRefusal) {
+        switch refusal {
+        case .rate(let limit, let retryAfter): self = .rateLimited(limit: limit, retryAfter: retryAfter)
+        case .budget(let scope, let budget, let resetsAt):
+            self = .budgetExceeded(scope: scope, budget: budget, resetsAt: resetsAt)
         }
     }
 

@@ -1,0 +1,363 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// One finished request, as the execution log keeps it.
+public struct ExecutionRecord: Sendable {
+    public var requestID: String
+    public var atMs: Int64
+    public var tenant: String
+    public var keyID: String?
+    public var endUser: String?
+    public var model: String?
+    public var backend: String?
+    public var status: Int
+    public var errorCode: String?
+    public var latencyMs: Int
+    public var upstreamMs: Int?
+    public var ttfbMs: Int?
+    public var usage: Usage
+    public var costNano: Int64
+    public var streamed: Bool
+    public var fallbackUsed: Bool
+    public var retries: Int
+    public var prompt: String?
+
+    /// Creates a record.
+    public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
+        self.requestID = requestID
+        self.atMs = atMs
+        self.tenant = tenant
+        self.status = status
+        latencyMs = 0
+        usage = Usage(promptTokens: 0, completionTokens: 0)
+        costNano = 0
+        streamed = false
+        fallbackUsed = false
+        retries = 0
+    }
+}
+
+/// Shared, exact accounting in SQLite: every check-and-reserve is one `BEGIN IMMEDIATE` transaction,
+/// so limits and budgets hold across all workers and processes.
+public struct AccountingStore {
+    private let db: SQLiteConnection
+    static let window: Int64 = 60_000
+
+    /// Wraps a connection.
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    static func tenantScope(_ tenant: String) -> String { "tenant:\(tenant)" }
+    static let globalScope = "global"
+
+    private func windowSum(_ tenant: String, _ kind: String, since: Int64) throws -> (sum: Int64, oldest: Int64?) {
+        let row = try db.statement(
+            "SELECT COALESCE(SUM(amount), 0), MIN(at_ms) FROM rate_log WHERE tenant = ? AND kind = ? AND at_ms > ?"
+        ).all([.text(tenant), .text(kind), .int(since)]).first
+        return (row?[0].int ?? 0, row?[1].int)
+    }
+
+    private func counter(_ scope: String, _ period: String) throws -> (tokens: Int64, nano: Int64) {
+        let row = try db.statement(
+            """
+            SELECT used_tokens + reserved_tokens, used_nano + reserved_nano FROM budget_counters
+            WHERE scope = ? AND period = ?
+            """
+        ).all([.text(scope), .text(period)]).first
+        return (row?[0].int ?? 0, row?[1].int ?? 0)
+    }
+
+    private func bump(
+        _ scope: String, _ period: String, usedTokens: Int64, usedNano: Int64, reservedTokens: Int64,
+        reservedNano: Int64
+    ) throws {
+        try db.statement(
+            """
+            INSERT INTO budget_counters(scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            ON CONFLICT(scope, period) DO UPDATE SET
+              used_tokens = used_tokens + ?3, used_nano = used_nano + ?4,
+              reserved_tokens = MAX(0, reserved_tokens + ?5), reserved_nano = MAX(0, reserved_nano + ?6)
+            """
+        ).run([.text(scope), .text(period), .int(usedTokens), .int(usedNano), .int(reservedTokens), .int(reservedNano)])
+    }
+
+    /// Checks every limit and budget and reserves the worst case atomically; throws `LimitRefusal`
+    /// (and writes nothing) when a hard one would be exceeded. Returns the reservation id and the status
+    /// for the response headers.
+    public func reserve(
+        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64
+    ) throws -> (id: Int64, status: LimitStatus) {
+        try db.transaction {
+            var status = LimitStatus()
+            let since = nowMs - AccountingStore.window
+            if let rpm = limits.requestsPerMinute {
+                let (used, oldest) = try windowSum(tenant, "r", since: since)
+                status.requestLimit = rpm
+                if used + 1 > rpm {
+                    throw LimitRefusal.rate(limit: "requests", retryAfter: retryAfter(oldest, nowMs))
+                }
+                status.requestsRemaining = rpm - Int(used) - 1
+                status.resetAt = ((oldest ?? nowMs) + AccountingStore.window + 999) / 1000
+            }
+            if let tpm = limits.tokensPerMinute {
+                let (used, oldest) = try windowSum(tenant, "t", since: since)
+                status.tokenLimit = tpm
+                if used + Int64(need.tokens) > tpm {
+                    let wait = need.tokens > tpm ? 60 : retryAfter(oldest, nowMs)
+                    throw LimitRefusal.rate(limit: "tokens", retryAfter: wait)
+                }
+                status.tokensRemaining = tpm - Int(used) - need.tokens
+            }
+            let periods = Periods(epochMs: nowMs)
+            let scope = AccountingStore.tenantScope(tenant)
+            let day = try counter(scope, "d:\(periods.day)")
+            let month = try counter(scope, "m:\(periods.month)")
+            let tokens = Int64(need.tokens)
+            let checks: [(String, String, Int64?, Int64, Enforcement, Int64)] = [
+                (
+                    "tenant", "daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens + tokens,
+                    limits.enforcement, periods.dayResetsAt
+                ),
+                (
+                    "tenant", "monthly_tokens", limits.monthlyTokens.map(Int64.init), month.tokens + tokens,
+                    limits.enforcement, periods.monthResetsAt
+                ),
+                (
+                    "tenant", "daily_usd", limits.dailyNano, day.nano + need.costNano, limits.enforcement,
+                    periods.dayResetsAt
+                ),
+                (
+                    "tenant", "monthly_usd", limits.monthlyNano, month.nano + need.costNano, limits.enforcement,
+                    periods.monthResetsAt
+                ),
+            ]
+            var all = checks
+            if limits.globalDailyNano != nil || limits.globalMonthlyNano != nil {
+                let gd = try counter(AccountingStore.globalScope, "d:\(periods.day)")
+                let gm = try counter(AccountingStore.globalScope, "m:\(periods.month)")
+                all.append(
+                    (
+                        "global", "daily_usd", limits.globalDailyNano, gd.nano + need.costNano,
+                        limits.globalEnforcement, periods.dayResetsAt
+                    ))
+                all.append(
+                    (
+                        "global", "monthly_usd", limits.globalMonthlyNano, gm.nano + need.costNano,
+                        limits.globalEnforcement, periods.monthResetsAt
+                    ))
+            }
+            for (scopeName, budget, limit, wouldBe, enforcement, resetsAt) in all {
+                guard let limit, wouldBe > limit else { continue }
+                if enforcement == .hard {
+                    throw LimitRefusal.budget(scope: scopeName, budget: budget, resetsAt: resetsAt)
+                }
+                status.warnings.append(scopeName == "global" ? "global_\(budget)" : budget)
+            }
+            var rpmRow: SQLValue = .null
+            var tpmRow: SQLValue = .null
+            let insert = try db.statement(
+                "INSERT INTO rate_log(tenant, kind, at_ms, amount) VALUES (?, ?, ?, ?) RETURNING id")
+            if limits.requestsPerMinute != nil {
+                rpmRow = try insert.all([.text(tenant), .text("r"), .int(nowMs), .int(1)]).first?.first ?? .null
+            }
+            if limits.tokensPerMinute != nil {
+                tpmRow = try insert.all([.text(tenant), .text("t"), .int(nowMs), .int(tokens)]).first?.first ?? .null
+            }
+            for (s, p) in [
+                (scope, "d:\(periods.day)"), (scope, "m:\(periods.month)"),
+                (AccountingStore.globalScope, "d:\(periods.day)"),
+                (AccountingStore.globalScope, "m:\(periods.month)"),
+            ] {
+                try bump(s, p, usedTokens: 0, usedNano: 0, reservedTokens: tokens, reservedNano: need.costNano)
+            }
+            let id =
+                try db.statement(
+                    """
+                    INSERT INTO reservations(tenant, day, month, tokens, nano, rpm_row, tpm_row, expires_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                    """
+                ).all([
+                    .text(tenant), .text(periods.day), .text(periods.month), .int(tokens), .int(need.costNano),
+                    rpmRow, tpmRow, .int(expiresMs),
+                ]).first?.first?.int ?? 0
+            return (id, status)
+        }
+    }
+
+    private func retryAfter(_ oldest: Int64?, _ nowMs: Int64) -> Int {
+        guard let oldest else { return 1 }
+        return max(1, Int((oldest + AccountingStore.window - nowMs + 999) / 1000))
+    }
+
+    /// Drops a reservation's held amounts; `consumed: false` also removes its rate-window entries.
+    private func release(id: Int64, consumed: Bool, actualTokens: Int64) throws {
+        guard
+            let row = try db.statement(
+                "DELETE FROM reservations WHERE id = ? RETURNING tenant, day, month, tokens, nano, rpm_row, tpm_row"
+            ).all([.int(id)]).first, let tenant = row[0].text, let day = row[1].text, let month = row[2].text
+        else { return }
+        let tokens = -(row[3].int ?? 0)
+        let nano = -(row[4].int ?? 0)
+        let scope = AccountingStore.tenantScope(tenant)
+        for (s, p) in [
+            (scope, "d:\(day)"), (scope, "m:\(month)"), (AccountingStore.globalScope, "d:\(day)"),
+            (AccountingStore.globalScope, "m:\(month)"),
+        ] {
+            try bump(s, p, usedTokens: 0, usedNano: 0, reservedTokens: tokens, reservedNano: nano)
+        }
+        if consumed {
+            if let tpm = row[6].int {
+                try db.statement("UPDATE rate_log SET amount = ? WHERE id = ?").run([.int(actualTokens), .int(tpm)])
+            }
+        } else {
+            for rowID in [row[5].int, row[6].int].compactMap({ $0 }) {
+                try db.statement("DELETE FROM rate_log WHERE id = ?").run([.int(rowID)])
+            }
+        }
+    }
+
+    /// Settles a request in one transaction: releases its reservation, charges the actual usage to the
+    /// current day and month (tenant and global), writes the execution row and the daily rollup.
+    public func settle(reservation: Int64?, record: ExecutionRecord) throws {
+        try db.transaction {
+            let consumed = record.usage.promptTokens + record.usage.completionTokens > 0
+            let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
+            if let reservation { try release(id: reservation, consumed: consumed, actualTokens: tokens) }
+            let periods = Periods(epochMs: record.atMs)
+            if consumed {
+                let scope = AccountingStore.tenantScope(record.tenant)
+                for (s, p) in [
+                    (scope, "d:\(periods.day)"), (scope, "m:\(periods.month)"),
+                    (AccountingStore.globalScope, "d:\(periods.day)"),
+                    (AccountingStore.globalScope, "m:\(periods.month)"),
+                ] {
+                    try bump(s, p, usedTokens: tokens, usedNano: record.costNano, reservedTokens: 0, reservedNano: 0)
+                }
+            }
+            try db.statement(
+                """
+                INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
+                  error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
+                  streamed, fallback_used, retries, prompt)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+            ).run([
+                .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
+                opt(record.endUser), opt(record.model), opt(record.backend), .int(Int64(record.status)),
+                opt(record.errorCode), .int(Int64(record.latencyMs)), opt(record.upstreamMs), opt(record.ttfbMs),
+                .int(Int64(record.usage.promptTokens)), .int(Int64(record.usage.completionTokens)),
+                .int(Int64(record.usage.cachedTokens)), .int(record.costNano), .int(record.streamed ? 1 : 0),
+                .int(record.fallbackUsed ? 1 : 0), .int(Int64(record.retries)), opt(record.prompt),
+            ])
+            try db.statement(
+                """
+                INSERT INTO usage_daily(day, tenant, model, requests, errors, tokens_in, tokens_out, cost_nano)
+                VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
+                ON CONFLICT(day, tenant, model) DO UPDATE SET requests = requests + 1, errors = errors + ?4,
+                  tokens_in = tokens_in + ?5, tokens_out = tokens_out + ?6, cost_nano = cost_nano + ?7
+                """
+            ).run([
+                .text(periods.day), .text(record.tenant), .text(record.model ?? ""),
+                .int(record.status >= 400 ? 1 : 0), .int(Int64(record.usage.promptTokens)),
+                .int(Int64(record.usage.completionTokens)), .int(record.costNano),
+            ])
+        }
+    }
+
+    private func opt(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
+    private func opt(_ i: Int?) -> SQLValue { i.map { .int(Int64($0)) } ?? .null }
+
+    /// Releases reservations whose holder died (past their expiry) and trims the rate log.
+    @discardableResult
+    public func sweep(nowMs: Int64) throws -> Int {
+        try db.transaction {
+            let expired = try db.statement("SELECT id FROM reservations WHERE expires_ms < ? LIMIT 500")
+                .all([.int(nowMs)]).compactMap { $0[0].int }
+            for id in expired { try release(id: id, consumed: false, actualTokens: 0) }
+            try db.statement(
+                "DELETE FROM rate_log WHERE id IN (SELECT id FROM rate_log WHERE at_ms < ? LIMIT 5000)"
+            ).run([.int(nowMs - 2 * AccountingStore.window)])
+            return expired.count
+        }
+    }
+
+    /// What is used now against each limit, for `/v1/tenant-info`.
+    public func usageNow(tenant: String, nowMs: Int64) throws -> (
+        requests: Int64, tokens: Int64, day: (tokens: Int64, nano: Int64), month: (tokens: Int64, nano: Int64),
+        globalDay: Int64, globalMonth: Int64
+    ) {
+        let since = nowMs - AccountingStore.window
+        let periods = Periods(epochMs: nowMs)
+        let scope = AccountingStore.tenantScope(tenant)
+        return (
+            try windowSum(tenant, "r", since: since).sum, try windowSum(tenant, "t", since: since).sum,
+            try counter(scope, "d:\(periods.day)"), try counter(scope, "m:\(periods.month)"),
+            try counter(AccountingStore.globalScope, "d:\(periods.day)").nano,
+            try counter(AccountingStore.globalScope, "m:\(periods.month)").nano
+        )
+    }
+}
+
+/// One row of `tenantgate usage`.
+public struct UsageRow: Sendable {
+    public let key: String
+    public let requests: Int64
+    public let errors: Int64
+    public let tokensIn: Int64
+    public let tokensOut: Int64
+    public let costNano: Int64
+}
+
+extension AccountingStore {
+    /// Usage from the daily rollups (never the raw execution rows), grouped by `day`, `model` or `tenant`,
+    /// most expensive first when `top` is given.
+    public func usage(tenant: String?, sinceDay: String, by: String, top: Int?) throws -> [UsageRow] {
+        let column: String
+        switch by {
+        case "day": column = "day"
+        case "model": column = "model"
+        default: column = "tenant"
+        }
+        var sql = """
+            SELECT \(column), SUM(requests), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost_nano)
+            FROM usage_daily WHERE day >= ?
+            """
+        var bindings: [SQLValue] = [.text(sinceDay)]
+        if let tenant {
+            sql += " AND tenant = ?"
+            bindings.append(.text(tenant))
+        }
+        sql += " GROUP BY 1"
+        sql += top != nil ? " ORDER BY 6 DESC, 1 LIMIT \(max(1, top ?? 1))" : " ORDER BY 1"
+        return try db.query(sql, bindings).map {
+            UsageRow(
+                key: $0[0].text ?? "", requests: $0[1].int ?? 0, errors: $0[2].int ?? 0, tokensIn: $0[3].int ?? 0,
+                tokensOut: $0[4].int ?? 0, costNano: $0[5].int ?? 0)
+        }
+    }
+
+    /// Deletes execution rows older than each tenant's retention, 1,000 rows per short transaction so
+    /// traffic is never stalled; rollups stay. Returns the number of rows deleted.
+    public func prune(retentionDays: [String: Int], defaultDays: Int, nowMs: Int64) throws -> Int {
+        var deleted = 0
+        let tenants = try db.query("SELECT DISTINCT tenant FROM executions").compactMap { $0[0].text }
+        for tenant in tenants {
+            let days = retentionDays[tenant] ?? defaultDays
+            let cutoff = nowMs - Int64(days) * 86_400_000
+            while true {
+                let n: Int = try db.transaction {
+                    try db.statement(
+                        """
+                        DELETE FROM executions WHERE id IN
+                          (SELECT id FROM executions WHERE tenant = ? AND at_ms < ? LIMIT 1000)
+                        """
+                    ).run([.text(tenant), .int(cutoff)])
+                    return db.changes
+                }
+                deleted += n
+                if n < 1000 { break }
+            }
+        }
+        return deleted
+    }
+}

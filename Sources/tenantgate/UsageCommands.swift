@@ -1,0 +1,85 @@
+import ArgumentParser
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+struct UsageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage", abstract: "Requests, tokens and cost from the daily rollups.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only this tenant.") var tenant: String?
+    @Option(help: "First day, YYYY-MM-DD (default: the first of this month, UTC).") var since: String?
+    @Option(help: "Group by day, model or tenant.") var by: String = "tenant"
+    @Option(help: "Only the N most expensive rows.") var top: Int?
+    @Flag var json = false
+
+    func validate() throws {
+        guard ["day", "model", "tenant"].contains(by) else {
+            throw ValidationError("--by must be day, model or tenant")
+        }
+        if let since {
+            let parts = since.split(separator: "-")
+            guard parts.count == 3, parts.allSatisfy({ Int($0) != nil }), since.count == 10 else {
+                throw ValidationError("--since must be YYYY-MM-DD")
+            }
+        }
+        if let tenant, TenantID(tenant) == nil { throw ValidationError("invalid tenant id") }
+        if let top, top < 1 { throw ValidationError("--top must be at least 1") }
+    }
+
+    func run() throws {
+        try reporting {
+            let periods = Periods(epochMs: Posix.wallMicros() / 1000)
+            let first = since ?? "\(periods.month)-01"
+            let rows = try AccountingStore(try global.open()).usage(tenant: tenant, sinceDay: first, by: by, top: top)
+            if json {
+                print(
+                    JSONValue.array(
+                        rows.map {
+                            .object([
+                                (by, .string($0.key)), ("requests", .int(Int($0.requests))),
+                                ("errors", .int(Int($0.errors))), ("tokens_in", .int(Int($0.tokensIn))),
+                                ("tokens_out", .int(Int($0.tokensOut))),
+                                ("cost_usd", .number(Money.usdString(nano: $0.costNano))),
+                            ])
+                        }
+                    ).jsonString)
+                return
+            }
+            print(
+                "\(by.padding(24))\("requests".padding(10))\("errors".padding(8))\("tokens_in".padding(12))\("tokens_out".padding(12))cost_usd"
+            )
+            for r in rows {
+                print(
+                    "\(r.key.padding(24))\(String(r.requests).padding(10))\(String(r.errors).padding(8))\(String(r.tokensIn).padding(12))\(String(r.tokensOut).padding(12))\(Money.usdString(nano: r.costNano))"
+                )
+            }
+        }
+    }
+}
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune", abstract: "Delete execution rows past each tenant's audit.retention_days (default 90).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try reporting {
+            let db = try global.open()
+            let config = try ConfigStore(db).snapshot()
+            var retention: [String: Int] = [:]
+            for (id, tenant) in config.tenants {
+                if let days = tenant.effective["audit"]?["retention_days"]?.intValue { retention[id] = days }
+            }
+            let n = try AccountingStore(db).prune(
+                retentionDays: retention, defaultDays: 90, nowMs: Posix.wallMicros() / 1000)
+            print("pruned \(n) execution rows")
+        }
+    }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,204 @@
+"""Rate limits, budgets, reservations and the execution log, across workers."""
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import wait_until
+
+
+def auth(stack, tenant):
+    return {"Authorization": f"Bearer {stack.keys[tenant]}"}
+
+
+def post(c, stack, tenant, content="hello", model="fast", **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    return c.post(f"/tenant/{tenant}/v1/chat/completions", json=body, headers=auth(stack, tenant))
+
+
+def upstream_count(stack, marker):
+    return sum(marker in json.dumps(q["body"]) for q in stack.upstream_requests())
+
+
+def parallel(n, fn):
+    results = [None] * n
+
+    def run(i):
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def reserved(stack, tenant):
+    rows = stack.sql("SELECT COALESCE(SUM(reserved_tokens), 0), COALESCE(SUM(reserved_nano), 0) FROM budget_counters "
+                     "WHERE scope = ?", f"tenant:{tenant}")
+    return rows[0]
+
+
+def test_request_limit_admits_exactly_its_number_across_workers(stack):
+    marker = "rpm-marker-1"
+
+    def one(i):
+        with stack.client() as c:
+            return post(c, stack, "limited", f"{marker} {i}")
+
+    responses = parallel(30, one)
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(ok) == 10 and len(refused) == 20
+    for r in refused:
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+        assert r.json()["error"]["type"] == "requests"
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert r.headers["x-ratelimit-limit"] == "10"
+    remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in ok)
+    assert remaining == list(range(10))
+    assert int(ok[0].headers["x-ratelimit-reset"]) > time.time()
+    assert upstream_count(stack, marker) == 10
+    # Refusals are logged as executions but consumed nothing.
+    rows = stack.sql("SELECT status, COUNT(*), SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'limited' "
+                     "GROUP BY status ORDER BY status")
+    assert rows == [(200, 10, rows[0][2]), (429, 20, 0)]
+
+
+def test_hard_token_budget_holds_under_64_way_concurrency(stack):
+    marker = "budget-marker"
+
+    def one(i):
+        with stack.client() as c:
+            return post(c, stack, "budgeted", f"{marker} {i}", max_tokens=4)
+
+    responses = parallel(64, one)
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert ok and refused and len(ok) + len(refused) == 64
+    for r in refused:
+        assert r.json()["error"]["code"] == "budget_exceeded"
+        assert r.json()["error"]["type"] == "tenant_budget_exceeded"
+    used = stack.sql("SELECT SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'budgeted'")[0][0]
+    assert used <= 300
+    counter = stack.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:budgeted' AND period LIKE 'd:%'")
+    assert counter == [(used,)]
+    assert upstream_count(stack, marker) == len(ok)
+    assert reserved(stack, "budgeted") == (0, 0)
+    info = httpx.get(stack.base + "/tenant/budgeted/v1/tenant-info", headers=auth(stack, "budgeted"), verify=False).json()
+    daily = info["limits"]["daily_tokens"]
+    assert daily["limit"] == 300 and daily["used"] == used and daily["remaining"] == 300 - used
+    assert daily["resets_at"].endswith("T00:00:00.000Z")
+
+
+def test_soft_budget_serves_with_a_warning(stack):
+    with stack.client() as c:
+        r = post(c, stack, "softy", "soft one")
+        assert r.status_code == 200
+        assert r.headers["x-tenantgate-budget-warning"] == "daily_tokens"
+
+
+def test_same_prompt_costs_the_same_streamed_and_not(stack):
+    with stack.client() as c:
+        a = post(c, stack, "priced", "price me exactly")
+        with c.stream("POST", "/tenant/priced/v1/chat/completions", headers=auth(stack, "priced"),
+                      json={"model": "fast", "stream": True, "messages": [{"role": "user",
+                                                                           "content": "price me exactly"}]}) as s:
+            list(s.iter_lines())
+    assert a.status_code == 200
+    rows = stack.sql("SELECT streamed, tokens_in, tokens_out, cost_nano FROM executions WHERE tenant = 'priced' "
+                     "ORDER BY id DESC LIMIT 2")
+    assert sorted(r[0] for r in rows) == [0, 1]
+    assert rows[0][1:] == rows[1][1:]
+    assert rows[0][3] == (rows[0][1] * 1 + rows[0][2] * 2) * 1000   # nano-USD at $1 / $2 per Mtok
+    assert a.headers["x-ratelimit-limit-tokens"] == "1000000000"
+
+
+def test_upstream_failure_releases_its_reservation(stack):
+    before = stack.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
+                       "AND period LIKE 'd:%'")
+    window = stack.sql("SELECT COUNT(*) FROM rate_log WHERE tenant = 'priced'")[0][0]
+    with stack.client() as c:
+        r = post(c, stack, "priced", '#mock {"status": 500}')
+    assert r.status_code == 502
+    assert reserved(stack, "priced") == (0, 0)
+    assert stack.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
+                     "AND period LIKE 'd:%'") == before
+    assert stack.sql("SELECT COUNT(*) FROM rate_log WHERE tenant = 'priced'")[0][0] == window
+    row = stack.sql("SELECT status, error_code, tokens_in FROM executions WHERE tenant = 'priced' "
+                    "ORDER BY id DESC LIMIT 1")
+    assert row == [(502, "upstream_error", 0)]
+
+
+def test_client_disconnect_releases_its_reservation(stack):
+    body = {"model": "fast", "stream": True,
+            "messages": [{"role": "user", "content": '#mock {"chunks": 8, "chunk_delay_ms": 150}'}]}
+    with stack.client() as c:
+        with c.stream("POST", "/tenant/priced/v1/chat/completions", json=body, headers=auth(stack, "priced")) as r:
+            for line in r.iter_lines():
+                if "part0" in line:
+                    break
+    assert wait_until(lambda: reserved(stack, "priced") == (0, 0), timeout=5)
+    assert wait_until(lambda: stack.sql("SELECT status FROM executions WHERE tenant = 'priced' ORDER BY id DESC "
+                                        "LIMIT 1") == [(499,)], timeout=5)
+
+
+def test_usage_cli_reports_rollups(stack):
+    out = json.loads(stack.cli("usage", "--by", "tenant", "--json").stdout)
+    by_tenant = {row["tenant"]: row for row in out}
+    limited = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'limited'")[0][0]
+    assert by_tenant["limited"]["requests"] == limited
+    top = json.loads(stack.cli("usage", "--by", "tenant", "--top", "1", "--json").stdout)
+    assert len(top) == 1 and float(top[0]["cost_usd"]) == max(float(r["cost_usd"]) for r in out)
+    bad = stack.cli("usage", "--since", "yesterday", check=False)
+    assert bad.returncode != 0 and "--since" in bad.stderr
+
+
+def test_global_budget_refusal_names_global(fresh_stack):
+    s = fresh_stack
+    cfg = s.home / "global.yaml"
+    cfg.write_text("global_budget: {daily_usd: 0.0000001, enforcement: hard}\n")
+    s.cli("config", "import", str(cfg))
+    with s.client() as c:
+        def refused():
+            r = post(c, s, "acme", "global please")
+            return r.status_code == 429 and r.json()["error"]["type"] == "global_budget_exceeded"
+        assert wait_until(refused, timeout=3)
+
+
+def test_accounting_is_exact_across_8_workers(big_stack):
+    s = big_stack
+    marker = "exact-marker"
+    total = 2000
+    statuses = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker(_):
+        with s.client() as c:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                r = post(c, s, "priced", f"{marker} {i}", max_tokens=3)
+                with lock:
+                    statuses.append(r.status_code)
+
+    parallel(64, worker)
+    assert statuses.count(200) == total
+    executions = s.sql("SELECT COUNT(*), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM executions "
+                       "WHERE tenant = 'priced' AND status = 200")[0]
+    rollup = s.sql("SELECT SUM(requests), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM usage_daily "
+                   "WHERE tenant = 'priced'")[0]
+    counters = s.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
+                     "AND period LIKE 'd:%'")[0]
+    assert executions[0] == total == upstream_count(s, marker)
+    assert rollup == executions
+    assert counters == (executions[1], executions[2])
+    assert reserved(s, "priced") == (0, 0)
+    assert s.sql("SELECT COUNT(*) FROM rate_log WHERE tenant = 'priced' AND kind = 'r'")[0][0] == total
