@@ -50,6 +50,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
                         log.event("config_reload", ["config_version": .number(String(next.version))])
                     }
                     if ticks % 5 == 0 {
+                        _ = try conn.query("PRAGMA wal_checkpoint(PASSIVE)")
                         // Reservations whose worker died are released once they expire.
                         let released = try AccountingStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         if released > 0 { log.event("reservations_expired", ["count": .int(released)], level: "warn") }

@@ -32,15 +32,23 @@ struct Outcome {
     var accountable = false
 }
 
-/// Per-thread resources: a SQLite connection and a reusable curl handle.
+/// Per-thread resources: a SQLite connection for reads, a reusable curl handle, and the process's
+/// accounting connection.
 final class ThreadResources {
     let db: SQLiteConnection
     let curl = CurlClient()
     let accounting: AccountingStore
 
-    init(dbPath: String) throws {
+    init(dbPath: String, accounting: AccountingStore) throws {
         db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
-        accounting = AccountingStore(db)
+        self.accounting = accounting
+    }
+
+    /// The connection all threads of a worker write accounting through. Writes are serialised per
+    /// process anyway (SQLite has one writer); sharing one connection keeps its page cache warm, where a
+    /// connection per thread would find its cache invalidated by every other thread's commit.
+    static func accountingConnection(dbPath: String) throws -> SQLiteConnection {
+        try SQLiteConnection(path: dbPath, cacheKiB: 4096)
     }
 }
 

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateStore
 import TenantGateSystem
 
 #if canImport(Glibc)
@@ -66,8 +67,16 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
         configs.startPolling()
         let gateway = Gateway(configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes))
+        let accounting: AccountingStore
+        do {
+            accounting = AccountingStore(try ThreadResources.accountingConnection(dbPath: options.dbPath))
+        } catch {
+            log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
+            return 1
+        }
         for index in 0..<options.threads {
-            guard let thread = OSThread.start({ [self] in self.serve(slot: index, gateway: gateway, log: log) }) else {
+            let start = { [self] in self.serve(slot: index, gateway: gateway, accounting: accounting, log: log) }
+            guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
                 return 1
             }
@@ -102,10 +111,10 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
     }
 
-    private func serve(slot: Int, gateway: Gateway, log: AppLog) {
+    private func serve(slot: Int, gateway: Gateway, accounting: AccountingStore, log: AppLog) {
         let resources: ThreadResources
         do {
-            resources = try ThreadResources(dbPath: options.dbPath)
+            resources = try ThreadResources(dbPath: options.dbPath, accounting: accounting)
         } catch {
             log.event("thread_error", ["error": .string("\(error)")], level: "error")
             slots.withLock { $0[slot] = .exited }

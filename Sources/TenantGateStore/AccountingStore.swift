@@ -56,6 +56,39 @@ public struct AccountingStore {
         return (row?[0].int ?? 0, row?[1].int)
     }
 
+    /// The window total of (tenant, kind) after dropping entries that left the window: each entry is
+    /// added once and removed once, so a check costs O(1) amortised however high the limit.
+    private func windowTotal(_ tenant: String, _ kind: String, since: Int64) throws -> (total: Int64, oldest: Int64?) {
+        let expired = try db.statement(
+            "DELETE FROM rate_log WHERE tenant = ? AND kind = ? AND at_ms <= ? RETURNING amount"
+        ).all([.text(tenant), .text(kind), .int(since)]).reduce(Int64(0)) { $0 + ($1[0].int ?? 0) }
+        if expired != 0 { try addToTotal(tenant, kind, -expired) }
+        let total =
+            try db.statement("SELECT total FROM rate_totals WHERE tenant = ? AND kind = ?")
+            .all([.text(tenant), .text(kind)]).first?.first?.int ?? 0
+        let oldest = try db.statement("SELECT MIN(at_ms) FROM rate_log WHERE tenant = ? AND kind = ?")
+            .all([.text(tenant), .text(kind)]).first?.first?.int
+        return (total, oldest)
+    }
+
+    private func addToTotal(_ tenant: String, _ kind: String, _ delta: Int64) throws {
+        try db.statement(
+            """
+            INSERT INTO rate_totals(tenant, kind, total) VALUES (?1, ?2, MAX(0, ?3))
+            ON CONFLICT(tenant, kind) DO UPDATE SET total = MAX(0, total + ?3)
+            """
+        ).run([.text(tenant), .text(kind), .int(delta)])
+    }
+
+    /// Removes one rate-window entry (if still there) and its share of the total.
+    private func dropRateEntry(_ id: Int64) throws {
+        guard
+            let row = try db.statement("DELETE FROM rate_log WHERE id = ? RETURNING tenant, kind, amount")
+                .all([.int(id)]).first, let tenant = row[0].text, let kind = row[1].text
+        else { return }
+        try addToTotal(tenant, kind, -(row[2].int ?? 0))
+    }
+
     private func counter(_ scope: String, _ period: String) throws -> (tokens: Int64, nano: Int64) {
         let row = try db.statement(
             """
@@ -63,6 +96,17 @@ public struct AccountingStore {
             WHERE scope = ? AND period = ?
             """
         ).all([.text(scope), .text(period)]).first
+        return (row?[0].int ?? 0, row?[1].int ?? 0)
+    }
+
+    /// A month's total is the sum of its day rows: one counter row written per request, not two.
+    private func monthCounter(_ scope: String, _ month: String) throws -> (tokens: Int64, nano: Int64) {
+        let row = try db.statement(
+            """
+            SELECT COALESCE(SUM(used_tokens + reserved_tokens), 0), COALESCE(SUM(used_nano + reserved_nano), 0)
+            FROM budget_counters WHERE scope = ? AND period BETWEEN ? AND ?
+            """
+        ).all([.text(scope), .text("d:\(month)-01"), .text("d:\(month)-31")]).first
         return (row?[0].int ?? 0, row?[1].int ?? 0)
     }
 
@@ -91,7 +135,7 @@ public struct AccountingStore {
             var status = LimitStatus()
             let since = nowMs - AccountingStore.window
             if let rpm = limits.requestsPerMinute {
-                let (used, oldest) = try windowSum(tenant, "r", since: since)
+                let (used, oldest) = try windowTotal(tenant, "r", since: since)
                 status.requestLimit = rpm
                 if used + 1 > rpm {
                     throw LimitRefusal.rate(limit: "requests", retryAfter: retryAfter(oldest, nowMs))
@@ -100,7 +144,7 @@ public struct AccountingStore {
                 status.resetAt = ((oldest ?? nowMs) + AccountingStore.window + 999) / 1000
             }
             if let tpm = limits.tokensPerMinute {
-                let (used, oldest) = try windowSum(tenant, "t", since: since)
+                let (used, oldest) = try windowTotal(tenant, "t", since: since)
                 status.tokenLimit = tpm
                 if used + Int64(need.tokens) > tpm {
                     let wait = need.tokens > tpm ? 60 : retryAfter(oldest, nowMs)
@@ -111,7 +155,7 @@ public struct AccountingStore {
             let periods = Periods(epochMs: nowMs)
             let scope = AccountingStore.tenantScope(tenant)
             let day = try counter(scope, "d:\(periods.day)")
-            let month = try counter(scope, "m:\(periods.month)")
+            let month = try monthCounter(scope, periods.month)
             let tokens = Int64(need.tokens)
             let checks: [(String, String, Int64?, Int64, Enforcement, Int64)] = [
                 (
@@ -134,7 +178,7 @@ public struct AccountingStore {
             var all = checks
             if limits.globalDailyNano != nil || limits.globalMonthlyNano != nil {
                 let gd = try counter(AccountingStore.globalScope, "d:\(periods.day)")
-                let gm = try counter(AccountingStore.globalScope, "m:\(periods.month)")
+                let gm = try monthCounter(AccountingStore.globalScope, periods.month)
                 all.append(
                     (
                         "global", "daily_usd", limits.globalDailyNano, gd.nano + need.costNano,
@@ -159,16 +203,16 @@ public struct AccountingStore {
                 "INSERT INTO rate_log(tenant, kind, at_ms, amount) VALUES (?, ?, ?, ?) RETURNING id")
             if limits.requestsPerMinute != nil {
                 rpmRow = try insert.all([.text(tenant), .text("r"), .int(nowMs), .int(1)]).first?.first ?? .null
+                try addToTotal(tenant, "r", 1)
             }
             if limits.tokensPerMinute != nil {
                 tpmRow = try insert.all([.text(tenant), .text("t"), .int(nowMs), .int(tokens)]).first?.first ?? .null
+                try addToTotal(tenant, "t", tokens)
             }
-            for (s, p) in [
-                (scope, "d:\(periods.day)"), (scope, "m:\(periods.month)"),
-                (AccountingStore.globalScope, "d:\(periods.day)"),
-                (AccountingStore.globalScope, "m:\(periods.month)"),
-            ] {
-                try bump(s, p, usedTokens: 0, usedNano: 0, reservedTokens: tokens, reservedNano: need.costNano)
+            for s in [scope, AccountingStore.globalScope] {
+                try bump(
+                    s, "d:\(periods.day)", usedTokens: 0, usedNano: 0, reservedTokens: tokens,
+                    reservedNano: need.costNano)
             }
             let id =
                 try db.statement(
@@ -190,29 +234,31 @@ public struct AccountingStore {
     }
 
     /// Drops a reservation's held amounts; `consumed: false` also removes its rate-window entries.
-    private func release(id: Int64, consumed: Bool, actualTokens: Int64) throws {
+    /// Deletes a reservation and fixes its rate-window entries; returns (day, tokens, nano) it held.
+    private func release(id: Int64, consumed: Bool, actualTokens: Int64) throws -> (String, Int64, Int64)? {
         guard
             let row = try db.statement(
                 "DELETE FROM reservations WHERE id = ? RETURNING tenant, day, month, tokens, nano, rpm_row, tpm_row"
-            ).all([.int(id)]).first, let tenant = row[0].text, let day = row[1].text, let month = row[2].text
-        else { return }
-        let tokens = -(row[3].int ?? 0)
-        let nano = -(row[4].int ?? 0)
-        let scope = AccountingStore.tenantScope(tenant)
-        for (s, p) in [
-            (scope, "d:\(day)"), (scope, "m:\(month)"), (AccountingStore.globalScope, "d:\(day)"),
-            (AccountingStore.globalScope, "m:\(month)"),
-        ] {
-            try bump(s, p, usedTokens: 0, usedNano: 0, reservedTokens: tokens, reservedNano: nano)
-        }
+            ).all([.int(id)]).first, let tenant = row[0].text, let day = row[1].text
+        else { return nil }
         if consumed {
-            if let tpm = row[6].int {
+            if let tpm = row[6].int,
+                let old = try db.statement("SELECT amount FROM rate_log WHERE id = ?").all([.int(tpm)]).first?.first?
+                    .int
+            {
                 try db.statement("UPDATE rate_log SET amount = ? WHERE id = ?").run([.int(actualTokens), .int(tpm)])
+                try addToTotal(tenant, "t", actualTokens - old)
             }
         } else {
-            for rowID in [row[5].int, row[6].int].compactMap({ $0 }) {
-                try db.statement("DELETE FROM rate_log WHERE id = ?").run([.int(rowID)])
-            }
+            for rowID in [row[5].int, row[6].int].compactMap({ $0 }) { try dropRateEntry(rowID) }
+        }
+        return (day, row[3].int ?? 0, row[4].int ?? 0)
+    }
+
+    /// Returns a released reservation's amounts to the tenant's and the global day rows.
+    private func unreserve(_ tenant: String, _ held: (String, Int64, Int64)) throws {
+        for s in [AccountingStore.tenantScope(tenant), AccountingStore.globalScope] {
+            try bump(s, "d:\(held.0)", usedTokens: 0, usedNano: 0, reservedTokens: -held.1, reservedNano: -held.2)
         }
     }
 
@@ -222,16 +268,17 @@ public struct AccountingStore {
         try db.transaction {
             let consumed = record.usage.promptTokens + record.usage.completionTokens > 0
             let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
-            if let reservation { try release(id: reservation, consumed: consumed, actualTokens: tokens) }
+            let held = try reservation.flatMap { try release(id: $0, consumed: consumed, actualTokens: tokens) }
             let periods = Periods(epochMs: record.atMs)
-            if consumed {
-                let scope = AccountingStore.tenantScope(record.tenant)
-                for (s, p) in [
-                    (scope, "d:\(periods.day)"), (scope, "m:\(periods.month)"),
-                    (AccountingStore.globalScope, "d:\(periods.day)"),
-                    (AccountingStore.globalScope, "m:\(periods.month)"),
-                ] {
-                    try bump(s, p, usedTokens: tokens, usedNano: record.costNano, reservedTokens: 0, reservedNano: 0)
+            let usedTokens = consumed ? tokens : 0
+            let usedNano = consumed ? record.costNano : 0
+            if let held, held.0 != periods.day { try unreserve(record.tenant, held) }
+            let (heldTokens, heldNano) = held.map { $0.0 == periods.day ? ($0.1, $0.2) : (0, 0) } ?? (0, 0)
+            if usedTokens != 0 || usedNano != 0 || heldTokens != 0 || heldNano != 0 {
+                for s in [AccountingStore.tenantScope(record.tenant), AccountingStore.globalScope] {
+                    try bump(
+                        s, "d:\(periods.day)", usedTokens: usedTokens, usedNano: usedNano, reservedTokens: -heldTokens,
+                        reservedNano: -heldNano)
                 }
             }
             try db.statement(
@@ -273,10 +320,16 @@ public struct AccountingStore {
         try db.transaction {
             let expired = try db.statement("SELECT id FROM reservations WHERE expires_ms < ? LIMIT 500")
                 .all([.int(nowMs)]).compactMap { $0[0].int }
-            for id in expired { try release(id: id, consumed: false, actualTokens: 0) }
-            try db.statement(
-                "DELETE FROM rate_log WHERE id IN (SELECT id FROM rate_log WHERE at_ms < ? LIMIT 5000)"
-            ).run([.int(nowMs - 2 * AccountingStore.window)])
+            for id in expired {
+                let tenant = try db.statement("SELECT tenant FROM reservations WHERE id = ?").all([.int(id)])
+                    .first?.first?.text
+                if let tenant, let held = try release(id: id, consumed: false, actualTokens: 0) {
+                    try unreserve(tenant, held)
+                }
+            }
+            let stale = try db.statement("SELECT id FROM rate_log WHERE at_ms < ? LIMIT 5000")
+                .all([.int(nowMs - 2 * AccountingStore.window)]).compactMap { $0[0].int }
+            for id in stale { try dropRateEntry(id) }
             return expired.count
         }
     }
@@ -289,12 +342,14 @@ public struct AccountingStore {
         let since = nowMs - AccountingStore.window
         let periods = Periods(epochMs: nowMs)
         let scope = AccountingStore.tenantScope(tenant)
-        return (
-            try windowSum(tenant, "r", since: since).sum, try windowSum(tenant, "t", since: since).sum,
-            try counter(scope, "d:\(periods.day)"), try counter(scope, "m:\(periods.month)"),
-            try counter(AccountingStore.globalScope, "d:\(periods.day)").nano,
-            try counter(AccountingStore.globalScope, "m:\(periods.month)").nano
-        )
+        return try db.serialized {
+            try (
+                try windowSum(tenant, "r", since: since).sum, try windowSum(tenant, "t", since: since).sum,
+                try counter(scope, "d:\(periods.day)"), try monthCounter(scope, periods.month),
+                try counter(AccountingStore.globalScope, "d:\(periods.day)").nano,
+                try monthCounter(AccountingStore.globalScope, periods.month).nano
+            )
+        }
     }
 }
 

@@ -56,7 +56,9 @@ public enum Migrations {
             amount INTEGER NOT NULL
         ) STRICT;
         CREATE INDEX rate_log_window ON rate_log(tenant, kind, at_ms, amount);
-        CREATE INDEX rate_log_time ON rate_log(at_ms);
+        CREATE TABLE rate_totals(
+            tenant TEXT NOT NULL, kind TEXT NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (tenant, kind)
+        ) STRICT, WITHOUT ROWID;
         CREATE TABLE budget_counters(
             scope TEXT NOT NULL, period TEXT NOT NULL, used_tokens INTEGER NOT NULL DEFAULT 0,
             used_nano INTEGER NOT NULL DEFAULT 0, reserved_tokens INTEGER NOT NULL DEFAULT 0,
@@ -67,7 +69,6 @@ public enum Migrations {
             tokens INTEGER NOT NULL, nano INTEGER NOT NULL, rpm_row INTEGER, tpm_row INTEGER,
             expires_ms INTEGER NOT NULL
         ) STRICT;
-        CREATE INDEX reservations_expiry ON reservations(expires_ms);
         CREATE TABLE executions(
             id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, at_ms INTEGER NOT NULL, tenant TEXT NOT NULL,
             key_id TEXT, end_user TEXT, model TEXT, backend TEXT, status INTEGER NOT NULL, error_code TEXT,
@@ -78,7 +79,6 @@ public enum Migrations {
             retries INTEGER NOT NULL DEFAULT 0, prompt TEXT
         ) STRICT;
         CREATE INDEX executions_tenant_time ON executions(tenant, at_ms);
-        CREATE INDEX executions_time ON executions(at_ms);
         CREATE TABLE usage_daily(
             day TEXT NOT NULL, tenant TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
             errors INTEGER NOT NULL DEFAULT 0, tokens_in INTEGER NOT NULL DEFAULT 0,

@@ -1,5 +1,23 @@
 import CSQLite
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between retries, which turns short write
+/// contention between processes into long stalls; this one retries every 50–200 µs for up to ~10 s.
+private enum BusyHandler {
+    static let retry: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32 = { _, count in
+        if count > 50_000 { return 0 }
+        usleep(count < 20 ? 50 : 200)
+        return 1
+    }
+}
+
+/// Write transactions of one process take turns here first, so threads of a worker queue on a
+/// mutex instead of polling SQLite's file lock; only processes contend for that.
+private let processWriteLock = Locked(())
+
 /// An error reported by SQLite, with its result code and message.
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     /// The primary or extended SQLite result code.
@@ -28,7 +46,7 @@ public final class SQLiteConnection {
     private var cache: [String: SQLiteStatement] = [:]
 
     /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout.
-    public init(path: String, busyTimeoutMs: Int32 = 5000, cacheKiB: Int = 512) throws {
+    public init(path: String, cacheKiB: Int = 512) throws {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -38,7 +56,7 @@ public final class SQLiteConnection {
             throw SQLiteError(code: rc, message: "\(message) (\(path))")
         }
         handle = db
-        sqlite3_busy_timeout(db, busyTimeoutMs)
+        sqlite3_busy_handler(db, BusyHandler.retry, nil)
         sqlite3_extended_result_codes(db, 1)
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=NORMAL")
@@ -90,6 +108,16 @@ public final class SQLiteConnection {
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try processWriteLock.withLock { _ in try immediateTransaction(body) }
+    }
+
+    /// Runs `body` holding the process write lock, without a transaction: for reads on a connection
+    /// that several threads share (the one that also writes under that lock).
+    public func serialized<T>(_ body: () throws -> T) rethrows -> T {
+        try processWriteLock.withLock { _ in try body() }
+    }
+
+    private func immediateTransaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let value = try body()

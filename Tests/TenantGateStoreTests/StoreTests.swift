@@ -173,8 +173,8 @@ let yaml = """
         #expect(AppLog.timestamp(951_782_400_000_000) == "2000-02-29T00:00:00.000Z")
     }
 
-    @Test func usdHasSixDecimals() {
-        #expect(formatUSD(0.000019) == "0.000019")
-        #expect(formatUSD(12.5) == "12.500000")
+    @Test func usdHasNineDecimals() {
+        #expect(Money.usdString(nano: 19_000) == "0.000019000")
+        #expect(Money.usdString(nano: 12_500_000_000) == "12.500000000")
     }
 }

@@ -1,0 +1,149 @@
+import Testing
+
+@testable import TenantGateCore
+@testable import TenantGateStore
+@testable import TenantGateSystem
+
+func limits(_ tenant: String, global: String? = nil) throws -> Limits {
+    Limits(tenant: try JSONParser.parse(tenant), global: try global.map { try JSONParser.parse($0) })
+}
+
+let one = Reservation(promptTokens: 5, completionTokens: 5, costNano: 1000)
+let day0: Int64 = 1_795_305_600_000  // 2026-11-22T00:00:00Z
+
+func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, status: Int = 200) -> ExecutionRecord {
+    var r = ExecutionRecord(requestID: "r", atMs: at, tenant: tenant, status: status)
+    r.usage = Usage(promptTokens: tokens / 2, completionTokens: tokens - tokens / 2)
+    r.costNano = cost
+    r.model = "m"
+    return r
+}
+
+@Suite struct AccountingTests {
+    @Test func slidingWindowAdmitsExactlyTheLimitInAnySixtySeconds() throws {
+        let store = AccountingStore(try tempDB())
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":3}}"#)
+        for t in [0, 10_000, 20_000] as [Int64] {
+            _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + t, expiresMs: day0 + t + 1000)
+        }
+        #expect(throws: LimitRefusal.rate(limit: "requests", retryAfter: 30)) {
+            try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 30_000, expiresMs: day0 + 31_000)
+        }
+        // A fixed per-minute bucket would reset at 60 s and admit a burst; the window frees one slot at a time.
+        _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 60_001, expiresMs: day0 + 61_000)
+        #expect(throws: LimitRefusal.self) {
+            try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 60_002, expiresMs: day0 + 61_000)
+        }
+        // Another tenant has its own window.
+        _ = try store.reserve(tenant: "b", limits: l, need: one, nowMs: day0 + 30_000, expiresMs: day0 + 31_000)
+    }
+
+    @Test func clockJumpingBackDoesNotResetTheWindow() throws {
+        let store = AccountingStore(try tempDB())
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":1}}"#)
+        _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 100_000, expiresMs: day0 + 200_000)
+        #expect(throws: LimitRefusal.self) {
+            try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 50_000, expiresMs: day0 + 200_000)
+        }
+    }
+
+    @Test func tokenWindowCountsReservedThenActualTokens() throws {
+        let store = AccountingStore(try tempDB())
+        let l = try limits(#"{"rate_limit":{"tokens_per_minute":25}}"#)
+        let (id, status) = try store.reserve(
+            tenant: "a", limits: l, need: Reservation(promptTokens: 10, completionTokens: 10, costNano: 0), nowMs: day0,
+            expiresMs: day0 + 1000)
+        #expect(status.tokensRemaining == 5)
+        #expect(throws: LimitRefusal.self) {
+            try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 1, expiresMs: day0 + 1000)
+        }
+        try store.settle(reservation: id, record: record("a", at: day0 + 2, tokens: 4))
+        _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 3, expiresMs: day0 + 1000)
+    }
+
+    @Test func dailyBudgetResetsAtUTCMidnight() throws {
+        let store = AccountingStore(try tempDB())
+        let l = try limits(#"{"budget":{"daily_tokens":100}}"#)
+        try store.settle(reservation: nil, record: record("a", at: day0 + 86_399_000, tokens: 90))
+        let big = Reservation(promptTokens: 10, completionTokens: 10, costNano: 0)
+        #expect(throws: LimitRefusal.budget(scope: "tenant", budget: "daily_tokens", resetsAt: day0 / 1000 + 86_400)) {
+            try store.reserve(tenant: "a", limits: l, need: big, nowMs: day0 + 86_399_500, expiresMs: day0 + 86_400_500)
+        }
+        _ = try store.reserve(tenant: "a", limits: l, need: big, nowMs: day0 + 86_400_001, expiresMs: day0 + 86_401_000)
+    }
+
+    @Test func softBudgetWarnsAndGlobalBudgetRefusesAsGlobal() throws {
+        let store = AccountingStore(try tempDB())
+        try store.settle(reservation: nil, record: record("other", at: day0, cost: 900))
+        let soft = try limits(#"{"budget":{"daily_usd":0.0000005,"enforcement":"soft"}}"#)
+        let (_, status) = try store.reserve(tenant: "a", limits: soft, need: one, nowMs: day0, expiresMs: day0 + 1)
+        #expect(status.warnings == ["daily_usd"])
+        let global = try limits("{}", global: #"{"daily_usd":0.0000015}"#)
+        #expect(throws: LimitRefusal.budget(scope: "global", budget: "daily_usd", resetsAt: day0 / 1000 + 86_400)) {
+            try store.reserve(tenant: "b", limits: global, need: one, nowMs: day0, expiresMs: day0 + 1)
+        }
+    }
+
+    @Test func failureReleasesEverythingAndSweepFreesDeadReservations() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":1},"budget":{"daily_tokens":10}}"#)
+        let (id, _) = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0, expiresMs: day0 + 1000)
+        try store.settle(reservation: id, record: record("a", at: day0 + 1, tokens: 0, cost: 0, status: 502))
+        // Nothing consumed: the request slot and the tokens are free again.
+        let (dead, _) = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 2, expiresMs: day0 + 1000)
+        _ = dead
+        #expect(throws: LimitRefusal.self) {
+            try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 3, expiresMs: day0 + 1000)
+        }
+        #expect(try store.sweep(nowMs: day0 + 2000) == 1)
+        let held = try db.query("SELECT SUM(reserved_tokens) FROM budget_counters")
+        #expect(held.first?.first?.int == 0)
+        _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 2001, expiresMs: day0 + 3000)
+    }
+
+    @Test func rollupsAndPrune() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        try store.settle(reservation: nil, record: record("a", at: day0 - 100 * 86_400_000, cost: 5))
+        try store.settle(reservation: nil, record: record("a", at: day0, cost: 7))
+        try store.settle(reservation: nil, record: record("b", at: day0, cost: 11, status: 502))
+        let rows = try store.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: nil)
+        #expect(rows.map(\.key) == ["a", "b"])
+        #expect(rows[0].requests == 2 && rows[0].costNano == 12 && rows[1].errors == 1)
+        #expect(try store.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: 1).map(\.key) == ["a"])
+        #expect(try store.prune(retentionDays: ["b": 1], defaultDays: 90, nowMs: day0 + 2 * 86_400_000) == 2)
+        #expect(try store.usage(tenant: "a", sinceDay: "2000-01-01", by: "day", top: nil).count == 2)
+    }
+}
+
+@Suite struct MoneyAndPeriodTests {
+    @Test func costIsExactInNanoUSD() {
+        let model = ModelConfig(
+            name: "m", backend: "b", upstreamModel: "m", inputPerMTok: 0.15, outputPerMTok: 0.6,
+            cachedInputPerMTok: 0.075, maxTokens: nil)
+        let cost = Money.cost(Usage(promptTokens: 1000, completionTokens: 500, cachedTokens: 200), model)
+        #expect(cost == 800 * 150 + 200 * 75 + 500 * 600)
+        #expect(Money.usdString(nano: cost) == "0.000435000")
+    }
+
+    @Test func reservationBoundsThePrompt() throws {
+        let model = ModelConfig(
+            name: "m", backend: "b", upstreamModel: "m", inputPerMTok: 1, outputPerMTok: 2, cachedInputPerMTok: 1,
+            maxTokens: 100)
+        let chat = try ChatRequest.parse(
+            Array(#"{"messages":[{"role":"system","content":"abc"},{"role":"user","content":"héllo"}]}"#.utf8))
+        let r = Reservation(chat: chat, model: model)
+        #expect(r.promptTokens == 3 + 6 + 16)
+        #expect(r.completionTokens == 100)
+        #expect(r.costNano == Int64(r.promptTokens) * 1000 + 100 * 2000)
+    }
+
+    @Test func periodsAndResets() {
+        let p = Periods(epochMs: 1_798_761_599_000)  // 2026-12-31T23:59:59Z
+        #expect(p.day == "2026-12-31" && p.month == "2026-12")
+        #expect(p.dayResetsAt == 1_798_761_600 && p.monthResetsAt == 1_798_761_600)
+        let leap = Periods(epochMs: 1_709_164_800_000)  // 2024-02-29
+        #expect(leap.day == "2024-02-29" && leap.monthResetsAt == 1_709_251_200)
+    }
+}
