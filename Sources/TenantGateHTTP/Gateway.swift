@@ -39,9 +39,12 @@ final class ThreadResources {
     let curl = CurlClient()
     let accounting: AccountingStore
 
-    init(dbPath: String, accounting: AccountingStore) throws {
+    let settlements: SettleQueue
+
+    init(dbPath: String, accounting: AccountingStore, settlements: SettleQueue) throws {
         db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
         self.accounting = accounting
+        self.settlements = settlements
     }
 
     /// The connection all threads of a worker write accounting through. Writes are serialised per
@@ -98,8 +101,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         logRequest(request, outcome, latencyMs: latency)
     }
 
-    /// Writes the execution row and settles the reservation; retried while SQLite is busy, so a
-    /// served request is never left unaccounted (a reservation left behind expires and is swept).
+    /// Queues the execution row and the settlement of the reservation (group-committed by `SettleQueue`).
     private func settle(_ request: Request, _ outcome: Outcome, latencyMs: Int, resources: ThreadResources) {
         guard let tenant = outcome.tenant else { return }
         var record = ExecutionRecord(
@@ -116,17 +118,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         record.costNano = outcome.costNano ?? 0
         record.streamed = outcome.streamed
         record.prompt = outcome.prompt
-        for attempt in 0..<5 {
-            do {
-                try resources.accounting.settle(reservation: outcome.reservationID, record: record)
-                return
-            } catch {
-                log.write(
-                    "settle_retry", level: attempt == 4 ? "error" : "warn",
-                    [("request_id", .string(request.requestID)), ("error", .string("\(error)"))])
-                Posix.sleepMs(20 << attempt)
-            }
-        }
+        resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
     }
 
     private func tenantHeader(_ outcome: Outcome) -> [(String, String)] {

@@ -68,14 +68,19 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         configs.startPolling()
         let gateway = Gateway(configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes))
         let accounting: AccountingStore
+        let settlements: SettleQueue
         do {
             accounting = AccountingStore(try ThreadResources.accountingConnection(dbPath: options.dbPath))
+            settlements = SettleQueue(store: accounting, log: log)
+            settlements.start()
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
         }
         for index in 0..<options.threads {
-            let start = { [self] in self.serve(slot: index, gateway: gateway, accounting: accounting, log: log) }
+            let start = { [self] in
+                self.serve(slot: index, gateway: gateway, accounting: accounting, settlements: settlements, log: log)
+            }
             guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
                 return 1
@@ -93,6 +98,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
         log.event("worker_draining")
         drain()
+        settlements.flush()
         log.event("worker_exit")
         return 0
     }
@@ -111,10 +117,12 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
     }
 
-    private func serve(slot: Int, gateway: Gateway, accounting: AccountingStore, log: AppLog) {
+    private func serve(
+        slot: Int, gateway: Gateway, accounting: AccountingStore, settlements: SettleQueue, log: AppLog
+    ) {
         let resources: ThreadResources
         do {
-            resources = try ThreadResources(dbPath: options.dbPath, accounting: accounting)
+            resources = try ThreadResources(dbPath: options.dbPath, accounting: accounting, settlements: settlements)
         } catch {
             log.event("thread_error", ["error": .string("\(error)")], level: "error")
             slots.withLock { $0[slot] = .exited }

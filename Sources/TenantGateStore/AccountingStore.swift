@@ -265,7 +265,18 @@ public struct AccountingStore {
     /// Settles a request in one transaction: releases its reservation, charges the actual usage to the
     /// current day and month (tenant and global), writes the execution row and the daily rollup.
     public func settle(reservation: Int64?, record: ExecutionRecord) throws {
+        try settle([(reservation, record)])
+    }
+
+    /// Settles many requests in one transaction (group commit): the same effect as settling each.
+    public func settle(_ batch: [(reservation: Int64?, record: ExecutionRecord)]) throws {
         try db.transaction {
+            for (reservation, record) in batch { try settleOne(reservation: reservation, record: record) }
+        }
+    }
+
+    private func settleOne(reservation: Int64?, record: ExecutionRecord) throws {
+        do {
             let consumed = record.usage.promptTokens + record.usage.completionTokens > 0
             let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
             let held = try reservation.flatMap { try release(id: $0, consumed: consumed, actualTokens: tokens) }

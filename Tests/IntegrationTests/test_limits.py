@@ -43,6 +43,12 @@ def reserved(stack, tenant):
     return rows[0]
 
 
+def settled(stack, tenant, executions):
+    """Settlements are group-committed a few ms after the response: wait for them."""
+    assert wait_until(lambda: stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = ?", tenant)[0][0]
+                      >= executions and reserved(stack, tenant) == (0, 0), timeout=10), "not settled"
+
+
 def test_request_limit_admits_exactly_its_number_across_workers(stack):
     marker = "rpm-marker-1"
 
@@ -63,6 +69,7 @@ def test_request_limit_admits_exactly_its_number_across_workers(stack):
     assert remaining == list(range(10))
     assert int(ok[0].headers["x-ratelimit-reset"]) > time.time()
     assert upstream_count(stack, marker) == 10
+    settled(stack, "limited", 30)
     # Refusals are logged as executions but consumed nothing.
     rows = stack.sql("SELECT status, COUNT(*), SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'limited' "
                      "GROUP BY status ORDER BY status")
@@ -83,6 +90,7 @@ def test_hard_token_budget_holds_under_64_way_concurrency(stack):
     for r in refused:
         assert r.json()["error"]["code"] == "budget_exceeded"
         assert r.json()["error"]["type"] == "tenant_budget_exceeded"
+    settled(stack, "budgeted", 64)
     used = stack.sql("SELECT SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'budgeted'")[0][0]
     assert used <= 300
     counter = stack.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:budgeted' AND period LIKE 'd:%'")
@@ -110,6 +118,7 @@ def test_same_prompt_costs_the_same_streamed_and_not(stack):
                                                                            "content": "price me exactly"}]}) as s:
             list(s.iter_lines())
     assert a.status_code == 200
+    settled(stack, "priced", 2)
     rows = stack.sql("SELECT streamed, tokens_in, tokens_out, cost_nano FROM executions WHERE tenant = 'priced' "
                      "ORDER BY id DESC LIMIT 2")
     assert sorted(r[0] for r in rows) == [0, 1]
@@ -119,12 +128,15 @@ def test_same_prompt_costs_the_same_streamed_and_not(stack):
 
 
 def test_upstream_failure_releases_its_reservation(stack):
+    settled(stack, "priced", 0)
     before = stack.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
                        "AND period LIKE 'd:%'")
     window = stack.sql("SELECT COUNT(*) FROM rate_log WHERE tenant = 'priced'")[0][0]
     with stack.client() as c:
         r = post(c, stack, "priced", '#mock {"status": 500}')
     assert r.status_code == 502
+    assert wait_until(lambda: stack.sql("SELECT status FROM executions WHERE tenant = 'priced' ORDER BY id DESC "
+                                        "LIMIT 1") == [(502,)])
     assert reserved(stack, "priced") == (0, 0)
     assert stack.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
                      "AND period LIKE 'd:%'") == before
@@ -148,6 +160,7 @@ def test_client_disconnect_releases_its_reservation(stack):
 
 
 def test_usage_cli_reports_rollups(stack):
+    settled(stack, "limited", 30)
     out = json.loads(stack.cli("usage", "--by", "tenant", "--json").stdout)
     by_tenant = {row["tenant"]: row for row in out}
     limited = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'limited'")[0][0]
@@ -191,6 +204,7 @@ def test_accounting_is_exact_across_8_workers(big_stack):
 
     parallel(64, worker)
     assert statuses.count(200) == total
+    settled(s, "priced", total)
     executions = s.sql("SELECT COUNT(*), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM executions "
                        "WHERE tenant = 'priced' AND status = 200")[0]
     rollup = s.sql("SELECT SUM(requests), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM usage_daily "
@@ -202,3 +216,16 @@ def test_accounting_is_exact_across_8_workers(big_stack):
     assert counters == (executions[1], executions[2])
     assert reserved(s, "priced") == (0, 0)
     assert s.sql("SELECT COUNT(*) FROM rate_log WHERE tenant = 'priced' AND kind = 'r'")[0][0] == total
+
+
+def test_sigterm_flushes_queued_settlements(fresh_stack):
+    s = fresh_stack
+
+    def one(i):
+        with s.client() as c:
+            return post(c, s, "globex", f"flush {i}", model="mock-small").status_code
+
+    assert parallel(40, one) == [200] * 40
+    s.pool.send_signal(__import__("signal").SIGTERM)
+    assert s.pool.wait(15) == 0
+    assert s.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'globex'")[0][0] == 40
