@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateStore
 import TenantGateSystem
 
 /// `POST /v1/chat/completions`: validate, pick the model and backend, call it, answer (JSON or SSE).
@@ -77,9 +78,10 @@ struct ChatHandler {
         let now = Posix.wallMicros() / 1000
         let need = Reservation(chat: chat, model: model)
         do {
-            let (id, status) = try resources.accounting.reserve(
-                tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
-                expiresMs: now + Int64(backend.timeoutMs) + 60_000)
+            let (id, status) = try resources.reservations.reserve(
+                ReserveJob(
+                    tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
+                    expiresMs: now + Int64(backend.timeoutMs) + 60_000))
             outcome.reservationID = id
             outcome.limitHeaders = ChatHandler.headers(status)
         } catch let refusal as LimitRefusal {

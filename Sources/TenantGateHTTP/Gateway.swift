@@ -40,11 +40,13 @@ final class ThreadResources {
     let accounting: AccountingStore
 
     let settlements: SettleQueue
+    let reservations: ReserveBatcher
 
-    init(dbPath: String, accounting: AccountingStore, settlements: SettleQueue) throws {
+    init(dbPath: String, accounting: AccountingStore, settlements: SettleQueue, reservations: ReserveBatcher) throws {
         db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
         self.accounting = accounting
         self.settlements = settlements
+        self.reservations = reservations
     }
 
     /// The connection all threads of a worker write accounting through. Writes are serialised per

@@ -69,17 +69,20 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         let gateway = Gateway(configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes))
         let accounting: AccountingStore
         let settlements: SettleQueue
+        let reservations: ReserveBatcher
         do {
             accounting = AccountingStore(try ThreadResources.accountingConnection(dbPath: options.dbPath))
             settlements = SettleQueue(store: accounting, log: log)
             settlements.start()
+            reservations = ReserveBatcher(store: accounting, log: log)
+            reservations.start()
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
         }
         for index in 0..<options.threads {
             let start = { [self] in
-                self.serve(slot: index, gateway: gateway, accounting: accounting, settlements: settlements, log: log)
+                self.serve(slot: index, gateway: gateway, resources: (accounting, settlements, reservations), log: log)
             }
             guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
@@ -118,11 +121,12 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
     }
 
     private func serve(
-        slot: Int, gateway: Gateway, accounting: AccountingStore, settlements: SettleQueue, log: AppLog
+        slot: Int, gateway: Gateway, resources shared: (AccountingStore, SettleQueue, ReserveBatcher), log: AppLog
     ) {
         let resources: ThreadResources
         do {
-            resources = try ThreadResources(dbPath: options.dbPath, accounting: accounting, settlements: settlements)
+            resources = try ThreadResources(
+                dbPath: options.dbPath, accounting: shared.0, settlements: shared.1, reservations: shared.2)
         } catch {
             log.event("thread_error", ["error": .string("\(error)")], level: "error")
             slots.withLock { $0[slot] = .exited }

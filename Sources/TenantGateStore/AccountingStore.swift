@@ -39,6 +39,24 @@ public struct ExecutionRecord: Sendable {
 
 /// Shared, exact accounting in SQLite: every check-and-reserve is one `BEGIN IMMEDIATE` transaction,
 /// so limits and budgets hold across all workers and processes.
+/// One reservation request, for `AccountingStore.reserve(_:)`.
+public struct ReserveJob: Sendable {
+    public let tenant: String
+    public let limits: Limits
+    public let need: Reservation
+    public let nowMs: Int64
+    public let expiresMs: Int64
+
+    /// Creates a job.
+    public init(tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64) {
+        self.tenant = tenant
+        self.limits = limits
+        self.need = need
+        self.nowMs = nowMs
+        self.expiresMs = expiresMs
+    }
+}
+
 public struct AccountingStore {
     private let db: SQLiteConnection
     static let window: Int64 = 60_000
@@ -131,7 +149,32 @@ public struct AccountingStore {
     public func reserve(
         tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64
     ) throws -> (id: Int64, status: LimitStatus) {
+        let job = ReserveJob(tenant: tenant, limits: limits, need: need, nowMs: nowMs, expiresMs: expiresMs)
+        guard let result = try reserve([job]).first else { throw LimitRefusal.rate(limit: "requests", retryAfter: 1) }
+        return try result.get()
+    }
+
+    /// Runs many reservations in one transaction (group commit), in order: each sees the ones before it,
+    /// so the outcome is exactly that of running them one by one. A refusal fails only its own job.
+    public func reserve(_ jobs: [ReserveJob]) throws -> [Result<(id: Int64, status: LimitStatus), LimitRefusal>] {
         try db.transaction {
+            try jobs.map { job in
+                do {
+                    return .success(
+                        try reserveOne(
+                            tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
+                            expiresMs: job.expiresMs))
+                } catch let refusal as LimitRefusal {
+                    return .failure(refusal)
+                }
+            }
+        }
+    }
+
+    private func reserveOne(
+        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64
+    ) throws -> (id: Int64, status: LimitStatus) {
+        do {
             var status = LimitStatus()
             let since = nowMs - AccountingStore.window
             if let rpm = limits.requestsPerMinute {

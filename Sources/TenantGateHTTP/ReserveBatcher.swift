@@ -1,0 +1,66 @@
+import Dispatch
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// Group commit for reservations: request threads queue their check-and-reserve and wait; one thread
+/// per worker runs everything queued in one transaction, in order, and wakes each waiter with its own
+/// answer. Under load this turns N write transactions into one, with the same result as running them
+/// one by one (each job sees the reservations before it).
+// @unchecked Sendable: the queue is behind `Locked`; tickets are handed over by semaphores.
+final class ReserveBatcher: @unchecked Sendable {
+    // @unchecked Sendable: written by the batch thread before `done` is signalled.
+    private final class Ticket: @unchecked Sendable {
+        let job: ReserveJob
+        var result: Result<(id: Int64, status: LimitStatus), LimitRefusal>?
+        var error: (any Error)?
+        let done = DispatchSemaphore(value: 0)
+
+        init(_ job: ReserveJob) { self.job = job }
+    }
+
+    private let queue = Locked<[Ticket]>([])
+    private let wake = DispatchSemaphore(value: 0)
+    private let store: AccountingStore
+    private let log: AppLog
+
+    init(store: AccountingStore, log: AppLog) {
+        self.store = store
+        self.log = log
+    }
+
+    /// Starts the batch thread.
+    func start() {
+        OSThread.start { [self] in
+            while true {
+                wake.wait()
+                let batch = queue.withLock { q -> [Ticket] in
+                    defer { q.removeAll(keepingCapacity: true) }
+                    return q
+                }
+                if batch.isEmpty { continue }
+                do {
+                    let results = try store.reserve(batch.map(\.job))
+                    for (ticket, result) in zip(batch, results) { ticket.result = result }
+                } catch {
+                    log.write(
+                        "reserve_failed", level: "error",
+                        [("count", .int(batch.count)), ("error", .string("\(error)"))])
+                    for ticket in batch { ticket.error = error }
+                }
+                for ticket in batch { ticket.done.signal() }
+            }
+        }
+    }
+
+    /// Checks and reserves `job`; throws `LimitRefusal` when a hard limit refuses it.
+    func reserve(_ job: ReserveJob) throws -> (id: Int64, status: LimitStatus) {
+        let ticket = Ticket(job)
+        queue.withLock { $0.append(ticket) }
+        wake.signal()
+        ticket.done.wait()
+        if let error = ticket.error { throw error }
+        guard let result = ticket.result else { throw GatewayError.serviceUnavailable("accounting unavailable") }
+        return try result.get()
+    }
+}
