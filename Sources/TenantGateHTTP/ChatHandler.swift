@@ -35,10 +35,11 @@ struct ChatHandler {
         guard let modelName = chat.model ?? tenant.defaultModel else {
             throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
         }
+        // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
+        if config.models[modelName] != nil { outcome.model = modelName }
         guard tenant.models.contains(modelName), let model = config.models[modelName],
             let backend = config.backends[model.backend]
         else { throw GatewayError.modelNotAllowed(modelName) }
-        outcome.model = modelName
         let subject = chat.user ?? keyID
         if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")
@@ -85,6 +86,11 @@ struct ChatHandler {
             outcome.reservationID = id
             outcome.limitHeaders = ChatHandler.headers(status)
         } catch let refusal as LimitRefusal {
+            switch refusal {
+            case .rate(let limit, _): outcome.refusedLimit = limit
+            case .budget(let scope, let budget, _):
+                outcome.refusedLimit = scope == "global" ? "global_\(budget)" : budget
+            }
             var status = LimitStatus()
             status.requestLimit = limits.requestsPerMinute
             status.tokenLimit = limits.tokensPerMinute
@@ -205,6 +211,8 @@ struct ChatHandler {
             headers.append("Authorization: Bearer \(key)")
         }
         if !request.requestID.isEmpty { headers.append("X-Request-ID: \(request.requestID)") }
+        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
+        headers.append("traceparent: \(outcome.trace.traceparent(spanID: span))")
         let outgoing = OutgoingRequest(
             method: "POST", url: backend.baseURL + "/chat/completions", headers: headers, body: body.bytes,
             connectTimeoutMs: backend.connectTimeoutMs, totalTimeoutMs: backend.timeoutMs)

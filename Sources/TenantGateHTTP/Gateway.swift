@@ -30,6 +30,10 @@ struct Outcome {
     var limitHeaders: [(String, String)] = []
     /// Whether this request belongs in the execution log (a model call of a known tenant).
     var accountable = false
+    /// The limit or budget that refused the request.
+    var refusedLimit: String?
+    /// The request's trace.
+    var trace = TraceContext(header: nil, newTraceID: "")
 }
 
 /// Per-thread resources: a SQLite connection for reads, a reusable curl handle, and the process's
@@ -81,10 +85,17 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         self.options = options
     }
 
+    /// Requests being handled by this worker now.
+    let inFlight = Locked(0)
+
     /// Handles one request completely; never throws, always answers.
     func handle(_ request: Request, tooLarge: Bool, sink: ResponseSink, resources: ThreadResources) {
         let started = Posix.monotonicMs()
+        inFlight.withLock { $0 += 1 }
+        defer { inFlight.withLock { $0 -= 1 } }
         var outcome = Outcome()
+        let fresh = (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(repeating: "0", count: 31) + "1"
+        outcome.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
         do {
             if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }
             try route(request, sink: sink, resources: resources, outcome: &outcome)
@@ -97,7 +108,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             outcome.status = 500
             if !sink.headWritten { sink.error(.internalError) }
         }
-        if request.path == "/healthz" || request.path == "/readyz" { return }
+        if request.path == "/healthz" || request.path == "/readyz" || request.path == "/metrics" { return }
         let latency = Int(Posix.monotonicMs() - started)
         if outcome.accountable { settle(request, outcome, latencyMs: latency, resources: resources) }
         logRequest(request, outcome, latencyMs: latency)
@@ -120,6 +131,8 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         record.costNano = outcome.costNano ?? 0
         record.streamed = outcome.streamed
         record.prompt = outcome.prompt
+        record.traceID = outcome.trace.traceID
+        record.refusedLimit = outcome.refusedLimit
         resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
     }
 
@@ -137,6 +150,9 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             return
         case ("GET", "/readyz"):
             try ready(sink: sink, resources: resources, outcome: &outcome)
+            return
+        case ("GET", "/metrics"):
+            try metrics(request, sink: sink, resources: resources, outcome: &outcome)
             return
         default: break
         }
@@ -271,6 +287,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         ]
         if let key = outcome.keyID { fields.append(("key_id", .string(key))) }
         if let prompt = outcome.prompt { fields.append(("prompt", .string(prompt))) }
+        fields.append(("trace_id", .string(outcome.trace.traceID)))
         if let code = outcome.errorCode { fields.append(("error", .string(code))) }
         let level = outcome.status >= 500 ? "error" : outcome.status >= 400 ? "warn" : "info"
         log.write("request", level: level, fields)

@@ -91,8 +91,12 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             threads.append(thread)
         }
         log.event("worker_start", ["threads": .int(options.threads)])
+        let heartbeat = Heartbeat(dbPath: options.dbPath, log: log)
         while true {
-            let sig = Posix.wait(for: [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2])
+            guard let sig = Posix.wait(for: [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2], timeoutMs: 1000) else {
+                heartbeat.beat(inFlight: gateway.inFlight.withLock { $0 })
+                continue
+            }
             if sig == SIGUSR2 || sig == SIGHUP {
                 log.reopen()
                 continue
@@ -102,6 +106,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         log.event("worker_draining")
         drain()
         settlements.flush()
+        heartbeat.stop()
         log.event("worker_exit")
         return 0
     }
@@ -167,5 +172,42 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             gateway.handle(request, tooLarge: tooLarge, sink: sink, resources: resources)
             fcgi.finish()
         }
+    }
+}
+
+/// Reports this worker as alive (and its in-flight count) once a second, for `/metrics`.
+final class Heartbeat {
+    private let dbPath: String
+    private let log: AppLog
+    private var db: SQLiteConnection?
+    private let started = Posix.wallMicros() / 1000
+
+    init(dbPath: String, log: AppLog) {
+        self.dbPath = dbPath
+        self.log = log
+        beat(inFlight: 0)
+    }
+
+    func beat(inFlight: Int) {
+        do {
+            let conn = try db ?? SQLiteConnection(path: dbPath, cacheKiB: 64)
+            db = conn
+            let now = Posix.wallMicros() / 1000
+            try conn.statement(
+                """
+                INSERT INTO workers(pid, started_ms, seen_ms, in_flight) VALUES (?, ?, ?, ?)
+                ON CONFLICT(pid) DO UPDATE SET started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
+                  in_flight = excluded.in_flight
+                """
+            ).run([.int(Int64(Posix.pid)), .int(started), .int(now), .int(Int64(inFlight))])
+            try conn.statement("DELETE FROM workers WHERE seen_ms < ?").run([.int(now - 60_000)])
+        } catch {
+            log.event("heartbeat_failed", ["error": .string("\(error)")], level: "warn")
+            db = nil
+        }
+    }
+
+    func stop() {
+        _ = try? db?.query("DELETE FROM workers WHERE pid = ?", [.int(Int64(Posix.pid))])
     }
 }

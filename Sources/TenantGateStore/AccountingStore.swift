@@ -21,6 +21,10 @@ public struct ExecutionRecord: Sendable {
     public var fallbackUsed: Bool
     public var retries: Int
     public var prompt: String?
+    /// W3C trace id (32 hex digits).
+    public var traceID: String?
+    /// For a rate refusal, which limit (`requests` or `tokens`); for a budget refusal, which budget.
+    public var refusedLimit: String?
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
@@ -339,8 +343,8 @@ public struct AccountingStore {
                 """
                 INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
                   error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
-                  streamed, fallback_used, retries, prompt)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  streamed, fallback_used, retries, prompt, trace_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             ).run([
                 .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
@@ -349,6 +353,7 @@ public struct AccountingStore {
                 .int(Int64(record.usage.promptTokens)), .int(Int64(record.usage.completionTokens)),
                 .int(Int64(record.usage.cachedTokens)), .int(record.costNano), .int(record.streamed ? 1 : 0),
                 .int(record.fallbackUsed ? 1 : 0), .int(Int64(record.retries)), opt(record.prompt),
+                opt(record.traceID),
             ])
             try db.statement(
                 """
@@ -362,6 +367,45 @@ public struct AccountingStore {
                 .int(record.status >= 400 ? 1 : 0), .int(Int64(record.usage.promptTokens)),
                 .int(Int64(record.usage.completionTokens)), .int(record.costNano),
             ])
+            try countMetrics(record)
+        }
+    }
+
+    private func count(_ name: String, _ labels: String, _ delta: Int64) throws {
+        guard delta != 0 else { return }
+        try db.statement(
+            """
+            INSERT INTO metric_counters(name, labels, value) VALUES (?1, ?2, ?3)
+            ON CONFLICT(name, labels) DO UPDATE SET value = value + ?3
+            """
+        ).run([.text(name), .text(labels), .int(delta)])
+    }
+
+    private func observe(_ name: String, _ labels: String, ms: Int) throws {
+        let bucket = MetricsFormat.bucketLabel(seconds: Double(ms) / 1000)
+        try count("\(name)_bucket", "\(labels),le=\"\(bucket)\"", 1)
+        try count("\(name)_sum_ms", labels, Int64(ms))
+        try count("\(name)_count", labels, 1)
+    }
+
+    /// The deployment-wide counters of the SPEC's metrics, in the same transaction as the settlement,
+    /// so they cover every worker, survive restarts and never disagree with the execution log.
+    private func countMetrics(_ record: ExecutionRecord) throws {
+        let tenant = MetricsFormat.escape(record.tenant)
+        let model = MetricsFormat.escape(record.model ?? "")
+        let base = "tenant=\"\(tenant)\",model=\"\(model)\""
+        try count("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
+        try count("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
+        try count("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
+        try count("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
+        try count("tenantgate_cost_nano_total", base, record.costNano)
+        try observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
+        if let upstream = record.upstreamMs {
+            try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
+        }
+        if record.status == 429, let limit = record.refusedLimit {
+            try count(
+                "tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
         }
     }
 

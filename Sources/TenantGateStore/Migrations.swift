@@ -86,6 +86,17 @@ public enum Migrations {
             PRIMARY KEY (day, tenant, model)
         ) STRICT, WITHOUT ROWID;
         """,
+        // 4: deployment-wide metric counters (written with each settlement) and worker heartbeats.
+        """
+        CREATE TABLE metric_counters(
+            name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE workers(
+            pid INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
+            in_flight INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
+        ALTER TABLE executions ADD COLUMN trace_id TEXT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

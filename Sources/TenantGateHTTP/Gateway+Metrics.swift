@@ -1,0 +1,81 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+extension Gateway {
+    static let metricHelp: [String: (String, String)] = [
+        "tenantgate_requests_total": ("counter", "Model requests by tenant, model and HTTP status."),
+        "tenantgate_tokens_total": ("counter", "Tokens by tenant, model and type (input, output, cached)."),
+        "tenantgate_cost_usd_total": ("counter", "Cost in USD by tenant and model."),
+        "tenantgate_rate_limited_total": (
+            "counter", "Requests refused by a rate limit or budget, by tenant and limit."
+        ),
+        "tenantgate_request_duration_seconds": (
+            "histogram", "Time from request to the last byte, by tenant and model."
+        ),
+        "tenantgate_upstream_duration_seconds": ("histogram", "Time spent in the upstream call, by tenant and model."),
+    ]
+
+    /// `GET /metrics`: Prometheus text for the whole deployment, from the shared database. nginx allows
+    /// loopback only by default; with `TENANTGATE_METRICS_TOKEN` set, a matching bearer token is required.
+    func metrics(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
+        if let token = Posix.env("TENANTGATE_METRICS_TOKEN"), !token.isEmpty {
+            let given = Crypto.sha256(Array((request.credential ?? "").utf8))
+            guard Crypto.constantTimeEqual(given, Crypto.sha256(Array(token.utf8))) else {
+                throw GatewayError.invalidAPIKey
+            }
+        }
+        let db = resources.db
+        let now = Posix.wallMicros() / 1000
+        let rows = try db.query("SELECT name, labels, value FROM metric_counters").map {
+            ($0[0].text ?? "", $0[1].text ?? "", $0[2].int ?? 0)
+        }
+        var text = MetricsFormat.render(counters: rows, help: Gateway.metricHelp)
+        let workers = try db.query(
+            "SELECT COUNT(*), COALESCE(SUM(in_flight), 0) FROM workers WHERE seen_ms > ?",
+            [
+                .int(now - 5000)
+            ]
+        ).first
+        text += "# HELP tenantgate_workers_alive Worker processes that reported in the last 5 s.\n"
+        text += "# TYPE tenantgate_workers_alive gauge\ntenantgate_workers_alive \(workers?[0].int ?? 0)\n"
+        text += "# HELP tenantgate_in_flight_requests Requests being handled now, all workers.\n"
+        text += "# TYPE tenantgate_in_flight_requests gauge\ntenantgate_in_flight_requests \(workers?[1].int ?? 0)\n"
+        let config = configs.config
+        text += "# HELP tenantgate_config_version Configuration version the answering worker serves.\n"
+        text += "# TYPE tenantgate_config_version gauge\ntenantgate_config_version \(config.version)\n"
+        text += "# HELP tenantgate_budget_remaining_usd USD left in each tenant budget period.\n"
+        text += "# TYPE tenantgate_budget_remaining_usd gauge\n"
+        let periods = Periods(epochMs: now)
+        let spend = try db.query(
+            """
+            SELECT scope, COALESCE(SUM(CASE WHEN period = ?1 THEN used_nano + reserved_nano END), 0),
+                   COALESCE(SUM(used_nano + reserved_nano), 0)
+            FROM budget_counters WHERE period BETWEEN ?2 AND ?3 GROUP BY scope
+            """, [.text("d:\(periods.day)"), .text("d:\(periods.month)-01"), .text("d:\(periods.month)-31")])
+        var byScope: [String: (Int64, Int64)] = [:]
+        for row in spend { byScope[row[0].text ?? ""] = (row[1].int ?? 0, row[2].int ?? 0) }
+        for id in config.tenants.keys.sorted() {
+            guard let limits = config.tenants[id]?.limits else { continue }
+            let used = byScope["tenant:\(id)"] ?? (0, 0)
+            let label = MetricsFormat.escape(id)
+            if let daily = limits.dailyNano {
+                text +=
+                    "tenantgate_budget_remaining_usd{tenant=\"\(label)\",period=\"daily\"} \(Double(max(0, daily - used.0)) / 1e9)\n"
+            }
+            if let monthly = limits.monthlyNano {
+                text +=
+                    "tenantgate_budget_remaining_usd{tenant=\"\(label)\",period=\"monthly\"} \(Double(max(0, monthly - used.1)) / 1e9)\n"
+            }
+        }
+        outcome.status = 200
+        let body = Array(text.utf8)
+        sink.head(
+            status: 200,
+            headers: [
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(body.count)),
+                ("Cache-Control", "no-store"),
+            ])
+        sink.body(body)
+    }
+}
