@@ -7,6 +7,7 @@ struct ChatHandler {
     let config: GatewayConfig
     let tenant: TenantConfig
     let keyID: String
+    let log: AppLog
     let request: Request
     let sink: ResponseSink
     let resources: ThreadResources
@@ -16,8 +17,9 @@ struct ChatHandler {
 
     init(
         config: GatewayConfig, principal: Principal, request: Request, sink: ResponseSink, resources: ThreadResources,
-        options: GatewayOptions
+        options: GatewayOptions, log: AppLog
     ) {
+        self.log = log
         self.config = config
         self.tenant = principal.tenant
         self.keyID = principal.key.id
@@ -85,6 +87,14 @@ struct ChatHandler {
                     expiresMs: now + Int64(backend.timeoutMs) + 60_000))
             outcome.reservationID = id
             outcome.limitHeaders = ChatHandler.headers(status)
+            for (budget, percent) in status.crossed {
+                log.event(
+                    "budget_threshold",
+                    [
+                        "tenant": .string(tenant.id.rawValue), "budget": .string(budget), "percent": .int(percent),
+                        "request_id": .string(request.requestID),
+                    ], level: percent >= 100 ? "warn" : "info")
+            }
         } catch let refusal as LimitRefusal {
             switch refusal {
             case .rate(let limit, _): outcome.refusedLimit = limit

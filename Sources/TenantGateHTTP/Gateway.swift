@@ -171,7 +171,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             outcome.accountable = true
             var handler = ChatHandler(
                 config: config, principal: principal, request: request, sink: sink, resources: resources,
-                options: options)
+                options: options, log: log)
             try handler.run(outcome: &outcome)
         case ("GET", "/v1/models"):
             outcome.status = 200

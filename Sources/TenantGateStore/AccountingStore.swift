@@ -244,6 +244,13 @@ public struct AccountingStore {
                 }
                 status.warnings.append(scopeName == "global" ? "global_\(budget)" : budget)
             }
+            for (scopeName, budget, limit, wouldBe, _, _) in all {
+                guard let limit, limit > 0 else { continue }
+                let before = wouldBe - (budget.hasSuffix("tokens") ? tokens : need.costNano)
+                for pct in [50, 80, 100] as [Int64] where before * 100 < pct * limit && wouldBe * 100 >= pct * limit {
+                    status.crossed.append((scopeName == "global" ? "global_\(budget)" : budget, Int(pct)))
+                }
+            }
             var rpmRow: SQLValue = .null
             var tpmRow: SQLValue = .null
             let insert = try db.statement(

@@ -91,6 +91,10 @@ def test_hard_token_budget_holds_under_64_way_concurrency(stack):
         assert r.json()["error"]["code"] == "budget_exceeded"
         assert r.json()["error"]["type"] == "tenant_budget_exceeded"
     settled(stack, "budgeted", 64)
+    for pct in (50, 80):
+        assert wait_until(lambda: any(l.get("msg") == "budget_threshold" and l.get("tenant") == "budgeted"
+                                      and l.get("budget") == "daily_tokens" and l.get("percent") == pct
+                                      for l in stack.app_log()))
     used = stack.sql("SELECT SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'budgeted'")[0][0]
     assert used <= 300
     counter = stack.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:budgeted' AND period LIKE 'd:%'")

@@ -71,7 +71,7 @@ public enum LimitRefusal: Error, Equatable, Sendable {
 }
 
 /// What the limiter reports for the response headers and for soft warnings.
-public struct LimitStatus: Sendable, Equatable {
+public struct LimitStatus: Sendable {
     public var requestLimit: Int?
     public var requestsRemaining: Int?
     public var tokenLimit: Int?
@@ -80,6 +80,8 @@ public struct LimitStatus: Sendable, Equatable {
     public var resetAt: Int64?
     /// Soft budgets that this request goes over.
     public var warnings: [String] = []
+    /// Budget thresholds (50, 80, 100 %) this request's reservation crossed.
+    public var crossed: [(budget: String, percent: Int)] = []
 
     /// Creates an empty status.
     public init() {}
