@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -155,6 +156,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.pool.kill()
         self.upstream.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def client(self, **kw):
         return httpx.Client(base_url=self.base, verify=False, timeout=30, **kw)
