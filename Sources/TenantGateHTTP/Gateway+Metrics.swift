@@ -27,10 +27,24 @@ extension Gateway {
         }
         let db = resources.db
         let now = Posix.wallMicros() / 1000
-        let rows = try db.query("SELECT name, labels, value FROM metric_counters").map {
-            ($0[0].text ?? "", $0[1].text ?? "", $0[2].int ?? 0)
+        var renderer = MetricsFormat.Renderer(help: Gateway.metricHelp, capacity: 1 << 20)
+        var name = ""
+        var nameBytes: [UInt8] = []
+        var labels: [UInt8] = []
+        try db.statement("SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le").forEach {
+            row in
+            // Consecutive rows mostly share name and labels: reuse them instead of copying again.
+            if !row.textEquals(0, nameBytes) {
+                name = row.text(0)
+                nameBytes = Array(name.utf8)
+            }
+            if !row.textEquals(1, labels) {
+                labels.removeAll(keepingCapacity: true)
+                row.appendText(1, to: &labels)
+            }
+            renderer.add(name: name, labels: labels, le: Int(row.int(2)), value: row.int(3))
         }
-        var text = MetricsFormat.render(counters: rows, help: Gateway.metricHelp)
+        var text = ""
         let workers = try db.query(
             "SELECT COUNT(*), COALESCE(SUM(in_flight), 0) FROM workers WHERE seen_ms > ?",
             [
@@ -69,7 +83,8 @@ extension Gateway {
             }
         }
         outcome.status = 200
-        let body = Array(text.utf8)
+        renderer.append(text)
+        let body = renderer.finish()
         sink.head(
             status: 200,
             headers: [

@@ -378,19 +378,18 @@ public struct AccountingStore {
         }
     }
 
-    private func count(_ name: String, _ labels: String, _ delta: Int64) throws {
+    private func count(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) throws {
         guard delta != 0 else { return }
         try db.statement(
             """
-            INSERT INTO metric_counters(name, labels, value) VALUES (?1, ?2, ?3)
-            ON CONFLICT(name, labels) DO UPDATE SET value = value + ?3
+            INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT(name, labels, le) DO UPDATE SET value = value + ?4
             """
-        ).run([.text(name), .text(labels), .int(delta)])
+        ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
     }
 
     private func observe(_ name: String, _ labels: String, ms: Int) throws {
-        let bucket = MetricsFormat.bucketLabel(seconds: Double(ms) / 1000)
-        try count("\(name)_bucket", "\(labels),le=\"\(bucket)\"", 1)
+        try count("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
         try count("\(name)_sum_ms", labels, Int64(ms))
         try count("\(name)_count", labels, 1)
     }

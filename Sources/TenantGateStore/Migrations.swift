@@ -89,7 +89,8 @@ public enum Migrations {
         // 4: deployment-wide metric counters (written with each settlement) and worker heartbeats.
         """
         CREATE TABLE metric_counters(
-            name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels)
+            name TEXT NOT NULL, labels TEXT NOT NULL, le INTEGER NOT NULL DEFAULT -1, value INTEGER NOT NULL,
+            PRIMARY KEY (name, labels, le)
         ) STRICT, WITHOUT ROWID;
         CREATE TABLE workers(
             pid INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL,

@@ -208,6 +208,20 @@ public final class SQLiteStatement {
         return rows
     }
 
+    /// Binds, then calls `body` for each row without materialising it (for large result sets); the
+    /// statement is reset before returning.
+    public func forEach(_ values: [SQLValue] = [], _ body: (SQLiteRow) -> Void) throws {
+        try bind(values)
+        defer { sqlite3_reset(stmt) }
+        let row = SQLiteRow(stmt)
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw connection.stepError(rc) }
+            body(row)
+        }
+    }
+
     /// Binds and runs a statement that returns no rows.
     public func run(_ values: [SQLValue] = []) throws {
         _ = try all(values)
@@ -238,5 +252,39 @@ extension SQLValue {
     public var blob: [UInt8]? {
         if case .blob(let v) = self { return v }
         return nil
+    }
+}
+
+/// The current row of a statement, valid only inside `SQLiteStatement.forEach`'s closure.
+public struct SQLiteRow {
+    private let stmt: OpaquePointer
+
+    fileprivate init(_ stmt: OpaquePointer) { self.stmt = stmt }
+
+    /// Column `index` as an integer.
+    public func int(_ index: Int32) -> Int64 { sqlite3_column_int64(stmt, index) }
+
+    /// Column `index` as a string.
+    public func text(_ index: Int32) -> String {
+        guard let ptr = sqlite3_column_text(stmt, index) else { return "" }
+        // Valid until the next step; the String copies it now.
+        return String(
+            decoding: UnsafeBufferPointer(start: ptr, count: Int(sqlite3_column_bytes(stmt, index))), as: UTF8.self)
+    }
+
+    /// Appends column `index`'s text bytes to `out` without making a String.
+    public func appendText(_ index: Int32, to out: inout [UInt8]) {
+        guard let ptr = sqlite3_column_text(stmt, index) else { return }
+        // Valid until the next step; copied into `out` now.
+        out.append(contentsOf: UnsafeBufferPointer(start: ptr, count: Int(sqlite3_column_bytes(stmt, index))))
+    }
+
+    /// Whether column `index`'s text equals `bytes`.
+    public func textEquals(_ index: Int32, _ bytes: [UInt8]) -> Bool {
+        guard let ptr = sqlite3_column_text(stmt, index) else { return bytes.isEmpty }
+        let count = Int(sqlite3_column_bytes(stmt, index))
+        guard count == bytes.count else { return false }
+        // Compared in place, before the next step.
+        return UnsafeBufferPointer(start: ptr, count: count).elementsEqual(bytes)
     }
 }

@@ -4,25 +4,28 @@ import Testing
 
 @Suite struct MetricsFormatTests {
     @Test func bucketsAndEscaping() {
-        #expect(MetricsFormat.bucketLabel(seconds: 0.004) == "0.005")
-        #expect(MetricsFormat.bucketLabel(seconds: 0.25) == "0.25")
-        #expect(MetricsFormat.bucketLabel(seconds: 2) == "2.5")
-        #expect(MetricsFormat.bucketLabel(seconds: 301) == "+Inf")
+        #expect(MetricsFormat.bucketLabels[MetricsFormat.bucketIndex(seconds: 0.004)] == "0.005")
+        #expect(MetricsFormat.bucketLabels[MetricsFormat.bucketIndex(seconds: 0.25)] == "0.25")
+        #expect(MetricsFormat.bucketLabels[MetricsFormat.bucketIndex(seconds: 2)] == "2.5")
+        #expect(MetricsFormat.bucketLabels[MetricsFormat.bucketIndex(seconds: 301)] == "+Inf")
         #expect(MetricsFormat.escape("a\"b\\c\nd") == "a\\\"b\\\\c\\nd")
     }
 
     @Test func rendersCumulativeHistogramsAndCounters() {
-        let rows: [(String, String, Int64)] = [
-            ("tenantgate_requests_total", "tenant=\"a\",model=\"m\",status=\"200\"", 3),
-            ("h_bucket", "tenant=\"a\",le=\"0.01\"", 2),
-            ("h_bucket", "tenant=\"a\",le=\"1\"", 1),
-            ("h_sum_ms", "tenant=\"a\"", 1500),
-            ("h_count", "tenant=\"a\"", 3),
-            ("tenantgate_cost_nano_total", "tenant=\"a\"", 1_500_000_000),
-        ]
-        let text = MetricsFormat.render(counters: rows, help: ["h": ("histogram", "H.")])
+        var r = MetricsFormat.Renderer(help: ["h": ("histogram", "H.")])
+        let a = Array("tenant=\"a\"".utf8)
+        r.add(name: "h_bucket", labels: a, le: 1, value: 2)
+        r.add(name: "h_bucket", labels: a, le: 7, value: 1)
+        r.add(name: "h_count", labels: a, le: -1, value: 3)
+        r.add(name: "h_sum_ms", labels: a, le: -1, value: 1500)
+        r.add(name: "tenantgate_cost_nano_total", labels: a, le: -1, value: 1_500_000_000)
+        r.add(
+            name: "tenantgate_requests_total", labels: Array("tenant=\"a\",model=\"m\",status=\"200\"".utf8), le: -1,
+            value: 3)
+        let out = r.finish()
+        let text = String(decoding: out, as: UTF8.self)
         #expect(text.contains("tenantgate_requests_total{tenant=\"a\",model=\"m\",status=\"200\"} 3\n"))
-        #expect(text.contains("# TYPE h histogram\n"))
+        #expect(text.hasPrefix("# HELP h H.\n# TYPE h histogram\n"))
         #expect(text.contains("h_bucket{tenant=\"a\",le=\"0.005\"} 0\n"))
         #expect(text.contains("h_bucket{tenant=\"a\",le=\"0.01\"} 2\n"))
         #expect(text.contains("h_bucket{tenant=\"a\",le=\"0.5\"} 2\n"))

@@ -2,11 +2,12 @@
 public enum MetricsFormat {
     /// Histogram bucket bounds in seconds: quick calls and long streams alike.
     public static let buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+    /// The `le` labels, `+Inf` last.
+    public static let bucketLabels: [String] = buckets.map(format) + ["+Inf"]
 
-    /// The `le` label of the smallest bucket holding `seconds` (`+Inf` past the last).
-    public static func bucketLabel(seconds: Double) -> String {
-        for bound in buckets where seconds <= bound { return format(bound) }
-        return "+Inf"
+    /// The index into `bucketLabels` of the smallest bucket holding `seconds`.
+    public static func bucketIndex(seconds: Double) -> Int {
+        buckets.firstIndex(where: { seconds <= $0 }) ?? buckets.count
     }
 
     /// A number as Prometheus prints it.
@@ -17,6 +18,7 @@ public enum MetricsFormat {
 
     /// Escapes a label value (backslash, quote, newline).
     public static func escape(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x22 || $0 == 0x0A }) else { return value }
         var out = ""
         for ch in value {
             switch ch {
@@ -29,55 +31,93 @@ public enum MetricsFormat {
         return out
     }
 
-    /// Renders stored counters: `rows` are (name, labels, value). Histograms are stored as per-bucket
-    /// counts (`<name>_bucket` with `le`), `<name>_sum_ms` and `<name>_count`, and rendered cumulative.
-    public static func render(counters rows: [(String, String, Int64)], help: [String: (String, String)]) -> String {
-        var byName: [String: [(String, Int64)]] = [:]
-        for (name, labels, value) in rows { byName[name, default: []].append((labels, value)) }
-        var out = ""
-        func header(_ name: String) {
-            if let (type, text) = help[name] { out += "# HELP \(name) \(text)\n# TYPE \(name) \(type)\n" }
+    /// Renders rows given in (name, labels, le) order in one pass into a byte buffer. Histograms are
+    /// stored as `<h>_bucket` rows with a bucket index `le` and non-cumulative counts, `<h>_sum_ms` and
+    /// `<h>_count`; they come out cumulative, with every bound. Other counters have `le` -1.
+    public struct Renderer {
+        /// The rendered text so far.
+        public private(set) var out: [UInt8] = []
+        private let help: [String: (String, String)]
+        private var family = ""
+        private var histogram: String?
+        private var seriesLabels: [UInt8] = []
+        private var counts = [Int64](repeating: 0, count: MetricsFormat.bucketLabels.count)
+        private static let leBytes = MetricsFormat.bucketLabels.map { Array(",le=\"\($0)\"} ".utf8) }
+
+        /// Creates a renderer with `# HELP`/`# TYPE` texts by family name.
+        public init(help: [String: (String, String)], capacity: Int = 4096) {
+            self.help = help
+            out.reserveCapacity(capacity)
         }
-        // Plain counters.
-        for name in byName.keys.sorted()
-        where !name.hasSuffix("_bucket") && !name.hasSuffix("_sum_ms")
-            && !(name.hasSuffix("_count") && byName[name.dropLast(6) + "_bucket"] != nil)
-        {
-            if name == "tenantgate_cost_nano_total" {
+
+        private mutating func header(_ name: String) {
+            guard name != family else { return }
+            family = name
+            if let (type, text) = help[name] {
+                out.append(contentsOf: "# HELP \(name) \(text)\n# TYPE \(name) \(type)\n".utf8)
+            }
+        }
+
+        private mutating func line(_ name: String, _ labels: [UInt8], _ value: String) {
+            out.append(contentsOf: name.utf8)
+            out.append(UInt8(ascii: "{"))
+            out.append(contentsOf: labels)
+            out.append(contentsOf: "} ".utf8)
+            out.append(contentsOf: value.utf8)
+            out.append(0x0A)
+        }
+
+        private mutating func flushHistogram() {
+            guard let name = histogram else { return }
+            var cumulative: Int64 = 0
+            for index in counts.indices {
+                cumulative += counts[index]
+                out.append(contentsOf: name.utf8)
+                out.append(contentsOf: "_bucket{".utf8)
+                out.append(contentsOf: seriesLabels)
+                out.append(contentsOf: Renderer.leBytes[index])
+                out.append(contentsOf: String(cumulative).utf8)
+                out.append(0x0A)
+                counts[index] = 0
+            }
+            histogram = nil
+        }
+
+        /// Adds one stored row.
+        public mutating func add(name: String, labels: [UInt8], le: Int, value: Int64) {
+            if name.hasSuffix("_bucket") {
+                let base = String(name.dropLast(7))
+                if histogram != base || seriesLabels != labels {
+                    flushHistogram()
+                    header(base)
+                    histogram = base
+                    seriesLabels = labels
+                }
+                if le >= 0 && le < counts.count { counts[le] += value }
+                return
+            }
+            flushHistogram()
+            if name.hasSuffix("_sum_ms") {
+                line(String(name.dropLast(3)), labels, String(Double(value) / 1000))
+            } else if name == "tenantgate_cost_nano_total" {
                 header("tenantgate_cost_usd_total")
-                for (labels, value) in byName[name] ?? [] {
-                    out += "tenantgate_cost_usd_total{\(labels)} \(Double(value) / 1e9)\n"
-                }
-                continue
-            }
-            header(name)
-            for (labels, value) in (byName[name] ?? []).sorted(by: { $0.0 < $1.0 }) {
-                out += "\(name){\(labels)} \(value)\n"
+                line("tenantgate_cost_usd_total", labels, String(Double(value) / 1e9))
+            } else {
+                if !(name.hasSuffix("_count") && help[String(name.dropLast(6))] != nil) { header(name) }
+                line(name, labels, String(value))
             }
         }
-        // Histograms.
-        for bucketName in byName.keys.sorted() where bucketName.hasSuffix("_bucket") {
-            let name = String(bucketName.dropLast(7))
-            header(name)
-            var perSeries: [String: [String: Int64]] = [:]
-            for (labels, value) in byName[bucketName] ?? [] {
-                guard let range = labels.ranges(of: ",le=\"").last else { continue }
-                let series = String(labels[..<range.lowerBound])
-                let le = String(labels[range.upperBound...].dropLast())
-                perSeries[series, default: [:]][le, default: 0] += value
-            }
-            let sums = Dictionary(byName["\(name)_sum_ms"] ?? [], uniquingKeysWith: +)
-            let counts = Dictionary(byName["\(name)_count"] ?? [], uniquingKeysWith: +)
-            for series in perSeries.keys.sorted() {
-                var cumulative: Int64 = 0
-                for bound in buckets.map(format) + ["+Inf"] {
-                    cumulative += perSeries[series]?[bound] ?? 0
-                    out += "\(name)_bucket{\(series),le=\"\(bound)\"} \(cumulative)\n"
-                }
-                out += "\(name)_sum{\(series)} \(Double(sums[series] ?? 0) / 1000)\n"
-                out += "\(name)_count{\(series)} \(counts[series] ?? cumulative)\n"
-            }
+
+        /// Appends raw text (gauges rendered elsewhere) after the stored rows.
+        public mutating func append(_ text: String) {
+            flushHistogram()
+            out.append(contentsOf: text.utf8)
         }
-        return out
+
+        /// The finished text.
+        public mutating func finish() -> [UInt8] {
+            flushHistogram()
+            return out
+        }
     }
 }
