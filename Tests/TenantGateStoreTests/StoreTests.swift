@@ -178,3 +178,17 @@ let yaml = """
         #expect(Money.usdString(nano: 12_500_000_000) == "12.500000000")
     }
 }
+
+@Suite struct UnsupportedSettingsTests {
+    @Test func plaintextUpstreamKeysAreRefusedAndNothingIsStored() throws {
+        let db = try tempDB()
+        let text =
+            "backends: {demo: {provider: mock}}\nmodels: {m: {backend: demo}}\n"
+            + "tenants: {acme: {models: [m], upstream_keys: {demo: sk-live-secret}}}\n"
+        let document = try ConfigState.validateFile(try YAMLConfig.parse(text))
+        #expect(throws: ConfigError.self) { try ConfigStore(db).apply { $0.merging(document, prune: false) } }
+        #expect(try ConfigStore(db).loadState().tenants.isEmpty)
+        let raw = try db.query("SELECT group_concat(json) FROM tenants").first?.first?.text ?? ""
+        #expect(!raw.contains("sk-live-secret"))
+    }
+}

@@ -144,6 +144,19 @@ public struct GatewayConfig: Sendable {
             guard let tid = TenantID(id) else {
                 throw ConfigError(path: "tenants.\(id)", message: "invalid tenant id", line: nil)
             }
+            // Not in this build: refused rather than stored (a managed key would sit in the database in clear).
+            if json["upstream_keys"]?.objectValue?.isEmpty == false {
+                throw ConfigError(
+                    path: "tenants.\(id).upstream_keys",
+                    message: "managed upstream keys are not supported by this build yet; use the backend's api_key_env",
+                    line: nil)
+            }
+            if json["auth_passthrough"]?.boolValue == true {
+                throw ConfigError(
+                    path: "tenants.\(id).auth_passthrough",
+                    message: "BYOK passthrough is not supported by this build yet",
+                    line: nil)
+            }
             let effective = ConfigState.deepMerge(defaults, json)
             let allowed = (json["models"]?.arrayValue ?? []).compactMap(\.stringValue)
             for (i, m) in allowed.enumerated() where models[m] == nil {
