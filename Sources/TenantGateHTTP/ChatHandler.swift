@@ -7,6 +7,8 @@ struct ChatHandler {
     let config: GatewayConfig
     let tenant: TenantConfig
     let keyID: String
+    /// The JWT `sub`, when a JWT authenticated the request.
+    let subject: String?
     let log: AppLog
     let request: Request
     let sink: ResponseSink
@@ -23,6 +25,7 @@ struct ChatHandler {
         self.config = config
         self.tenant = principal.tenant
         self.keyID = principal.key.id
+        self.subject = principal.subject
         self.request = request
         self.sink = sink
         self.resources = resources
@@ -32,7 +35,7 @@ struct ChatHandler {
 
     mutating func run(outcome: inout Outcome) throws {
         var chat = try ChatRequest.parse(request.body)
-        outcome.endUser = chat.user
+        outcome.endUser = chat.user ?? subject
         outcome.streamed = chat.stream
         guard let modelName = chat.model ?? tenant.defaultModel else {
             throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
@@ -42,7 +45,7 @@ struct ChatHandler {
         guard tenant.models.contains(modelName), let model = config.models[modelName],
             let backend = config.backends[model.backend]
         else { throw GatewayError.modelNotAllowed(modelName) }
-        let subject = chat.user ?? keyID
+        let subject = chat.user ?? self.subject ?? keyID
         if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")
         }

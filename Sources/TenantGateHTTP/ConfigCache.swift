@@ -7,7 +7,7 @@ import TenantGateSystem
 /// The request path only takes the current snapshot (a lock and a retain); the poller reads the
 /// version counter every `intervalMs` and rebuilds the snapshot only when it changed.
 public final class ConfigCache: @unchecked Sendable {  // all mutable state is behind `Locked`
-    private let current: Locked<GatewayConfig>
+    private let current: Locked<(config: GatewayConfig, jwt: JWTCheck?)>
     private let usedKeys = Locked<Set<String>>([])
     private let dbPath: String
     private let log: AppLog
@@ -19,11 +19,40 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
         self.log = log
         self.intervalMs = intervalMs
         let db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
-        current = Locked(try ConfigStore(db).snapshot())
+        let config = try ConfigStore(db).snapshot()
+        current = Locked((config, ConfigCache.jwtCheck(config.jwt, log: log)))
     }
 
     /// The snapshot to serve this request with.
-    public var config: GatewayConfig { current.withLock { $0 } }
+    public var config: GatewayConfig { current.withLock { $0.config } }
+
+    /// The snapshot and the JWT check that goes with it.
+    var snapshot: (config: GatewayConfig, jwt: JWTCheck?) { current.withLock { $0 } }
+
+    /// Loads the JWT key material named by the configuration (environment secret or PEM file).
+    static func jwtCheck(_ jwt: JWTConfig?, log: AppLog) -> JWTCheck? {
+        guard let jwt else { return nil }
+        let settings = JWTSettings(algorithm: jwt.algorithm, tenantClaim: jwt.tenantClaim)
+        do {
+            switch jwt.algorithm {
+            case .hs256:
+                guard let name = jwt.secretEnv, let secret = Posix.env(name), secret.utf8.count >= 32 else {
+                    throw StoreError.invalid("\(jwt.secretEnv ?? "secret_env") is unset or shorter than 32 bytes")
+                }
+                return JWTCheck(
+                    settings: settings, verifier: OpenSSLJWTVerifier(key: JWTKey(secret: Array(secret.utf8))))
+            case .rs256, .es256:
+                guard let path = jwt.publicKeyFile, let pem = Posix.readFile(path, limit: 65536) else {
+                    throw StoreError.invalid("cannot read \(jwt.publicKeyFile ?? "public_key_file")")
+                }
+                let key = try JWTKey(algorithm: jwt.algorithm.rawValue, publicKeyPEM: pem)
+                return JWTCheck(settings: settings, verifier: OpenSSLJWTVerifier(key: key))
+            }
+        } catch {
+            log.event("jwt_disabled", ["error": .string("\(error)")], level: "error")
+            return nil
+        }
+    }
 
     /// Notes that a key was used (written to the database in batches by the poller).
     public func markUsed(_ keyID: String) {
@@ -43,10 +72,11 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
                     let conn = try db ?? SQLiteConnection(path: path, cacheKiB: 256)
                     db = conn
                     let store = ConfigStore(conn)
-                    let seen = current.withLock { $0.version }
+                    let seen = current.withLock { $0.config.version }
                     if try store.version() != seen {
                         let next = try store.snapshot()
-                        current.withLock { $0 = next }
+                        let jwt = ConfigCache.jwtCheck(next.jwt, log: log)
+                        current.withLock { $0 = (next, jwt) }
                         log.event("config_reload", ["config_version": .number(String(next.version))])
                     }
                     if ticks % 5 == 0 {

@@ -8,6 +8,14 @@ struct OpenSSLKeyHasher: KeyHasher {
     func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool { Crypto.constantTimeEqual(a, b) }
 }
 
+/// JWT signature checks for the authenticator, over OpenSSL.
+struct OpenSSLJWTVerifier: JWTSignatureVerifier {
+    let key: JWTKey
+    func verify(_ algorithm: JWTAlgorithm, signingInput: [UInt8], signature: [UInt8]) -> Bool {
+        key.verify(algorithm.rawValue, signingInput: signingInput, signature: signature)
+    }
+}
+
 /// What a request did, for the log line.
 struct Outcome {
     var status = 0
@@ -158,11 +166,11 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         }
         let endpoints = ["/v1/chat/completions", "/v1/models", "/v1/tenant-info"]
         guard endpoints.contains(request.path) else { throw GatewayError.notFound }
-        let config = configs.config
+        let (config, jwt) = configs.snapshot
         let principal = try authenticator.authenticate(
             ResolutionInput(
                 pathTenant: request.pathTenant, headerTenant: request.headers["x-tenant-id"],
-                credential: request.credential), config: config)
+                credential: request.credential), config: config, jwt: jwt, now: Posix.wallMicros() / 1_000_000)
         outcome.tenant = principal.tenant.id.rawValue
         outcome.keyID = principal.key.id
         configs.markUsed(principal.key.id)

@@ -208,3 +208,22 @@ public final class Locked<Value>: @unchecked Sendable {  // every access goes th
         return try body(&value)
     }
 }
+
+extension Posix {
+    /// The whole file at `path` as UTF-8, if it is readable, valid and at most `limit` bytes.
+    public static func readFile(_ path: String, limit: Int) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 { return nil }
+            if n == 0 { break }
+            bytes.append(contentsOf: buf[0..<n])
+            if bytes.count > limit { return nil }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}

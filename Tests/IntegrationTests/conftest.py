@@ -37,7 +37,10 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
     return False
 
 
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+
 CONFIG = """
+jwt: {{algorithm: HS256, secret_env: TG_TEST_JWT_SECRET, tenant_claim: tenant_id}}
 defaults:
   features: {{streaming: true}}
 backends:
@@ -97,6 +100,7 @@ class Stack:
             "TENANTGATE_HTTP_PORT": str(self.http_port),
             "TENANTGATE_MAX_BODY": "1048576",
             "TG_TEST_UPSTREAM_KEY": "sk-upstream-secret-123",
+            "TG_TEST_JWT_SECRET": JWT_SECRET,
         })
         self.workers = workers
         self.threads = threads

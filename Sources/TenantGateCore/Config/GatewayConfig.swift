@@ -87,6 +87,16 @@ public struct APIKeyRecord: Sendable, Equatable {
     public static let prefixLength = 12
 }
 
+/// The `jwt:` settings; key material (secret, public key) is loaded by the worker, not stored here.
+public struct JWTConfig: Sendable, Equatable {
+    public let algorithm: JWTAlgorithm
+    /// Environment variable holding the HS256 secret.
+    public let secretEnv: String?
+    /// PEM public key file for RS256 / ES256.
+    public let publicKeyFile: String?
+    public let tenantClaim: String
+}
+
 /// An immutable snapshot of everything the request path needs; replaced whole when the config changes.
 public struct GatewayConfig: Sendable {
     /// The store's config version this snapshot was built from.
@@ -98,6 +108,8 @@ public struct GatewayConfig: Sendable {
     public let tenants: [String: TenantConfig]
     /// Active keys by lookup prefix.
     public let keys: [String: [APIKeyRecord]]
+    /// JWT authentication, if configured.
+    public let jwt: JWTConfig?
 
     /// Builds and cross-checks a snapshot from the stored state.
     public init(
@@ -206,6 +218,23 @@ public struct GatewayConfig: Sendable {
             defaultTenant = tid
         } else {
             defaultTenant = nil
+        }
+        if let json = state.settings["jwt"] {
+            let algorithm = JWTAlgorithm(rawValue: json["algorithm"]?.stringValue ?? "HS256") ?? .hs256
+            let secretEnv = json["secret_env"]?.stringValue
+            let keyFile = json["public_key_file"]?.stringValue
+            if algorithm == .hs256 && secretEnv == nil {
+                throw ConfigError(path: "jwt.secret_env", message: "is required for HS256", line: nil)
+            }
+            if algorithm != .hs256 && keyFile == nil {
+                throw ConfigError(
+                    path: "jwt.public_key_file", message: "is required for \(algorithm.rawValue)", line: nil)
+            }
+            jwt = JWTConfig(
+                algorithm: algorithm, secretEnv: secretEnv, publicKeyFile: keyFile,
+                tenantClaim: json["tenant_claim"]?.stringValue ?? "tenant_id")
+        } else {
+            jwt = nil
         }
         var byPrefix: [String: [APIKeyRecord]] = [:]
         for key in keys where tenants[key.tenant.rawValue] != nil {

@@ -26,7 +26,22 @@ public struct ResolutionInput: Sendable {
 /// The outcome: the tenant and the key that authenticated the request.
 public struct Principal: Sendable {
     public let tenant: TenantConfig
+    /// The gateway key, or for a JWT a record with id `jwt` and no secret.
     public let key: APIKeyRecord
+    /// The JWT's `sub`, when a JWT authenticated the request.
+    public var subject: String? = nil
+}
+
+/// A configured JWT check: settings plus the verifier that holds the key.
+public struct JWTCheck: Sendable {
+    public let settings: JWTSettings
+    public let verifier: any JWTSignatureVerifier
+
+    /// Creates a check.
+    public init(settings: JWTSettings, verifier: any JWTSignatureVerifier) {
+        self.settings = settings
+        self.verifier = verifier
+    }
 }
 
 /// Resolves the tenant in the configured order and authenticates the credential against it.
@@ -37,11 +52,25 @@ public struct Authenticator: Sendable {
     public init(hasher: any KeyHasher) { self.hasher = hasher }
 
     /// Validates ids, finds the key, resolves the tenant and checks they agree.
-    public func authenticate(_ input: ResolutionInput, config: GatewayConfig) throws(GatewayError) -> Principal {
+    public func authenticate(
+        _ input: ResolutionInput, config: GatewayConfig, jwt: JWTCheck? = nil, now: Int64 = 0
+    ) throws(GatewayError) -> Principal {
         let pathID = try input.pathTenant.map(Authenticator.tenantID)
         let headerID = try input.headerTenant.map(Authenticator.tenantID)
         guard let credential = input.credential, !credential.isEmpty else { throw GatewayError.missingAPIKey }
-        let key = try findKey(credential, config: config)
+        var subject: String?
+        var jwtTenant: TenantID?
+        let key: APIKeyRecord
+        if !credential.hasPrefix("tg_") && JWT.looksLikeJWT(credential) {
+            guard let jwt else { throw GatewayError.invalidToken("JWT authentication is not configured") }
+            let claims = try JWT.verify(credential, settings: jwt.settings, verifier: jwt.verifier, now: now)
+            guard let tid = TenantID(claims.tenant) else { throw GatewayError.invalidToken("invalid tenant claim") }
+            jwtTenant = tid
+            subject = claims.subject
+            key = APIKeyRecord(id: "jwt", tenant: tid, lookupPrefix: "", hash: [])
+        } else {
+            key = try findKey(credential, config: config)
+        }
 
         var resolved: TenantID?
         var claimed: [TenantID] = []
@@ -50,8 +79,8 @@ public struct Authenticator: Sendable {
             switch source {
             case .path: candidate = pathID
             case .header: candidate = headerID
-            case .apiKey: candidate = key.tenant
-            case .jwt: candidate = nil
+            case .apiKey: candidate = jwtTenant == nil ? key.tenant : nil
+            case .jwt: candidate = jwtTenant
             }
             if let candidate {
                 claimed.append(candidate)
@@ -62,7 +91,7 @@ public struct Authenticator: Sendable {
         guard let tenant = config.tenants[tenantID.rawValue] else { throw GatewayError.tenantNotFound }
         // Every source that named a tenant must agree, and the key must belong to it.
         guard key.tenant == tenantID, claimed.allSatisfy({ $0 == tenantID }) else { throw GatewayError.tenantMismatch }
-        return Principal(tenant: tenant, key: key)
+        return Principal(tenant: tenant, key: key, subject: subject)
     }
 
     private static func tenantID(_ raw: String) throws(GatewayError) -> TenantID {
