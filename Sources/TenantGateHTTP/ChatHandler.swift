@@ -74,60 +74,12 @@ struct ChatHandler {
         if let usage = outcome.usage { outcome.costNano = Money.cost(usage, model) }
     }
 
-    /// Checks and reserves the request's worst case against every limit and budget (one transaction
-    /// shared by all workers); a refusal reaches no upstream and holds nothing.
     private func reserve(_ chat: ChatRequest, model: ModelConfig, backend: BackendConfig, outcome: inout Outcome)
         throws
     {
-        let limits = tenant.limits
-        guard !limits.isEmpty else { return }
-        let now = Posix.wallMicros() / 1000
-        let need = Reservation(chat: chat, model: model)
-        do {
-            let (id, status) = try resources.reservations.reserve(
-                ReserveJob(
-                    tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
-                    expiresMs: now + Int64(backend.timeoutMs) + 60_000))
-            outcome.reservationID = id
-            outcome.limitHeaders = ChatHandler.headers(status)
-            for (budget, percent) in status.crossed {
-                log.event(
-                    "budget_threshold",
-                    [
-                        "tenant": .string(tenant.id.rawValue), "budget": .string(budget), "percent": .int(percent),
-                        "request_id": .string(request.requestID),
-                    ], level: percent >= 100 ? "warn" : "info")
-            }
-        } catch let refusal as LimitRefusal {
-            switch refusal {
-            case .rate(let limit, _): outcome.refusedLimit = limit
-            case .budget(let scope, let budget, _):
-                outcome.refusedLimit = scope == "global" ? "global_\(budget)" : budget
-            }
-            var status = LimitStatus()
-            status.requestLimit = limits.requestsPerMinute
-            status.tokenLimit = limits.tokensPerMinute
-            outcome.limitHeaders = ChatHandler.headers(status)
-            throw GatewayError(refusal)
-        }
-    }
-
-    /// The SPEC's rate-limit headers (and the soft-budget warning) for `status`.
-    static func headers(_ status: LimitStatus) -> [(String, String)] {
-        var out: [(String, String)] = []
-        if let limit = status.requestLimit {
-            out.append(("X-RateLimit-Limit", String(limit)))
-            out.append(("X-RateLimit-Remaining", String(max(0, status.requestsRemaining ?? 0))))
-            if let reset = status.resetAt { out.append(("X-RateLimit-Reset", String(reset))) }
-        }
-        if let limit = status.tokenLimit {
-            out.append(("x-ratelimit-limit-tokens", String(limit)))
-            out.append(("x-ratelimit-remaining-tokens", String(max(0, status.tokensRemaining ?? 0))))
-        }
-        if !status.warnings.isEmpty {
-            out.append(("X-TenantGate-Budget-Warning", status.warnings.joined(separator: ", ")))
-        }
-        return out
+        try LimitStage.reserve(
+            tenant: tenant, need: Reservation(chat: chat, model: model), backend: backend, resources: resources,
+            log: log, requestID: request.requestID, outcome: &outcome)
     }
 
     private func completionID() -> String {
@@ -217,15 +169,9 @@ struct ChatHandler {
             let options = (chat.body["stream_options"] ?? .object([])).setting("include_usage", .bool(true))
             body = body.setting("stream_options", options)
         }
-        var headers = [
-            "Content-Type: application/json", "Accept: " + (chat.stream ? "text/event-stream" : "application/json"),
-        ]
-        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty {
-            headers.append("Authorization: Bearer \(key)")
-        }
-        if !request.requestID.isEmpty { headers.append("X-Request-ID: \(request.requestID)") }
-        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
-        headers.append("traceparent: \(outcome.trace.traceparent(spanID: span))")
+        let headers = LimitStage.upstreamHeaders(
+            backend: backend, accept: chat.stream ? "text/event-stream" : "application/json",
+            requestID: request.requestID, trace: outcome.trace)
         let outgoing = OutgoingRequest(
             method: "POST", url: backend.baseURL + "/chat/completions", headers: headers, body: body.bytes,
             connectTimeoutMs: backend.connectTimeoutMs, totalTimeoutMs: backend.timeoutMs)

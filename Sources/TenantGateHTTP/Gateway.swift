@@ -164,7 +164,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             return
         default: break
         }
-        let endpoints = ["/v1/chat/completions", "/v1/models", "/v1/tenant-info"]
+        let endpoints = ["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/tenant-info"]
         guard endpoints.contains(request.path) else { throw GatewayError.notFound }
         let (config, jwt) = configs.snapshot
         let principal = try authenticator.authenticate(
@@ -181,6 +181,12 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
                 config: config, principal: principal, request: request, sink: sink, resources: resources,
                 options: options, log: log)
             try handler.run(outcome: &outcome)
+        case ("POST", "/v1/embeddings"):
+            outcome.accountable = true
+            try EmbeddingsHandler(
+                config: config, principal: principal, request: request, sink: sink, resources: resources,
+                options: options, log: log
+            ).run(outcome: &outcome)
         case ("GET", "/v1/models"):
             outcome.status = 200
             sink.json(200, models(principal.tenant, config), headers: tenantHeader(outcome))

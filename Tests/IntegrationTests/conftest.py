@@ -60,7 +60,7 @@ tenants:
     models: [mock-small]
   nostream:
     models: [fast]
-    features: {{streaming: false}}
+    features: {{streaming: false, embeddings: false}}
   initech:
     name: Initech
     models: [fast]

@@ -97,6 +97,14 @@ def make_handler(recorder):
                     d["status"], {"error": {"message": "scripted failure", "type": "server_error"}}, extra)
             if self.path.endswith("/chat/completions"):
                 return self.chat(body, d)
+            if self.path.endswith("/embeddings"):
+                inputs = body.get("input")
+                inputs = [inputs] if isinstance(inputs, str) else inputs
+                data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]}
+                        for i in range(len(inputs))]
+                tokens = sum((len(str(x).encode()) + 3) // 4 for x in inputs)
+                return self.send_json(200, {"object": "list", "data": data, "model": body.get("model"),
+                                            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
             self.send_json(404, {"error": {"message": "unknown path"}})
 
         def chat(self, body, d):

@@ -160,3 +160,17 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
         #expect(chunks.count >= 4)
     }
 }
+
+@Suite struct EmbeddingsRequestTests {
+    @Test func acceptsEveryInputShape() throws {
+        #expect(try EmbeddingsRequest.parse(Array(#"{"input":"héllo"}"#.utf8)).tokenBound == 6)
+        let r = try EmbeddingsRequest.parse(Array(#"{"model":"m","input":["ab","c"],"user":"u"}"#.utf8))
+        #expect(r.texts == ["ab", "c"] && r.model == "m" && r.user == "u")
+        #expect(try EmbeddingsRequest.parse(Array(#"{"input":[[1,2,3],[4]]}"#.utf8)).tokenBound == 4)
+    }
+
+    @Test(arguments: [#"{}"#, #"{"input":""}"#, #"{"input":[]}"#, #"{"input":[[]]}"#, #"{"input":[null]}"#, #"[1]"#])
+    func refuses(_ body: String) {
+        #expect(throws: GatewayError.self) { try EmbeddingsRequest.parse(Array(body.utf8)) }
+    }
+}

@@ -1,0 +1,88 @@
+/// A validated OpenAI embeddings request.
+public struct EmbeddingsRequest: Sendable {
+    public let model: String?
+    /// The inputs as texts (token-id inputs are kept in `body` and counted by their length).
+    public let texts: [String]
+    /// Number of token ids given directly (for estimates).
+    public let tokenIDs: Int
+    public let user: String?
+    public let body: JSONValue
+
+    /// Parses and validates raw bytes.
+    public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> EmbeddingsRequest {
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw GatewayError.invalidJSON(error.description)
+        }
+        guard case .object = json else { throw GatewayError.invalidRequest("Request body must be a JSON object.") }
+        var model: String?
+        if let m = json["model"], m != .null {
+            guard let s = m.stringValue, !s.isEmpty, s.utf8.count <= 256 else {
+                throw GatewayError.invalidRequest("'model' must be a non-empty string.", param: "model")
+            }
+            model = s
+        }
+        var texts: [String] = []
+        var tokenIDs = 0
+        let bad = GatewayError.invalidRequest(
+            "'input' must be a non-empty string, an array of strings, or an array of token-id arrays.", param: "input")
+        switch json["input"] {
+        case .string(let s)?:
+            guard !s.isEmpty else { throw bad }
+            texts = [s]
+        case .array(let items)? where !items.isEmpty && items.count <= 2048:
+            for item in items {
+                switch item {
+                case .string(let s) where !s.isEmpty: texts.append(s)
+                case .number: tokenIDs += 1
+                case .array(let ids) where !ids.isEmpty && ids.allSatisfy({ $0.intValue != nil }): tokenIDs += ids.count
+                default: throw bad
+                }
+            }
+        default:
+            throw bad
+        }
+        if let format = json["encoding_format"], format != .null {
+            guard let f = format.stringValue, f == "float" || f == "base64" else {
+                throw GatewayError.invalidRequest(
+                    "'encoding_format' must be 'float' or 'base64'.", param: "encoding_format")
+            }
+        }
+        if let d = json["dimensions"], d != .null, (d.intValue ?? 0) < 1 {
+            throw GatewayError.invalidRequest("'dimensions' must be a positive integer.", param: "dimensions")
+        }
+        var user: String?
+        if let u = json["user"], u != .null {
+            guard let s = u.stringValue else {
+                throw GatewayError.invalidRequest("'user' must be a string.", param: "user")
+            }
+            user = s
+        }
+        return EmbeddingsRequest(model: model, texts: texts, tokenIDs: tokenIDs, user: user, body: json)
+    }
+
+    /// An upper bound of the input tokens (UTF-8 bytes of the texts plus the token ids given).
+    public var tokenBound: Int { texts.reduce(0) { $0 + $1.utf8.count } + tokenIDs }
+}
+
+extension MockProvider {
+    /// A deterministic unit vector of `dimensions` floats for `text`.
+    public static func embedding(_ text: String, dimensions: Int = 16) -> [Double] {
+        var state: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            state ^= UInt64(byte)
+            state &*= 0x0000_0100_0000_01B3
+        }
+        var values: [Double] = []
+        for _ in 0..<dimensions {
+            state ^= state >> 33
+            state &*= 0xff51_afd7_ed55_8ccd
+            state ^= state >> 29
+            values.append(Double(Int64(bitPattern: state % 2_000_001) - 1_000_000) / 1_000_000)
+        }
+        let norm = values.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? values.map { $0 / norm } : values
+    }
+}

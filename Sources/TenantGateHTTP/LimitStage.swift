@@ -1,0 +1,77 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// The limits stage of the pipeline, shared by every model endpoint, and the upstream request headers.
+enum LimitStage {
+    /// Checks and reserves the request's worst case against every limit and budget (one transaction
+    /// shared by all workers); a refusal reaches no upstream and holds nothing.
+    static func reserve(
+        tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources, log: AppLog,
+        requestID: String, outcome: inout Outcome
+    ) throws {
+        let limits = tenant.limits
+        guard !limits.isEmpty else { return }
+        let now = Posix.wallMicros() / 1000
+        do {
+            let (id, status) = try resources.reservations.reserve(
+                ReserveJob(
+                    tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
+                    expiresMs: now + Int64(backend.timeoutMs) + 60_000))
+            outcome.reservationID = id
+            outcome.limitHeaders = headers(status)
+            for (budget, percent) in status.crossed {
+                log.event(
+                    "budget_threshold",
+                    [
+                        "tenant": .string(tenant.id.rawValue), "budget": .string(budget), "percent": .int(percent),
+                        "request_id": .string(requestID),
+                    ], level: percent >= 100 ? "warn" : "info")
+            }
+        } catch let refusal as LimitRefusal {
+            switch refusal {
+            case .rate(let limit, _): outcome.refusedLimit = limit
+            case .budget(let scope, let budget, _):
+                outcome.refusedLimit = scope == "global" ? "global_\(budget)" : budget
+            }
+            var status = LimitStatus()
+            status.requestLimit = limits.requestsPerMinute
+            status.tokenLimit = limits.tokensPerMinute
+            outcome.limitHeaders = headers(status)
+            throw GatewayError(refusal)
+        }
+    }
+
+    /// The SPEC's rate-limit headers (and the soft-budget warning) for `status`.
+    static func headers(_ status: LimitStatus) -> [(String, String)] {
+        var out: [(String, String)] = []
+        if let limit = status.requestLimit {
+            out.append(("X-RateLimit-Limit", String(limit)))
+            out.append(("X-RateLimit-Remaining", String(max(0, status.requestsRemaining ?? 0))))
+            if let reset = status.resetAt { out.append(("X-RateLimit-Reset", String(reset))) }
+        }
+        if let limit = status.tokenLimit {
+            out.append(("x-ratelimit-limit-tokens", String(limit)))
+            out.append(("x-ratelimit-remaining-tokens", String(max(0, status.tokensRemaining ?? 0))))
+        }
+        if !status.warnings.isEmpty {
+            out.append(("X-TenantGate-Budget-Warning", status.warnings.joined(separator: ", ")))
+        }
+        return out
+    }
+
+    /// Headers for an upstream call: content type, the backend's key (from its environment variable,
+    /// never the tenant's gateway key), the request id and the trace context.
+    static func upstreamHeaders(backend: BackendConfig, accept: String, requestID: String, trace: TraceContext)
+        -> [String]
+    {
+        var headers = ["Content-Type: application/json", "Accept: \(accept)"]
+        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty {
+            headers.append("Authorization: Bearer \(key)")
+        }
+        if !requestID.isEmpty { headers.append("X-Request-ID: \(requestID)") }
+        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
+        headers.append("traceparent: \(trace.traceparent(spanID: span))")
+        return headers
+    }
+}
