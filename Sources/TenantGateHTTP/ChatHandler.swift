@@ -60,26 +60,116 @@ struct ChatHandler {
             outcome.prompt = "\(served.name)@\(served.version)"
             baseHeaders.append(("X-TenantGate-Prompt", "\(served.name)@\(served.version)"))
         }
-        outcome.backend = backend.name
-        try reserve(chat, model: model, backend: backend, outcome: &outcome)
+        _ = model
+        try reserve(chat, requested: modelName, backend: backend, outcome: &outcome)
         baseHeaders += outcome.limitHeaders
-        switch backend.provider {
-        case .mock:
-            try mock(chat, model: model, outcome: &outcome)
-        case .openai:
-            try openAI(chat, model: model, backend: backend, outcome: &outcome)
-        case .anthropic:
-            throw GatewayError.upstreamError("provider 'anthropic' is not supported by this build")
+        try serve(chat, requested: modelName, outcome: &outcome)
+    }
+
+    /// Tries the requested model, then its fallbacks in order; each OpenAI-compatible call goes through
+    /// the tenant's circuit breaker for that backend and is retried (jittered exponential backoff,
+    /// honouring Retry-After, bounded in count and time) while nothing has reached the client.
+    private mutating func serve(_ chat: ChatRequest, requested: String, outcome: inout Outcome) throws {
+        let chain = [requested] + (tenant.fallbacks[requested] ?? [])
+        let common = baseHeaders
+        var lastError: any Error = GatewayError.upstreamError("no backend could serve the request")
+        for (index, name) in chain.enumerated() {
+            guard let model = config.models[name], let backend = config.backends[model.backend] else { continue }
+            outcome.model = name
+            outcome.backend = backend.name
+            outcome.fallbackUsed = index > 0
+            baseHeaders = common + [("X-TenantGate-Model", name)]
+            switch backend.provider {
+            case .mock:
+                try mock(chat, model: model, outcome: &outcome)
+                settleCost(model, &outcome)
+                return
+            case .anthropic:
+                lastError = GatewayError.upstreamError("provider 'anthropic' is not supported by this build")
+                continue
+            case .openai:
+                break
+            }
+            let now = Posix.wallMicros() / 1000
+            var probe = false
+            if tenant.circuit != nil {
+                switch try resources.circuits.admit(tenant: tenant.id.rawValue, backend: backend.name, nowMs: now) {
+                case .closed: break
+                case .probe: probe = true
+                case .open(let retryAfter):
+                    lastError = GatewayError.circuitOpen(retryAfter: retryAfter)
+                    continue
+                }
+            }
+            do {
+                try withRetries(backend, outcome: &outcome) { outcome in
+                    try openAI(chat, model: model, backend: backend, outcome: &outcome)
+                }
+                if probe {
+                    try resources.circuits.recordProbeSuccess(tenant: tenant.id.rawValue, backend: backend.name)
+                    log.event(
+                        "circuit_close", ["tenant": .string(tenant.id.rawValue), "backend": .string(backend.name)])
+                }
+                settleCost(model, &outcome)
+                return
+            } catch let failure as RetryableUpstream {
+                if let circuit = tenant.circuit,
+                    try resources.circuits.recordFailure(
+                        tenant: tenant.id.rawValue, backend: backend.name, settings: circuit, wasProbe: probe,
+                        nowMs: Posix.wallMicros() / 1000)
+                {
+                    log.event(
+                        "circuit_open", ["tenant": .string(tenant.id.rawValue), "backend": .string(backend.name)],
+                        level: "warn")
+                }
+                lastError = failure
+                if sink.headWritten { throw failure.error }
+            }
         }
+        throw lastError
+    }
+
+    private func settleCost(_ model: ModelConfig, _ outcome: inout Outcome) {
         if let usage = outcome.usage { outcome.costNano = Money.cost(usage, model) }
     }
 
-    private func reserve(_ chat: ChatRequest, model: ModelConfig, backend: BackendConfig, outcome: inout Outcome)
+    /// Runs `attempt`, retrying retryable failures while nothing reached the client.
+    private func withRetries(
+        _ backend: BackendConfig, outcome: inout Outcome, _ attempt: (inout Outcome) throws -> Void
+    ) throws {
+        let started = Posix.monotonicMs()
+        var tries = 0
+        while true {
+            do {
+                try attempt(&outcome)
+                return
+            } catch let failure as RetryableUpstream {
+                guard tries < backend.maxRetries, !sink.headWritten else { throw failure }
+                let base = backend.retryBackoffMs << min(tries, 10)
+                var delay = base / 2 + Int.random(in: 0...max(1, base / 2))
+                if let retryAfter = failure.retryAfterMs { delay = max(delay, retryAfter) }
+                guard Int(Posix.monotonicMs() - started) + delay <= backend.retryBudgetMs else { throw failure }
+                Posix.sleepMs(delay)
+                tries += 1
+                outcome.retries = tries
+            }
+        }
+    }
+
+    /// Reserves the worst case over the requested model and its fallbacks (the dearest may serve).
+    private func reserve(_ chat: ChatRequest, requested: String, backend: BackendConfig, outcome: inout Outcome)
         throws
     {
+        let chain = ([requested] + (tenant.fallbacks[requested] ?? [])).compactMap { config.models[$0] }
+        let needs = chain.map { Reservation(chat: chat, model: $0) }
+        guard let first = needs.first else { return }
+        let need = Reservation(
+            promptTokens: first.promptTokens, completionTokens: needs.map(\.completionTokens).max() ?? 0,
+            costNano: needs.map(\.costNano).max() ?? 0)
+        let slowest = chain.compactMap { config.backends[$0.backend] }.max { $0.timeoutMs < $1.timeoutMs } ?? backend
         try LimitStage.reserve(
-            tenant: tenant, need: Reservation(chat: chat, model: model), backend: backend, resources: resources,
-            log: log, requestID: request.requestID, outcome: &outcome)
+            tenant: tenant, need: need, backend: slowest, resources: resources, log: log, requestID: request.requestID,
+            outcome: &outcome)
     }
 
     private func completionID() -> String {
@@ -192,7 +282,9 @@ struct ChatHandler {
             return collected.count <= limit
         }
         let head = try ChatHandler.check(result, bodyTooLarge: collected.count > limit)
-        guard (200..<300).contains(head.status) else { throw ChatHandler.upstreamFailure(head.status, collected) }
+        guard (200..<300).contains(head.status) else {
+            throw ChatHandler.failure(head.status, collected, retryAfter: head.headers["retry-after"])
+        }
         guard let json = try? JSONParser.parse(collected), case .object = json else {
             throw GatewayError.upstreamError("the upstream returned a body that is not a JSON object")
         }
@@ -262,7 +354,9 @@ struct ChatHandler {
         }
         if !sink.headWritten {
             let head = try ChatHandler.check(result, bodyTooLarge: false)
-            if !(200..<300).contains(head.status) { throw ChatHandler.upstreamFailure(head.status, errorBody) }
+            if !(200..<300).contains(head.status) {
+                throw ChatHandler.failure(head.status, errorBody, retryAfter: head.headers["retry-after"])
+            }
             writeStreamHead()
         }
         outcome.status = 200
@@ -289,13 +383,23 @@ struct ChatHandler {
         case .success(let head): return head
         case .failure(let error):
             if bodyTooLarge { throw GatewayError.upstreamError("the upstream response is too large") }
-            if error.isTimeout { throw GatewayError.upstreamTimeout }
-            if error.isConnect { throw GatewayError.upstreamError("could not connect to the upstream") }
+            if error.isTimeout { throw RetryableUpstream(error: .upstreamTimeout, retryAfterMs: nil) }
+            if error.isConnect {
+                throw RetryableUpstream(error: .upstreamError("could not connect to the upstream"), retryAfterMs: nil)
+            }
             throw GatewayError.upstreamError("transport failure (curl \(error.code))")
         }
     }
 
     /// An upstream non-2xx answer as the client's error: client errors pass through, the rest are 502.
+    /// An upstream non-2xx answer: 429 and 5xx are retryable (with the upstream's Retry-After), the rest final.
+    static func failure(_ status: Int, _ body: [UInt8], retryAfter: String?) -> any Error {
+        let error = upstreamFailure(status, body)
+        guard status == 429 || status >= 500 else { return error }
+        let seconds = retryAfter.flatMap { Int($0.trimmingCharacters(in: " ")) }
+        return RetryableUpstream(error: error, retryAfterMs: seconds.map { min($0, 600) * 1000 })
+    }
+
     static func upstreamFailure(_ status: Int, _ body: [UInt8]) -> GatewayError {
         if [400, 404, 422].contains(status), let json = try? JSONParser.parse(body),
             let message = json["error"]?["message"]?.stringValue

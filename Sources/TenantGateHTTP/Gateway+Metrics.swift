@@ -82,6 +82,12 @@ extension Gateway {
                     "tenantgate_budget_remaining_usd{tenant=\"\(label)\",period=\"monthly\"} \(Double(max(0, monthly - used.1)) / 1e9)\n"
             }
         }
+        text += "# HELP tenantgate_circuit_open 1 while a tenant's circuit for a backend is open.\n"
+        text += "# TYPE tenantgate_circuit_open gauge\n"
+        for (tenant, backend, open) in try resources.circuits.states(nowMs: now) {
+            text +=
+                "tenantgate_circuit_open{tenant=\"\(MetricsFormat.escape(tenant))\",backend=\"\(MetricsFormat.escape(backend))\"} \(open ? 1 : 0)\n"
+        }
         outcome.status = 200
         renderer.append(text)
         let body = renderer.finish()

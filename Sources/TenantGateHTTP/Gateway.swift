@@ -42,6 +42,16 @@ struct Outcome {
     var refusedLimit: String?
     /// The request's trace.
     var trace = TraceContext(header: nil, newTraceID: "")
+    /// A fallback model served the request.
+    var fallbackUsed = false
+    /// Upstream attempts retried.
+    var retries = 0
+}
+
+/// An upstream failure worth retrying (connect error, timeout, 429, 5xx), with the upstream's Retry-After.
+struct RetryableUpstream: Error {
+    let error: GatewayError
+    let retryAfterMs: Int?
 }
 
 /// Per-thread resources: a SQLite connection for reads, a reusable curl handle, and the process's
@@ -53,9 +63,14 @@ final class ThreadResources {
 
     let settlements: SettleQueue
     let reservations: ReserveBatcher
+    let circuits: CircuitStore
 
-    init(dbPath: String, accounting: AccountingStore, settlements: SettleQueue, reservations: ReserveBatcher) throws {
+    init(
+        dbPath: String, writer: SQLiteConnection, accounting: AccountingStore, settlements: SettleQueue,
+        reservations: ReserveBatcher
+    ) throws {
         db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
+        circuits = CircuitStore(reader: db, writer: writer)
         self.accounting = accounting
         self.settlements = settlements
         self.reservations = reservations
@@ -107,6 +122,10 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         do {
             if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }
             try route(request, sink: sink, resources: resources, outcome: &outcome)
+        } catch let failure as RetryableUpstream {
+            outcome.errorCode = failure.error.code
+            outcome.status = failure.error.status
+            if !sink.headWritten { sink.error(failure.error, headers: tenantHeader(outcome) + failure.error.headers) }
         } catch let error as GatewayError {
             outcome.errorCode = error.code
             outcome.status = error.status
@@ -140,6 +159,8 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         record.streamed = outcome.streamed
         record.prompt = outcome.prompt
         record.traceID = outcome.trace.traceID
+        record.fallbackUsed = outcome.fallbackUsed
+        record.retries = outcome.retries
         record.refusedLimit = outcome.refusedLimit
         resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
     }

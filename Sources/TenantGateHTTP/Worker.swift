@@ -70,8 +70,10 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         let accounting: AccountingStore
         let settlements: SettleQueue
         let reservations: ReserveBatcher
+        let writer: SQLiteConnection
         do {
-            accounting = AccountingStore(try ThreadResources.accountingConnection(dbPath: options.dbPath))
+            writer = try ThreadResources.accountingConnection(dbPath: options.dbPath)
+            accounting = AccountingStore(writer)
             settlements = SettleQueue(store: accounting, log: log)
             settlements.start()
             reservations = ReserveBatcher(store: accounting, log: log)
@@ -82,7 +84,8 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
         for index in 0..<options.threads {
             let start = { [self] in
-                self.serve(slot: index, gateway: gateway, resources: (accounting, settlements, reservations), log: log)
+                self.serve(
+                    slot: index, gateway: gateway, resources: (writer, accounting, settlements, reservations), log: log)
             }
             guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
@@ -126,12 +129,14 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
     }
 
     private func serve(
-        slot: Int, gateway: Gateway, resources shared: (AccountingStore, SettleQueue, ReserveBatcher), log: AppLog
+        slot: Int, gateway: Gateway,
+        resources shared: (SQLiteConnection, AccountingStore, SettleQueue, ReserveBatcher), log: AppLog
     ) {
         let resources: ThreadResources
         do {
             resources = try ThreadResources(
-                dbPath: options.dbPath, accounting: shared.0, settlements: shared.1, reservations: shared.2)
+                dbPath: options.dbPath, writer: shared.0, accounting: shared.1, settlements: shared.2,
+                reservations: shared.3)
         } catch {
             log.event("thread_error", ["error": .string("\(error)")], level: "error")
             slots.withLock { $0[slot] = .exited }

@@ -97,6 +97,12 @@ public enum Migrations {
             in_flight INTEGER NOT NULL DEFAULT 0
         ) STRICT;
         ALTER TABLE executions ADD COLUMN trace_id TEXT;
+        CREATE TABLE circuit_state(
+            tenant TEXT NOT NULL, backend TEXT NOT NULL, open_until_ms INTEGER NOT NULL DEFAULT 0,
+            probing INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, backend)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE circuit_failures(tenant TEXT NOT NULL, backend TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;
+        CREATE INDEX circuit_failures_window ON circuit_failures(tenant, backend, at_ms);
         """,
     ]
 

@@ -46,9 +46,11 @@ defaults:
 backends:
   up: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", api_key_env: TG_TEST_UPSTREAM_KEY, timeout_ms: 3000}}
   dead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 2000}}
+  up2: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, max_retries: 0}}
   demo: {{provider: mock}}
 models:
   fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
+  backup: {{backend: up2, upstream_model: upstream-backup, input_per_mtok: 2, output_per_mtok: 4}}
   gone: {{backend: dead, upstream_model: whatever}}
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
 tenants:
@@ -78,6 +80,13 @@ tenants:
   softy:
     models: [fast]
     budget: {{daily_tokens: 5, enforcement: soft}}
+  resilient:
+    models: [fast, backup]
+    fallbacks: {{fast: [backup]}}
+    circuit_breaker: {{errors: 3, within_s: 60, cooldown_s: 2}}
+  steady:
+    models: [fast]
+    circuit_breaker: {{errors: 3, within_s: 60, cooldown_s: 2}}
   priced:
     models: [fast]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -120,7 +129,8 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced"):
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
+                       "steady"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

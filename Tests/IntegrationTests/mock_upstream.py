@@ -16,6 +16,14 @@ class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = []
+        self.attempts = {}
+
+    def attempt(self, key):
+        """How many times a request with this key was seen before (for fail_times)."""
+        with self.lock:
+            n = self.attempts.get(key, 0)
+            self.attempts[key] = n + 1
+            return n
 
     def add(self, entry):
         with self.lock:
@@ -91,6 +99,12 @@ def make_handler(recorder):
             d = directive(body)
             if d.get("delay_ms"):
                 time.sleep(d["delay_ms"] / 1000)
+            if d.get("only_model") and d["only_model"] != body.get("model"):
+                d = {k: v for k, v in d.items() if k not in ("status", "retry_after", "delay_ms")}
+            if d.get("fail_times") is not None:
+                key = json.dumps(body.get("messages"), sort_keys=True)
+                if recorder.attempt(key) >= d["fail_times"]:
+                    d = {k: v for k, v in d.items() if k not in ("status", "retry_after")}
             if d.get("status"):
                 extra = {"Retry-After": str(d["retry_after"])} if "retry_after" in d else None
                 return self.send_json(

@@ -207,6 +207,9 @@ extension ConfigSchema {
         "api_key_env": .string(maxLength: 256),
         "timeout_ms": .integer(min: 100, max: 3_600_000),
         "connect_timeout_ms": .integer(min: 10, max: 600_000),
+        "max_retries": .integer(min: 0, max: 10),
+        "retry_backoff_ms": .integer(min: 1, max: 60_000),
+        "retry_budget_ms": .integer(min: 0, max: 600_000),
     ])
 
     /// One catalog model.

@@ -13,6 +13,19 @@ public struct BackendConfig: Sendable, Equatable {
     public let apiKeyEnv: String?
     public let timeoutMs: Int
     public let connectTimeoutMs: Int
+    /// Retries after the first attempt (connect errors, timeouts, 429 and 5xx, before any byte was sent).
+    public let maxRetries: Int
+    /// Base of the jittered exponential backoff.
+    public let retryBackoffMs: Int
+    /// Retrying stops once this much time has passed since the first attempt.
+    public let retryBudgetMs: Int
+}
+
+/// A tenant's circuit breaker per backend: `errors` failures within `within_s` open it for `cooldown_s`.
+public struct CircuitSettings: Sendable, Equatable {
+    public let errors: Int
+    public let windowMs: Int64
+    public let cooldownMs: Int64
 }
 
 /// A catalog model alias.
@@ -48,6 +61,8 @@ public struct TenantConfig: Sendable {
     public let variables: [String: String]
     /// Effective rate limits and budgets (with the global budget).
     public let limits: Limits
+    /// The circuit breaker, if configured (in `defaults` or the tenant).
+    public let circuit: CircuitSettings?
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
 
@@ -132,7 +147,10 @@ public struct GatewayConfig: Sendable {
             backends[name] = BackendConfig(
                 name: name, provider: provider, baseURL: baseURL, apiKeyEnv: json["api_key_env"]?.stringValue,
                 timeoutMs: json["timeout_ms"]?.intValue ?? 60_000,
-                connectTimeoutMs: json["connect_timeout_ms"]?.intValue ?? 5_000)
+                connectTimeoutMs: json["connect_timeout_ms"]?.intValue ?? 5_000,
+                maxRetries: json["max_retries"]?.intValue ?? 2,
+                retryBackoffMs: json["retry_backoff_ms"]?.intValue ?? 100,
+                retryBudgetMs: json["retry_budget_ms"]?.intValue ?? 5_000)
         }
         var models: [String: ModelConfig] = [:]
         for (name, json) in state.models {
@@ -205,7 +223,12 @@ public struct GatewayConfig: Sendable {
                 systemPrompt: json["system_prompt"]?.stringValue,
                 promptMode: PromptMode(rawValue: json["prompt_mode"]?.stringValue ?? "prepend") ?? .prepend,
                 prompts: prompts, variables: variables,
-                limits: Limits(tenant: effective, global: state.settings["global_budget"]), effective: effective)
+                limits: Limits(tenant: effective, global: state.settings["global_budget"]),
+                circuit: effective["circuit_breaker"].map {
+                    CircuitSettings(
+                        errors: $0["errors"]?.intValue ?? 10, windowMs: Int64($0["within_s"]?.intValue ?? 60) * 1000,
+                        cooldownMs: Int64($0["cooldown_s"]?.intValue ?? 300) * 1000)
+                }, effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

@@ -19,6 +19,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     case rateLimited(limit: String, retryAfter: Int)
     case budgetExceeded(scope: String, budget: String, resetsAt: Int64)
     case upstreamError(String)
+    case circuitOpen(retryAfter: Int)
     case upstreamTimeout
     case serviceUnavailable(String)
     case internalError
@@ -35,7 +36,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .rateLimited, .budgetExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
-        case .serviceUnavailable: return 503
+        case .serviceUnavailable, .circuitOpen: return 503
         case .upstreamTimeout: return 504
         case .internalError: return 500
         }
@@ -52,7 +53,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantMismatch, .featureDisabled: return "permission_error"
         case .rateLimited(let limit, _): return limit
         case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
-        case .upstreamError, .upstreamTimeout, .serviceUnavailable: return "upstream_error"
+        case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen: return "upstream_error"
         case .internalError: return "server_error"
         }
     }
@@ -79,6 +80,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .rateLimited: return "rate_limit_exceeded"
         case .budgetExceeded: return "budget_exceeded"
         case .upstreamError: return "upstream_error"
+        case .circuitOpen: return "circuit_open"
         case .upstreamTimeout: return "upstream_timeout"
         case .serviceUnavailable: return "service_unavailable"
         case .internalError: return "internal_error"
@@ -113,6 +115,8 @@ public enum GatewayError: Error, Equatable, Sendable {
             return
                 "The \(scope == "global" ? "global" : "tenant's") \(budget) budget is exhausted; it resets at \(date)T00:00:00Z."
         case .upstreamError(let why): return "Upstream error: \(why)."
+        case .circuitOpen(let retryAfter):
+            return "The backend is failing for this tenant (circuit open); retry after \(retryAfter) s."
         case .upstreamTimeout: return "The upstream did not answer in time."
         case .serviceUnavailable(let why): return "Service unavailable: \(why)."
         case .internalError: return "Internal error."
@@ -122,7 +126,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     /// Headers that belong with this error (`Retry-After`).
     public var headers: [(String, String)] {
         switch self {
-        case .rateLimited(_, let retryAfter): return [("Retry-After", String(retryAfter))]
+        case .rateLimited(_, let retryAfter), .circuitOpen(let retryAfter): return [("Retry-After", String(retryAfter))]
         default: return []
         }
     }
