@@ -7,6 +7,7 @@ struct ChatHandler {
     let config: GatewayConfig
     let tenant: TenantConfig
     let keyID: String
+    let principal: Principal
     /// The JWT `sub`, when a JWT authenticated the request.
     let subject: String?
     let log: AppLog
@@ -25,6 +26,7 @@ struct ChatHandler {
         self.config = config
         self.tenant = principal.tenant
         self.keyID = principal.key.id
+        self.principal = principal
         self.subject = principal.subject
         self.request = request
         self.sink = sink
@@ -260,7 +262,7 @@ struct ChatHandler {
             body = body.setting("stream_options", options)
         }
         let headers = LimitStage.upstreamHeaders(
-            backend: backend, accept: chat.stream ? "text/event-stream" : "application/json",
+            backend: backend, principal: principal, accept: chat.stream ? "text/event-stream" : "application/json",
             requestID: request.requestID, trace: outcome.trace)
         let outgoing = OutgoingRequest(
             method: "POST", url: backend.baseURL + "/chat/completions", headers: headers, body: body.bytes,

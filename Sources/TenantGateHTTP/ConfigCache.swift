@@ -19,7 +19,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
         self.log = log
         self.intervalMs = intervalMs
         let db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
-        let config = try ConfigStore(db).snapshot()
+        let config = try ConfigStore(db).snapshot(masterKey: ConfigCache.masterKey(dbPath, log: log))
         current = Locked((config, ConfigCache.jwtCheck(config.jwt, log: log)))
     }
 
@@ -28,6 +28,16 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
 
     /// The snapshot and the JWT check that goes with it.
     var snapshot: (config: GatewayConfig, jwt: JWTCheck?) { current.withLock { $0 } }
+
+    /// The master key (re-read on every reload, so a rotation needs no restart); nil if unusable.
+    static func masterKey(_ dbPath: String, log: AppLog) -> [UInt8]? {
+        do {
+            return try MasterKey.load(dbPath: dbPath)
+        } catch {
+            log.event("master_key_unusable", ["error": .string("\(error)")], level: "error")
+            return nil
+        }
+    }
 
     /// Loads the JWT key material named by the configuration (environment secret or PEM file).
     static func jwtCheck(_ jwt: JWTConfig?, log: AppLog) -> JWTCheck? {
@@ -74,7 +84,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
                     let store = ConfigStore(conn)
                     let seen = current.withLock { $0.config.version }
                     if try store.version() != seen {
-                        let next = try store.snapshot()
+                        let next = try store.snapshot(masterKey: ConfigCache.masterKey(path, log: log))
                         let jwt = ConfigCache.jwtCheck(next.jwt, log: log)
                         current.withLock { $0 = (next, jwt) }
                         log.event("config_reload", ["config_version": .number(String(next.version))])

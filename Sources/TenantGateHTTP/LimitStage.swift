@@ -60,13 +60,22 @@ enum LimitStage {
         return out
     }
 
+    /// The key for `backend`: BYOK, else the tenant's managed key, else the backend's `api_key_env`.
+    static func upstreamKey(backend: BackendConfig, principal: Principal) -> String? {
+        if let byok = principal.passthrough { return byok.value }
+        if let managed = principal.tenant.upstreamKeys[backend.name] { return managed.value }
+        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty { return key }
+        return nil
+    }
+
     /// Headers for an upstream call: content type, the backend's key (from its environment variable,
     /// never the tenant's gateway key), the request id and the trace context.
-    static func upstreamHeaders(backend: BackendConfig, accept: String, requestID: String, trace: TraceContext)
-        -> [String]
-    {
+    static func upstreamHeaders(
+        backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext
+    ) -> [String] {
         var headers = ["Content-Type: application/json", "Accept: \(accept)"]
-        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty {
+        // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
+        if let key = upstreamKey(backend: backend, principal: principal) {
             headers.append("Authorization: Bearer \(key)")
         }
         if !requestID.isEmpty { headers.append("X-Request-ID: \(requestID)") }

@@ -110,10 +110,10 @@ public struct ConfigStore {
     }
 
     /// Validates `next` as a whole and writes it atomically; nothing is written if it is invalid.
-    public func apply(_ change: (ConfigState) throws -> ConfigState) throws {
+    public func apply(masterKey: [UInt8]? = nil, _ change: (ConfigState) throws -> ConfigState) throws {
         try db.transaction {
             let current = try loadState()
-            let next = try change(current)
+            let next = try sealUpstreamKeys(try change(current), masterKey: masterKey)
             _ = try GatewayConfig(state: next, keys: [], version: 0)
             try write(next, over: current, now: Posix.wallMicros() / 1_000_000)
         }
@@ -131,11 +131,91 @@ public struct ConfigStore {
     }
 
     /// A full snapshot for the request path.
-    public func snapshot() throws -> GatewayConfig {
+    public func snapshot(masterKey: [UInt8]? = nil) throws -> GatewayConfig {
         try db.transaction {
             let version = try version()
             return try GatewayConfig(
-                state: loadState(), keys: activeKeys(), version: version, promptVersions: promptVersions())
+                state: loadState(), keys: activeKeys(), version: version, promptVersions: promptVersions(),
+                upstreamKeys: openUpstreamKeys(masterKey: masterKey))
+        }
+    }
+
+    /// Moves every plaintext upstream key of `state` into the `upstream_keys` table, sealed with
+    /// AES-256-GCM under the master key, and leaves only a reference (`encrypted:sk-…abcd`) in the
+    /// tenant's settings. `null` deletes a key; a reference must name a stored key.
+    func sealUpstreamKeys(_ state: ConfigState, masterKey: [UInt8]?) throws -> ConfigState {
+        var next = state
+        for (tenant, json) in state.tenants {
+            guard let keys = json["upstream_keys"]?.objectValue else { continue }
+            var kept: [(String, JSONValue)] = []
+            for (backend, value) in keys {
+                switch value {
+                case .null:
+                    try db.statement("DELETE FROM upstream_keys WHERE tenant_id = ? AND backend = ?")
+                        .run([.text(tenant), .text(backend)])
+                case .string(let text) where text.hasPrefix(Secret.referencePrefix):
+                    let exists = try db.statement("SELECT hint FROM upstream_keys WHERE tenant_id = ? AND backend = ?")
+                        .all([.text(tenant), .text(backend)]).first?.first?.text
+                    guard let hint = exists else {
+                        throw ConfigError(
+                            path: "tenants.\(tenant).upstream_keys.\(backend)",
+                            message: "refers to a stored key that does not exist; give the key itself", line: nil)
+                    }
+                    kept.append((backend, .string(Secret.referencePrefix + hint)))
+                case .string(let text):
+                    guard let masterKey else {
+                        throw ConfigError(
+                            path: "tenants.\(tenant).upstream_keys.\(backend)",
+                            message: "no master key: create $TENANTGATE_HOME/master.key or set TENANTGATE_MASTER_KEY",
+                            line: nil)
+                    }
+                    let sealed = try Crypto.seal(Array(text.utf8), key: masterKey)
+                    let hint = Secret.mask(text)
+                    try db.statement(
+                        """
+                        INSERT INTO upstream_keys(tenant_id, backend, sealed, hint) VALUES (?1, ?2, ?3, ?4)
+                        ON CONFLICT(tenant_id, backend) DO UPDATE SET sealed = ?3, hint = ?4
+                        """
+                    ).run([.text(tenant), .text(backend), .blob(sealed), .text(hint)])
+                    kept.append((backend, .string(Secret.referencePrefix + hint)))
+                default:
+                    continue
+                }
+            }
+            next.tenants[tenant] = kept.isEmpty ? json.removing("upstream_keys") : json.setting("upstream_keys", .object(kept))
+        }
+        for tenant in Set(try db.query("SELECT DISTINCT tenant_id FROM upstream_keys").compactMap { $0[0].text })
+        where next.tenants[tenant] == nil {
+            try db.statement("DELETE FROM upstream_keys WHERE tenant_id = ?").run([.text(tenant)])
+        }
+        return next
+    }
+
+    /// Decrypts every stored upstream key: tenant → backend → key. Without the master key (or with the
+    /// wrong one) the keys are left out, so requests fall back to the backend's `api_key_env`.
+    func openUpstreamKeys(masterKey: [UInt8]?) throws -> [String: [String: String]] {
+        guard let masterKey else { return [:] }
+        var out: [String: [String: String]] = [:]
+        for row in try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys") {
+            guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob,
+                let plain = try? Crypto.open(sealed, key: masterKey), let key = String(validating: plain, as: UTF8.self)
+            else { continue }
+            out[tenant, default: [:]][backend] = key
+        }
+        return out
+    }
+
+    /// Re-seals every stored upstream key under `newKey`, in one transaction; returns how many.
+    public func reencryptUpstreamKeys(from oldKey: [UInt8], to newKey: [UInt8]) throws -> Int {
+        try db.transaction {
+            let rows = try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys")
+            for row in rows {
+                guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob else { continue }
+                let plain = try Crypto.open(sealed, key: oldKey)
+                try db.statement("UPDATE upstream_keys SET sealed = ? WHERE tenant_id = ? AND backend = ?")
+                    .run([.blob(try Crypto.seal(plain, key: newKey)), .text(tenant), .text(backend)])
+            }
+            return rows.count
         }
     }
 }

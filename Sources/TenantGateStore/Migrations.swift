@@ -103,6 +103,16 @@ public enum Migrations {
         ) STRICT, WITHOUT ROWID;
         CREATE TABLE circuit_failures(tenant TEXT NOT NULL, backend TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;
         CREATE INDEX circuit_failures_window ON circuit_failures(tenant, backend, at_ms);
+        CREATE TABLE upstream_keys(
+            tenant_id TEXT NOT NULL, backend TEXT NOT NULL, sealed BLOB NOT NULL, hint TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, backend)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TRIGGER upstream_keys_insert_bump AFTER INSERT ON upstream_keys
+        BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+        CREATE TRIGGER upstream_keys_update_bump AFTER UPDATE ON upstream_keys
+        BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+        CREATE TRIGGER upstream_keys_delete_bump AFTER DELETE ON upstream_keys
+        BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
         """,
     ]
 

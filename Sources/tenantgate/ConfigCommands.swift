@@ -44,7 +44,7 @@ struct ConfigCommand: ParsableCommand {
                 let db = try global.open()
                 let store = ConfigStore(db)
                 let before = try store.version()
-                try store.apply { $0.merging(document, prune: prune) }
+                try store.apply(masterKey: try MasterKey.load(dbPath: global.path)) { $0.merging(document, prune: prune) }
                 let after = try store.version()
                 print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
             }
@@ -76,7 +76,7 @@ struct TenantCommand: ParsableCommand {
         let file = ConfigNode.mapping(
             [(key: "tenants", value: .mapping([(key: id, value: tenant, line: nil)], line: nil), line: nil)], line: nil)
         let document = try ConfigState.validateFile(file)
-        try ConfigStore(try global.open()).apply { state in
+        try ConfigStore(try global.open()).apply(masterKey: try MasterKey.load(dbPath: global.path)) { state in
             if let mustExist {
                 if mustExist && state.tenants[id] == nil { throw StoreError.notFound("tenant '\(id)'") }
                 if !mustExist && state.tenants[id] != nil { throw StoreError.invalid("tenant '\(id)' already exists") }

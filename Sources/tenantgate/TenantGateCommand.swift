@@ -11,7 +11,7 @@ struct TenantGateCommand: ParsableCommand {
         abstract: "A multi-tenant LLM gateway behind nginx (FastCGI worker pool, SQLite).",
         subcommands: [
             ServeCommand.self, WorkerCommand.self, MigrateCommand.self, ConfigCommand.self, TenantCommand.self,
-            KeyCommand.self, PromptCommand.self, UsageCommand.self, PruneCommand.self,
+            KeyCommand.self, PromptCommand.self, UsageCommand.self, PruneCommand.self, UpstreamKeysCommand.self,
         ]
     )
 }

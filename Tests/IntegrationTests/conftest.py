@@ -87,6 +87,13 @@ tenants:
   steady:
     models: [fast]
     circuit_breaker: {{errors: 3, within_s: 60, cooldown_s: 2}}
+  vault:
+    models: [fast]
+    upstream_keys: {{up: "sk-tenant-managed-key-999"}}
+  byok:
+    models: [fast]
+    auth_passthrough: true
+    rate_limit: {{requests_per_minute: 1000}}
   priced:
     models: [fast]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -130,7 +137,7 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady"):
+                       "steady", "vault", "byok"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

@@ -179,16 +179,52 @@ let yaml = """
     }
 }
 
-@Suite struct UnsupportedSettingsTests {
-    @Test func plaintextUpstreamKeysAreRefusedAndNothingIsStored() throws {
+@Suite struct UpstreamKeyVaultTests {
+    let text =
+        "backends: {demo: {provider: mock}, up: {provider: openai, base_url: \"http://127.0.0.1:1/v1\"}}\n"
+        + "models: {m: {backend: demo}}\n"
+        + "tenants: {acme: {models: [m], upstream_keys: {up: sk-live-secret-0123456789}}}\n"
+
+    func apply(_ db: SQLiteConnection, _ yaml: String, key: [UInt8]?) throws {
+        let document = try ConfigState.validateFile(try YAMLConfig.parse(yaml))
+        try ConfigStore(db).apply(masterKey: key) { $0.merging(document, prune: false) }
+    }
+
+    @Test func withoutAMasterKeyNothingIsStored() throws {
         let db = try tempDB()
-        let text =
-            "backends: {demo: {provider: mock}}\nmodels: {m: {backend: demo}}\n"
-            + "tenants: {acme: {models: [m], upstream_keys: {demo: sk-live-secret}}}\n"
-        let document = try ConfigState.validateFile(try YAMLConfig.parse(text))
-        #expect(throws: ConfigError.self) { try ConfigStore(db).apply { $0.merging(document, prune: false) } }
+        #expect(throws: ConfigError.self) { try apply(db, text, key: nil) }
         #expect(try ConfigStore(db).loadState().tenants.isEmpty)
+    }
+
+    @Test func keysAreSealedReferencedAndOpenedOnlyWithTheMasterKey() throws {
+        let db = try tempDB()
+        let master = try Crypto.randomBytes(32)
+        try apply(db, text, key: master)
+        let json = try ConfigStore(db).loadState().tenants["acme"]?["upstream_keys"]?["up"]?.stringValue
+        #expect(json == "encrypted:sk-…6789")
         let raw = try db.query("SELECT group_concat(json) FROM tenants").first?.first?.text ?? ""
         #expect(!raw.contains("sk-live-secret"))
+        let sealed = try db.query("SELECT sealed FROM upstream_keys").first?.first?.blob ?? []
+        #expect(!String(decoding: sealed, as: UTF8.self).contains("sk-live"))
+        #expect(try ConfigStore(db).snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"]?.value
+            == "sk-live-secret-0123456789")
+        #expect(try ConfigStore(db).snapshot(masterKey: try Crypto.randomBytes(32)).tenants["acme"]?.upstreamKeys.isEmpty == true)
+        #expect("\(Secret("sk-live"))" == "<redacted>")
+        // Export → import keeps the stored key; null deletes it.
+        let exported = YAMLConfig.render(try ConfigStore(db).loadState().document())
+        try apply(db, exported, key: master)
+        #expect(try ConfigStore(db).snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"] != nil)
+        let newKey = try Crypto.randomBytes(32)
+        #expect(try ConfigStore(db).reencryptUpstreamKeys(from: master, to: newKey) == 1)
+        #expect(try ConfigStore(db).snapshot(masterKey: newKey).tenants["acme"]?.upstreamKeys["up"]?.value
+            == "sk-live-secret-0123456789")
+        try apply(db, "tenants: {acme: {upstream_keys: {up: null}}}\n", key: newKey)
+        #expect(try db.query("SELECT COUNT(*) FROM upstream_keys").first?.first?.int == 0)
+    }
+
+    @Test func aReferenceToNothingIsRefused() throws {
+        let db = try tempDB()
+        let yaml = text.replacingOccurrences(of: "sk-live-secret-0123456789", with: "\"encrypted:sk-…6789\"")
+        #expect(throws: ConfigError.self) { try apply(db, yaml, key: try Crypto.randomBytes(32)) }
     }
 }

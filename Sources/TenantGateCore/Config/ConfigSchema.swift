@@ -189,7 +189,7 @@ extension ConfigSchema {
         fields["prompt_mode"] = .oneOf(["prepend", "replace", "locked"])
         fields["prompts"] = .map(.string(maxLength: PromptTemplate.maxBytes), keys: .name)
         fields["variables"] = .map(.string(maxLength: 4096), keys: .name)
-        fields["upstream_keys"] = .map(.string(maxLength: 4096), keys: .name)
+        fields["upstream_keys"] = .map(.nullable(.string(maxLength: 4096)), keys: .name)
         fields["auth_passthrough"] = .boolean
         fields["policies"] = .list(
             .object([

@@ -63,6 +63,10 @@ public struct TenantConfig: Sendable {
     public let limits: Limits
     /// The circuit breaker, if configured (in `defaults` or the tenant).
     public let circuit: CircuitSettings?
+    /// Managed upstream keys by backend (decrypted in the worker's memory only).
+    public let upstreamKeys: [String: Secret]
+    /// BYOK: the client's own provider key is forwarded; no gateway key is needed.
+    public let authPassthrough: Bool
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
 
@@ -128,7 +132,8 @@ public struct GatewayConfig: Sendable {
 
     /// Builds and cross-checks a snapshot from the stored state.
     public init(
-        state: ConfigState, keys: [APIKeyRecord], version: Int64, promptVersions: [String: [String: Int]] = [:]
+        state: ConfigState, keys: [APIKeyRecord], version: Int64, promptVersions: [String: [String: Int]] = [:],
+        upstreamKeys: [String: [String: String]] = [:]
     ) throws(ConfigError) {
         self.version = version
         var backends: [String: BackendConfig] = [:]
@@ -174,18 +179,9 @@ public struct GatewayConfig: Sendable {
             guard let tid = TenantID(id) else {
                 throw ConfigError(path: "tenants.\(id)", message: "invalid tenant id", line: nil)
             }
-            // Not in this build: refused rather than stored (a managed key would sit in the database in clear).
-            if json["upstream_keys"]?.objectValue?.isEmpty == false {
+            for (backend, _) in json["upstream_keys"]?.objectValue ?? [] where backends[backend] == nil {
                 throw ConfigError(
-                    path: "tenants.\(id).upstream_keys",
-                    message: "managed upstream keys are not supported by this build yet; use the backend's api_key_env",
-                    line: nil)
-            }
-            if json["auth_passthrough"]?.boolValue == true {
-                throw ConfigError(
-                    path: "tenants.\(id).auth_passthrough",
-                    message: "BYOK passthrough is not supported by this build yet",
-                    line: nil)
+                    path: "tenants.\(id).upstream_keys.\(backend)", message: "unknown backend '\(backend)'", line: nil)
             }
             let effective = ConfigState.deepMerge(defaults, json)
             let allowed = (json["models"]?.arrayValue ?? []).compactMap(\.stringValue)
@@ -228,7 +224,8 @@ public struct GatewayConfig: Sendable {
                     CircuitSettings(
                         errors: $0["errors"]?.intValue ?? 10, windowMs: Int64($0["within_s"]?.intValue ?? 60) * 1000,
                         cooldownMs: Int64($0["cooldown_s"]?.intValue ?? 300) * 1000)
-                }, effective: effective)
+                }, upstreamKeys: (upstreamKeys[id] ?? [:]).mapValues(Secret.init),
+                authPassthrough: json["auth_passthrough"]?.boolValue ?? false, effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

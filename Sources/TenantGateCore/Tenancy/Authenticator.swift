@@ -30,6 +30,8 @@ public struct Principal: Sendable {
     public let key: APIKeyRecord
     /// The JWT's `sub`, when a JWT authenticated the request.
     public var subject: String? = nil
+    /// BYOK: the client's own provider key, forwarded upstream instead of a managed one.
+    public var passthrough: Secret? = nil
 }
 
 /// A configured JWT check: settings plus the verifier that holds the key.
@@ -68,6 +70,11 @@ public struct Authenticator: Sendable {
             jwtTenant = tid
             subject = claims.subject
             key = APIKeyRecord(id: "jwt", tenant: tid, lookupPrefix: "", hash: [])
+        } else if !credential.hasPrefix("tg_"), let byok = passthroughTenant(pathID, headerID, config) {
+            // BYOK: the tenant named by the path or header accepts its clients' own provider keys.
+            return Principal(
+                tenant: byok, key: APIKeyRecord(id: "byok", tenant: byok.id, lookupPrefix: "", hash: []),
+                passthrough: Secret(credential))
         } else {
             key = try findKey(credential, config: config)
         }
@@ -92,6 +99,15 @@ public struct Authenticator: Sendable {
         // Every source that named a tenant must agree, and the key must belong to it.
         guard key.tenant == tenantID, claimed.allSatisfy({ $0 == tenantID }) else { throw GatewayError.tenantMismatch }
         return Principal(tenant: tenant, key: key, subject: subject)
+    }
+
+    /// The tenant named by path or header (in resolution order, which must agree), if it uses BYOK.
+    private func passthroughTenant(_ path: TenantID?, _ header: TenantID?, _ config: GatewayConfig) -> TenantConfig? {
+        if let path, let header, path != header { return nil }
+        guard let id = path ?? header, let tenant = config.tenants[id.rawValue], tenant.authPassthrough else {
+            return nil
+        }
+        return tenant
     }
 
     private static func tenantID(_ raw: String) throws(GatewayError) -> TenantID {
