@@ -59,7 +59,8 @@ struct EmbeddingsHandler {
             let outgoing = OutgoingRequest(
                 method: "POST", url: backend.baseURL + "/embeddings",
                 headers: LimitStage.upstreamHeaders(
-                    backend: backend, principal: principal, accept: "application/json", requestID: request.requestID, trace: outcome.trace),
+                    backend: backend, principal: principal, accept: "application/json", requestID: request.requestID,
+                    trace: outcome.trace),
                 body: body, connectTimeoutMs: backend.connectTimeoutMs, totalTimeoutMs: backend.timeoutMs)
             var collected = [UInt8]()
             let limit = options.maxUpstreamBytes

@@ -182,7 +182,8 @@ public struct ConfigStore {
                     continue
                 }
             }
-            next.tenants[tenant] = kept.isEmpty ? json.removing("upstream_keys") : json.setting("upstream_keys", .object(kept))
+            next.tenants[tenant] =
+                kept.isEmpty ? json.removing("upstream_keys") : json.setting("upstream_keys", .object(kept))
         }
         for tenant in Set(try db.query("SELECT DISTINCT tenant_id FROM upstream_keys").compactMap { $0[0].text })
         where next.tenants[tenant] == nil {
@@ -207,7 +208,12 @@ public struct ConfigStore {
 
     /// Re-seals every stored upstream key under `newKey`, in one transaction; returns how many.
     public func reencryptUpstreamKeys(from oldKey: [UInt8], to newKey: [UInt8]) throws -> Int {
-        try db.transaction {
+        try db.transaction { try reencryptUpstreamKeysInTransaction(from: oldKey, to: newKey) }
+    }
+
+    /// The same, inside the caller's transaction (no transaction of its own: they do not nest).
+    public func reencryptUpstreamKeysInTransaction(from oldKey: [UInt8], to newKey: [UInt8]) throws -> Int {
+        do {
             let rows = try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys")
             for row in rows {
                 guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob else { continue }

@@ -5,7 +5,9 @@ import TenantGateSystem
 public enum MasterKey {
     /// The master key, nil if none is configured; throws if one is configured but malformed.
     public static func load(dbPath: String) throws -> [UInt8]? {
-        if let env = Posix.env("TENANTGATE_MASTER_KEY"), !env.isEmpty { return try parse(env, from: "TENANTGATE_MASTER_KEY") }
+        if let env = Posix.env("TENANTGATE_MASTER_KEY"), !env.isEmpty {
+            return try parse(env, from: "TENANTGATE_MASTER_KEY")
+        }
         let dir = dbPath.contains("/") ? String(dbPath[..<(dbPath.lastIndex(of: "/") ?? dbPath.endIndex)]) : "."
         return try file(dir + "/master.key")
     }

@@ -44,7 +44,9 @@ struct ConfigCommand: ParsableCommand {
                 let db = try global.open()
                 let store = ConfigStore(db)
                 let before = try store.version()
-                try store.apply(masterKey: try MasterKey.load(dbPath: global.path)) { $0.merging(document, prune: prune) }
+                try store.apply(masterKey: try MasterKey.load(dbPath: global.path)) {
+                    $0.merging(document, prune: prune)
+                }
                 let after = try store.version()
                 print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
             }

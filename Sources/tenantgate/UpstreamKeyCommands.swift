@@ -59,7 +59,7 @@ struct UpstreamKeysCommand: ParsableCommand {
                 // The file is replaced inside the transaction, before COMMIT: workers reload only after the
                 // commit bumps the config version, and then find the new key in place.
                 try db.transaction {
-                    count = try ConfigStore(db).reencryptUpstreamKeys(from: old, to: new)
+                    count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
                     let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                     guard fd >= 0 else { throw CLIError("cannot write \(temp)") }
                     Posix.writeAll(fd: fd, Array((Crypto.hex(new) + "\n").utf8))

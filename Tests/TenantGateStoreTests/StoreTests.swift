@@ -206,9 +206,12 @@ let yaml = """
         #expect(!raw.contains("sk-live-secret"))
         let sealed = try db.query("SELECT sealed FROM upstream_keys").first?.first?.blob ?? []
         #expect(!String(decoding: sealed, as: UTF8.self).contains("sk-live"))
-        #expect(try ConfigStore(db).snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"]?.value
-            == "sk-live-secret-0123456789")
-        #expect(try ConfigStore(db).snapshot(masterKey: try Crypto.randomBytes(32)).tenants["acme"]?.upstreamKeys.isEmpty == true)
+        #expect(
+            try ConfigStore(db).snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"]?.value
+                == "sk-live-secret-0123456789")
+        #expect(
+            try ConfigStore(db).snapshot(masterKey: try Crypto.randomBytes(32)).tenants["acme"]?.upstreamKeys.isEmpty
+                == true)
         #expect("\(Secret("sk-live"))" == "<redacted>")
         // Export → import keeps the stored key; null deletes it.
         let exported = YAMLConfig.render(try ConfigStore(db).loadState().document())
@@ -216,8 +219,9 @@ let yaml = """
         #expect(try ConfigStore(db).snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"] != nil)
         let newKey = try Crypto.randomBytes(32)
         #expect(try ConfigStore(db).reencryptUpstreamKeys(from: master, to: newKey) == 1)
-        #expect(try ConfigStore(db).snapshot(masterKey: newKey).tenants["acme"]?.upstreamKeys["up"]?.value
-            == "sk-live-secret-0123456789")
+        #expect(
+            try ConfigStore(db).snapshot(masterKey: newKey).tenants["acme"]?.upstreamKeys["up"]?.value
+                == "sk-live-secret-0123456789")
         try apply(db, "tenants: {acme: {upstream_keys: {up: null}}}\n", key: newKey)
         #expect(try db.query("SELECT COUNT(*) FROM upstream_keys").first?.first?.int == 0)
     }
