@@ -39,14 +39,9 @@ struct ChatHandler {
         var chat = try ChatRequest.parse(request.body)
         outcome.endUser = chat.user ?? subject
         outcome.streamed = chat.stream
-        guard let modelName = chat.model ?? tenant.defaultModel else {
-            throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
-        }
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
-        if config.models[modelName] != nil { outcome.model = modelName }
-        guard tenant.models.contains(modelName), let model = config.models[modelName],
-            let backend = config.backends[model.backend]
-        else { throw GatewayError.modelNotAllowed(modelName) }
+        if let name = chat.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
+        let (modelName, model, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
         let subject = chat.user ?? self.subject ?? keyID
         if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")

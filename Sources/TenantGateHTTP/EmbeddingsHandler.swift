@@ -19,13 +19,8 @@ struct EmbeddingsHandler {
         outcome.endUser = embed.user ?? principal.subject
         let subject = embed.user ?? principal.subject ?? principal.key.id
         guard tenant.feature("embeddings", subject: subject) else { throw GatewayError.featureDisabled("embeddings") }
-        guard let modelName = embed.model ?? tenant.defaultModel else {
-            throw GatewayError.invalidRequest("No model given and the tenant has no default model.", param: "model")
-        }
-        if config.models[modelName] != nil { outcome.model = modelName }
-        guard tenant.models.contains(modelName), let model = config.models[modelName],
-            let backend = config.backends[model.backend]
-        else { throw GatewayError.modelNotAllowed(modelName) }
+        if let name = embed.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
+        let (modelName, model, backend) = try ModelSelection.resolve(embed.model, tenant: tenant, config: config)
         outcome.backend = backend.name
         let bound = embed.tokenBound
         try LimitStage.reserve(

@@ -28,14 +28,7 @@ public struct ChatRequest: Sendable {
 
     /// Validates a parsed body.
     public static func validate(_ json: JSONValue) throws(GatewayError) -> ChatRequest {
-        guard case .object = json else { throw GatewayError.invalidRequest("Request body must be a JSON object.") }
-        var model: String?
-        if let m = json["model"], m != .null {
-            guard let s = m.stringValue, !s.isEmpty, s.utf8.count <= 256 else {
-                throw GatewayError.invalidRequest("'model' must be a non-empty string.", param: "model")
-            }
-            model = s
-        }
+        let model = try ModelSelection.requested(in: json)
         guard let messages = json["messages"]?.arrayValue else {
             throw GatewayError.invalidRequest("'messages' is required and must be an array.", param: "messages")
         }

@@ -16,14 +16,7 @@ public struct EmbeddingsRequest: Sendable {
         } catch {
             throw GatewayError.invalidJSON(error.description)
         }
-        guard case .object = json else { throw GatewayError.invalidRequest("Request body must be a JSON object.") }
-        var model: String?
-        if let m = json["model"], m != .null {
-            guard let s = m.stringValue, !s.isEmpty, s.utf8.count <= 256 else {
-                throw GatewayError.invalidRequest("'model' must be a non-empty string.", param: "model")
-            }
-            model = s
-        }
+        let model = try ModelSelection.requested(in: json)
         var texts: [String] = []
         var tokenIDs = 0
         let bad = GatewayError.invalidRequest(
