@@ -10,6 +10,8 @@ static inline CURLcode tg_curl_setopt_slist(CURL *c, CURLoption o, struct curl_s
 typedef size_t (*tg_curl_write_cb)(char *, size_t, size_t, void *);
 static inline CURLcode tg_curl_setopt_write(CURL *c, tg_curl_write_cb cb) { return curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cb); }
 static inline CURLcode tg_curl_setopt_header(CURL *c, tg_curl_write_cb cb) { return curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, cb); }
+typedef int (*tg_curl_xferinfo_cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
+static inline CURLcode tg_curl_setopt_xferinfo(CURL *c, tg_curl_xferinfo_cb cb) { return curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cb); }
 static inline CURLcode tg_curl_getinfo_long(CURL *c, CURLINFO i, long *v) { return curl_easy_getinfo(c, i, v); }
 static inline CURLcode tg_curl_getinfo_double(CURL *c, CURLINFO i, double *v) { return curl_easy_getinfo(c, i, v); }
 #endif

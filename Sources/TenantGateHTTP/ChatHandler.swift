@@ -15,13 +15,17 @@ struct ChatHandler {
     let sink: ResponseSink
     let resources: ThreadResources
     let options: GatewayOptions
+    /// The API the client spoke (`/v1/chat/completions` or `/v1/messages`).
+    let api: ClientAPI
 
     private var baseHeaders: [(String, String)] = []
+    private var writer: ReplyWriter
 
     init(
         config: GatewayConfig, principal: Principal, request: Request, sink: ResponseSink, resources: ThreadResources,
-        options: GatewayOptions, log: AppLog
+        options: GatewayOptions, log: AppLog, api: ClientAPI = .openAI
     ) {
+        self.api = api
         self.log = log
         self.config = config
         self.tenant = principal.tenant
@@ -33,16 +37,20 @@ struct ChatHandler {
         self.resources = resources
         self.options = options
         baseHeaders = [("X-Tenant-ID", tenant.id.rawValue)]
+        writer = ReplyWriter(api: api, includeUsage: false, completionID: "chatcmpl-", model: "", inputEstimate: 0)
     }
 
     mutating func run(outcome: inout Outcome) throws {
-        var chat = try ChatRequest.parse(request.body)
+        var chat = try api == .anthropic ? MessagesAPI.parse(request.body) : ChatRequest.parse(request.body)
         outcome.endUser = chat.user ?? subject
         outcome.streamed = chat.stream
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
         if let name = chat.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
         let (modelName, model, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
         let subject = chat.user ?? self.subject ?? keyID
+        if api == .anthropic && !tenant.feature("messages_api", subject: subject) {
+            throw GatewayError.featureDisabled("messages_api")
+        }
         if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")
         }
@@ -63,7 +71,7 @@ struct ChatHandler {
         try serve(chat, requested: modelName, outcome: &outcome)
     }
 
-    /// Tries the requested model, then its fallbacks in order; each OpenAI-compatible call goes through
+    /// Tries the requested model, then its fallbacks in order; each upstream call goes through
     /// the tenant's circuit breaker for that backend and is retried (jittered exponential backoff,
     /// honouring Retry-After, bounded in count and time) while nothing has reached the client.
     private mutating func serve(_ chat: ChatRequest, requested: String, outcome: inout Outcome) throws {
@@ -76,16 +84,13 @@ struct ChatHandler {
             outcome.backend = backend.name
             outcome.fallbackUsed = index > 0
             baseHeaders = common + [("X-TenantGate-Model", name)]
-            switch backend.provider {
-            case .mock:
+            writer = ReplyWriter(
+                api: api, includeUsage: chat.includeUsage, completionID: completionID(), model: name,
+                inputEstimate: TokenEstimate.prompt(chat.promptText))
+            if backend.provider == .mock {
                 try mock(chat, model: model, outcome: &outcome)
                 settleCost(model, &outcome)
                 return
-            case .anthropic:
-                lastError = GatewayError.upstreamError("provider 'anthropic' is not supported by this build")
-                continue
-            case .openai:
-                break
             }
             let now = Posix.wallMicros() / 1000
             var probe = false
@@ -100,7 +105,7 @@ struct ChatHandler {
             }
             do {
                 try withRetries(backend, outcome: &outcome) { outcome in
-                    try openAI(chat, model: model, backend: backend, outcome: &outcome)
+                    try call(chat, model: model, backend: backend, outcome: &outcome)
                 }
                 if probe {
                     try resources.circuits.recordProbeSuccess(tenant: tenant.id.rawValue, backend: backend.name)
@@ -176,19 +181,18 @@ struct ChatHandler {
 
     // MARK: mock
 
-    private func mock(_ chat: ChatRequest, model: ModelConfig, outcome: inout Outcome) throws {
+    private mutating func mock(_ chat: ChatRequest, model: ModelConfig, outcome: inout Outcome) throws {
         let reply = MockProvider.replyText(for: chat)
         let usage = MockProvider.usage(for: chat, reply: reply)
         let id = completionID()
-        let created = JSONValue.int(Int(Posix.wallMicros() / 1_000_000))
-        let modelValue = JSONValue.string(model.name)
+        let created = Int(Posix.wallMicros() / 1_000_000)
         outcome.usage = usage
         outcome.upstreamMs = 0
         outcome.status = 200
         guard chat.stream else {
             let body = JSONValue.object([
-                ("id", .string(id)), ("object", .string("chat.completion")), ("created", created),
-                ("model", modelValue),
+                ("id", .string(id)), ("object", .string("chat.completion")), ("created", .int(created)),
+                ("model", .string(model.name)),
                 (
                     "choices",
                     .array([
@@ -201,32 +205,20 @@ struct ChatHandler {
                 ),
                 ("usage", usage.openAI),
             ])
-            sink.json(200, body, headers: baseHeaders)
+            sink.send(200, writer.completion(body, raw: nil, usage: usage), headers: baseHeaders)
             return
         }
         writeStreamHead()
-        func chunk(_ delta: JSONValue, finish: JSONValue) -> [UInt8] {
-            let value = JSONValue.object([
-                ("id", .string(id)), ("object", .string("chat.completion.chunk")), ("created", created),
-                ("model", modelValue),
-                ("choices", .array([.object([("index", .int(0)), ("delta", delta), ("finish_reason", finish)])])),
-            ])
-            return SSEParser.frame(data: value.jsonString)
-        }
-        var events = [chunk(.object([("role", .string("assistant")), ("content", .string(""))]), finish: .null)]
+        let chunks = ChunkFactory(id: id, model: model.name, created: created)
+        var events = [
+            writer.chunk(chunks.delta(.object([("role", .string("assistant")), ("content", .string(""))])), raw: nil)
+        ]
         for piece in MockProvider.chunks(reply) {
-            events.append(chunk(.object([("content", .string(piece))]), finish: .null))
+            events.append(writer.chunk(chunks.delta(.object([("content", .string(piece))])), raw: nil))
         }
-        events.append(chunk(.object([]), finish: .string("stop")))
-        if chat.includeUsage {
-            let value = JSONValue.object([
-                ("id", .string(id)), ("object", .string("chat.completion.chunk")), ("created", created),
-                ("model", modelValue), ("choices", .array([])), ("usage", usage.openAI),
-            ])
-            events.append(SSEParser.frame(data: value.jsonString))
-        }
-        events.append(SSEParser.frame(data: "[DONE]"))
-        for event in events {
+        events.append(writer.chunk(chunks.delta(.object([]), finish: "stop"), raw: nil))
+        events.append(writer.done(usage: usage, usageChunk: chunks.usage))
+        for event in events where !event.isEmpty {
             sink.body(event)
             if !sink.flush() {
                 outcome.status = 499
@@ -244,34 +236,49 @@ struct ChatHandler {
             ] + baseHeaders)
     }
 
-    // MARK: OpenAI-compatible upstream
+    // MARK: upstream calls
 
-    private func openAI(_ chat: ChatRequest, model: ModelConfig, backend: BackendConfig, outcome: inout Outcome)
+    /// One call to an OpenAI-compatible or Anthropic backend, answered to the client in its own API.
+    private func call(_ chat: ChatRequest, model: ModelConfig, backend: BackendConfig, outcome: inout Outcome)
         throws
     {
-        var body = chat.body.setting("model", .string(model.upstreamModel))
-        if chat.stream {
-            // Always ask for usage so streams are accounted exactly; the extra chunk is dropped
-            // below unless the client asked for it.
-            let options = (chat.body["stream_options"] ?? .object([])).setting("include_usage", .bool(true))
-            body = body.setting("stream_options", options)
+        let url: String
+        var body: JSONValue
+        if backend.provider == .anthropic {
+            url = AnthropicRequest.url(baseURL: backend.baseURL)
+            body = try AnthropicRequest.body(
+                chat, upstreamModel: model.upstreamModel, defaultMaxTokens: model.maxTokens)
+        } else {
+            url = backend.baseURL + "/chat/completions"
+            body = chat.body.setting("model", .string(model.upstreamModel))
+            if chat.stream {
+                // Always ask for usage so streams are accounted exactly; the extra chunk is dropped
+                // below unless the client asked for it.
+                let options = (chat.body["stream_options"] ?? .object([])).setting("include_usage", .bool(true))
+                body = body.setting("stream_options", options)
+            }
         }
         let headers = LimitStage.upstreamHeaders(
             backend: backend, principal: principal, accept: chat.stream ? "text/event-stream" : "application/json",
             requestID: request.requestID, trace: outcome.trace)
-        let outgoing = OutgoingRequest(
-            method: "POST", url: backend.baseURL + "/chat/completions", headers: headers, body: body.bytes,
-            connectTimeoutMs: backend.connectTimeoutMs, totalTimeoutMs: backend.timeoutMs)
+        var outgoing = OutgoingRequest(
+            method: "POST", url: url, headers: headers, body: body.bytes, connectTimeoutMs: backend.connectTimeoutMs,
+            totalTimeoutMs: backend.timeoutMs)
+        outgoing.firstByteTimeoutMs = backend.firstByteTimeoutMs
         let started = Posix.monotonicMs()
         defer { outcome.upstreamMs = Int(Posix.monotonicMs() - started) }
         if chat.stream {
-            try stream(outgoing, chat: chat, outcome: &outcome)
+            try stream(outgoing, chat: chat, model: model, provider: backend.provider, outcome: &outcome)
         } else {
-            try complete(outgoing, outcome: &outcome)
+            try complete(outgoing, model: model, provider: backend.provider, outcome: &outcome)
         }
     }
 
-    private func complete(_ outgoing: OutgoingRequest, outcome: inout Outcome) throws {
+    private func complete(
+        _ outgoing: OutgoingRequest, model: ModelConfig, provider: ProviderKind, outcome: inout Outcome
+    )
+        throws
+    {
         var collected = [UInt8]()
         let limit = options.maxUpstreamBytes
         let result = resources.curl.perform(outgoing) { _, bytes in
@@ -285,21 +292,44 @@ struct ChatHandler {
         guard let json = try? JSONParser.parse(collected), case .object = json else {
             throw GatewayError.upstreamError("the upstream returned a body that is not a JSON object")
         }
-        outcome.usage = Usage(openAI: json["usage"])
+        let answer: [UInt8]
+        if provider == .anthropic {
+            let created = Int(Posix.wallMicros() / 1_000_000)
+            let (completion, usage) = AnthropicResponse.completion(
+                json, id: completionID(), model: model.name, created: created)
+            outcome.usage = usage
+            answer = writer.completion(completion, raw: nil, usage: usage)
+        } else {
+            outcome.usage = Usage(openAI: json["usage"])
+            answer = writer.completion(json, raw: collected, usage: outcome.usage)
+        }
         outcome.status = 200
-        sink.send(200, collected, headers: baseHeaders)
+        sink.send(200, answer, headers: baseHeaders)
     }
 
-    private func stream(_ outgoing: OutgoingRequest, chat: ChatRequest, outcome: inout Outcome) throws {
+    private func stream(
+        _ outgoing: OutgoingRequest, chat: ChatRequest, model: ModelConfig, provider: ProviderKind,
+        outcome: inout Outcome
+    ) throws {
         var parser = SSEParser()
         var errorBody = [UInt8]()
         var usage: Usage?
         var clientGone = false
         var broken = false
-        var sawDone = false
+        var ended = false
+        var upstreamFailure: String?
         var streamedText = 0
         let started = Posix.monotonicMs()
         var firstByteMs: Int?
+        let chunks = ChunkFactory(id: completionID(), model: model.name, created: Int(Posix.wallMicros() / 1_000_000))
+        var translator = AnthropicStreamTranslator(id: chunks.id, model: chunks.model, created: chunks.created)
+        // A copy: a failed attempt wrote nothing, so a retry or fallback starts from the same state.
+        var writer = self.writer
+        func count(_ chunk: JSONValue?) {
+            for choice in chunk?["choices"]?.arrayValue ?? [] {
+                streamedText += choice["delta"]?["content"]?.stringValue?.utf8.count ?? 0
+            }
+        }
         let result = resources.curl.perform(outgoing) { status, bytes in
             guard (200..<300).contains(status) else {
                 errorBody.append(contentsOf: bytes)
@@ -313,33 +343,54 @@ struct ChatHandler {
                 broken = true
                 return false
             }
-            for event in events {
-                if event.data == "[DONE]" {
-                    sawDone = true
-                    sink.body(SSEParser.frame(data: event.data))
+            var out = [UInt8]()
+            for event in events where !ended {
+                let json = try? JSONParser.parse(event.data)
+                if provider == .anthropic {
+                    guard let json else { continue }
+                    for chunk in translator.feed(json) {
+                        count(chunk)
+                        out += writer.chunk(chunk, raw: nil)
+                    }
+                    if let message = translator.errorMessage {
+                        upstreamFailure = message
+                        break
+                    }
+                    if translator.finished {
+                        ended = true
+                        usage = translator.usage
+                        out += writer.done(usage: usage, usageChunk: translator.usageChunk)
+                    }
                     continue
                 }
-                let json = try? JSONParser.parse(event.data)
-                for choice in json?["choices"]?.arrayValue ?? [] {
-                    streamedText += choice["delta"]?["content"]?.stringValue?.utf8.count ?? 0
+                if event.data == "[DONE]" {
+                    ended = true
+                    out += writer.done(usage: usage, usageChunk: chunks.usage)
+                    continue
                 }
-                if let reported = Usage(openAI: json?["usage"]) {
-                    usage = reported
-                    // The usage-only chunk is dropped unless the client asked for usage.
-                    if !chat.includeUsage, json?["choices"]?.arrayValue?.isEmpty == true { continue }
+                guard let json else {
+                    if writer.api == .openAI { out += SSEParser.frame(data: event.data, event: event.event) }
+                    continue
                 }
-                sink.body(SSEParser.frame(data: event.data, event: event.event))
+                count(json)
+                if let reported = Usage(openAI: json["usage"]) { usage = reported }
+                out += writer.chunk(json, raw: event.data)
             }
-            if !events.isEmpty && !sink.flush() {
-                clientGone = true
-                return false
+            if !out.isEmpty {
+                sink.body(out)
+                if !sink.flush() {
+                    clientGone = true
+                    return false
+                }
             }
-            return true
+            return upstreamFailure == nil
         }
         outcome.ttfbMs = firstByteMs
         // Without a usage report, count what was streamed (prompt and text by the documented estimate).
         if let usage {
             outcome.usage = usage
+        } else if let partial = translator.usage {
+            outcome.usage = partial
         } else if streamedText > 0 {
             outcome.usage = Usage(
                 promptTokens: TokenEstimate.prompt(chat.promptText), completionTokens: (streamedText + 3) / 4)
@@ -358,18 +409,20 @@ struct ChatHandler {
         }
         outcome.status = 200
         var failure: GatewayError?
-        if broken {
+        if let upstreamFailure {
+            failure = .upstreamError("the upstream stream reported an error: \(upstreamFailure.prefix(300))")
+        } else if broken {
             failure = .upstreamError("the upstream stream sent an oversized event")
         } else if case .failure(let error) = result {
             failure = error.isTimeout ? .upstreamTimeout : .upstreamError("the upstream stream was cut off")
-        } else if !sawDone {
-            failure = .upstreamError("the upstream stream ended without [DONE]")
+        } else if !ended {
+            failure = .upstreamError(
+                provider == .anthropic
+                    ? "the upstream stream ended without message_stop" : "the upstream stream ended without [DONE]")
         }
         if let failure {
-            // Mid-stream: a final error event and a clean end, so SDKs raise instead of hanging.
             outcome.errorCode = failure.code
-            sink.body(SSEParser.frame(data: failure.body.jsonString))
-            sink.body(SSEParser.frame(data: "[DONE]"))
+            sink.body(writer.failure(failure))
         }
         sink.flush()
     }

@@ -117,6 +117,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         inFlight.withLock { $0 += 1 }
         defer { inFlight.withLock { $0 -= 1 } }
         var outcome = Outcome()
+        let api: ClientAPI = request.path == "/v1/messages" ? .anthropic : .openAI
         let fresh = (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(repeating: "0", count: 31) + "1"
         outcome.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
         do {
@@ -125,15 +126,15 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         } catch let failure as RetryableUpstream {
             outcome.errorCode = failure.error.code
             outcome.status = failure.error.status
-            if !sink.headWritten { sink.error(failure.error, headers: tenantHeader(outcome) + failure.error.headers) }
+            if !sink.headWritten { answer(failure.error, api: api, sink: sink, outcome) }
         } catch let error as GatewayError {
             outcome.errorCode = error.code
             outcome.status = error.status
-            if !sink.headWritten { sink.error(error, headers: tenantHeader(outcome) + error.headers) }
+            if !sink.headWritten { answer(error, api: api, sink: sink, outcome) }
         } catch {
             outcome.errorCode = "internal_error"
             outcome.status = 500
-            if !sink.headWritten { sink.error(.internalError) }
+            if !sink.headWritten { answer(.internalError, api: api, sink: sink, outcome) }
         }
         if request.path == "/healthz" || request.path == "/readyz" || request.path == "/metrics" { return }
         let latency = Int(Posix.monotonicMs() - started)
@@ -165,6 +166,11 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
     }
 
+    /// An error answer in the client's API (Anthropic's shape on `/v1/messages`).
+    private func answer(_ error: GatewayError, api: ClientAPI, sink: ResponseSink, _ outcome: Outcome) {
+        sink.json(error.status, ReplyWriter.errorBody(error, api: api), headers: tenantHeader(outcome) + error.headers)
+    }
+
     private func tenantHeader(_ outcome: Outcome) -> [(String, String)] {
         (outcome.tenant.map { [("X-Tenant-ID", $0)] } ?? []) + outcome.limitHeaders
     }
@@ -185,7 +191,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             return
         default: break
         }
-        let endpoints = ["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/tenant-info"]
+        let endpoints = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings", "/v1/models", "/v1/tenant-info"]
         guard endpoints.contains(request.path) else { throw GatewayError.notFound }
         let (config, jwt) = configs.snapshot
         let principal = try authenticator.authenticate(
@@ -201,6 +207,12 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             var handler = ChatHandler(
                 config: config, principal: principal, request: request, sink: sink, resources: resources,
                 options: options, log: log)
+            try handler.run(outcome: &outcome)
+        case ("POST", "/v1/messages"):
+            outcome.accountable = true
+            var handler = ChatHandler(
+                config: config, principal: principal, request: request, sink: sink, resources: resources,
+                options: options, log: log, api: .anthropic)
             try handler.run(outcome: &outcome)
         case ("POST", "/v1/embeddings"):
             outcome.accountable = true

@@ -75,7 +75,11 @@ enum LimitStage {
     ) -> [String] {
         var headers = ["Content-Type: application/json", "Accept: \(accept)"]
         // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
-        if let key = upstreamKey(backend: backend, principal: principal) {
+        let key = upstreamKey(backend: backend, principal: principal)
+        if backend.provider == .anthropic {
+            headers.append("anthropic-version: \(backend.anthropicVersion)")
+            if let key { headers.append("x-api-key: \(key)") }
+        } else if let key {
             headers.append("Authorization: Bearer \(key)")
         }
         if !requestID.isEmpty { headers.append("X-Request-ID: \(requestID)") }

@@ -31,6 +31,8 @@ public struct OutgoingRequest: Sendable {
     public var connectTimeoutMs: Int
     /// Total timeout in ms.
     public var totalTimeoutMs: Int
+    /// Time allowed until the response head arrives (checked at libcurl's progress ticks); nil: no limit.
+    public var firstByteTimeoutMs: Int?
 
     /// Creates a request.
     public init(
@@ -57,6 +59,9 @@ private final class TransferContext {
     var status = 0
     var headers: [String: String] = [:]
     let onData: (Int, [UInt8]) -> Bool
+    /// CLOCK_MONOTONIC ms by which the response head must have arrived.
+    var firstByteDeadline: Int64?
+    var firstByteMissed = false
 
     init(onData: @escaping (Int, [UInt8]) -> Bool) { self.onData = onData }
 }
@@ -76,6 +81,7 @@ private enum CurlCallbacks {
         guard let ptr, let userdata else { return total }
         // Same context as above; the header line is copied into a String at once.
         let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
+        context.firstByteDeadline = nil
         let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: total), as: UTF8.self)
         if line.hasPrefix("HTTP/") {
             let parts = line.split(separator: " ", maxSplits: 2)
@@ -87,6 +93,15 @@ private enum CurlCallbacks {
             context.headers[name] = value
         }
         return total
+    }
+
+    /// Aborts the transfer when no response head arrived by the first-byte deadline.
+    static let progress: tg_curl_xferinfo_cb = { userdata, _, _, _, _ in
+        guard let userdata else { return 0 }
+        let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
+        guard let deadline = context.firstByteDeadline, Posix.monotonicMs() > deadline else { return 0 }
+        context.firstByteMissed = true
+        return 1
     }
 }
 
@@ -143,6 +158,12 @@ public final class CurlClient {
         _ = tg_curl_setopt_header(handle, CurlCallbacks.header)
         _ = tg_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque())
         _ = tg_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque())
+        if let firstByte = request.firstByteTimeoutMs, firstByte < request.totalTimeoutMs {
+            context.firstByteDeadline = Posix.monotonicMs() + Int64(firstByte)
+            _ = tg_curl_setopt_xferinfo(handle, CurlCallbacks.progress)
+            _ = tg_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, unmanaged.toOpaque())
+            _ = tg_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
+        }
         if request.method == "POST" {
             _ = tg_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, request.body.count)
             // COPYPOSTFIELDS copies the bytes: the array need not outlive this call.
@@ -151,6 +172,10 @@ public final class CurlClient {
             }
         }
         let rc = curl_easy_perform(handle)
+        if context.firstByteMissed {
+            return .failure(
+                CurlError(code: Int32(CURLE_OPERATION_TIMEDOUT.rawValue), message: "no response head in time"))
+        }
         guard rc == CURLE_OK else {
             let message = String(cString: curl_easy_strerror(rc))
             return .failure(CurlError(code: Int32(rc.rawValue), message: message))

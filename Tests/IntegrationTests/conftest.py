@@ -48,11 +48,15 @@ backends:
   dead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 2000}}
   up2: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, max_retries: 0}}
   demo: {{provider: mock}}
+  claude: {{provider: anthropic, base_url: "http://127.0.0.1:{up}", api_key_env: TG_TEST_ANTHROPIC_KEY, timeout_ms: 3000}}
+  sluggish: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 8000, first_byte_timeout_ms: 400, max_retries: 0}}
 models:
   fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
   backup: {{backend: up2, upstream_model: upstream-backup, input_per_mtok: 2, output_per_mtok: 4}}
   gone: {{backend: dead, upstream_model: whatever}}
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
+  sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
+  slowpoke: {{backend: sluggish, upstream_model: slow-model}}
 tenants:
   acme:
     name: Acme
@@ -94,6 +98,16 @@ tenants:
     models: [fast]
     auth_passthrough: true
     rate_limit: {{requests_per_minute: 1000}}
+  anthro:
+    name: Anthro
+    models: [sonnet, fast, mock-small, slowpoke]
+    fallbacks: {{fast: [sonnet]}}
+  anthro2:
+    models: [sonnet]
+    circuit_breaker: {{errors: 2, within_s: 60, cooldown_s: 2}}
+  nomsg:
+    models: [fast]
+    features: {{messages_api: false}}
   priced:
     models: [fast]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -116,6 +130,7 @@ class Stack:
             "TENANTGATE_HTTP_PORT": str(self.http_port),
             "TENANTGATE_MAX_BODY": "1048576",
             "TG_TEST_UPSTREAM_KEY": "sk-upstream-secret-123",
+            "TG_TEST_ANTHROPIC_KEY": "sk-ant-upstream-secret-456",
             "TG_TEST_JWT_SECRET": JWT_SECRET,
         })
         self.workers = workers
@@ -137,7 +152,7 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok"):
+                       "steady", "vault", "byok", "anthro", "anthro2", "nomsg"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

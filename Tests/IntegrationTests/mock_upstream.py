@@ -1,8 +1,12 @@
 """A scriptable mock LLM upstream speaking OpenAI (and Anthropic) HTTP, for integration tests and benchmarks.
 
 Behaviour is scripted per request by a directive in the last user message: `#mock {"status": 500}`.
-Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE]), broken_json,
-no_usage, retry_after. Every request is recorded (GET /_requests, POST /_reset).
+Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE] / message_stop),
+broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool), cache_read,
+cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream).
+POST .../chat/completions speaks OpenAI, POST .../v1/messages speaks Anthropic (and requires
+`anthropic-version` and `max_tokens`, like the real API). Every request is recorded (GET /_requests,
+POST /_reset).
 """
 
 import json
@@ -38,13 +42,17 @@ class Recorder:
             self.requests.clear()
 
 
+def text_of(content):
+    if isinstance(content, list):
+        return " ".join(p.get("text") or text_of(p.get("content")) or "" for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 def directive(body):
     try:
         messages = body.get("messages") or []
         for message in reversed(messages):
-            content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = text_of(message.get("content"))
             if isinstance(content, str) and "#mock " in content:
                 return json.loads(content.split("#mock ", 1)[1])
     except (ValueError, AttributeError):
@@ -55,10 +63,11 @@ def directive(body):
 def prompt_tokens(body):
     """A tokenizer stand-in: 1 token per 4 bytes of text, 3 per message (like real chat templates)."""
     total = 0
+    system = body.get("system")
+    if isinstance(system, str):
+        total += (len(system.encode()) + 3) // 4 + 3
     for message in body.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = text_of(message.get("content"))
         total += (len((content or "").encode()) + 3) // 4 + 3
     return total
 
@@ -105,10 +114,15 @@ def make_handler(recorder):
                 key = json.dumps(body.get("messages"), sort_keys=True)
                 if recorder.attempt(key) >= d["fail_times"]:
                     d = {k: v for k, v in d.items() if k not in ("status", "retry_after")}
+            anthropic = self.path.endswith("/v1/messages")
             if d.get("status"):
                 extra = {"Retry-After": str(d["retry_after"])} if "retry_after" in d else None
-                return self.send_json(
-                    d["status"], {"error": {"message": "scripted failure", "type": "server_error"}}, extra)
+                error = {"message": "scripted failure", "type": "server_error"}
+                if anthropic:
+                    return self.send_json(d["status"], {"type": "error", "error": {**error, "type": "api_error"}}, extra)
+                return self.send_json(d["status"], {"error": error}, extra)
+            if anthropic:
+                return self.messages(body, d)
             if self.path.endswith("/chat/completions"):
                 return self.chat(body, d)
             if self.path.endswith("/embeddings"):
@@ -120,6 +134,76 @@ def make_handler(recorder):
                 return self.send_json(200, {"object": "list", "data": data, "model": body.get("model"),
                                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
             self.send_json(404, {"error": {"message": "unknown path"}})
+
+        def start_stream(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
+        def messages(self, body, d):
+            """The Anthropic Messages API."""
+            if not self.headers.get("anthropic-version"):
+                return self.send_json(400, {"type": "error", "error": {
+                    "type": "invalid_request_error", "message": "anthropic-version header is required"}})
+            if not isinstance(body.get("max_tokens"), int):
+                return self.send_json(400, {"type": "error", "error": {
+                    "type": "invalid_request_error", "message": "max_tokens: Field required"}})
+            n = min(int(d.get("chunks", 4)), body["max_tokens"])
+            pieces = [f"part{i} " for i in range(n)]
+            tools = body.get("tools") or []
+            call = tools[0] if d.get("tool") and tools else None
+            usage = {"input_tokens": prompt_tokens(body), "output_tokens": n,
+                     "cache_read_input_tokens": int(d.get("cache_read", 0)),
+                     "cache_creation_input_tokens": int(d.get("cache_write", 0))}
+            stop = "tool_use" if call else ("max_tokens" if n == body["max_tokens"] and n < int(d.get("chunks", 4))
+                                            else "end_turn")
+            if not body.get("stream"):
+                content = [{"type": "text", "text": "".join(pieces)}]
+                if call:
+                    content.append({"type": "tool_use", "id": "toolu_mock1", "name": call["name"],
+                                    "input": {"city": "Paris", "days": 2}})
+                return self.send_json(200, {
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": body.get("model"),
+                    "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})
+            self.start_stream()
+
+            def event(name, value):
+                self.wfile.write(f"event: {name}\ndata: ".encode() + json.dumps({"type": name, **value}).encode()
+                                 + b"\n\n")
+                self.wfile.flush()
+
+            try:
+                event("message_start", {"message": {
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": body.get("model"),
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {**usage, "output_tokens": 1}}})
+                event("ping", {})
+                event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+                for i, piece in enumerate(pieces):
+                    if d.get("chunk_delay_ms"):
+                        time.sleep(d["chunk_delay_ms"] / 1000)
+                    if d.get("cut") and i == n // 2:
+                        return
+                    if d.get("stream_error") and i == n // 2:
+                        event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+                        return
+                    event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+                event("content_block_stop", {"index": 0})
+                if call:
+                    event("content_block_start", {"index": 1, "content_block": {
+                        "type": "tool_use", "id": "toolu_mock1", "name": call["name"], "input": {}}})
+                    for part in ['{"city": ', '"Paris", "days": 2}']:
+                        event("content_block_delta", {"index": 1, "delta": {
+                            "type": "input_json_delta", "partial_json": part}})
+                    event("content_block_stop", {"index": 1})
+                event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                        "usage": {"output_tokens": n}})
+                event("message_stop", {})
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         def chat(self, body, d):
             n = int(d.get("chunks", 4))
@@ -147,12 +231,7 @@ def make_handler(recorder):
                 if not d.get("no_usage"):
                     value["usage"] = usage
                 return self.send_json(200, value)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self.start_stream()
 
             def event(value):
                 self.wfile.write(b"data: " + json.dumps(value).encode() + b"\n\n")

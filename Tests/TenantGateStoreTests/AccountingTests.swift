@@ -121,16 +121,19 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
     @Test func costIsExactInNanoUSD() {
         let model = ModelConfig(
             name: "m", backend: "b", upstreamModel: "m", inputPerMTok: 0.15, outputPerMTok: 0.6,
-            cachedInputPerMTok: 0.075, maxTokens: nil)
+            cachedInputPerMTok: 0.075, cacheWritePerMTok: 0.1875, maxTokens: nil)
         let cost = Money.cost(Usage(promptTokens: 1000, completionTokens: 500, cachedTokens: 200), model)
         #expect(cost == 800 * 150 + 200 * 75 + 500 * 600)
         #expect(Money.usdString(nano: cost) == "0.000435000")
+        let written = Money.cost(
+            Usage(promptTokens: 1000, completionTokens: 0, cachedTokens: 200, cacheWriteTokens: 300), model)
+        #expect(written == 500 * 150 + 200 * 75 + 300 * 188)
     }
 
     @Test func reservationBoundsThePrompt() throws {
         let model = ModelConfig(
             name: "m", backend: "b", upstreamModel: "m", inputPerMTok: 1, outputPerMTok: 2, cachedInputPerMTok: 1,
-            maxTokens: 100)
+            cacheWritePerMTok: 1, maxTokens: 100)
         let chat = try ChatRequest.parse(
             Array(#"{"messages":[{"role":"system","content":"abc"},{"role":"user","content":"héllo"}]}"#.utf8))
         let r = Reservation(chat: chat, model: model)

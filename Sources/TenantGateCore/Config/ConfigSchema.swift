@@ -210,6 +210,8 @@ extension ConfigSchema {
         "max_retries": .integer(min: 0, max: 10),
         "retry_backoff_ms": .integer(min: 1, max: 60_000),
         "retry_budget_ms": .integer(min: 0, max: 600_000),
+        "first_byte_timeout_ms": .integer(min: 100, max: 3_600_000),
+        "anthropic_version": .string(maxLength: 64),
     ])
 
     /// One catalog model.
@@ -217,6 +219,7 @@ extension ConfigSchema {
         "backend": .string(maxLength: 128),
         "upstream_model": .string(maxLength: 256),
         "input_per_mtok": money, "output_per_mtok": money, "cached_input_per_mtok": money,
+        "cache_write_per_mtok": money,
         "max_tokens": .integer(min: 1, max: 10_000_000),
     ])
 

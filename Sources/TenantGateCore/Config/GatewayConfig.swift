@@ -11,8 +11,13 @@ public struct BackendConfig: Sendable, Equatable {
     public let baseURL: String
     /// The environment variable that holds the backend's key.
     public let apiKeyEnv: String?
+    /// The whole call, streaming included.
     public let timeoutMs: Int
     public let connectTimeoutMs: Int
+    /// Until the upstream's response head arrives (a model that has not started answering).
+    public let firstByteTimeoutMs: Int
+    /// `anthropic-version` sent to Anthropic backends.
+    public let anthropicVersion: String
     /// Retries after the first attempt (connect errors, timeouts, 429 and 5xx, before any byte was sent).
     public let maxRetries: Int
     /// Base of the jittered exponential backoff.
@@ -37,7 +42,10 @@ public struct ModelConfig: Sendable, Equatable {
     public let inputPerMTok: Double
     /// USD per million output tokens.
     public let outputPerMTok: Double
+    /// USD per million prompt tokens read from the provider's cache (default: the input price).
     public let cachedInputPerMTok: Double
+    /// USD per million prompt tokens written to the provider's cache (default: the input price).
+    public let cacheWritePerMTok: Double
     public let maxTokens: Int?
 }
 
@@ -149,10 +157,12 @@ public struct GatewayConfig: Sendable {
                 }
             }
             while baseURL.hasSuffix("/") { baseURL.removeLast() }
+            let timeout = json["timeout_ms"]?.intValue ?? 60_000
             backends[name] = BackendConfig(
                 name: name, provider: provider, baseURL: baseURL, apiKeyEnv: json["api_key_env"]?.stringValue,
-                timeoutMs: json["timeout_ms"]?.intValue ?? 60_000,
-                connectTimeoutMs: json["connect_timeout_ms"]?.intValue ?? 5_000,
+                timeoutMs: timeout, connectTimeoutMs: json["connect_timeout_ms"]?.intValue ?? 5_000,
+                firstByteTimeoutMs: min(timeout, json["first_byte_timeout_ms"]?.intValue ?? 30_000),
+                anthropicVersion: json["anthropic_version"]?.stringValue ?? "2023-06-01",
                 maxRetries: json["max_retries"]?.intValue ?? 2,
                 retryBackoffMs: json["retry_backoff_ms"]?.intValue ?? 100,
                 retryBudgetMs: json["retry_budget_ms"]?.intValue ?? 5_000)
@@ -170,6 +180,8 @@ public struct GatewayConfig: Sendable {
                 inputPerMTok: json["input_per_mtok"]?.doubleValue ?? 0,
                 outputPerMTok: json["output_per_mtok"]?.doubleValue ?? 0,
                 cachedInputPerMTok: json["cached_input_per_mtok"]?.doubleValue ?? json["input_per_mtok"]?.doubleValue
+                    ?? 0,
+                cacheWritePerMTok: json["cache_write_per_mtok"]?.doubleValue ?? json["input_per_mtok"]?.doubleValue
                     ?? 0,
                 maxTokens: json["max_tokens"]?.intValue)
         }

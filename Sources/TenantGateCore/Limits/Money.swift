@@ -18,9 +18,11 @@ public enum Money {
     /// The cost of `usage` on `model`, in nano-USD.
     public static func cost(_ usage: Usage, _ model: ModelConfig) -> Int64 {
         let cached = Int64(min(usage.cachedTokens, usage.promptTokens))
-        let uncached = Int64(usage.promptTokens) - cached
+        let written = Int64(min(usage.cacheWriteTokens, usage.promptTokens - usage.cachedTokens))
+        let uncached = Int64(usage.promptTokens) - cached - written
         return uncached * nanoPerToken(perMTok: model.inputPerMTok) + cached
-            * nanoPerToken(perMTok: model.cachedInputPerMTok) + Int64(usage.completionTokens)
+            * nanoPerToken(perMTok: model.cachedInputPerMTok) + written
+            * nanoPerToken(perMTok: model.cacheWritePerMTok) + Int64(usage.completionTokens)
             * nanoPerToken(perMTok: model.outputPerMTok)
     }
 }

@@ -123,13 +123,17 @@ public struct ChatRequest: Sendable {
 public struct Usage: Sendable, Equatable {
     public var promptTokens: Int
     public var completionTokens: Int
+    /// Prompt tokens read from the provider's prompt cache (part of `promptTokens`).
     public var cachedTokens: Int
+    /// Prompt tokens written to the provider's prompt cache (part of `promptTokens`; Anthropic).
+    public var cacheWriteTokens: Int
 
     /// Creates usage numbers.
-    public init(promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0) {
+    public init(promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0, cacheWriteTokens: Int = 0) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.cachedTokens = cachedTokens
+        self.cacheWriteTokens = cacheWriteTokens
     }
 
     /// Reads OpenAI's `usage` object.
@@ -138,14 +142,19 @@ public struct Usage: Sendable, Equatable {
         promptTokens = p
         completionTokens = json["completion_tokens"]?.intValue ?? 0
         cachedTokens = json["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0
+        cacheWriteTokens = 0
     }
 
     /// OpenAI's `usage` object.
     public var openAI: JSONValue {
-        .object([
+        var members: [(String, JSONValue)] = [
             ("prompt_tokens", .int(promptTokens)), ("completion_tokens", .int(completionTokens)),
             ("total_tokens", .int(promptTokens + completionTokens)),
-        ])
+        ]
+        if cachedTokens > 0 {
+            members.append(("prompt_tokens_details", .object([("cached_tokens", .int(cachedTokens))])))
+        }
+        return .object(members)
     }
 }
 

@@ -1,0 +1,309 @@
+/// The inbound Anthropic Messages API (`POST /v1/messages`): requests become Chat Completions requests
+/// (so every backend can serve them), answers and errors go back in Anthropic's shapes.
+public enum MessagesAPI {
+    /// Parses and validates an Anthropic Messages request into the equivalent `ChatRequest`.
+    public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> ChatRequest {
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw GatewayError.invalidJSON(error.description)
+        }
+        return try ChatRequest.validate(try chatBody(json))
+    }
+
+    /// The Chat Completions body for an Anthropic Messages body.
+    public static func chatBody(_ json: JSONValue) throws(GatewayError) -> JSONValue {
+        guard case .object = json else { throw GatewayError.invalidRequest("The request body must be a JSON object.") }
+        guard let maxTokens = json["max_tokens"] else {
+            throw GatewayError.invalidRequest("max_tokens: Field required", param: "max_tokens")
+        }
+        guard let n = maxTokens.intValue, n >= 1 else {
+            throw GatewayError.invalidRequest("max_tokens: must be a positive integer", param: "max_tokens")
+        }
+        guard let messages = json["messages"]?.arrayValue else {
+            throw GatewayError.invalidRequest("messages: Field required (an array)", param: "messages")
+        }
+        var out: [(String, JSONValue)] = []
+        if let model = json["model"] { out.append(("model", model)) }
+        var chat: [JSONValue] = []
+        if let system = json["system"], system != .null {
+            chat.append(.object([("role", .string("system")), ("content", .string(try systemText(system)))]))
+        }
+        for (i, message) in messages.enumerated() {
+            chat += try chatMessages(message, index: i)
+        }
+        out.append(("messages", .array(chat)))
+        out.append(("max_tokens", .int(n)))
+        if let stream = json["stream"], stream != .null {
+            guard let b = stream.boolValue else {
+                throw GatewayError.invalidRequest("stream: must be a boolean", param: "stream")
+            }
+            out.append(("stream", .bool(b)))
+            if b { out.append(("stream_options", .object([("include_usage", .bool(true))]))) }
+        }
+        for field in ["temperature", "top_p"] {
+            if let v = json[field], v != .null {
+                guard v.doubleValue != nil else {
+                    throw GatewayError.invalidRequest("\(field): must be a number", param: field)
+                }
+                out.append((field, v))
+            }
+        }
+        if let v = json["top_k"], v != .null, v.intValue == nil {
+            throw GatewayError.invalidRequest("top_k: must be an integer", param: "top_k")
+        }
+        if let stops = json["stop_sequences"], stops != .null {
+            guard let list = stops.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else {
+                throw GatewayError.invalidRequest(
+                    "stop_sequences: must be an array of strings", param: "stop_sequences")
+            }
+            out.append(("stop", .array(list)))
+        }
+        if let tools = json["tools"], tools != .null {
+            guard let list = tools.arrayValue else {
+                throw GatewayError.invalidRequest("tools: must be an array", param: "tools")
+            }
+            var converted: [JSONValue] = []
+            for (i, tool) in list.enumerated() {
+                guard let name = tool["name"]?.stringValue else {
+                    throw GatewayError.invalidRequest("tools.\(i).name: Field required", param: "tools.\(i).name")
+                }
+                var function: [(String, JSONValue)] = [("name", .string(name))]
+                if let d = tool["description"]?.stringValue { function.append(("description", .string(d))) }
+                function.append(("parameters", tool["input_schema"] ?? .object([("type", .string("object"))])))
+                converted.append(.object([("type", .string("function")), ("function", .object(function))]))
+            }
+            if !converted.isEmpty { out.append(("tools", .array(converted))) }
+        }
+        if let choice = json["tool_choice"], choice != .null {
+            switch choice["type"]?.stringValue {
+            case "auto"?: out.append(("tool_choice", .string("auto")))
+            case "any"?: out.append(("tool_choice", .string("required")))
+            case "none"?: out.append(("tool_choice", .string("none")))
+            case "tool"?:
+                guard let name = choice["name"]?.stringValue else {
+                    throw GatewayError.invalidRequest("tool_choice.name: Field required", param: "tool_choice.name")
+                }
+                out.append(
+                    (
+                        "tool_choice",
+                        .object([("type", .string("function")), ("function", .object([("name", .string(name))]))])
+                    ))
+            default:
+                throw GatewayError.invalidRequest(
+                    "tool_choice.type: must be one of auto, any, tool, none", param: "tool_choice.type")
+            }
+            if choice["disable_parallel_tool_use"]?.boolValue == true {
+                out.append(("parallel_tool_calls", .bool(false)))
+            }
+        }
+        if let metadata = json["metadata"], metadata != .null {
+            guard case .object = metadata else {
+                throw GatewayError.invalidRequest("metadata: must be an object", param: "metadata")
+            }
+            if let user = metadata["user_id"], user != .null {
+                guard let s = user.stringValue else {
+                    throw GatewayError.invalidRequest("metadata.user_id: must be a string", param: "metadata.user_id")
+                }
+                out.append(("user", .string(s)))
+            }
+            // TenantGate's named prompt templates travel in metadata, as with Chat Completions.
+            if let prompt = metadata["prompt"] { out.append(("metadata", .object([("prompt", prompt)]))) }
+        }
+        return .object(out)
+    }
+
+    private static func systemText(_ system: JSONValue) throws(GatewayError) -> String {
+        if let s = system.stringValue { return s }
+        guard let blocks = system.arrayValue else {
+            throw GatewayError.invalidRequest("system: must be a string or an array of text blocks", param: "system")
+        }
+        var parts: [String] = []
+        for (i, block) in blocks.enumerated() {
+            guard block["type"]?.stringValue == "text", let text = block["text"]?.stringValue else {
+                throw GatewayError.invalidRequest("system.\(i): must be a text block", param: "system.\(i)")
+            }
+            parts.append(text)
+        }
+        return parts.joined(separator: "\n\n")
+    }
+
+    /// One Anthropic message as one or more Chat Completions messages (tool results become `tool` messages).
+    private static func chatMessages(_ message: JSONValue, index i: Int) throws(GatewayError) -> [JSONValue] {
+        let at = "messages.\(i)"
+        guard case .object = message else { throw GatewayError.invalidRequest("\(at): must be an object", param: at) }
+        guard let role = message["role"]?.stringValue, role == "user" || role == "assistant" else {
+            throw GatewayError.invalidRequest("\(at).role: must be 'user' or 'assistant'", param: "\(at).role")
+        }
+        guard let content = message["content"] else {
+            throw GatewayError.invalidRequest("\(at).content: Field required", param: "\(at).content")
+        }
+        if let text = content.stringValue {
+            return [.object([("role", .string(role)), ("content", .string(text))])]
+        }
+        guard let blocks = content.arrayValue else {
+            throw GatewayError.invalidRequest(
+                "\(at).content: must be a string or an array of content blocks", param: "\(at).content")
+        }
+        var parts: [JSONValue] = []
+        var calls: [JSONValue] = []
+        var results: [JSONValue] = []
+        for (j, block) in blocks.enumerated() {
+            let here = "\(at).content.\(j)"
+            guard case .object = block, let type = block["type"]?.stringValue else {
+                throw GatewayError.invalidRequest("\(here).type: Field required", param: "\(here).type")
+            }
+            switch (type, role) {
+            case ("text", _):
+                guard let text = block["text"]?.stringValue else {
+                    throw GatewayError.invalidRequest("\(here).text: must be a string", param: "\(here).text")
+                }
+                parts.append(.object([("type", .string("text")), ("text", .string(text))]))
+            case ("image", "user"):
+                parts.append(try imagePart(block["source"], at: here))
+            case ("tool_use", "assistant"):
+                guard let id = block["id"]?.stringValue, let name = block["name"]?.stringValue else {
+                    throw GatewayError.invalidRequest("\(here): tool_use needs id and name", param: here)
+                }
+                calls.append(
+                    .object([
+                        ("id", .string(id)), ("type", .string("function")),
+                        (
+                            "function",
+                            .object([
+                                ("name", .string(name)),
+                                ("arguments", .string((block["input"] ?? .object([])).jsonString)),
+                            ])
+                        ),
+                    ]))
+            case ("tool_result", "user"):
+                guard let id = block["tool_use_id"]?.stringValue else {
+                    throw GatewayError.invalidRequest(
+                        "\(here).tool_use_id: Field required", param: "\(here).tool_use_id")
+                }
+                var text = ""
+                switch block["content"] {
+                case .string(let s)?: text = s
+                case .array(let inner)?:
+                    text = inner.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+                case nil, .null?: break
+                default:
+                    throw GatewayError.invalidRequest(
+                        "\(here).content: must be a string or an array of blocks", param: "\(here).content")
+                }
+                if block["is_error"]?.boolValue == true { text = "Error: " + text }
+                results.append(
+                    .object([("role", .string("tool")), ("tool_call_id", .string(id)), ("content", .string(text))]))
+            case ("thinking", "assistant"), ("redacted_thinking", "assistant"):
+                continue  // not replayable through other providers
+            default:
+                throw GatewayError.invalidRequest(
+                    "\(here).type: '\(type)' is not a valid block in a \(role) message", param: "\(here).type")
+            }
+        }
+        var out = results
+        if role == "assistant" {
+            let text = parts.compactMap { $0["text"]?.stringValue }.joined()
+            var members: [(String, JSONValue)] = [
+                ("role", .string("assistant")), ("content", text.isEmpty && !calls.isEmpty ? .null : .string(text)),
+            ]
+            if !calls.isEmpty { members.append(("tool_calls", .array(calls))) }
+            out.append(.object(members))
+        } else if !parts.isEmpty || results.isEmpty {
+            out.append(.object([("role", .string("user")), ("content", .array(parts))]))
+        }
+        return out
+    }
+
+    private static func imagePart(_ source: JSONValue?, at here: String) throws(GatewayError) -> JSONValue {
+        let url: String
+        switch source?["type"]?.stringValue {
+        case "base64"?:
+            guard let media = source?["media_type"]?.stringValue, let data = source?["data"]?.stringValue else {
+                throw GatewayError.invalidRequest("\(here).source: needs media_type and data", param: "\(here).source")
+            }
+            url = "data:\(media);base64,\(data)"
+        case "url"?:
+            guard let u = source?["url"]?.stringValue else {
+                throw GatewayError.invalidRequest("\(here).source.url: Field required", param: "\(here).source.url")
+            }
+            url = u
+        default:
+            throw GatewayError.invalidRequest(
+                "\(here).source.type: must be base64 or url", param: "\(here).source.type")
+        }
+        return .object([("type", .string("image_url")), ("image_url", .object([("url", .string(url))]))])
+    }
+
+    /// Anthropic's `stop_reason` for OpenAI's `finish_reason`.
+    public static func stopReason(_ finishReason: String?) -> String {
+        switch finishReason {
+        case "length"?: return "max_tokens"
+        case "tool_calls"?, "function_call"?: return "tool_use"
+        case "content_filter"?: return "refusal"
+        default: return "end_turn"
+        }
+    }
+
+    /// A `chat.completion` as an Anthropic `message` (usage from `usage` when known, else from the body).
+    public static func message(fromCompletion json: JSONValue, id: String, model: String, usage: Usage?) -> JSONValue {
+        let choice = json["choices"]?.arrayValue?.first
+        let reply = choice?["message"]
+        var blocks: [JSONValue] = []
+        if let text = reply?["content"]?.stringValue, !text.isEmpty {
+            blocks.append(.object([("type", .string("text")), ("text", .string(text))]))
+        }
+        for call in reply?["tool_calls"]?.arrayValue ?? [] {
+            blocks.append(toolUse(call))
+        }
+        let used = usage ?? Usage(openAI: json["usage"]) ?? Usage(promptTokens: 0, completionTokens: 0)
+        return .object([
+            ("id", .string(id)), ("type", .string("message")), ("role", .string("assistant")),
+            ("model", .string(model)), ("content", .array(blocks)),
+            ("stop_reason", .string(stopReason(choice?["finish_reason"]?.stringValue))),
+            ("stop_sequence", .null), ("usage", used.anthropic),
+        ])
+    }
+
+    static func toolUse(_ call: JSONValue) -> JSONValue {
+        var input = JSONValue.object([])
+        if let arguments = call["function"]?["arguments"]?.stringValue, let parsed = try? JSONParser.parse(arguments),
+            case .object = parsed
+        {
+            input = parsed
+        }
+        return .object([
+            ("type", .string("tool_use")), ("id", .string(call["id"]?.stringValue ?? "")),
+            ("name", .string(call["function"]?["name"]?.stringValue ?? "")), ("input", input),
+        ])
+    }
+
+    /// Anthropic's error `type` for a gateway error.
+    public static func errorType(_ error: GatewayError) -> String {
+        switch error.status {
+        case 400, 405, 415: return "invalid_request_error"
+        case 401: return "authentication_error"
+        case 403: return "permission_error"
+        case 404: return "not_found_error"
+        case 413: return "request_too_large"
+        case 429: return "rate_limit_error"
+        case 503: return "overloaded_error"
+        default: return "api_error"
+        }
+    }
+
+    /// Anthropic's error body; TenantGate's own `code` rides along.
+    public static func errorBody(_ error: GatewayError) -> JSONValue {
+        .object([
+            ("type", .string("error")),
+            (
+                "error",
+                .object([
+                    ("type", .string(errorType(error))), ("message", .string(error.message)),
+                    ("code", .string(error.code)),
+                ])
+            ),
+        ])
+    }
+}
