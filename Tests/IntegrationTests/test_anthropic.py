@@ -319,3 +319,12 @@ def test_anthropic_circuit_is_per_tenant(stack):
     time.sleep(2.2)
     assert client.messages.create(model="sonnet", max_tokens=5,
                                   messages=[{"role": "user", "content": "cb-probe"}]).content
+
+
+def test_bare_messages_path_resolves_the_tenant_from_the_key(stack):
+    client = anthropic.Anthropic(base_url=stack.base, api_key=stack.keys["anthro"],
+                                 http_client=anthropic.DefaultHttpxClient(verify=False), max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="mock-small", max_tokens=20, messages=[{"role": "user", "content": "bare path"}])
+    assert raw.headers["x-tenant-id"] == "anthro"
+    assert raw.parse().content[0].text.startswith("This is TenantGate's mock backend.")
