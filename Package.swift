@@ -31,14 +31,20 @@ let package = Package(
             name: "TenantGateHTTP",
             dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore"]
         ),
+        // The admin page: HTML type, pages, forms, sessions, CSRF; no SQL, no C.
+        .target(
+            name: "TenantGateAdmin",
+            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP"]
+        ),
         .executableTarget(
             name: "tenantgate",
             dependencies: [
-                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP",
+                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP", "TenantGateAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore"]),
+        .testTarget(name: "TenantGateAdminTests", dependencies: ["TenantGateAdmin", "TenantGateCore"]),
         .testTarget(
             name: "TenantGateStoreTests",
             dependencies: ["TenantGateStore", "TenantGateSystem", "TenantGateCore", "TenantGateHTTP"]

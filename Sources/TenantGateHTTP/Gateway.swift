@@ -16,6 +16,13 @@ struct OpenSSLJWTVerifier: JWTSignatureVerifier {
     }
 }
 
+/// Serves the admin page (`/admin/…`): implemented by the TenantGateAdmin module, wired in by the executable.
+public protocol AdminResponder: Sendable {
+    /// Answers one request completely on `sink` (using this thread's `db` connection and the worker's
+    /// configuration snapshot); returns the status it sent.
+    func respond(to request: Request, sink: any ResponseSink, db: SQLiteConnection, config: GatewayConfig) -> Int
+}
+
 /// What a request did, for the log line.
 struct Outcome {
     var status = 0
@@ -101,11 +108,13 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
     let log: AppLog
     let options: GatewayOptions
     let authenticator = Authenticator(hasher: OpenSSLKeyHasher())
+    let admin: (any AdminResponder)?
 
-    init(configs: ConfigCache, log: AppLog, options: GatewayOptions) {
+    init(configs: ConfigCache, log: AppLog, options: GatewayOptions, admin: (any AdminResponder)? = nil) {
         self.configs = configs
         self.log = log
         self.options = options
+        self.admin = admin
     }
 
     /// Requests being handled by this worker now.
@@ -190,6 +199,11 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             try metrics(request, sink: sink, resources: resources, outcome: &outcome)
             return
         default: break
+        }
+        if request.path == "/admin" || request.path.hasPrefix("/admin/") {
+            guard let admin else { throw GatewayError.notFound }
+            outcome.status = admin.respond(to: request, sink: sink, db: resources.db, config: configs.snapshot.0)
+            return
         }
         let endpoints = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings", "/v1/models", "/v1/tenant-info"]
         guard endpoints.contains(request.path) else { throw GatewayError.notFound }

@@ -15,6 +15,8 @@ public struct WorkerOptions: Sendable {
     public var logLevel: String
     /// How long in-flight requests may run after SIGTERM.
     public var drainTimeoutMs: Int
+    /// Serves `/admin/`, if set (the admin page lives in its own module, wired by the executable).
+    public var admin: (any AdminResponder)?
 
     /// Creates options.
     public init(
@@ -66,7 +68,9 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             return 1
         }
         configs.startPolling()
-        let gateway = Gateway(configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes))
+        let gateway = Gateway(
+            configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes),
+            admin: options.admin)
         let accounting: AccountingStore
         let settlements: SettleQueue
         let reservations: ReserveBatcher

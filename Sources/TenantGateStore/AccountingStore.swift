@@ -374,6 +374,16 @@ public struct AccountingStore {
                 .int(record.status >= 400 ? 1 : 0), .int(Int64(record.usage.promptTokens)),
                 .int(Int64(record.usage.completionTokens)), .int(record.costNano),
             ])
+            try db.statement(
+                """
+                INSERT INTO usage_hourly(hour, tenant, requests, errors, cost_nano) VALUES (?1, ?2, 1, ?3, ?4)
+                ON CONFLICT(hour, tenant) DO UPDATE SET requests = requests + 1, errors = errors + ?3,
+                  cost_nano = cost_nano + ?4
+                """
+            ).run([
+                .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),
+                .int(record.costNano),
+            ])
             try countMetrics(record)
         }
     }
@@ -516,6 +526,10 @@ extension AccountingStore {
                 deleted += n
                 if n < 1000 { break }
             }
+        }
+        // Hourly rollups serve only the dashboard's last 24 hours.
+        try db.transaction {
+            try db.statement("DELETE FROM usage_hourly WHERE hour < ?").run([.int(nowMs / 3_600_000 - 48)])
         }
         return deleted
     }

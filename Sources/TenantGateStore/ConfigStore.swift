@@ -110,12 +110,17 @@ public struct ConfigStore {
     }
 
     /// Validates `next` as a whole and writes it atomically; nothing is written if it is invalid.
-    public func apply(masterKey: [UInt8]? = nil, _ change: (ConfigState) throws -> ConfigState) throws {
+    /// `written(before, after)` runs in the same transaction (an audit entry commits with its change).
+    public func apply(
+        masterKey: [UInt8]? = nil, _ change: (ConfigState) throws -> ConfigState,
+        written: ((ConfigState, ConfigState) throws -> Void)? = nil
+    ) throws {
         try db.transaction {
             let current = try loadState()
             let next = try sealUpstreamKeys(try change(current), masterKey: masterKey)
             _ = try GatewayConfig(state: next, keys: [], version: 0)
             try write(next, over: current, now: Posix.wallMicros() / 1_000_000)
+            try written?(current, next)
         }
     }
 

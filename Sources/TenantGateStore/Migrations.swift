@@ -114,6 +114,30 @@ public enum Migrations {
         CREATE TRIGGER upstream_keys_delete_bump AFTER DELETE ON upstream_keys
         BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
         """,
+        // 5: the admin page: users, sessions, login throttling, audit log; hourly rollups for the dashboard;
+        // a time index for the executions page across tenants.
+        """
+        CREATE TABLE admin_users(
+            name TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL, iterations INTEGER NOT NULL,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE admin_sessions(
+            id_hash BLOB PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, address TEXT NOT NULL,
+            created_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX admin_sessions_user ON admin_sessions(user);
+        CREATE TABLE admin_login_failures(subject TEXT NOT NULL, at_ms INTEGER NOT NULL) STRICT;
+        CREATE INDEX admin_login_failures_subject ON admin_login_failures(subject, at_ms);
+        CREATE TABLE admin_audit(
+            id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, user TEXT NOT NULL, address TEXT NOT NULL,
+            action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT
+        ) STRICT;
+        CREATE TABLE usage_hourly(
+            hour INTEGER NOT NULL, tenant TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0, cost_nano INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (hour, tenant)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX executions_time ON executions(at_ms);
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

@@ -51,6 +51,27 @@ public enum Crypto {
         return bytes
     }
 
+    /// PBKDF2-HMAC-SHA256 of `password` with `salt`, `iterations` rounds, `length` bytes of output.
+    public static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, length: Int = 32) throws
+        -> [UInt8]
+    {
+        var out = [UInt8](repeating: 0, count: length)
+        // Every buffer is passed with its own length; OpenSSL writes exactly `length` bytes.
+        let ok = password.withUnsafeBufferPointer { pw in
+            salt.withUnsafeBufferPointer { sa in
+                out.withUnsafeMutableBufferPointer { o in
+                    pw.withMemoryRebound(to: CChar.self) { pwc in
+                        PKCS5_PBKDF2_HMAC(
+                            pwc.baseAddress, Int32(pw.count), sa.baseAddress, Int32(sa.count), Int32(iterations),
+                            EVP_sha256(), Int32(length), o.baseAddress)
+                    }
+                }
+            }
+        }
+        guard ok == 1 else { throw OpenSSLError(operation: "PKCS5_PBKDF2_HMAC") }
+        return out
+    }
+
     /// Compares two byte strings in time that depends only on their lengths.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

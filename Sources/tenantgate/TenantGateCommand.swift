@@ -1,4 +1,5 @@
 import ArgumentParser
+import TenantGateAdmin
 import TenantGateCore
 import TenantGateHTTP
 import TenantGateStore
@@ -12,6 +13,7 @@ struct TenantGateCommand: ParsableCommand {
         subcommands: [
             ServeCommand.self, WorkerCommand.self, MigrateCommand.self, ConfigCommand.self, TenantCommand.self,
             KeyCommand.self, PromptCommand.self, UsageCommand.self, PruneCommand.self, UpstreamKeysCommand.self,
+            AdminCommand.self,
         ]
     )
 }
@@ -127,10 +129,11 @@ struct WorkerCommand: ParsableCommand {
     @Option var drainTimeout: Int = 30_000
 
     func run() throws {
-        let worker = Worker(
-            options: WorkerOptions(
-                dbPath: global.path, threads: max(1, threads), maxBodyBytes: maxBody, logPath: log, logLevel: logLevel,
-                drainTimeoutMs: drainTimeout))
+        var options = WorkerOptions(
+            dbPath: global.path, threads: max(1, threads), maxBodyBytes: maxBody, logPath: log, logLevel: logLevel,
+            drainTimeoutMs: drainTimeout)
+        options.admin = AdminApp(dbPath: global.path)
+        let worker = Worker(options: options)
         throw ExitCode(worker.run())
     }
 }

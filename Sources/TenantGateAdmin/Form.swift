@@ -1,0 +1,90 @@
+/// A submitted `application/x-www-form-urlencoded` form (or a query string).
+public struct Form: Sendable {
+    /// Fields in order; a name may repeat.
+    public let fields: [(String, String)]
+
+    /// Why a form was refused.
+    public enum Problem: Error, Equatable {
+        case invalidUTF8
+        case tooManyFields
+    }
+
+    /// Parses urlencoded bytes; invalid UTF-8 (after percent-decoding) refuses the whole form.
+    public init(urlencoded bytes: [UInt8], maxFields: Int = 2000) throws(Problem) {
+        var out: [(String, String)] = []
+        for pair in bytes.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            guard out.count < maxFields else { throw .tooManyFields }
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            let name = try Form.decode(parts[0])
+            let value = parts.count > 1 ? try Form.decode(parts[1]) : ""
+            out.append((name, value))
+        }
+        fields = out
+    }
+
+    /// Parses a query string.
+    public init(query: String) throws(Problem) { try self.init(urlencoded: Array(query.utf8)) }
+
+    /// The first value of `name`.
+    public subscript(name: String) -> String? { fields.first { $0.0 == name }?.1 }
+
+    /// The first value of `name`, trimmed; nil when missing or blank.
+    public func text(_ name: String) -> String? {
+        guard let value = self[name] else { return nil }
+        let trimmed = value.trimmed
+        return trimmed.isEmpty ? nil : trimmed
+    }
+
+    private static func decode(_ bytes: ArraySlice<UInt8>) throws(Problem) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            if b == UInt8(ascii: "+") {
+                out.append(0x20)
+            } else if b == UInt8(ascii: "%"), i + 2 < bytes.endIndex,
+                let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2])
+            {
+                out.append(h << 4 | l)
+                i += 2
+            } else {
+                out.append(b)
+            }
+            i += 1
+        }
+        guard let s = String(validating: out, as: UTF8.self) else { throw .invalidUTF8 }
+        return s
+    }
+
+    private static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// Cookies from a `Cookie` header.
+    public static func cookies(_ header: String?) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in (header ?? "").split(separator: ";") {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2 else { continue }
+            let name = String(kv[0]).trimmed
+            if out[name] == nil { out[name] = String(kv[1]).trimmed }
+        }
+        return out
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces, tabs and line breaks.
+    var trimmed: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" || f == "\r\n" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" || l == "\r\n" { s = s.dropLast() }
+        return String(s)
+    }
+}

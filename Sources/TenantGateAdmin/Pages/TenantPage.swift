@@ -1,0 +1,378 @@
+import TenantGateCore
+import TenantGateStore
+
+/// One tenant: every setting in one form (validated like `config import`), prompt versions with
+/// rollback, keys, usage and recent executions; and the create-tenant page.
+enum TenantPage {
+    static let flashes = [
+        "saved": "Saved. Every worker serves with the new settings within a second.",
+        "revoked": "Key revoked.", "rolledback": "Prompt rolled back.", "created": "Tenant created.",
+    ]
+
+    static func show(
+        _ context: AdminContext, tenant id: String, values given: [String: String]? = nil,
+        errors: [String: String] = [:], status: Int = 200, newKey: (id: String, secret: String)? = nil,
+        notice: String? = nil
+    ) throws -> AdminReply {
+        let store = ConfigStore(context.db)
+        let state = try store.loadState()
+        guard let tenant = state.tenants[id] else { throw AdminProblem.notFound }
+        let values = given ?? TenantForm.values(tenant)
+        let defaults = state.settings["defaults"] ?? .object([])
+        let session = context.session
+        let flash = notice ?? ((try? context.form())?["done"]).flatMap { flashes[$0] }
+
+        var body: HTML = "<h1>\(tenant["name"]?.stringValue ?? id) <small class=\"muted\">\(id)</small></h1>"
+        if let newKey {
+            body += """
+                <div class="newkey" role="alert"><h2>New key \(newKey.id)</h2>\
+                <p>Copy it now: it is shown only this once and stored only as a hash.</p>\
+                <p><code class="secret">\(newKey.secret)</code></p></div>
+                """
+        }
+        if !errors.isEmpty {
+            body += """
+                <div class="error" role="alert"><p>Nothing was saved: \(errors.count) \
+                \(errors.count == 1 ? "setting needs" : "settings need") attention.</p>\
+                \(errors["_"].map { "<p>\($0)</p>" as HTML } ?? HTML())</div>
+                """
+        }
+        body += settingsForm(context, id: id, tenant: tenant, values: values, errors: errors, defaults: defaults)
+        body += try promptHistory(context, store: store, id: id, tenant: tenant)
+        body += try keys(context, id: id)
+        let usage = try context.admin.tenantDaily(id, nowMs: context.nowMs, days: 30)
+        body += Chart.dailySpend(
+            usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
+        var filter = ExecutionFilter()
+        filter.tenant = id
+        let recent = try context.admin.executions(filter, limit: 20)
+        body += """
+            <section><h2>Recent executions</h2>\(ExecutionsPage.table(recent, showTenant: false))\
+            <p><a href="/admin/executions?tenant=\(id)">All executions of \(id)</a> · \
+            <a href="/admin/audit?target=\(id)">Audit log of \(id)</a></p></section>
+            <section class="danger"><h2>Delete tenant</h2>\
+            <form method="post" action="/admin/tenants/\(id)/delete">\(Layout.csrf(session))\
+            \(Layout.field("confirm", label: "Type the tenant id to confirm", values: [:], errors: errors, attributes: " autocomplete=\"off\" required"))\
+            <button type="submit" class="danger">Delete \(id) and revoke its keys</button></form></section>
+            """
+        return .page(status, Layout.page(title: id, session: session, body: body, flash: flash))
+    }
+
+    private static func settingsForm(
+        _ context: AdminContext, id: String, tenant: JSONValue, values: [String: String], errors: [String: String],
+        defaults: JSONValue
+    ) -> HTML {
+        func inherited(_ path: String) -> HTML {
+            var node: JSONValue? = defaults
+            for part in path.split(separator: ".") { node = node?[String(part)] }
+            guard let node, node != .null else { return " placeholder=\"not set\"" }
+            let text = node.stringValue ?? node.jsonString
+            return " placeholder=\"default: \(text)\""
+        }
+        func number(_ path: String, _ label: String) -> HTML {
+            Layout.field(
+                path, label: label, values: values, errors: errors,
+                attributes: " inputmode=\"decimal\"" + inherited(path))
+        }
+        let catalog = context.config.models.keys.sorted().joined(separator: ", ")
+        var flagNames = Set(FeatureFlags.builtins.keys)
+        for (name, _) in tenant["features"]?.objectValue ?? [] { flagNames.insert(name) }
+        for (name, _) in values where name.hasPrefix("features.") { flagNames.insert(String(name.dropFirst(9))) }
+        let flags = flagNames.sorted().map { name -> HTML in
+            Layout.field(
+                "features.\(name)", label: name, values: values, errors: errors,
+                attributes: inherited("features.\(name)"))
+        }
+        var promptFields: [HTML] = []
+        let promptNames = Set(
+            (tenant["prompts"]?.objectValue ?? []).map(\.0)
+                + values.keys.filter { $0.hasPrefix("prompts.") }.map { String($0.dropFirst(8)) })
+        for name in promptNames.sorted() {
+            promptFields.append(
+                Layout.textarea(
+                    "prompts.\(name)", label: "Template “\(name)”", values: values, errors: errors,
+                    hint: "Empty deletes it."))
+        }
+        var backends = Set((tenant["upstream_keys"]?.objectValue ?? []).map(\.0))
+        for model in tenant["models"]?.arrayValue ?? [] {
+            if let name = model.stringValue, let backend = context.config.models[name]?.backend,
+                context.config.backends[backend]?.provider != .mock
+            {
+                backends.insert(backend)
+            }
+        }
+        let keyFields = backends.sorted().map { backend -> HTML in
+            let stored = tenant["upstream_keys"]?[backend]?.stringValue.map {
+                String($0.dropFirst(Secret.referencePrefix.count))
+            }
+            let state: HTML =
+                stored.map {
+                    "stored: <code>\($0)</code> <label><input type=\"checkbox\" name=\"remove_key.\(backend)\"> remove</label>"
+                }
+                ?? "<span class=\"muted\">none stored (the backend's environment key is used)</span>"
+            return """
+                \(Layout.field("upstream_keys.\(backend)", label: "Key for \(backend)", values: [:], errors: errors, type: "password", attributes: " autocomplete=\"off\" placeholder=\"write-only: leave empty to keep\""))\
+                <p class="keystate">\(state)</p>
+                """
+        }
+        return """
+            <form method="post" action="/admin/tenants/\(id)" class="settings" novalidate>\(Layout.csrf(context.session))
+            <fieldset><legend>General</legend>
+            \(Layout.field("name", label: "Name", values: values, errors: errors))
+            \(Layout.field("models", label: "Allowed models (first is the default)", values: values, errors: errors, hint: "Comma-separated. Catalog: \(catalog)"))
+            \(Layout.textarea("fallbacks", label: "Fallbacks", values: values, errors: errors, hint: "One line per model: model: fallback1, fallback2"))
+            <div class="field"><label><input type="checkbox" name="auth_passthrough"\(values["auth_passthrough"] == "on" ? " checked" as HTML : HTML())> \
+            BYOK: forward the client's own provider key</label></div>
+            </fieldset>
+            <fieldset><legend>System prompt</legend>
+            \(Layout.textarea("system_prompt", label: "System prompt (template “default”)", values: values, errors: errors, rows: 5, hint: "Variables: {{date}}, {{tenant.name}}, {{tenant.id}}, {{user}}, {{model}} and the tenant's own."))
+            \(Layout.select("prompt_mode", label: "Mode", options: [("", "default (prepend)"), ("prepend", "prepend"), ("replace", "replace"), ("locked", "locked")], values: values, errors: errors))
+            \(promptFields)
+            \(Layout.field("new_prompt_name", label: "New template name", values: values, errors: errors))
+            \(Layout.textarea("new_prompt_text", label: "New template text", values: values, errors: errors))
+            \(Layout.textarea("variables", label: "Variables", values: values, errors: errors, hint: "One line per variable: name: value"))
+            </fieldset>
+            <fieldset><legend>Feature flags</legend><p class="muted">on, off, a rollout percentage 0–100, or empty to inherit.</p>
+            <div class="grid">\(flags)</div>
+            \(Layout.field("new_flag_name", label: "New flag", values: values, errors: errors))\
+            \(Layout.field("new_flag_value", label: "Its value", values: values, errors: errors))
+            </fieldset>
+            <fieldset><legend>Rate limits and budgets</legend><div class="grid">
+            \(number("rate_limit.requests_per_minute", "Requests per minute"))\(number("rate_limit.tokens_per_minute", "Tokens per minute"))
+            \(number("budget.daily_usd", "Daily budget, USD"))\(number("budget.monthly_usd", "Monthly budget, USD"))
+            \(number("budget.daily_tokens", "Daily tokens"))\(number("budget.monthly_tokens", "Monthly tokens"))
+            \(Layout.select("budget.enforcement", label: "Enforcement", options: [("", "inherit"), ("hard", "hard (refuse)"), ("soft", "soft (warn)")], values: values, errors: errors))
+            </div></fieldset>
+            <fieldset><legend>Circuit breaker and retention</legend><div class="grid">
+            \(number("circuit_breaker.errors", "Errors to open"))\(number("circuit_breaker.within_s", "Within seconds"))
+            \(number("circuit_breaker.cooldown_s", "Cooldown seconds"))\(number("audit.retention_days", "Execution log retention, days"))
+            </div></fieldset>
+            <fieldset><legend>Upstream keys</legend><p class="muted">Stored encrypted (AES-256-GCM); never shown again.</p>\(keyFields)</fieldset>
+            <button type="submit">Save settings</button></form>
+            """
+    }
+
+    private static func promptHistory(_ context: AdminContext, store: ConfigStore, id: String, tenant: JSONValue)
+        throws -> HTML
+    {
+        var names = (tenant["prompts"]?.objectValue ?? []).map(\.0)
+        names.insert("default", at: 0)
+        var sections: [HTML] = []
+        for name in names {
+            let history = try store.promptHistory(tenant: id, name: name)
+            guard !history.isEmpty else { continue }
+            let rows = history.prefix(10).enumerated().map { index, entry -> HTML in
+                let action: HTML =
+                    index == 0
+                    ? "<span class=\"muted\">current</span>"
+                    : """
+                    <form method="post" action="/admin/tenants/\(id)/rollback" class="inline">\(Layout.csrf(context.session))\
+                    <input type="hidden" name="name" value="\(name)"><input type="hidden" name="version" value="\(entry.version)">\
+                    <button type="submit">Roll back to v\(entry.version)</button></form>
+                    """
+                return """
+                    <tr><td>v\(entry.version)</td><td>\(Layout.time(entry.createdAt * 1000))</td>\
+                    <td><pre>\(String(entry.template.prefix(2000)))</pre></td><td>\(action)</td></tr>
+                    """
+            }
+            sections.append(
+                """
+                <h3>“\(name)”</h3><div class="scroll"><table><thead><tr><th scope="col">Version</th>\
+                <th scope="col">Saved (UTC)</th><th scope="col">Template</th><th scope="col"></th></tr></thead>\
+                <tbody>\(rows)</tbody></table></div>
+                """)
+        }
+        guard !sections.isEmpty else { return HTML() }
+        return "<section><h2>Prompt versions</h2>\(sections)</section>"
+    }
+
+    private static func keys(_ context: AdminContext, id: String) throws -> HTML {
+        let keys = try KeyStore(context.db).list(tenant: id)
+        let rows = keys.map { key -> HTML in
+            let state: HTML =
+                key.revokedAt.map { "revoked \(Layout.time($0 * 1000))" }
+                    ?? """
+                    <form method="post" action="/admin/tenants/\(id)/keys/revoke" class="inline">\(Layout.csrf(context.session))\
+                    <input type="hidden" name="key_id" value="\(key.id)"><button type="submit">Revoke</button></form>
+                    """
+            return """
+                <tr><td><code>\(key.id)</code></td><td>\(key.name)</td><td><code>\(key.prefix)…</code></td>\
+                <td>\(Layout.time(key.createdAt * 1000))</td><td>\(key.lastUsedAt.map { Layout.time($0 * 1000) } ?? "never")</td>\
+                <td>\(state)</td></tr>
+                """
+        }
+        return """
+            <section><h2>API keys</h2><div class="scroll"><table><thead><tr><th scope="col">Id</th><th scope="col">Name</th>\
+            <th scope="col">Starts with</th><th scope="col">Created (UTC)</th><th scope="col">Last used</th><th scope="col"></th></tr>\
+            </thead><tbody>\(rows)</tbody></table></div>
+            <form method="post" action="/admin/tenants/\(id)/keys" class="inline">\(Layout.csrf(context.session))\
+            \(Layout.field("key_name", label: "New key name", values: [:], errors: [:]))<button type="submit">Create key</button></form>
+            </section>
+            """
+    }
+
+    // MARK: changes
+
+    static func save(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        let form = try context.form()
+        let store = ConfigStore(context.db)
+        guard let current = try store.loadState().tenants[id] else { throw AdminProblem.notFound }
+        let node = TenantForm.document(form, current: current)
+        do {
+            try apply(context, tenant: id, action: "tenant_update") { _ in try validated(id, node) }
+        } catch let error as ConfigError {
+            let fields =
+                Array(TenantForm.values(form).keys) + TenantForm.numberFields + ["models", "fallbacks", "features"]
+            let field = TenantForm.field(for: error, tenant: id, fields: fields) ?? "_"
+            return try show(
+                context, tenant: id, values: TenantForm.values(form),
+                errors: [field: error.message + (field == "_" ? " (\(error.path))" : "")],
+                status: 422)
+        }
+        return .redirect("/admin/tenants/\(id)?done=saved")
+    }
+
+    /// A tenant document validated exactly like a one-tenant `config import` file.
+    static func validated(_ id: String, _ node: ConfigNode) throws -> JSONValue {
+        let file = ConfigNode.mapping(
+            [(key: "tenants", value: .mapping([(key: id, value: node, line: nil)], line: nil), line: nil)], line: nil)
+        guard let tenant = try ConfigState.validateFile(file)["tenants"]?[id] else {
+            throw ConfigError(path: "tenants.\(id)", message: "is required", line: nil)
+        }
+        return tenant
+    }
+
+    /// Replaces (or with nil deletes) one tenant in one transaction with its audit entry.
+    static func apply(
+        _ context: AdminContext, tenant id: String, action: String, _ change: (JSONValue?) throws -> JSONValue?
+    )
+        throws
+    {
+        let store = ConfigStore(context.db)
+        let admin = context.admin
+        try store.apply(
+            masterKey: try MasterKey.load(dbPath: context.dbPath),
+            { state in
+                var next = state
+                next.tenants[id] = try change(state.tenants[id])
+                return next
+            },
+            written: { before, after in
+                try admin.audit(
+                    user: context.user, address: context.address, action: action, target: id,
+                    before: before.tenants[id]?.jsonString, after: after.tenants[id]?.jsonString, atMs: context.nowMs)
+            })
+    }
+
+    static func createKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        let name = String((try context.form().text("key_name") ?? "").prefix(200))
+        guard try ConfigStore(context.db).loadState().tenants[id] != nil else { throw AdminProblem.notFound }
+        let key = try KeyStore(context.db).create(tenant: id, name: name)
+        let admin = context.admin
+        try admin.transaction {
+            try admin.audit(
+                user: context.user, address: context.address, action: "key_create", target: id, before: nil,
+                after: JSONValue.object([("key_id", .string(key.id)), ("name", .string(name))]).jsonString,
+                atMs: context.nowMs)
+        }
+        return try show(context, tenant: id, newKey: key, notice: "Key created.")
+    }
+
+    static func revokeKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        let keyID = try context.form()["key_id"] ?? ""
+        let keys = KeyStore(context.db)
+        // Only a key of this tenant: the URL's tenant scopes the action.
+        guard try keys.list(tenant: id).contains(where: { $0.id == keyID && $0.revokedAt == nil }) else {
+            throw AdminProblem.notFound
+        }
+        let admin = context.admin
+        try admin.transaction {
+            _ = try keys.revoke(id: keyID)
+            try admin.audit(
+                user: context.user, address: context.address, action: "key_revoke", target: id,
+                before: JSONValue.object([("key_id", .string(keyID))]).jsonString, after: nil, atMs: context.nowMs)
+        }
+        return .redirect("/admin/tenants/\(id)?done=revoked")
+    }
+
+    static func rollback(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        let form = try context.form()
+        let name = form["name"] ?? ""
+        guard let version = form["version"].flatMap({ Int($0) }),
+            let entry = try ConfigStore(context.db).promptHistory(tenant: id, name: name).first(where: {
+                $0.version == version
+            })
+        else { throw AdminProblem.notFound }
+        try apply(context, tenant: id, action: "prompt_rollback") { current in
+            guard let current else { throw AdminProblem.notFound }
+            let node =
+                name == "default"
+                ? ConfigNode.setting(
+                    ConfigNode(json: current), ["system_prompt"], .scalar(entry.template, quoted: true, line: nil))
+                : ConfigNode.setting(
+                    ConfigNode(json: current), ["prompts", Substring(name)],
+                    .scalar(entry.template, quoted: true, line: nil))
+            return try validated(id, node)
+        }
+        return .redirect("/admin/tenants/\(id)?done=rolledback")
+    }
+
+    static func delete(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        guard try context.form()["confirm"]?.trimmed == id else {
+            return try show(
+                context, tenant: id, errors: ["confirm": "Type the tenant id exactly to delete it."], status: 422)
+        }
+        try apply(context, tenant: id, action: "tenant_delete") { current in
+            guard current != nil else { throw AdminProblem.notFound }
+            return nil
+        }
+        return .redirect("/admin/?done=deleted")
+    }
+}
+
+/// Create a tenant: id, name and models; the rest is set on its own page.
+enum NewTenantPage {
+    static func show(_ context: AdminContext, values: [String: String], errors: [String: String], status: Int = 200)
+        -> AdminReply
+    {
+        let catalog = context.config.models.keys.sorted().joined(separator: ", ")
+        let body: HTML = """
+            <h1>New tenant</h1>
+            <form method="post" action="/admin/tenants" class="settings">\(Layout.csrf(context.session))
+            \(Layout.field("id", label: "Tenant id", values: values, errors: errors, hint: "Lowercase letters, digits, - and _; at most 63; starts with a letter or digit.", attributes: " required autocomplete=\"off\""))
+            \(Layout.field("name", label: "Name", values: values, errors: errors))
+            \(Layout.field("models", label: "Allowed models (first is the default)", values: values, errors: errors, hint: "Comma-separated. Catalog: \(catalog)"))
+            <button type="submit">Create tenant</button></form>
+            """
+        return .page(status, Layout.page(title: "New tenant", session: context.session, body: body))
+    }
+
+    static func submit(_ context: AdminContext) throws -> AdminReply {
+        let form = try context.form()
+        let values = TenantForm.values(form)
+        let id = form.text("id") ?? ""
+        guard TenantID(id) != nil else {
+            return show(
+                context, values: values,
+                errors: ["id": "Use 1–63 of a–z, 0–9, - and _, starting with a letter or digit."],
+                status: 422)
+        }
+        var pairs: [(key: String, value: ConfigNode, line: Int?)] = [
+            (key: "name", value: .scalar(form.text("name") ?? id, quoted: true, line: nil), line: nil)
+        ]
+        let models = TenantForm.list(form["models"] ?? "").map { ConfigNode.scalar($0, quoted: true, line: nil) }
+        pairs.append((key: "models", value: .sequence(models, line: nil), line: nil))
+        do {
+            try TenantPage.apply(context, tenant: id, action: "tenant_create") { current in
+                guard current == nil else {
+                    throw ConfigError(path: "tenants.\(id)", message: "a tenant with this id already exists", line: nil)
+                }
+                return try TenantPage.validated(id, .mapping(pairs, line: nil))
+            }
+        } catch let error as ConfigError {
+            let field = TenantForm.field(for: error, tenant: id, fields: ["name", "models"]) ?? "id"
+            return show(context, values: values, errors: [field: error.message], status: 422)
+        }
+        return .redirect("/admin/tenants/\(id)?done=created")
+    }
+}

@@ -1,0 +1,349 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// A logged-in admin session.
+public struct AdminSession: Sendable {
+    public let user: String
+    /// The session's CSRF token (sent in every state-changing form).
+    public let csrf: String
+    public let createdMs: Int64
+}
+
+/// One admin audit entry.
+public struct AuditEntry: Sendable {
+    public let id: Int64
+    public let atMs: Int64
+    public let user: String
+    public let address: String
+    public let action: String
+    public let target: String
+    public let before: String?
+    public let after: String?
+}
+
+/// One row of the executions page.
+public struct ExecutionRow: Sendable {
+    public let id: Int64
+    public let atMs: Int64
+    public let requestID: String
+    public let tenant: String
+    public let model: String
+    public let status: Int
+    public let errorCode: String
+    public let latencyMs: Int
+    public let tokensIn: Int
+    public let tokensOut: Int
+    public let costNano: Int64
+    public let streamed: Bool
+    public let fallbackUsed: Bool
+    public let keyID: String
+}
+
+/// What the executions page filters by; `before` is the keyset cursor (at_ms, id) of the last row shown.
+public struct ExecutionFilter: Sendable {
+    public var tenant: String?
+    public var status: Int?
+    /// `ok` (< 400) or `error` (≥ 400), when no exact status is asked.
+    public var outcome: String?
+    public var model: String?
+    public var fromMs: Int64?
+    public var toMs: Int64?
+    public var before: (atMs: Int64, id: Int64)?
+
+    /// An empty filter.
+    public init() {}
+}
+
+/// Per-tenant figures for the dashboard.
+public struct TenantActivity: Sendable {
+    public var todayNano: Int64 = 0
+    public var monthNano: Int64 = 0
+    public var requests24h: Int64 = 0
+    public var errors24h: Int64 = 0
+
+    /// No activity.
+    public init() {}
+}
+
+/// Admin users, sessions, login throttling, the audit log, and the admin page's read models (from the
+/// rollups wherever they can serve).
+public struct AdminStore {
+    private let db: SQLiteConnection
+
+    /// PBKDF2-HMAC-SHA256 rounds for new passwords.
+    public static let iterations = 600_000
+
+    /// Wraps a connection.
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    // MARK: users
+
+    /// Creates the user or replaces its password (and ends its sessions).
+    public func setPassword(user: String, password: String, nowMs: Int64) throws {
+        let salt = try Crypto.randomBytes(16)
+        let hash = try Crypto.pbkdf2SHA256(
+            password: Array(password.utf8), salt: salt, iterations: AdminStore.iterations)
+        try db.transaction {
+            try db.statement(
+                """
+                INSERT INTO admin_users(name, salt, hash, iterations, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                ON CONFLICT(name) DO UPDATE SET salt = excluded.salt, hash = excluded.hash,
+                  iterations = excluded.iterations, updated_at = excluded.updated_at
+                """
+            ).run([.text(user), .blob(salt), .blob(hash), .int(Int64(AdminStore.iterations)), .int(nowMs / 1000)])
+            try db.statement("DELETE FROM admin_sessions WHERE user = ?").run([.text(user)])
+        }
+    }
+
+    /// Whether `password` is `user`'s. An unknown user costs the same PBKDF2 work as a known one.
+    public func verify(user: String, password: String) throws -> Bool {
+        let row = try db.statement("SELECT salt, hash, iterations FROM admin_users WHERE name = ?").all([.text(user)])
+            .first
+        let salt = row?[0].blob ?? [UInt8](repeating: 0, count: 16)
+        let iterations = Int(row?[2].int ?? Int64(AdminStore.iterations))
+        let computed = try Crypto.pbkdf2SHA256(password: Array(password.utf8), salt: salt, iterations: iterations)
+        guard let stored = row?[1].blob else { return false }
+        return Crypto.constantTimeEqual(computed, stored)
+    }
+
+    /// The number of admin users.
+    public func userCount() throws -> Int {
+        Int(try db.statement("SELECT COUNT(*) FROM admin_users").all().first?.first?.int ?? 0)
+    }
+
+    // MARK: login throttling
+
+    /// Failed logins of each subject (`user:…`, `addr:…`) since `sinceMs`.
+    public func failures(_ subjects: [String], sinceMs: Int64) throws -> Int {
+        var worst = 0
+        for subject in subjects {
+            let n =
+                try db.statement("SELECT COUNT(*) FROM admin_login_failures WHERE subject = ? AND at_ms >= ?")
+                .all([.text(subject), .int(sinceMs)]).first?.first?.int ?? 0
+            worst = max(worst, Int(n))
+        }
+        return worst
+    }
+
+    /// Records a failed login for each subject (and forgets failures older than a day).
+    public func recordFailure(_ subjects: [String], atMs: Int64) throws {
+        try db.transaction {
+            for subject in subjects {
+                try db.statement("INSERT INTO admin_login_failures(subject, at_ms) VALUES (?, ?)")
+                    .run([.text(subject), .int(atMs)])
+            }
+            try db.statement("DELETE FROM admin_login_failures WHERE at_ms < ?").run([.int(atMs - 86_400_000)])
+        }
+    }
+
+    /// Forgets a subject's failures (after a successful login).
+    public func clearFailures(_ subject: String) throws {
+        try db.transaction {
+            try db.statement("DELETE FROM admin_login_failures WHERE subject = ?").run([.text(subject)])
+        }
+    }
+
+    // MARK: sessions
+
+    /// Starts a session: returns the cookie value (256 random bits; only its SHA-256 is stored) and CSRF token.
+    public func createSession(user: String, address: String, nowMs: Int64) throws -> (id: String, csrf: String) {
+        let id = Crypto.hex(try Crypto.randomBytes(32))
+        let csrf = Crypto.hex(try Crypto.randomBytes(32))
+        try db.transaction {
+            try db.statement(
+                "INSERT INTO admin_sessions(id_hash, user, csrf, address, created_ms, seen_ms) VALUES (?, ?, ?, ?, ?, ?)"
+            ).run([
+                .blob(Crypto.sha256(Array(id.utf8))), .text(user), .text(csrf), .text(address), .int(nowMs),
+                .int(nowMs),
+            ])
+            try db.statement("DELETE FROM admin_sessions WHERE seen_ms < ?").run([.int(nowMs - 86_400_000)])
+        }
+        return (id, csrf)
+    }
+
+    /// The live session for a cookie value, or nil when unknown, idle too long or too old (then it is deleted).
+    public func session(id: String, nowMs: Int64, idleMs: Int64, absoluteMs: Int64) throws -> AdminSession? {
+        let key = SQLValue.blob(Crypto.sha256(Array(id.utf8)))
+        guard
+            let row = try db.statement("SELECT user, csrf, created_ms, seen_ms FROM admin_sessions WHERE id_hash = ?")
+                .all([key]).first,
+            let user = row[0].text, let csrf = row[1].text, let created = row[2].int, let seen = row[3].int
+        else { return nil }
+        if nowMs - seen > idleMs || nowMs - created > absoluteMs {
+            try db.transaction { try db.statement("DELETE FROM admin_sessions WHERE id_hash = ?").run([key]) }
+            return nil
+        }
+        if nowMs - seen > 15_000 {
+            try db.transaction {
+                try db.statement("UPDATE admin_sessions SET seen_ms = ? WHERE id_hash = ?").run([.int(nowMs), key])
+            }
+        }
+        return AdminSession(user: user, csrf: csrf, createdMs: created)
+    }
+
+    /// Ends a session server-side.
+    public func endSession(id: String) throws {
+        try db.transaction {
+            try db.statement("DELETE FROM admin_sessions WHERE id_hash = ?").run([.blob(Crypto.sha256(Array(id.utf8)))])
+        }
+    }
+
+    // MARK: audit
+
+    /// Appends an audit entry; call inside the transaction that makes the change.
+    public func audit(
+        user: String, address: String, action: String, target: String, before: String?, after: String?, atMs: Int64
+    ) throws {
+        try db.statement(
+            "INSERT INTO admin_audit(at_ms, user, address, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ).run([
+            .int(atMs), .text(user), .text(address), .text(action), .text(target), before.map { .text($0) } ?? .null,
+            after.map { .text($0) } ?? .null,
+        ])
+    }
+
+    /// Audit entries, newest first, before the id `beforeID` (keyset pagination).
+    public func auditEntries(target: String?, beforeID: Int64?, limit: Int) throws -> [AuditEntry] {
+        var sql = "SELECT id, at_ms, user, address, action, target, before, after FROM admin_audit WHERE id < ?"
+        var values: [SQLValue] = [.int(beforeID ?? Int64.max)]
+        if let target {
+            sql += " AND target = ?"
+            values.append(.text(target))
+        }
+        sql += " ORDER BY id DESC LIMIT ?"
+        values.append(.int(Int64(limit)))
+        return try db.statement(sql).all(values).map { r in
+            AuditEntry(
+                id: r[0].int ?? 0, atMs: r[1].int ?? 0, user: r[2].text ?? "", address: r[3].text ?? "",
+                action: r[4].text ?? "", target: r[5].text ?? "", before: r[6].text, after: r[7].text)
+        }
+    }
+
+    /// Runs `body` in one write transaction (a config change and its audit entry together).
+    public func transaction<T>(_ body: () throws -> T) throws -> T { try db.transaction(body) }
+
+    // MARK: read models
+
+    /// Spend today and this month, requests and errors in the last 24 hours, per tenant; and total spend
+    /// per day over the last `days` days (oldest first). Served from the daily and hourly rollups only.
+    public func activity(nowMs: Int64, days: Int) throws -> (
+        tenants: [String: TenantActivity], daily: [(String, Int64)]
+    ) {
+        let periods = Periods(epochMs: nowMs)
+        let today = Int(nowMs / 86_400_000)
+        let firstDay = CivilDate.isoDate(epochSeconds: Int64(today - days + 1) * 86_400)
+        let monthStart = periods.month + "-01"
+        let since = min(firstDay, monthStart)
+        var tenants: [String: TenantActivity] = [:]
+        var perDay: [String: Int64] = [:]
+        try db.serialized {
+            try db.statement(
+                "SELECT day, tenant, SUM(cost_nano) FROM usage_daily WHERE day >= ? GROUP BY day, tenant"
+            ).forEach([.text(since)]) { row in
+                let day = row.text(0)
+                let tenant = row.text(1)
+                let nano = row.int(2)
+                if day >= firstDay { perDay[day, default: 0] += nano }
+                if day >= monthStart { tenants[tenant, default: TenantActivity()].monthNano += nano }
+                if day == periods.day { tenants[tenant, default: TenantActivity()].todayNano += nano }
+            }
+            try db.statement(
+                "SELECT tenant, SUM(requests), SUM(errors) FROM usage_hourly WHERE hour > ? GROUP BY tenant"
+            ).forEach([.int(nowMs / 3_600_000 - 24)]) { row in
+                tenants[row.text(0), default: TenantActivity()].requests24h = row.int(1)
+                tenants[row.text(0), default: TenantActivity()].errors24h = row.int(2)
+            }
+        }
+        let daily = (0..<days).map { offset -> (String, Int64) in
+            let day = CivilDate.isoDate(epochSeconds: Int64(today - days + 1 + offset) * 86_400)
+            return (day, perDay[day] ?? 0)
+        }
+        return (tenants, daily)
+    }
+
+    /// One tenant's spend and requests per day over the last `days` days (oldest first), from the rollups.
+    public func tenantDaily(_ tenant: String, nowMs: Int64, days: Int) throws -> [(
+        day: String, nano: Int64, requests: Int64
+    )] {
+        let today = Int(nowMs / 86_400_000)
+        let firstDay = CivilDate.isoDate(epochSeconds: Int64(today - days + 1) * 86_400)
+        var found: [String: (Int64, Int64)] = [:]
+        try db.statement(
+            "SELECT day, SUM(cost_nano), SUM(requests) FROM usage_daily WHERE day >= ? AND tenant = ? GROUP BY day"
+        ).forEach([.text(firstDay), .text(tenant)]) { row in found[row.text(0)] = (row.int(1), row.int(2)) }
+        return (0..<days).map { offset in
+            let day = CivilDate.isoDate(epochSeconds: Int64(today - days + 1 + offset) * 86_400)
+            return (day, found[day]?.0 ?? 0, found[day]?.1 ?? 0)
+        }
+    }
+
+    /// Execution rows matching `filter`, newest first, at most `limit` (keyset pagination on (at_ms, id)).
+    public func executions(_ filter: ExecutionFilter, limit: Int) throws -> [ExecutionRow] {
+        var conditions: [String] = []
+        var values: [SQLValue] = []
+        if let tenant = filter.tenant {
+            conditions.append("tenant = ?")
+            values.append(.text(tenant))
+        }
+        if let status = filter.status {
+            conditions.append("status = ?")
+            values.append(.int(Int64(status)))
+        } else if filter.outcome == "error" {
+            conditions.append("status >= 400")
+        } else if filter.outcome == "ok" {
+            conditions.append("status < 400")
+        }
+        if let model = filter.model {
+            conditions.append("model = ?")
+            values.append(.text(model))
+        }
+        if let from = filter.fromMs {
+            conditions.append("at_ms >= ?")
+            values.append(.int(from))
+        }
+        if let to = filter.toMs {
+            conditions.append("at_ms < ?")
+            values.append(.int(to))
+        }
+        if let before = filter.before {
+            conditions.append("(at_ms, id) < (?, ?)")
+            values += [.int(before.atMs), .int(before.id)]
+        }
+        let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = """
+            SELECT id, at_ms, request_id, tenant, model, status, error_code, latency_ms, tokens_in, tokens_out,
+              cost_nano, streamed, fallback_used, key_id
+            FROM executions \(clause) ORDER BY at_ms DESC, id DESC LIMIT ?
+            """
+        values.append(.int(Int64(limit)))
+        var rows: [ExecutionRow] = []
+        try db.statement(sql).forEach(values) { r in
+            rows.append(
+                ExecutionRow(
+                    id: r.int(0), atMs: r.int(1), requestID: r.text(2), tenant: r.text(3), model: r.text(4),
+                    status: Int(r.int(5)), errorCode: r.text(6), latencyMs: Int(r.int(7)), tokensIn: Int(r.int(8)),
+                    tokensOut: Int(r.int(9)), costNano: r.int(10), streamed: r.int(11) != 0,
+                    fallbackUsed: r.int(12) != 0, keyID: r.text(13)))
+        }
+        return rows
+    }
+
+    /// Requests, errors and spend from the daily rollups for days in [fromDay, toDay], optionally of one
+    /// tenant and model.
+    public func rollupTotals(tenant: String?, model: String?, fromDay: String, toDay: String) throws -> (
+        requests: Int64, errors: Int64, nano: Int64
+    ) {
+        var sql = "SELECT SUM(requests), SUM(errors), SUM(cost_nano) FROM usage_daily WHERE day >= ? AND day <= ?"
+        var values: [SQLValue] = [.text(fromDay), .text(toDay)]
+        if let tenant {
+            sql += " AND tenant = ?"
+            values.append(.text(tenant))
+        }
+        if let model {
+            sql += " AND model = ?"
+            values.append(.text(model))
+        }
+        let row = try db.statement(sql).all(values).first
+        return (row?[0].int ?? 0, row?[1].int ?? 0, row?[2].int ?? 0)
+    }
+}

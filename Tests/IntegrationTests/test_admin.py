@@ -1,0 +1,313 @@
+"""The admin page over HTTPS through nginx: login, sessions, CSRF, escaping, changes reaching the API."""
+
+import html
+import re
+import time
+
+import httpx
+import pytest
+
+from conftest import Stack, wait_until
+
+PASSWORD = "correct horse battery staple"
+HOSTILE_NAME = """<script>alert("name")</script>' onmouseover="x" """
+HOSTILE_PROMPT = """</textarea><script>alert('prompt')</script>"; DROP TABLE tenants; --"""
+
+
+@pytest.fixture(scope="module")
+def admin_stack():
+    s = Stack().start()
+    s.cli("admin", "password", "--user", "root", input=PASSWORD + "\n")
+    s.cli("admin", "password", "--user", "victim", input=PASSWORD + "\n")
+    s.cli("admin", "password", "--user", "other", input=PASSWORD + "\n")
+    yield s
+    s.stop()
+
+
+class Browser:
+    """A cookie-keeping HTTPS client that behaves like a same-origin browser form."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.client = httpx.Client(base_url=stack.base, verify=False, timeout=30, follow_redirects=False)
+        self.origin = stack.base
+
+    def get(self, path, **kw):
+        return self.client.get(path, **kw)
+
+    def post(self, path, data, origin=True, csrf=True, **kw):
+        headers = {"Origin": self.origin} if origin else {}
+        if csrf is True:
+            data = {**data, "_csrf": self.csrf()}
+        elif csrf:
+            data = {**data, "_csrf": csrf}
+        return self.client.post(path, data=data, headers=headers, **kw)
+
+    def csrf(self):
+        page = self.get("/admin/").text
+        match = re.search(r'name="_csrf" value="([0-9a-f]{64})"', page)
+        assert match, page[:500]
+        return match.group(1)
+
+    def login(self, user="root", password=PASSWORD):
+        return self.client.post("/admin/login", data={"user": user, "password": password},
+                                headers={"Origin": self.origin})
+
+
+@pytest.fixture()
+def browser(admin_stack):
+    b = Browser(admin_stack)
+    r = b.login()
+    assert r.status_code == 303, r.text
+    return b
+
+
+def chat(stack, tenant, content="hello"):
+    return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=30,
+                      headers={"Authorization": f"Bearer {stack.keys[tenant]}"},
+                      json={"model": "fast", "messages": [{"role": "user", "content": content}]})
+
+
+def tenant_form(b, tenant):
+    """The tenant form's current values, as a browser would submit them unchanged."""
+    page = b.get(f"/admin/tenants/{tenant}").text
+    form = page.split('class="settings"', 1)[1].split("</form>", 1)[0]
+    data = {}
+    for name, value in re.findall(r'<input type="(?:text|password)" id="[^"]*" name="([^"]+)" value="([^"]*)"', form):
+        data[html.unescape(name)] = html.unescape(value)
+    for name, value in re.findall(r'<textarea id="[^"]*" name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S):
+        data[html.unescape(name)] = html.unescape(value)
+    for name, options in re.findall(r'<select id="[^"]*" name="([^"]+)">(.*?)</select>', form, re.S):
+        selected = re.search(r'<option value="([^"]*)" selected>', options)
+        data[name] = html.unescape(selected.group(1)) if selected else ""
+    if 'name="auth_passthrough" checked' in form:
+        data["auth_passthrough"] = "on"
+    return data
+
+
+def test_pages_need_a_login(admin_stack):
+    with httpx.Client(base_url=admin_stack.base, verify=False) as c:
+        r = c.get("/admin/")
+        assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+        r = c.get("/admin/login")
+        assert r.status_code == 200 and "<form" in r.text
+        for header, value in [("content-security-policy", "default-src 'self'"), ("x-frame-options", "DENY"),
+                              ("cache-control", "no-store"), ("referrer-policy", "same-origin")]:
+            assert value in r.headers[header]
+        assert c.get("/admin").status_code == 301
+        assert c.get("/static/admin.css").status_code == 200
+
+
+def test_login_sets_a_strict_session_cookie_and_logout_ends_it(admin_stack):
+    b = Browser(admin_stack)
+    r = b.login()
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    for part in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/admin"]:
+        assert part in cookie
+    value = re.search(r"tg_admin=([0-9a-f]{64})", cookie).group(1)
+    assert b.get("/admin/").status_code == 200
+    assert b.post("/admin/logout", {}).status_code == 303
+    # The old cookie no longer works, even if a client keeps sending it.
+    with httpx.Client(base_url=admin_stack.base, verify=False, cookies={"tg_admin": value}) as c:
+        assert c.get("/admin/").status_code == 303
+    stored = admin_stack.sql("SELECT COUNT(*) FROM admin_sessions WHERE user = 'root' AND hex(id_hash) = ?",
+                             value.upper())
+    assert stored[0][0] == 0
+
+
+def test_wrong_password_and_unknown_user_are_refused_alike(admin_stack):
+    b = Browser(admin_stack)
+    r1 = b.login(password="wrong password!")
+    r2 = b.login(user="nobody-here")
+    assert r1.status_code == r2.status_code == 401
+    assert "Wrong user or password" in r1.text and "Wrong user or password" in r2.text
+    assert "set-cookie" not in r1.headers
+
+
+def test_session_expiry_is_enforced(admin_stack, browser):
+    assert browser.get("/admin/").status_code == 200
+    # Idle for more than 30 minutes: the session is refused and deleted.
+    import sqlite3
+    conn = sqlite3.connect(admin_stack.home / "tenantgate.db", timeout=10)
+    conn.execute("UPDATE admin_sessions SET seen_ms = seen_ms - 31 * 60000")
+    conn.commit()
+    conn.close()
+    assert browser.get("/admin/").status_code == 303
+    r = browser.client.post("/admin/tenants/acme", data={"name": "x"}, headers={"Origin": browser.origin})
+    assert r.status_code == 401
+
+
+def test_changing_the_system_prompt_reaches_the_next_api_request(admin_stack, browser):
+    data = tenant_form(browser, "acme")
+    data["system_prompt"] = "Admin-set prompt for {{tenant.id}}."
+    r = browser.post("/admin/tenants/acme", data)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/admin/tenants/acme?done=saved"
+
+    def served():
+        chat(admin_stack, "acme", "prompt-probe")
+        sent = [q for q in admin_stack.upstream_requests() if "prompt-probe" in str(q["body"])]
+        return sent and sent[-1]["body"]["messages"][0] == {"role": "system", "content": "Admin-set prompt for acme."}
+    start = time.monotonic()
+    assert wait_until(served, timeout=5)
+    assert time.monotonic() - start < 2.5
+    page = browser.get("/admin/tenants/acme?done=saved").text
+    assert "Every worker serves with the new settings" in page
+    assert "Admin-set prompt for {{tenant.id}}." in page
+    # The audit log has who, what, before and after.
+    audit = browser.get("/admin/audit").text
+    assert "tenant_update" in audit and "root" in audit and "Admin-set prompt" in audit
+
+
+def test_missing_or_forged_csrf_changes_nothing(admin_stack, browser):
+    before = admin_stack.sql("SELECT json, updated_at FROM tenants WHERE id = 'acme'")
+    data = tenant_form(browser, "acme")
+    data["name"] = "Hijacked"
+    assert browser.post("/admin/tenants/acme", data, csrf=False).status_code == 403
+    assert browser.post("/admin/tenants/acme", data, csrf="0" * 64).status_code == 403
+    # A valid token from another session is not this session's token.
+    other = Browser(admin_stack)
+    other.login(user="other")
+    assert browser.post("/admin/tenants/acme", data, csrf=other.csrf()).status_code == 403
+    # The right token from a foreign origin is refused too.
+    browser.origin = "https://evil.example"
+    assert browser.post("/admin/tenants/acme", data).status_code == 403
+    browser.origin = admin_stack.base
+    assert browser.post("/admin/tenants/acme/keys", {"key_name": "x"}, csrf=False).status_code == 403
+    assert browser.post("/admin/tenants/acme/delete", {"confirm": "acme"}, csrf=False).status_code == 403
+    assert admin_stack.sql("SELECT json, updated_at FROM tenants WHERE id = 'acme'") == before
+    assert admin_stack.sql("SELECT COUNT(*) FROM api_keys WHERE tenant_id = 'acme' AND name = 'x'")[0][0] == 0
+
+
+def test_invalid_settings_are_shown_at_their_field_and_nothing_is_saved(admin_stack, browser):
+    before = admin_stack.sql("SELECT json FROM tenants WHERE id = 'globex'")
+    data = tenant_form(browser, "globex")
+    data["name"] = "Changed but not saved"
+    data["rate_limit.requests_per_minute"] = "lots"
+    data["budget.daily_usd"] = "-5"
+    r = browser.post("/admin/tenants/globex", data)
+    assert r.status_code == 422
+    assert 'aria-invalid="true"' in r.text
+    field = r.text.split('id="f-rate_limit-requests_per_minute"', 1)[1][:400]
+    assert "f-rate_limit-requests_per_minute-error" in field
+    assert 'value="lots"' in r.text and 'value="Changed but not saved"' in r.text
+    data["rate_limit.requests_per_minute"] = "10"
+    data["models"] = "mock-small, no-such-model"
+    r = browser.post("/admin/tenants/globex", data)
+    assert r.status_code == 422 and "no-such-model" in r.text
+    assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'globex'") == before
+
+
+def test_hostile_input_is_stored_literally_and_rendered_inert(admin_stack, browser):
+    r = browser.post("/admin/tenants", {"id": "hostile", "name": HOSTILE_NAME, "models": "fast"})
+    assert r.status_code == 303, r.text
+    data = tenant_form(browser, "hostile")
+    data["system_prompt"] = HOSTILE_PROMPT
+    data["variables"] = "q: ' OR 1=1; --"
+    assert browser.post("/admin/tenants/hostile", data).status_code == 303
+    stored = admin_stack.sql("SELECT json FROM tenants WHERE id = 'hostile'")[0][0]
+    assert HOSTILE_PROMPT.replace('"', '\\"') in stored and "' OR 1=1; --" in stored
+    assert admin_stack.sql("SELECT COUNT(*) FROM tenants")[0][0] > 10  # DROP TABLE did nothing
+    for path in ["/admin/", "/admin/tenants/hostile", "/admin/audit", "/admin/audit?target=hostile"]:
+        page = browser.get(path).text
+        assert "<script>" not in page, path
+        assert "alert(" not in page or "&lt;script&gt;" in page, path
+    page = browser.get("/admin/tenants/hostile").text
+    assert html.escape(HOSTILE_NAME, quote=True).replace("&#x27;", "&#39;") in page
+    assert "&lt;/textarea&gt;&lt;script&gt;" in page
+    # Invalid UTF-8 in a form is refused and changes nothing.
+    before = admin_stack.sql("SELECT json FROM tenants WHERE id = 'hostile'")
+    r = browser.client.post("/admin/tenants/hostile", content=b"_csrf=" + browser.csrf().encode() + b"&name=%FF%FE",
+                            headers={"Origin": browser.origin, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400
+    assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'hostile'") == before
+    # Odd tenant ids in URLs are a 404, never a lookup.
+    assert browser.get("/admin/tenants/..%2Fetc").status_code == 404
+    assert browser.get("/admin/tenants/Bad%20Id").status_code == 404
+
+
+def test_keys_created_once_listed_and_revoked(admin_stack, browser):
+    r = browser.post("/admin/tenants/globex/keys", {"key_name": "from-admin"})
+    assert r.status_code == 200
+    key = re.search(r'<code class="secret">(tg_[0-9A-Za-z]+)</code>', r.text).group(1)
+    key_id = re.search(r"New key (key_[0-9a-f]+)", r.text).group(1)
+
+    def status():
+        return httpx.post(f"{admin_stack.base}/tenant/globex/v1/chat/completions", verify=False,
+                          headers={"Authorization": f"Bearer {key}"},
+                          json={"messages": [{"role": "user", "content": "hi"}]}).status_code
+    assert wait_until(lambda: status() == 200, timeout=3)  # every worker knows it within a second
+    page = browser.get("/admin/tenants/globex").text
+    assert key_id in page and key not in page  # listed, never shown again
+    # A key of another tenant cannot be revoked through this tenant's page.
+    acme_key = admin_stack.sql("SELECT id FROM api_keys WHERE tenant_id = 'acme' LIMIT 1")[0][0]
+    assert browser.post("/admin/tenants/globex/keys/revoke", {"key_id": acme_key}).status_code == 404
+    assert browser.post("/admin/tenants/globex/keys/revoke", {"key_id": key_id}).status_code == 303
+    assert wait_until(lambda: status() == 401, timeout=3)
+    assert "key_revoke" in browser.get("/admin/audit").text
+
+
+def test_prompt_rollback(admin_stack, browser):
+    for text in ["Version one.", "Version two."]:
+        data = tenant_form(browser, "initech")
+        data["system_prompt"] = text
+        assert browser.post("/admin/tenants/initech", data).status_code == 303
+    versions = admin_stack.sql("SELECT version, template FROM prompt_versions WHERE tenant_id = 'initech' "
+                               "AND name = 'default' ORDER BY version")
+    one = [v for v, t in versions if t == "Version one."][-1]
+    assert browser.post("/admin/tenants/initech/rollback", {"name": "default", "version": str(one)}).status_code == 303
+    stored = admin_stack.sql("SELECT json FROM tenants WHERE id = 'initech'")[0][0]
+    assert '"system_prompt":"Version one."' in stored
+
+
+def test_create_and_delete_tenant(admin_stack, browser):
+    r = browser.post("/admin/tenants", {"id": "Not Valid", "name": "x", "models": ""})
+    assert r.status_code == 422 and 'aria-invalid="true"' in r.text
+    assert browser.post("/admin/tenants", {"id": "acme", "name": "dup", "models": ""}).status_code == 422
+    assert browser.post("/admin/tenants", {"id": "newco", "name": "NewCo", "models": "mock-small"}).status_code == 303
+    assert browser.get("/admin/tenants/newco").status_code == 200
+    r = browser.post("/admin/tenants/newco/delete", {"confirm": "wrong"})
+    assert r.status_code == 422
+    assert admin_stack.sql("SELECT COUNT(*) FROM tenants WHERE id = 'newco'")[0][0] == 1
+    assert browser.post("/admin/tenants/newco/delete", {"confirm": "newco"}).status_code == 303
+    assert admin_stack.sql("SELECT COUNT(*) FROM tenants WHERE id = 'newco'")[0][0] == 0
+    assert browser.get("/admin/tenants/newco").status_code == 404
+
+
+def test_dashboard_and_executions_show_usage(admin_stack, browser):
+    for i in range(3):
+        assert chat(admin_stack, "limited", f"dash-{i}").status_code == 200
+    assert wait_until(lambda: admin_stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'limited'")[0][0] >= 3)
+    page = browser.get("/admin/").text
+    assert "<svg" in page and "Daily spend" in page
+    assert '<a href="/admin/tenants/limited">limited</a>' in page
+    page = browser.get("/admin/executions?tenant=limited").text
+    assert page.count("<tr class=\"ok\">") >= 3
+    assert "3 requests" in page or "requests" in page
+    # Filters stay inside the tenant asked for: no other tenant's rows.
+    assert "/admin/tenants/acme\"" not in page
+    r = browser.get("/admin/executions?tenant=<x>&status=abc&from=yesterday")
+    assert r.status_code == 400 and "<x>" not in r.text
+
+
+def test_login_is_throttled_per_user(admin_stack):
+    b = Browser(admin_stack)
+    for _ in range(5):
+        assert b.login(user="victim", password="not the password").status_code == 401
+    r = b.login(user="victim")
+    assert r.status_code == 429 and "retry-after" in r.headers
+    # Another user from the same address is still fine.
+    assert Browser(admin_stack).login(user="other").status_code == 303
+
+
+def test_login_without_origin_is_refused(admin_stack):
+    with httpx.Client(base_url=admin_stack.base, verify=False) as c:
+        assert c.post("/admin/login", data={"user": "root", "password": PASSWORD}).status_code == 403
+
+
+def test_zz_login_is_throttled_per_address(admin_stack):
+    b = Browser(admin_stack)
+    for i in range(20):
+        b.login(user=f"spray-{i}", password="guess")
+    assert b.login(user="root").status_code == 429
