@@ -52,6 +52,12 @@ public struct HTML: Sendable, Equatable, ExpressibleByStringInterpolation {
 
     /// `&`, `<`, `>`, `"` and `'` as character references.
     public static func escape(_ s: String, into out: inout String) {
+        // Most text has nothing to escape: append it whole.
+        let special = s.utf8.contains { $0 == 0x26 || $0 == 0x3C || $0 == 0x3E || $0 == 0x22 || $0 == 0x27 }
+        guard special else {
+            out += s
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "&": out += "&amp;"

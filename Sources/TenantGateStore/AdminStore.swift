@@ -63,6 +63,11 @@ public struct TenantActivity: Sendable {
 
     /// No activity.
     public init() {}
+
+    init(monthNano: Int64, todayNano: Int64) {
+        self.monthNano = monthNano
+        self.todayNano = todayNano
+    }
 }
 
 /// Admin users, sessions, login throttling, the audit log, and the admin page's read models (from the
@@ -233,19 +238,18 @@ public struct AdminStore {
         let today = Int(nowMs / 86_400_000)
         let firstDay = CivilDate.isoDate(epochSeconds: Int64(today - days + 1) * 86_400)
         let monthStart = periods.month + "-01"
-        let since = min(firstDay, monthStart)
         var tenants: [String: TenantActivity] = [:]
         var perDay: [String: Int64] = [:]
         try db.serialized {
+            try db.statement("SELECT day, SUM(cost_nano) FROM usage_daily WHERE day >= ? GROUP BY day")
+                .forEach([.text(firstDay)]) { row in perDay[row.text(0)] = row.int(1) }
             try db.statement(
-                "SELECT day, tenant, SUM(cost_nano) FROM usage_daily WHERE day >= ? GROUP BY day, tenant"
-            ).forEach([.text(since)]) { row in
-                let day = row.text(0)
-                let tenant = row.text(1)
-                let nano = row.int(2)
-                if day >= firstDay { perDay[day, default: 0] += nano }
-                if day >= monthStart { tenants[tenant, default: TenantActivity()].monthNano += nano }
-                if day == periods.day { tenants[tenant, default: TenantActivity()].todayNano += nano }
+                """
+                SELECT tenant, SUM(cost_nano), SUM(CASE WHEN day = ? THEN cost_nano ELSE 0 END) FROM usage_daily
+                WHERE day >= ? GROUP BY tenant
+                """
+            ).forEach([.text(periods.day), .text(monthStart)]) { row in
+                tenants[row.text(0)] = TenantActivity(monthNano: row.int(1), todayNano: row.int(2))
             }
             try db.statement(
                 "SELECT tenant, SUM(requests), SUM(errors) FROM usage_hourly WHERE hour > ? GROUP BY tenant"
@@ -278,46 +282,63 @@ public struct AdminStore {
     }
 
     /// Execution rows matching `filter`, newest first, at most `limit` (keyset pagination on (at_ms, id)).
-    public func executions(_ filter: ExecutionFilter, limit: Int) throws -> [ExecutionRow] {
-        var conditions: [String] = []
+    /// Tenant and time use indexes; status and model are checked on at most `scanBudget` rows of that
+    /// range, so every query is bounded: when the budget runs out first, `scannedTo` is the cursor to
+    /// continue from.
+    public func executions(_ filter: ExecutionFilter, limit: Int, scanBudget: Int = 20_000) throws -> (
+        rows: [ExecutionRow], scannedTo: (atMs: Int64, id: Int64)?
+    ) {
+        var indexed: [String] = []
         var values: [SQLValue] = []
         if let tenant = filter.tenant {
-            conditions.append("tenant = ?")
+            indexed.append("tenant = ?")
             values.append(.text(tenant))
         }
-        if let status = filter.status {
-            conditions.append("status = ?")
-            values.append(.int(Int64(status)))
-        } else if filter.outcome == "error" {
-            conditions.append("status >= 400")
-        } else if filter.outcome == "ok" {
-            conditions.append("status < 400")
-        }
-        if let model = filter.model {
-            conditions.append("model = ?")
-            values.append(.text(model))
-        }
         if let from = filter.fromMs {
-            conditions.append("at_ms >= ?")
+            indexed.append("at_ms >= ?")
             values.append(.int(from))
         }
         if let to = filter.toMs {
-            conditions.append("at_ms < ?")
+            indexed.append("at_ms < ?")
             values.append(.int(to))
         }
         if let before = filter.before {
-            conditions.append("(at_ms, id) < (?, ?)")
+            indexed.append("(at_ms, id) < (?, ?)")
             values += [.int(before.atMs), .int(before.id)]
         }
-        let clause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        let sql = """
-            SELECT id, at_ms, request_id, tenant, model, status, error_code, latency_ms, tokens_in, tokens_out,
-              cost_nano, streamed, fallback_used, key_id
-            FROM executions \(clause) ORDER BY at_ms DESC, id DESC LIMIT ?
+        var residual: [String] = []
+        var residualValues: [SQLValue] = []
+        if let status = filter.status {
+            residual.append("status = ?")
+            residualValues.append(.int(Int64(status)))
+        } else if filter.outcome == "error" {
+            residual.append("status >= 400")
+        } else if filter.outcome == "ok" {
+            residual.append("status < 400")
+        }
+        if let model = filter.model {
+            residual.append("model = ?")
+            residualValues.append(.text(model))
+        }
+        let whereIndexed = indexed.isEmpty ? "" : "WHERE " + indexed.joined(separator: " AND ")
+        let columns = """
+            id, at_ms, request_id, tenant, model, status, error_code, latency_ms, tokens_in, tokens_out, cost_nano,
+            streamed, fallback_used, key_id
             """
-        values.append(.int(Int64(limit)))
+        let sql: String
+        var bindings = values
+        if residual.isEmpty {
+            sql = "SELECT \(columns) FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT ?"
+        } else {
+            sql = """
+                SELECT \(columns) FROM (SELECT * FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT ?)
+                WHERE \(residual.joined(separator: " AND ")) ORDER BY at_ms DESC, id DESC LIMIT ?
+                """
+            bindings += [.int(Int64(scanBudget))] + residualValues
+        }
+        bindings.append(.int(Int64(limit)))
         var rows: [ExecutionRow] = []
-        try db.statement(sql).forEach(values) { r in
+        try db.statement(sql).forEach(bindings) { r in
             rows.append(
                 ExecutionRow(
                     id: r.int(0), atMs: r.int(1), requestID: r.text(2), tenant: r.text(3), model: r.text(4),
@@ -325,7 +346,12 @@ public struct AdminStore {
                     tokensOut: Int(r.int(9)), costNano: r.int(10), streamed: r.int(11) != 0,
                     fallbackUsed: r.int(12) != 0, keyID: r.text(13)))
         }
-        return rows
+        guard !residual.isEmpty, rows.count < limit else { return (rows, nil) }
+        let last = try db.statement(
+            "SELECT at_ms, id FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT 1 OFFSET ?"
+        ).all(values + [.int(Int64(scanBudget - 1))]).first
+        guard let at = last?[0].int, let id = last?[1].int else { return (rows, nil) }
+        return (rows, (at, id))
     }
 
     /// Requests, errors and spend from the daily rollups for days in [fromDay, toDay], optionally of one

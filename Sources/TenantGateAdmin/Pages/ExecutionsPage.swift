@@ -40,7 +40,7 @@ enum ExecutionsPage {
             let parts = cursor.split(separator: "-")
             if parts.count == 2, let at = Int64(parts[0]), let id = Int64(parts[1]) { filter.before = (at, id) }
         }
-        let rows = errors.isEmpty ? try context.admin.executions(filter, limit: pageSize) : []
+        let (rows, scannedTo) = errors.isEmpty ? try context.admin.executions(filter, limit: pageSize) : ([], nil)
         var values: [String: String] = [:]
         for name in ["tenant", "status", "model", "from", "to"] { values[name] = form[name] ?? "" }
 
@@ -60,13 +60,17 @@ enum ExecutionsPage {
                 """
         }
         var next = HTML()
-        if rows.count == pageSize, let last = rows.last {
+        let cursor = rows.count == pageSize ? rows.last.map { ($0.atMs, $0.id) } : scannedTo
+        if let (at, id) = cursor {
             var query = ""
             for name in ["tenant", "status", "model", "from", "to"] {
                 if let v = form.text(name) { query += "\(name)=\(percentEncoded(v))&" }
             }
-            query += "before=\(last.atMs)-\(last.id)"
-            next = "<p><a rel=\"next\" href=\"/admin/executions?\(query)\">Older →</a></p>"
+            query += "before=\(at)-\(id)"
+            let searched: HTML =
+                rows.count < pageSize
+                ? "<span class=\"muted\">Searched back to \(Layout.time(at)) UTC. </span>" : HTML()
+            next = "<p>\(searched)<a rel=\"next\" href=\"/admin/executions?\(query)\">Older →</a></p>"
         }
         let models = [("", "any")] + context.config.models.keys.sorted().map { ($0, $0) }
         let body: HTML = """

@@ -31,8 +31,13 @@ enum Layout {
         "<input type=\"hidden\" name=\"_csrf\" value=\"\(session?.csrf ?? "")\">"
     }
 
-    /// USD with two decimals (cents) from nano-USD, for tables and labels.
+    /// USD from nano-USD for tables and labels: cents from $1 up, micro-dollars below (LLM calls are cheap).
     static func usd(_ nano: Int64) -> String {
+        if nano < 1_000_000_000 {
+            let micros = (nano + 500) / 1000
+            let frac = String(micros)
+            return "$0." + String(repeating: "0", count: max(0, 6 - frac.count)) + frac
+        }
         let cents = (nano + 5_000_000) / 10_000_000
         let frac = cents % 100
         return "$\(cents / 100).\(frac < 10 ? "0" : "")\(frac)"

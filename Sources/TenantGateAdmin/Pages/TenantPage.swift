@@ -45,7 +45,7 @@ enum TenantPage {
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
         var filter = ExecutionFilter()
         filter.tenant = id
-        let recent = try context.admin.executions(filter, limit: 20)
+        let recent = try context.admin.executions(filter, limit: 20).rows
         body += """
             <section><h2>Recent executions</h2>\(ExecutionsPage.table(recent, showTenant: false))\
             <p><a href="/admin/executions?tenant=\(id)">All executions of \(id)</a> · \
@@ -121,7 +121,7 @@ enum TenantPage {
             \(Layout.field("name", label: "Name", values: values, errors: errors))
             \(Layout.field("models", label: "Allowed models (first is the default)", values: values, errors: errors, hint: "Comma-separated. Catalog: \(catalog)"))
             \(Layout.textarea("fallbacks", label: "Fallbacks", values: values, errors: errors, hint: "One line per model: model: fallback1, fallback2"))
-            <div class="field"><label><input type="checkbox" name="auth_passthrough"\(values["auth_passthrough"] == "on" ? " checked" as HTML : HTML())> \
+            <div class="field check"><label><input type="checkbox" name="auth_passthrough"\(values["auth_passthrough"] == "on" ? " checked" as HTML : HTML())> \
             BYOK: forward the client's own provider key</label></div>
             </fieldset>
             <fieldset><legend>System prompt</legend>
