@@ -248,6 +248,35 @@ def test_keys_created_once_listed_and_revoked(admin_stack, browser):
     assert "key_revoke" in browser.get("/admin/audit").text
 
 
+def test_upstream_keys_are_write_only_and_never_shown(admin_stack, browser):
+    secret = "sk-admin-typed-secret-0123456789"
+    data = tenant_form(browser, "acme")
+    assert "upstream_keys.up" in data and data["upstream_keys.up"] == ""  # a write-only field
+    data["upstream_keys.up"] = secret
+    assert browser.post("/admin/tenants/acme", data).status_code == 303
+    for path in ["/admin/tenants/acme", "/admin/audit", "/admin/"]:
+        page = browser.get(path).text
+        assert secret not in page and "0123456789" not in page, path
+    assert "sk-…6789" in browser.get("/admin/tenants/acme").text
+    raw = (admin_stack.home / "tenantgate.db").read_bytes()
+    assert secret.encode() not in raw
+    assert all(secret not in (row[0] or "") + (row[1] or "")
+               for row in admin_stack.sql("SELECT before, after FROM admin_audit"))
+
+    def used():
+        chat(admin_stack, "acme", "managed-key-probe")
+        sent = [q for q in admin_stack.upstream_requests() if "managed-key-probe" in str(q["body"])]
+        return sent and sent[-1]["headers"]["authorization"] == f"Bearer {secret}"
+    assert wait_until(used, timeout=3)
+    # Saving the form again without typing a key keeps the stored one; "remove" deletes it.
+    data = tenant_form(browser, "acme")
+    assert browser.post("/admin/tenants/acme", data).status_code == 303
+    assert admin_stack.sql("SELECT COUNT(*) FROM upstream_keys WHERE tenant_id = 'acme'")[0][0] == 1
+    data["remove_key.up"] = "on"
+    assert browser.post("/admin/tenants/acme", data).status_code == 303
+    assert admin_stack.sql("SELECT COUNT(*) FROM upstream_keys WHERE tenant_id = 'acme'")[0][0] == 0
+
+
 def test_prompt_rollback(admin_stack, browser):
     for text in ["Version one.", "Version two."]:
         data = tenant_form(browser, "initech")

@@ -20,6 +20,23 @@ import Testing
     }
 }
 
+@Suite struct LayoutTests {
+    @Test(arguments: [
+        (Int64(0), "$0"), (1_234, "$0.000001"), (135_000, "$0.000135"), (999_999_999, "$1.00"),
+        (999_000_000, "$0.999000"),
+        (1_000_000_000, "$1.00"), (12_345_000_000, "$12.35"),
+    ])
+    func usdShowsSmallAmountsInMicroDollars(_ nano: Int64, _ text: String) {
+        #expect(Layout.usd(nano) == text)
+    }
+
+    @Test func dayParsingRefusesNonsense() {
+        #expect(ExecutionsPage.day("2026-11-22") == CivilDate.days(year: 2026, month: 11, day: 22))
+        #expect(ExecutionsPage.day("yesterday") == nil)
+        #expect(ExecutionsPage.day("2026-13-01") == nil)
+    }
+}
+
 @Suite struct FormTests {
     @Test func decodesPercentAndPlus() throws {
         let form = try Form(urlencoded: Array("a=1+2&b=%3Cx%3E%20%C3%A9&c&a=3&d=%ZZ".utf8))
@@ -105,7 +122,9 @@ import Testing
         #expect(values["features.y"] == "30")
         #expect(values["budget.daily_usd"] == "2.5")
         let back = try TenantPage.validated(
-            "t", TenantForm.document(try form(values.map { ($0.key, $0.value) }), current: tenant))
+            "t",
+            TenantForm.document(try form(values.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }), current: tenant)
+        )
         #expect(back == (try TenantPage.validated("t", ConfigNode(json: tenant))))
     }
 }

@@ -77,7 +77,7 @@ enum ExecutionsPage {
             <h1>Executions</h1>
             <form method="get" action="/admin/executions" class="filters">
             \(Layout.field("tenant", label: "Tenant", values: values, errors: errors))
-            \(Layout.field("status", label: "Status", values: values, errors: errors, hint: "ok, error or a code"))
+            \(Layout.field("status", label: "Status", values: values, errors: errors, attributes: " placeholder=\"ok, error or a code\""))
             \(Layout.select("model", label: "Model", options: models, values: values, errors: errors))
             \(Layout.field("from", label: "From (UTC day)", values: values, errors: errors, type: "date"))
             \(Layout.field("to", label: "To (UTC day)", values: values, errors: errors, type: "date"))

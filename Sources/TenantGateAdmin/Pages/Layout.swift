@@ -33,8 +33,9 @@ enum Layout {
 
     /// USD from nano-USD for tables and labels: cents from $1 up, micro-dollars below (LLM calls are cheap).
     static func usd(_ nano: Int64) -> String {
-        if nano < 1_000_000_000 {
-            let micros = (nano + 500) / 1000
+        if nano == 0 { return "$0" }
+        let micros = (nano + 500) / 1000
+        if micros < 1_000_000 {
             let frac = String(micros)
             return "$0." + String(repeating: "0", count: max(0, 6 - frac.count)) + frac
         }
