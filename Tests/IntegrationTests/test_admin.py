@@ -222,6 +222,12 @@ def test_hostile_input_is_stored_literally_and_rendered_inert(admin_stack, brows
                             headers={"Origin": browser.origin, "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400
     assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'hostile'") == before
+    # A very long value is refused at its field, and nothing is saved.
+    data = tenant_form(browser, "hostile")
+    data["name"] = "N" * 10_000
+    r = browser.post("/admin/tenants/hostile", data)
+    assert r.status_code == 422 and "longer than 200 bytes" in r.text
+    assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'hostile'") == before
     # Odd tenant ids in URLs are a 404, never a lookup.
     assert browser.get("/admin/tenants/..%2Fetc").status_code == 404
     assert browser.get("/admin/tenants/Bad%20Id").status_code == 404

@@ -60,6 +60,7 @@ def test_operator_logs_in_edits_a_tenant_and_sees_the_result(browser_stack, driv
     driver.save_screenshot(str(ARTIFACTS / "admin-dashboard.png"))
 
     driver.find_element(By.LINK_TEXT, "globex").click()
+    assert wait_until(lambda: driver.find_elements(By.ID, "f-name"), timeout=10)
     name = driver.find_element(By.ID, "f-name")
     name.clear()
     name.send_keys("Globex Worldwide")
@@ -71,6 +72,7 @@ def test_operator_logs_in_edits_a_tenant_and_sees_the_result(browser_stack, driv
     prompt.send_keys("Browser-set prompt.")
     driver.find_element(By.CSS_SELECTOR, "form.settings button[type=submit]").click()
     assert wait_until(lambda: "done=saved" in driver.current_url, timeout=10)
+    assert wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".flash"), timeout=10)
     assert "Every worker serves with the new settings" in driver.find_element(By.CSS_SELECTOR, ".flash").text
     assert driver.find_element(By.ID, "f-name").get_attribute("value") == "Globex Worldwide"
     assert driver.find_element(By.ID, "f-rate_limit-requests_per_minute").get_attribute("value") == "1234"
@@ -88,6 +90,7 @@ def test_operator_logs_in_edits_a_tenant_and_sees_the_result(browser_stack, driv
     rpm.clear()
     rpm.send_keys("many")
     driver.find_element(By.CSS_SELECTOR, "form.settings button[type=submit]").click()
+    assert wait_until(lambda: driver.find_elements(By.ID, "f-rate_limit-requests_per_minute-error"), timeout=10)
     error = driver.find_element(By.ID, "f-rate_limit-requests_per_minute-error")
     assert "integer" in error.text
     assert driver.find_element(By.ID, "f-rate_limit-requests_per_minute").get_attribute("value") == "many"

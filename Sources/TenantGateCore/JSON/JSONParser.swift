@@ -259,3 +259,14 @@ public struct JSONParser {
         throw JSONParseError(message: "invalid UTF-8", offset: i)
     }
 }
+
+extension JSONParser {
+    /// A client's request body, or `400 invalid_json` saying where it broke.
+    public static func parseRequestBody(_ bytes: [UInt8]) throws(GatewayError) -> JSONValue {
+        do {
+            return try JSONParser.parse(bytes)
+        } catch {
+            throw GatewayError.invalidJSON(error.description)
+        }
+    }
+}

@@ -17,12 +17,7 @@ public struct ChatRequest: Sendable {
 
     /// Parses and validates raw bytes.
     public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> ChatRequest {
-        let json: JSONValue
-        do {
-            json = try JSONParser.parse(bytes)
-        } catch {
-            throw GatewayError.invalidJSON(error.description)
-        }
+        let json = try JSONParser.parseRequestBody(bytes)
         return try validate(json)
     }
 

@@ -10,12 +10,7 @@ public struct EmbeddingsRequest: Sendable {
 
     /// Parses and validates raw bytes.
     public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> EmbeddingsRequest {
-        let json: JSONValue
-        do {
-            json = try JSONParser.parse(bytes)
-        } catch {
-            throw GatewayError.invalidJSON(error.description)
-        }
+        let json = try JSONParser.parseRequestBody(bytes)
         let model = try ModelSelection.requested(in: json)
         var texts: [String] = []
         var tokenIDs = 0

@@ -3,12 +3,7 @@
 public enum MessagesAPI {
     /// Parses and validates an Anthropic Messages request into the equivalent `ChatRequest`.
     public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> ChatRequest {
-        let json: JSONValue
-        do {
-            json = try JSONParser.parse(bytes)
-        } catch {
-            throw GatewayError.invalidJSON(error.description)
-        }
+        let json = try JSONParser.parseRequestBody(bytes)
         return try ChatRequest.validate(try chatBody(json))
     }
 
