@@ -20,6 +20,10 @@ struct ChatHandler {
 
     private var baseHeaders: [(String, String)] = []
     private var writer: ReplyWriter
+    /// The Anthropic client's request as sent (for native calls to Anthropic backends).
+    private var messages: MessagesRequest?
+    /// The system prompt for a native Anthropic call, when a tenant template changed it.
+    private var nativeSystem: String?
 
     init(
         config: GatewayConfig, principal: Principal, request: Request, sink: ResponseSink, resources: ThreadResources,
@@ -41,7 +45,14 @@ struct ChatHandler {
     }
 
     mutating func run(outcome: inout Outcome) throws {
-        var chat = try api == .anthropic ? MessagesAPI.parse(request.body) : ChatRequest.parse(request.body)
+        var chat: ChatRequest
+        if api == .anthropic {
+            let parsed = try MessagesAPI.parse(request.body)
+            messages = parsed
+            chat = parsed.chat
+        } else {
+            chat = try ChatRequest.parse(request.body)
+        }
         outcome.endUser = chat.user ?? subject
         outcome.streamed = chat.stream
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
@@ -62,6 +73,8 @@ struct ChatHandler {
             chat, tenant: tenant, model: modelName, requested: request.headers["x-tenantgate-prompt"],
             epochSeconds: Posix.wallMicros() / 1_000_000)
         if let served {
+            nativeSystem = chat.messages.filter { ["system", "developer"].contains($0["role"]?.stringValue ?? "") }
+                .map { AnthropicRequest.plainText($0["content"]) }.joined(separator: "\n\n")
             outcome.prompt = "\(served.name)@\(served.version)"
             baseHeaders.append(("X-TenantGate-Prompt", "\(served.name)@\(served.version)"))
         }
@@ -244,11 +257,24 @@ struct ChatHandler {
     {
         let url: String
         var body: JSONValue
+        var native = false
         if backend.provider == .anthropic {
             url = AnthropicRequest.url(baseURL: backend.baseURL)
-            body = try AnthropicRequest.body(
-                chat, upstreamModel: model.upstreamModel, defaultMaxTokens: model.maxTokens)
+            if let messages {
+                // Anthropic client, Anthropic backend: the client's own body, so nothing is lost in translation.
+                body = MessagesAPI.nativeBody(
+                    messages.original, upstreamModel: model.upstreamModel, system: nativeSystem)
+                native = true
+            } else {
+                body = try AnthropicRequest.body(
+                    chat, upstreamModel: model.upstreamModel, defaultMaxTokens: model.maxTokens)
+            }
         } else {
+            if let kinds = messages?.nativeOnly, !kinds.isEmpty {
+                throw GatewayError.invalidRequest(
+                    "Content blocks of type \(kinds.joined(separator: ", ")) need a model on an Anthropic backend; '\(model.name)' is not."
+                )
+            }
             url = backend.baseURL + "/chat/completions"
             body = chat.body.setting("model", .string(model.upstreamModel))
             if chat.stream {
@@ -268,14 +294,15 @@ struct ChatHandler {
         let started = Posix.monotonicMs()
         defer { outcome.upstreamMs = Int(Posix.monotonicMs() - started) }
         if chat.stream {
-            try stream(outgoing, chat: chat, model: model, provider: backend.provider, outcome: &outcome)
+            try stream(
+                outgoing, chat: chat, model: model, provider: backend.provider, native: native, outcome: &outcome)
         } else {
-            try complete(outgoing, model: model, provider: backend.provider, outcome: &outcome)
+            try complete(outgoing, model: model, provider: backend.provider, native: native, outcome: &outcome)
         }
     }
 
     private func complete(
-        _ outgoing: OutgoingRequest, model: ModelConfig, provider: ProviderKind, outcome: inout Outcome
+        _ outgoing: OutgoingRequest, model: ModelConfig, provider: ProviderKind, native: Bool, outcome: inout Outcome
     )
         throws
     {
@@ -293,7 +320,10 @@ struct ChatHandler {
             throw GatewayError.upstreamError("the upstream returned a body that is not a JSON object")
         }
         let answer: [UInt8]
-        if provider == .anthropic {
+        if native {
+            outcome.usage = Usage(anthropic: json["usage"])
+            answer = collected
+        } else if provider == .anthropic {
             let created = Int(Posix.wallMicros() / 1_000_000)
             let (completion, usage) = AnthropicResponse.completion(
                 json, id: completionID(), model: model.name, created: created)
@@ -308,7 +338,7 @@ struct ChatHandler {
     }
 
     private func stream(
-        _ outgoing: OutgoingRequest, chat: ChatRequest, model: ModelConfig, provider: ProviderKind,
+        _ outgoing: OutgoingRequest, chat: ChatRequest, model: ModelConfig, provider: ProviderKind, native: Bool,
         outcome: inout Outcome
     ) throws {
         var parser = SSEParser()
@@ -348,9 +378,11 @@ struct ChatHandler {
                 let json = try? JSONParser.parse(event.data)
                 if provider == .anthropic {
                     guard let json else { continue }
+                    // Native: the upstream's events go out as they are; the translator only keeps count.
+                    if native { out += SSEParser.frame(data: event.data, event: event.event) }
                     for chunk in translator.feed(json) {
                         count(chunk)
-                        out += writer.chunk(chunk, raw: nil)
+                        if !native { out += writer.chunk(chunk, raw: nil) }
                     }
                     if let message = translator.errorMessage {
                         upstreamFailure = message
@@ -359,7 +391,7 @@ struct ChatHandler {
                     if translator.finished {
                         ended = true
                         usage = translator.usage
-                        out += writer.done(usage: usage, usageChunk: translator.usageChunk)
+                        if !native { out += writer.done(usage: usage, usageChunk: translator.usageChunk) }
                     }
                     continue
                 }
@@ -422,7 +454,8 @@ struct ChatHandler {
         }
         if let failure {
             outcome.errorCode = failure.code
-            sink.body(writer.failure(failure))
+            // A native stream already carried the upstream's own error event.
+            if !(native && upstreamFailure != nil) { sink.body(writer.failure(failure)) }
         }
         sink.flush()
     }

@@ -105,6 +105,9 @@ tenants:
   anthro2:
     models: [sonnet]
     circuit_breaker: {{errors: 2, within_s: 60, cooldown_s: 2}}
+  anthro3:
+    models: [sonnet, fast]
+    system_prompt: "Tenant rules for {{{{tenant.id}}}}."
   nomsg:
     models: [fast]
     features: {{messages_api: false}}
@@ -152,7 +155,7 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "anthro", "anthro2", "nomsg"):
+                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

@@ -328,3 +328,45 @@ def test_bare_messages_path_resolves_the_tenant_from_the_key(stack):
         model="mock-small", max_tokens=20, messages=[{"role": "user", "content": "bare path"}])
     assert raw.headers["x-tenant-id"] == "anthro"
     assert raw.parse().content[0].text.startswith("This is TenantGate's mock backend.")
+
+
+def test_anthropic_to_anthropic_is_native(stack):
+    """cache_control, thinking, top_k and document blocks reach an Anthropic backend untouched."""
+    body = {
+        "model": "sonnet", "max_tokens": 40, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "system": [{"type": "text", "text": "Long shared context.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "A memo."}},
+            {"type": "text", "text": "nat-1 summarise", "cache_control": {"type": "ephemeral"}}]}],
+        "metadata": {"user_id": "u-9"},
+    }
+    headers = {"x-api-key": stack.keys["anthro"], "anthropic-version": "2023-06-01"}
+    r = httpx.post(f"{stack.base}/tenant/anthro/v1/messages", json=body, headers=headers, verify=False, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "msg_mock"  # the upstream's own answer
+    [up] = seen(stack, "nat-1")
+    assert up["body"] == {**body, "model": "claude-sonnet-4-5"}
+    # Streaming: the upstream's events, as sent.
+    with httpx.stream("POST", f"{stack.base}/tenant/anthro/v1/messages", json={**body, "stream": True,
+                      "messages": [{"role": "user", "content": "nat-2"}]}, headers=headers, verify=False) as s:
+        text = s.read().decode()
+    assert text.count("event: ping") == 1 and '"id": "msg_mock"' in text and "event: message_stop" in text
+    rid = s.headers["x-request-id"]
+    _, status, tin, tout, _, _ = execution(stack, rid)
+    assert (status, tout) == (200, 4) and tin > 0
+    # The same document for a model on an OpenAI backend cannot be translated: a clear 400, no call.
+    r = httpx.post(f"{stack.base}/tenant/anthro/v1/messages", json={**body, "model": "fast"}, headers=headers,
+                   verify=False, timeout=30)
+    assert r.status_code == 400 and "document" in r.json()["error"]["message"]
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert len(seen(stack, "nat-1")) == 1
+
+
+def test_tenant_prompt_applies_to_native_calls(stack):
+    message = ant(stack, "anthro3").messages.create(
+        model="sonnet", max_tokens=20, system="Client rules.",
+        messages=[{"role": "user", "content": "nat-3"}])
+    assert message.content[0].text
+    [up] = seen(stack, "nat-3")
+    assert up["body"]["system"] == "Tenant rules for anthro3.\n\nClient rules."

@@ -162,7 +162,7 @@ private let recordedStream = [
 
 @Suite struct MessagesAPITests {
     @Test func requestBecomesAChatRequest() throws {
-        let request = try MessagesAPI.parse(
+        let parsed = try MessagesAPI.parse(
             Array(
                 #"""
                 {"model":"sonnet","max_tokens":100,"stream":true,"temperature":0.5,"top_k":5,"stop_sequences":["X"],
@@ -175,6 +175,8 @@ private let recordedStream = [
                   {"role":"assistant","content":[{"type":"thinking","thinking":"..."},{"type":"text","text":"Calling."},{"type":"tool_use","id":"tu_1","name":"calc","input":{"a":2,"b":2}}]},
                   {"role":"user","content":[{"type":"tool_result","tool_use_id":"tu_1","content":[{"type":"text","text":"4"}]},{"type":"text","text":"And 3+3?"},{"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"/9j"}}]}]}
                 """#.utf8))
+        #expect(parsed.nativeOnly.isEmpty)
+        let request = parsed.chat
         #expect(request.model == "sonnet")
         #expect(request.maxTokens == 100)
         #expect(request.stream && request.includeUsage)
@@ -217,6 +219,21 @@ private let recordedStream = [
     ])
     func malformedRequestsAreRefused(_ text: String) {
         #expect(throws: GatewayError.self) { try MessagesAPI.parse(Array(text.utf8)) }
+    }
+
+    @Test func nativeOnlyBlocksAreKeptForAnthropicBackends() throws {
+        let parsed = try MessagesAPI.parse(
+            Array(
+                #"{"model":"m","max_tokens":5,"system":"Mine.","metadata":{"prompt":"sales","user_id":"u"},"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","data":"x","media_type":"text/plain"}},{"type":"text","text":"sum"}]}]}"#
+                    .utf8))
+        #expect(parsed.nativeOnly == ["document"])
+        let native = MessagesAPI.nativeBody(parsed.original, upstreamModel: "claude-x", system: nil)
+        #expect(native["model"]?.stringValue == "claude-x")
+        #expect(native["system"]?.stringValue == "Mine.")
+        #expect(native["metadata"] == .object([("user_id", .string("u"))]))
+        #expect(native["messages"] == parsed.original["messages"])
+        let prompted = MessagesAPI.nativeBody(parsed.original, upstreamModel: "c", system: "Tenant.\n\nMine.")
+        #expect(prompted["system"]?.stringValue == "Tenant.\n\nMine.")
     }
 
     @Test func completionBecomesAMessage() throws {

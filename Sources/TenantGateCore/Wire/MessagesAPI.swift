@@ -1,14 +1,49 @@
+/// A parsed Anthropic Messages request: its Chat Completions equivalent (what limits, prompts and every
+/// non-Anthropic backend work on) and the original body (sent natively to Anthropic backends, so
+/// `cache_control`, `thinking`, documents and the rest survive).
+public struct MessagesRequest: Sendable {
+    public let chat: ChatRequest
+    public let original: JSONValue
+    /// Content block types with no Chat Completions counterpart (only an Anthropic backend can serve them).
+    public let nativeOnly: [String]
+}
+
 /// The inbound Anthropic Messages API (`POST /v1/messages`): requests become Chat Completions requests
 /// (so every backend can serve them), answers and errors go back in Anthropic's shapes.
 public enum MessagesAPI {
-    /// Parses and validates an Anthropic Messages request into the equivalent `ChatRequest`.
-    public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> ChatRequest {
+    /// Block types translation understands; other well-formed blocks are kept for Anthropic backends.
+    static let translatable: Set<String> = [
+        "text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking",
+    ]
+
+    /// Parses and validates an Anthropic Messages request.
+    public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> MessagesRequest {
         let json = try JSONParser.parseRequestBody(bytes)
-        return try ChatRequest.validate(try chatBody(json))
+        var nativeOnly: [String] = []
+        let chat = try ChatRequest.validate(try chatBody(json, nativeOnly: &nativeOnly))
+        return MessagesRequest(chat: chat, original: json, nativeOnly: nativeOnly)
+    }
+
+    /// The body sent to an Anthropic backend: the client's own, with the upstream model, the system prompt
+    /// the prompt stage produced (only when a tenant template applied; otherwise the client's `system`,
+    /// blocks and `cache_control` included, is kept) and TenantGate's `metadata.prompt` removed.
+    public static func nativeBody(_ original: JSONValue, upstreamModel: String, system: String?) -> JSONValue {
+        var body = original.setting("model", .string(upstreamModel))
+        if let system { body = system.isEmpty ? body.removing("system") : body.setting("system", .string(system)) }
+        if let metadata = body["metadata"], metadata["prompt"] != nil {
+            let rest = metadata.removing("prompt")
+            body = rest.objectValue?.isEmpty == true ? body.removing("metadata") : body.setting("metadata", rest)
+        }
+        return body
     }
 
     /// The Chat Completions body for an Anthropic Messages body.
     public static func chatBody(_ json: JSONValue) throws(GatewayError) -> JSONValue {
+        var ignored: [String] = []
+        return try chatBody(json, nativeOnly: &ignored)
+    }
+
+    static func chatBody(_ json: JSONValue, nativeOnly: inout [String]) throws(GatewayError) -> JSONValue {
         guard case .object = json else { throw GatewayError.invalidRequest("The request body must be a JSON object.") }
         guard let maxTokens = json["max_tokens"] else {
             throw GatewayError.invalidRequest("max_tokens: Field required", param: "max_tokens")
@@ -26,7 +61,7 @@ public enum MessagesAPI {
             chat.append(.object([("role", .string("system")), ("content", .string(try systemText(system)))]))
         }
         for (i, message) in messages.enumerated() {
-            chat += try chatMessages(message, index: i)
+            chat += try chatMessages(message, index: i, nativeOnly: &nativeOnly)
         }
         out.append(("messages", .array(chat)))
         out.append(("max_tokens", .int(n)))
@@ -125,7 +160,9 @@ public enum MessagesAPI {
     }
 
     /// One Anthropic message as one or more Chat Completions messages (tool results become `tool` messages).
-    private static func chatMessages(_ message: JSONValue, index i: Int) throws(GatewayError) -> [JSONValue] {
+    private static func chatMessages(_ message: JSONValue, index i: Int, nativeOnly: inout [String])
+        throws(GatewayError) -> [JSONValue]
+    {
         let at = "messages.\(i)"
         guard case .object = message else { throw GatewayError.invalidRequest("\(at): must be an object", param: at) }
         guard let role = message["role"]?.stringValue, role == "user" || role == "assistant" else {
@@ -192,6 +229,9 @@ public enum MessagesAPI {
                     .object([("role", .string("tool")), ("tool_call_id", .string(id)), ("content", .string(text))]))
             case ("thinking", "assistant"), ("redacted_thinking", "assistant"):
                 continue  // not replayable through other providers
+            case _ where !translatable.contains(type):
+                // documents, search results, server tool blocks…: kept for an Anthropic backend only
+                if !nativeOnly.contains(type) { nativeOnly.append(type) }
             default:
                 throw GatewayError.invalidRequest(
                     "\(here).type: '\(type)' is not a valid block in a \(role) message", param: "\(here).type")

@@ -92,7 +92,7 @@ public enum AnthropicRequest {
     }
 
     /// The text of a string or of the text parts of an array.
-    static func plainText(_ content: JSONValue?) -> String {
+    public static func plainText(_ content: JSONValue?) -> String {
         switch content {
         case .string(let s)?: return s
         case .array(let parts)?: return parts.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
