@@ -470,6 +470,10 @@ struct ChatHandler {
             if error.isConnect {
                 throw RetryableUpstream(error: .upstreamError("could not connect to the upstream"), retryAfterMs: nil)
             }
+            if error.isBrokenConnection {
+                throw RetryableUpstream(
+                    error: .upstreamError("the upstream connection broke before it answered"), retryAfterMs: nil)
+            }
             throw GatewayError.upstreamError("transport failure (curl \(error.code))")
         }
     }

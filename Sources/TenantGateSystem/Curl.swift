@@ -12,6 +12,12 @@ public struct CurlError: Error, CustomStringConvertible, Sendable {
     public var isConnect: Bool {
         code == Int32(CURLE_COULDNT_CONNECT.rawValue) || code == Int32(CURLE_COULDNT_RESOLVE_HOST.rawValue)
     }
+    /// The connection broke before an answer came (nothing received, send or receive failure): typically
+    /// a kept-alive connection the upstream had closed. Worth one more try on a fresh connection.
+    public var isBrokenConnection: Bool {
+        code == Int32(CURLE_GOT_NOTHING.rawValue) || code == Int32(CURLE_SEND_ERROR.rawValue)
+            || code == Int32(CURLE_RECV_ERROR.rawValue)
+    }
     /// Our own callback stopped the transfer (the client went away).
     public var isAborted: Bool { code == Int32(CURLE_WRITE_ERROR.rawValue) }
     public var description: String { "curl error \(code): \(message)" }
