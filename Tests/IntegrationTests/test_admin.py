@@ -136,6 +136,14 @@ def test_session_expiry_is_enforced(admin_stack, browser):
     assert browser.get("/admin/").status_code == 303
     r = browser.client.post("/admin/tenants/acme", data={"name": "x"}, headers={"Origin": browser.origin})
     assert r.status_code == 401
+    # Active all along but logged in more than 12 hours ago: refused too.
+    fresh = Browser(admin_stack)
+    assert fresh.login().status_code == 303
+    conn = sqlite3.connect(admin_stack.home / "tenantgate.db", timeout=10)
+    conn.execute("UPDATE admin_sessions SET created_ms = created_ms - 13 * 3600000")
+    conn.commit()
+    conn.close()
+    assert fresh.get("/admin/").status_code == 303
 
 
 def test_changing_the_system_prompt_reaches_the_next_api_request(admin_stack, browser):
