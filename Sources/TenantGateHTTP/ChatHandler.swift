@@ -284,9 +284,18 @@ struct ChatHandler {
                 body = body.setting("stream_options", options)
             }
         }
-        let headers = LimitStage.upstreamHeaders(
+        var headers = LimitStage.upstreamHeaders(
             backend: backend, principal: principal, accept: chat.stream ? "text/event-stream" : "application/json",
             requestID: request.requestID, trace: outcome.trace)
+        if native {
+            // The body is in the client's API version and may use its beta features: say so upstream.
+            if let version = ChatHandler.headerValue(request.headers["anthropic-version"]) {
+                headers = headers.filter { !$0.hasPrefix("anthropic-version:") } + ["anthropic-version: \(version)"]
+            }
+            if let beta = ChatHandler.headerValue(request.headers["anthropic-beta"]) {
+                headers.append("anthropic-beta: \(beta)")
+            }
+        }
         var outgoing = OutgoingRequest(
             method: "POST", url: url, headers: headers, body: body.bytes, connectTimeoutMs: backend.connectTimeoutMs,
             totalTimeoutMs: backend.timeoutMs)
@@ -458,6 +467,14 @@ struct ChatHandler {
             if !(native && upstreamFailure != nil) { sink.body(writer.failure(failure)) }
         }
         sink.flush()
+    }
+
+    /// A client header value fit to forward: printable ASCII, at most 512 bytes.
+    static func headerValue(_ value: String?) -> String? {
+        guard let value, !value.isEmpty, value.utf8.count <= 512,
+            value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+        else { return nil }
+        return value
     }
 
     /// Maps a transport failure to the client's error.

@@ -126,7 +126,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         inFlight.withLock { $0 += 1 }
         defer { inFlight.withLock { $0 -= 1 } }
         var outcome = Outcome()
-        let api: ClientAPI = request.path == "/v1/messages" ? .anthropic : .openAI
+        let api: ClientAPI = request.path.hasPrefix("/v1/messages") ? .anthropic : .openAI
         let fresh = (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(repeating: "0", count: 31) + "1"
         outcome.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
         do {
@@ -205,7 +205,10 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             outcome.status = admin.respond(to: request, sink: sink, db: resources.db, config: configs.snapshot.0)
             return
         }
-        let endpoints = ["/v1/chat/completions", "/v1/messages", "/v1/embeddings", "/v1/models", "/v1/tenant-info"]
+        let endpoints = [
+            "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/embeddings", "/v1/models",
+            "/v1/tenant-info",
+        ]
         guard endpoints.contains(request.path) else { throw GatewayError.notFound }
         let (config, jwt) = configs.snapshot
         let principal = try authenticator.authenticate(
@@ -228,6 +231,10 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
                 config: config, principal: principal, request: request, sink: sink, resources: resources,
                 options: options, log: log, api: .anthropic)
             try handler.run(outcome: &outcome)
+        case ("POST", "/v1/messages/count_tokens"):
+            try CountTokensHandler(
+                config: config, principal: principal, request: request, sink: sink, resources: resources
+            ).run(outcome: &outcome)
         case ("POST", "/v1/embeddings"):
             outcome.accountable = true
             try EmbeddingsHandler(

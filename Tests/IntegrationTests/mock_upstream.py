@@ -114,6 +114,11 @@ def make_handler(recorder):
                 key = json.dumps(body.get("messages"), sort_keys=True)
                 if recorder.attempt(key) >= d["fail_times"]:
                     d = {k: v for k, v in d.items() if k not in ("status", "retry_after")}
+            if self.path.endswith("/v1/messages/count_tokens"):
+                if "max_tokens" in body or not self.headers.get("anthropic-version"):
+                    return self.send_json(400, {"type": "error", "error": {
+                        "type": "invalid_request_error", "message": "max_tokens: Extra inputs are not permitted"}})
+                return self.send_json(200, {"input_tokens": prompt_tokens(body) + 1000})
             anthropic = self.path.endswith("/v1/messages")
             if d.get("status"):
                 extra = {"Retry-After": str(d["retry_after"])} if "retry_after" in d else None

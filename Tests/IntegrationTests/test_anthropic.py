@@ -341,12 +341,15 @@ def test_anthropic_to_anthropic_is_native(stack):
             {"type": "text", "text": "nat-1 summarise", "cache_control": {"type": "ephemeral"}}]}],
         "metadata": {"user_id": "u-9"},
     }
-    headers = {"x-api-key": stack.keys["anthro"], "anthropic-version": "2023-06-01"}
+    headers = {"x-api-key": stack.keys["anthro"], "anthropic-version": "2023-06-01",
+               "anthropic-beta": "interleaved-thinking-2025-05-14"}
     r = httpx.post(f"{stack.base}/tenant/anthro/v1/messages", json=body, headers=headers, verify=False, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["id"] == "msg_mock"  # the upstream's own answer
     [up] = seen(stack, "nat-1")
     assert up["body"] == {**body, "model": "claude-sonnet-4-5"}
+    assert up["headers"]["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert up["headers"]["x-api-key"] == "sk-ant-upstream-secret-456"  # never the client's gateway key
     # Streaming: the upstream's events, as sent.
     with httpx.stream("POST", f"{stack.base}/tenant/anthro/v1/messages", json={**body, "stream": True,
                       "messages": [{"role": "user", "content": "nat-2"}]}, headers=headers, verify=False) as s:
@@ -370,3 +373,18 @@ def test_tenant_prompt_applies_to_native_calls(stack):
     assert message.content[0].text
     [up] = seen(stack, "nat-3")
     assert up["body"]["system"] == "Tenant rules for anthro3.\n\nClient rules."
+
+
+def test_count_tokens(stack):
+    client = ant(stack, "anthro")
+    messages = [{"role": "user", "content": "count-1 how many tokens is this?"}]
+    native = client.messages.count_tokens(model="sonnet", system="Be brief.", messages=messages)
+    [up] = seen(stack, "count-1")
+    assert up["path"] == "/v1/messages/count_tokens" and up["body"]["model"] == "claude-sonnet-4-5"
+    assert native.input_tokens > 1000  # the upstream's count (the mock adds 1000 to tell it apart)
+    estimate = client.messages.count_tokens(model="fast", messages=messages)
+    assert 0 < estimate.input_tokens < 1000
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.messages.count_tokens(model="backup", messages=messages)
+    # Free, like upstream: nothing logged as an execution.
+    assert not stack.sql("SELECT 1 FROM executions WHERE model = 'sonnet' AND tokens_in > 1000")
