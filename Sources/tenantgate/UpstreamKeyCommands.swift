@@ -56,17 +56,32 @@ struct UpstreamKeysCommand: ParsableCommand {
                 let db = try global.open()
                 let temp = keyPath + ".new"
                 var count = 0
-                // The file is replaced inside the transaction, before COMMIT: workers reload only after the
-                // commit bumps the config version, and then find the new key in place.
-                try db.transaction {
-                    count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
-                    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                    guard fd >= 0 else { throw CLIError("cannot write \(temp)") }
-                    Posix.writeAll(fd: fd, Array((Crypto.hex(new) + "\n").utf8))
-                    fsync(fd)
-                    Posix.close(fd)
-                    guard rename(temp, keyPath) == 0 else { throw CLIError("cannot replace \(keyPath)") }
+                // The old key stays linked as master.key.previous until the new sealing is committed: if
+                // the COMMIT fails after the file was replaced, the old key goes back, matching the
+                // database again.
+                let previous = keyPath + ".previous"
+                unlink(previous)
+                guard link(keyPath, previous) == 0 else { throw CLIError("cannot keep a copy at \(previous)") }
+                do {
+                    // The file is replaced inside the transaction, before COMMIT: workers reload only after
+                    // the commit bumps the config version, and then find the new key in place.
+                    try db.transaction {
+                        count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
+                        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                        guard fd >= 0 else { throw CLIError("cannot write \(temp)") }
+                        Posix.writeAll(fd: fd, Array((Crypto.hex(new) + "\n").utf8))
+                        fsync(fd)
+                        Posix.close(fd)
+                        guard rename(temp, keyPath) == 0 else { throw CLIError("cannot replace \(keyPath)") }
+                    }
+                } catch {
+                    // (When the file was never replaced, both names are one file and rename does nothing.)
+                    rename(previous, keyPath)
+                    unlink(previous)
+                    unlink(temp)
+                    throw error
                 }
+                unlink(previous)
                 print("re-sealed \(count) upstream key(s); \(keyPath) holds the new master key")
             }
         }

@@ -71,3 +71,19 @@ def test_byok_forwards_the_clients_own_key(stack):
     # A tenant without passthrough still wants a gateway key.
     r = post(stack, "acme", "byok-2", "sk-client-own-key-123456")
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_failed_rotation_keeps_the_old_master_key(fresh_stack):
+    import sqlite3
+    s = fresh_stack
+    before = (s.home / "master.key").read_text()
+    conn = sqlite3.connect(s.home / "tenantgate.db", timeout=10)
+    conn.execute("INSERT INTO upstream_keys(tenant_id, backend, sealed, hint) VALUES ('acme', 'up', x'00ff', 'x')")
+    conn.commit()
+    conn.close()
+    out = s.cli("upstream-keys", "rotate-master", check=False)
+    assert out.returncode != 0
+    assert (s.home / "master.key").read_text() == before
+    assert not (s.home / "master.key.previous").exists() and not (s.home / "master.key.new").exists()
+    assert post(s, "vault", "vault-kept", s.keys["vault"]).status_code == 200
+    assert upstream_auth(s, "vault-kept") == ["Bearer sk-tenant-managed-key-999"]
