@@ -239,6 +239,11 @@ def test_messages_errors_use_anthropic_shape(stack):
         r = c.post(url, headers=headers, json={"model": "sonnet", "max_tokens": 5, "messages": [
             {"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]})
         assert r.status_code == 400
+        big = {"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+        r = c.post(url, headers=headers, json=big)  # refused by nginx itself, still in Anthropic's shape
+        assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+        r = c.post("/tenant/anthro/v1/chat/completions", headers=headers, json=big)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
         r = c.post(url, headers=headers, content=b"{nope")
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
         r = c.post(url, headers={**headers, "x-api-key": "tg_forged"}, json={})
