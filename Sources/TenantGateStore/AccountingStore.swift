@@ -81,15 +81,19 @@ public struct AccountingStore {
     /// The window total of (tenant, kind) after dropping entries that left the window: each entry is
     /// added once and removed once, so a check costs O(1) amortised however high the limit.
     private func windowTotal(_ tenant: String, _ kind: String, since: Int64) throws -> (total: Int64, oldest: Int64?) {
-        let expired = try db.statement(
-            "DELETE FROM rate_log WHERE tenant = ? AND kind = ? AND at_ms <= ? RETURNING amount"
-        ).all([.text(tenant), .text(kind), .int(since)]).reduce(Int64(0)) { $0 + ($1[0].int ?? 0) }
-        if expired != 0 { try addToTotal(tenant, kind, -expired) }
+        let oldestSQL = "SELECT MIN(at_ms) FROM rate_log WHERE tenant = ? AND kind = ?"
+        var oldest = try db.statement(oldestSQL).all([.text(tenant), .text(kind)]).first?.first?.int
+        // Expired entries are deleted only when there are any (the common case is one index seek).
+        if let first = oldest, first <= since {
+            let expired = try db.statement(
+                "DELETE FROM rate_log WHERE tenant = ? AND kind = ? AND at_ms <= ? RETURNING amount"
+            ).all([.text(tenant), .text(kind), .int(since)]).reduce(Int64(0)) { $0 + ($1[0].int ?? 0) }
+            if expired != 0 { try addToTotal(tenant, kind, -expired) }
+            oldest = try db.statement(oldestSQL).all([.text(tenant), .text(kind)]).first?.first?.int
+        }
         let total =
             try db.statement("SELECT total FROM rate_totals WHERE tenant = ? AND kind = ?")
             .all([.text(tenant), .text(kind)]).first?.first?.int ?? 0
-        let oldest = try db.statement("SELECT MIN(at_ms) FROM rate_log WHERE tenant = ? AND kind = ?")
-            .all([.text(tenant), .text(kind)]).first?.first?.int
         return (total, oldest)
     }
 
