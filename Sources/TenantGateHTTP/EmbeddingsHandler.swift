@@ -22,6 +22,10 @@ struct EmbeddingsHandler {
         if let name = embed.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
         let (modelName, model, backend) = try ModelSelection.resolve(embed.model, tenant: tenant, config: config)
         outcome.backend = backend.name
+        guard backend.provider != .anthropic else {
+            // Refused before anything is reserved or sent.
+            throw GatewayError.invalidRequest("Model '\(modelName)' does not offer embeddings.", param: "model")
+        }
         let bound = embed.tokenBound
         try LimitStage.reserve(
             tenant: tenant,
@@ -74,7 +78,7 @@ struct EmbeddingsHandler {
             outcome.status = 200
             sink.send(200, collected, headers: headers)
         case .anthropic:
-            throw GatewayError.invalidRequest("Model '\(modelName)' does not offer embeddings.", param: "model")
+            return  // refused above
         }
         if let usage = outcome.usage { outcome.costNano = Money.cost(usage, model) }
     }

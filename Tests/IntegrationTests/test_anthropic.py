@@ -393,3 +393,11 @@ def test_count_tokens(stack):
         client.messages.count_tokens(model="backup", messages=messages)
     # Free, like upstream: nothing logged as an execution.
     assert not stack.sql("SELECT 1 FROM executions WHERE model = 'sonnet' AND tokens_in > 1000")
+
+
+def test_embeddings_on_an_anthropic_model_are_refused_up_front(stack):
+    r = httpx.post(f"{stack.base}/tenant/anthro/v1/embeddings", verify=False, timeout=30,
+                   headers={"Authorization": f"Bearer {stack.keys['anthro']}"},
+                   json={"model": "sonnet", "input": "emb-anthropic"})
+    assert r.status_code == 400 and "does not offer embeddings" in r.json()["error"]["message"]
+    assert not seen(stack, "emb-anthropic")
