@@ -207,6 +207,30 @@ public struct AdminStore {
         ])
     }
 
+    /// Audit entries for a configuration change made outside the admin page (the CLI): one per tenant that
+    /// changed, and one for the top-level settings, backends and models if they changed. Call inside the
+    /// change's transaction (`ConfigStore.apply(…, written:)`).
+    public func auditConfigChange(
+        user: String, address: String, action: String, before: ConfigState, after: ConfigState, atMs: Int64
+    ) throws {
+        for id in Set(before.tenants.keys).union(after.tenants.keys).sorted()
+        where before.tenants[id] != after.tenants[id] {
+            try audit(
+                user: user, address: address, action: action, target: id, before: before.tenants[id]?.jsonString,
+                after: after.tenants[id]?.jsonString, atMs: atMs)
+        }
+        func shared(_ state: ConfigState) -> JSONValue {
+            var document = state
+            document.tenants = [:]
+            return document.document().removing("tenants")
+        }
+        if shared(before) != shared(after) {
+            try audit(
+                user: user, address: address, action: action, target: "", before: shared(before).jsonString,
+                after: shared(after).jsonString, atMs: atMs)
+        }
+    }
+
     /// Audit entries, newest first, before the id `beforeID` (keyset pagination).
     public func auditEntries(target: String?, beforeID: Int64?, limit: Int) throws -> [AuditEntry] {
         var sql = "SELECT id, at_ms, user, address, action, target, before, after FROM admin_audit WHERE id < ?"

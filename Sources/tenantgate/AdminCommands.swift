@@ -1,4 +1,5 @@
 import ArgumentParser
+import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
@@ -31,6 +32,32 @@ struct AdminCommand: ParsableCommand {
                     user: name, password: password, nowMs: Posix.wallMicros() / 1000)
                 print("admin user \(name): password set")
             }
+        }
+    }
+}
+
+/// CLI changes go to the admin audit log too, as user `cli:$USER` from address `local`.
+enum CLIAudit {
+    static var user: String { "cli:" + (Posix.env("USER").flatMap { $0.isEmpty ? nil : $0 } ?? "unknown") }
+
+    /// The hook for `ConfigStore.apply(…, written:)`: the audit entries commit with the change.
+    static func written(_ db: SQLiteConnection, action: String) -> (ConfigState, ConfigState) throws -> Void {
+        { before, after in
+            try AdminStore(db).auditConfigChange(
+                user: user, address: "local", action: action, before: before, after: after,
+                atMs: Posix.wallMicros() / 1000)
+        }
+    }
+
+    /// One entry, in its own transaction (key changes commit in theirs).
+    static func record(
+        _ db: SQLiteConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
+    ) throws {
+        let admin = AdminStore(db)
+        try admin.transaction {
+            try admin.audit(
+                user: user, address: "local", action: action, target: target, before: before?.jsonString,
+                after: after?.jsonString, atMs: Posix.wallMicros() / 1000)
         }
     }
 }

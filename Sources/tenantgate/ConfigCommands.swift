@@ -44,9 +44,9 @@ struct ConfigCommand: ParsableCommand {
                 let db = try global.open()
                 let store = ConfigStore(db)
                 let before = try store.version()
-                try store.apply(masterKey: try MasterKey.load(dbPath: global.path)) {
-                    $0.merging(document, prune: prune)
-                }
+                try store.apply(
+                    masterKey: try MasterKey.load(dbPath: global.path), { $0.merging(document, prune: prune) },
+                    written: CLIAudit.written(db, action: "config_import"))
                 let after = try store.version()
                 print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
             }
@@ -73,18 +73,25 @@ struct TenantCommand: ParsableCommand {
         subcommands: [Create.self, List.self, Show.self, Set.self, Delete.self])
 
     /// Applies a one-tenant document through the same validation as `config import`.
-    static func applyTenant(_ global: GlobalOptions, _ id: String, _ tenant: ConfigNode, mustExist: Bool?) throws {
+    static func applyTenant(
+        _ global: GlobalOptions, _ id: String, _ tenant: ConfigNode, mustExist: Bool?, action: String = "tenant_update"
+    ) throws {
         guard TenantID(id) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
         let file = ConfigNode.mapping(
             [(key: "tenants", value: .mapping([(key: id, value: tenant, line: nil)], line: nil), line: nil)], line: nil)
         let document = try ConfigState.validateFile(file)
-        try ConfigStore(try global.open()).apply(masterKey: try MasterKey.load(dbPath: global.path)) { state in
-            if let mustExist {
-                if mustExist && state.tenants[id] == nil { throw StoreError.notFound("tenant '\(id)'") }
-                if !mustExist && state.tenants[id] != nil { throw StoreError.invalid("tenant '\(id)' already exists") }
-            }
-            return state.merging(document, prune: false)
-        }
+        let db = try global.open()
+        try ConfigStore(db).apply(
+            masterKey: try MasterKey.load(dbPath: global.path),
+            { state in
+                if let mustExist {
+                    if mustExist && state.tenants[id] == nil { throw StoreError.notFound("tenant '\(id)'") }
+                    if !mustExist && state.tenants[id] != nil {
+                        throw StoreError.invalid("tenant '\(id)' already exists")
+                    }
+                }
+                return state.merging(document, prune: false)
+            }, written: CLIAudit.written(db, action: action))
     }
 
     struct Create: ParsableCommand {
@@ -101,7 +108,8 @@ struct TenantCommand: ParsableCommand {
                 ]
                 let list = models.split(separator: ",").map { ConfigNode.scalar(String($0), quoted: true, line: nil) }
                 pairs.append((key: "models", value: .sequence(list, line: nil), line: nil))
-                try TenantCommand.applyTenant(global, id, .mapping(pairs, line: nil), mustExist: false)
+                try TenantCommand.applyTenant(
+                    global, id, .mapping(pairs, line: nil), mustExist: false, action: "tenant_create")
                 print("tenant \(id) created")
             }
         }
@@ -179,13 +187,15 @@ struct TenantCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                try ConfigStore(try global.open()).apply { state in
-                    guard state.tenants[id] != nil else { throw StoreError.notFound("tenant '\(id)'") }
-                    var next = state
-                    next.tenants[id] = nil
-                    if next.settings["default_tenant"]?.stringValue == id { next.settings["default_tenant"] = nil }
-                    return next
-                }
+                let db = try global.open()
+                try ConfigStore(db).apply(
+                    { state in
+                        guard state.tenants[id] != nil else { throw StoreError.notFound("tenant '\(id)'") }
+                        var next = state
+                        next.tenants[id] = nil
+                        if next.settings["default_tenant"]?.stringValue == id { next.settings["default_tenant"] = nil }
+                        return next
+                    }, written: CLIAudit.written(db, action: "tenant_delete"))
                 print("tenant \(id) deleted")
             }
         }
@@ -208,7 +218,11 @@ struct KeyCommand: ParsableCommand {
             try reporting {
                 guard TenantID(tenant) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
                 guard name.utf8.count <= 200 else { throw CLIError("--name is longer than 200 bytes") }
-                let (id, secret) = try KeyStore(try global.open()).create(tenant: tenant, name: name)
+                let db = try global.open()
+                let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name)
+                try CLIAudit.record(
+                    db, action: "key_create", target: tenant,
+                    after: JSONValue.object([("key_id", .string(id)), ("name", .string(name))]))
                 print("created \(id) for tenant \(tenant); store this key now, it is not shown again:")
                 print(secret)
             }
@@ -254,9 +268,12 @@ struct KeyCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                guard try KeyStore(try global.open()).revoke(id: id) else {
-                    throw StoreError.notFound("active key '\(id)'")
-                }
+                let db = try global.open()
+                let keys = KeyStore(db)
+                let tenant = try keys.list(tenant: nil).first { $0.id == id }?.tenant ?? ""
+                guard try keys.revoke(id: id) else { throw StoreError.notFound("active key '\(id)'") }
+                try CLIAudit.record(
+                    db, action: "key_revoke", target: tenant, before: JSONValue.object([("key_id", .string(id))]))
                 print("key \(id) revoked")
             }
         }

@@ -66,7 +66,7 @@ struct PromptCommand: ParsableCommand {
                             )
                         ],
                         line: nil)
-                try TenantCommand.applyTenant(global, tenant, node, mustExist: true)
+                try TenantCommand.applyTenant(global, tenant, node, mustExist: true, action: "prompt_rollback")
                 print("prompt '\(name)' of tenant \(tenant) rolled back to v\(version)")
             }
         }

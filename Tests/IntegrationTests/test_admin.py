@@ -334,6 +334,23 @@ def test_dashboard_and_executions_show_usage(admin_stack, browser):
     assert r.status_code == 400 and "<x>" not in r.text
 
 
+def test_cli_changes_are_in_the_audit_log(admin_stack, browser):
+    admin_stack.cli("tenant", "set", "limited", "name", "Limited by CLI")
+    key = admin_stack.cli("key", "create", "limited", "--name", "cli-audit").stdout
+    key_id = re.search(r"created (key_[0-9a-f]+)", key).group(1)
+    admin_stack.cli("key", "revoke", key_id)
+    rows = admin_stack.sql("SELECT user, address, action, target, before, after FROM admin_audit "
+                           "WHERE user LIKE 'cli:%' ORDER BY id")
+    actions = [(r[2], r[3]) for r in rows]
+    assert ("tenant_update", "limited") in actions
+    assert ("key_create", "limited") in actions and ("key_revoke", "limited") in actions
+    update = [r for r in rows if r[2] == "tenant_update" and r[3] == "limited"][-1]
+    assert update[1] == "local" and "Limited by CLI" in update[5] and "Limited by CLI" not in (update[4] or "")
+    assert all("tg_" not in (r[4] or "") + (r[5] or "") for r in rows)  # key secrets never recorded
+    page = browser.get("/admin/audit?target=limited").text
+    assert "cli:" in page and "Limited by CLI" in page
+
+
 def test_login_is_throttled_per_user(admin_stack):
     b = Browser(admin_stack)
     for _ in range(5):
