@@ -41,7 +41,8 @@ struct ChatHandler {
         self.resources = resources
         self.options = options
         baseHeaders = [("X-Tenant-ID", tenant.id.rawValue)]
-        writer = ReplyWriter(api: api, includeUsage: false, completionID: "chatcmpl-", model: "", inputEstimate: 0)
+        writer = ReplyWriter(
+            api: api, includeUsage: false, completionID: ChatHandler.completionID(request), model: "", inputEstimate: 0)
     }
 
     mutating func run(outcome: inout Outcome) throws {
@@ -90,6 +91,8 @@ struct ChatHandler {
     private mutating func serve(_ chat: ChatRequest, requested: String, outcome: inout Outcome) throws {
         let chain = [requested] + (tenant.fallbacks[requested] ?? [])
         let common = baseHeaders
+        // Only Anthropic clients see it (in message_start, before the exact count arrives).
+        let inputEstimate = api == .anthropic ? TokenEstimate.prompt(chat.promptText) : 0
         var lastError: any Error = GatewayError.upstreamError("no backend could serve the request")
         for (index, name) in chain.enumerated() {
             guard let model = config.models[name], let backend = config.backends[model.backend] else { continue }
@@ -98,8 +101,8 @@ struct ChatHandler {
             outcome.fallbackUsed = index > 0
             baseHeaders = common + [("X-TenantGate-Model", name)]
             writer = ReplyWriter(
-                api: api, includeUsage: chat.includeUsage, completionID: completionID(), model: name,
-                inputEstimate: TokenEstimate.prompt(chat.promptText))
+                api: api, includeUsage: chat.includeUsage, completionID: completionID, model: name,
+                inputEstimate: inputEstimate)
             if backend.provider == .mock {
                 try mock(chat, model: model, outcome: &outcome)
                 settleCost(model, &outcome)
@@ -187,17 +190,20 @@ struct ChatHandler {
             outcome: &outcome)
     }
 
-    private func completionID() -> String {
+    /// `chatcmpl-` and the request id's letters and digits: the same for every attempt of a request.
+    private static func completionID(_ request: Request) -> String {
         let source = request.requestID.isEmpty ? String(Posix.wallMicros()) : request.requestID
         return "chatcmpl-" + String(source.filter { $0.isLetter || $0.isNumber }.prefix(32))
     }
+
+    private var completionID: String { writer.completionID }
 
     // MARK: mock
 
     private mutating func mock(_ chat: ChatRequest, model: ModelConfig, outcome: inout Outcome) throws {
         let reply = MockProvider.replyText(for: chat)
         let usage = MockProvider.usage(for: chat, reply: reply)
-        let id = completionID()
+        let id = completionID
         let created = Int(Posix.wallMicros() / 1_000_000)
         outcome.usage = usage
         outcome.upstreamMs = 0
@@ -335,7 +341,7 @@ struct ChatHandler {
         } else if provider == .anthropic {
             let created = Int(Posix.wallMicros() / 1_000_000)
             let (completion, usage) = AnthropicResponse.completion(
-                json, id: completionID(), model: model.name, created: created)
+                json, id: completionID, model: model.name, created: created)
             outcome.usage = usage
             answer = writer.completion(completion, raw: nil, usage: usage)
         } else {
@@ -360,7 +366,7 @@ struct ChatHandler {
         var streamedText = 0
         let started = Posix.monotonicMs()
         var firstByteMs: Int?
-        let chunks = ChunkFactory(id: completionID(), model: model.name, created: Int(Posix.wallMicros() / 1_000_000))
+        let chunks = ChunkFactory(id: completionID, model: model.name, created: Int(Posix.wallMicros() / 1_000_000))
         var translator = AnthropicStreamTranslator(id: chunks.id, model: chunks.model, created: chunks.created)
         // A copy: a failed attempt wrote nothing, so a retry or fallback starts from the same state.
         var writer = self.writer

@@ -12,6 +12,7 @@ struct ReplyWriter {
     let api: ClientAPI
     /// `stream_options.include_usage` of an OpenAI client.
     let includeUsage: Bool
+    let completionID: String
     let messageID: String
     let model: String
     private var messages: MessagesStream
@@ -21,6 +22,7 @@ struct ReplyWriter {
         self.api = api
         self.includeUsage = includeUsage
         self.model = model
+        self.completionID = completionID
         messageID = "msg_" + completionID.dropFirst("chatcmpl-".count)
         messages = MessagesStream(id: messageID, model: model, inputEstimate: inputEstimate)
     }
