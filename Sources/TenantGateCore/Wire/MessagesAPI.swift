@@ -37,12 +37,8 @@ public enum MessagesAPI {
         return body
     }
 
-    /// The Chat Completions body for an Anthropic Messages body.
-    public static func chatBody(_ json: JSONValue) throws(GatewayError) -> JSONValue {
-        var ignored: [String] = []
-        return try chatBody(json, nativeOnly: &ignored)
-    }
-
+    /// The Chat Completions body for an Anthropic Messages body; block types it cannot translate are
+    /// listed in `nativeOnly`.
     static func chatBody(_ json: JSONValue, nativeOnly: inout [String]) throws(GatewayError) -> JSONValue {
         guard case .object = json else { throw GatewayError.invalidRequest("The request body must be a JSON object.") }
         guard let maxTokens = json["max_tokens"] else {
