@@ -17,7 +17,7 @@ struct CountTokensHandler {
         guard case .object = json else { throw GatewayError.invalidRequest("The request body must be a JSON object.") }
         // The Messages validation needs max_tokens, which count_tokens does not take.
         if json["max_tokens"] == nil { json = json.setting("max_tokens", .int(1)) }
-        let parsed = try MessagesAPI.parse(json.bytes)
+        let parsed = try MessagesAPI.parse(json: json)
         let subject = parsed.chat.user ?? principal.subject ?? principal.key.id
         guard tenant.feature("messages_api", subject: subject) else {
             throw GatewayError.featureDisabled("messages_api")

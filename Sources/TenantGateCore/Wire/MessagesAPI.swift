@@ -18,7 +18,11 @@ public enum MessagesAPI {
 
     /// Parses and validates an Anthropic Messages request.
     public static func parse(_ bytes: [UInt8]) throws(GatewayError) -> MessagesRequest {
-        let json = try JSONParser.parseRequestBody(bytes)
+        try parse(json: try JSONParser.parseRequestBody(bytes))
+    }
+
+    /// Validates an already parsed Anthropic Messages request.
+    public static func parse(json: JSONValue) throws(GatewayError) -> MessagesRequest {
         var nativeOnly: [String] = []
         let chat = try ChatRequest.validate(try chatBody(json, nativeOnly: &nativeOnly))
         return MessagesRequest(chat: chat, original: json, nativeOnly: nativeOnly)
