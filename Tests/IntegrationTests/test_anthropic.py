@@ -401,3 +401,16 @@ def test_embeddings_on_an_anthropic_model_are_refused_up_front(stack):
                    json={"model": "sonnet", "input": "emb-anthropic"})
     assert r.status_code == 400 and "does not offer embeddings" in r.json()["error"]["message"]
     assert not seen(stack, "emb-anthropic")
+
+
+def test_native_stream_error_is_passed_on_once(stack):
+    headers = {"x-api-key": stack.keys["anthro"], "anthropic-version": "2023-06-01"}
+    body = {"model": "sonnet", "max_tokens": 20, "stream": True,
+            "messages": [{"role": "user", "content": "nat-err #mock {\"stream_error\": true}"}]}
+    with httpx.stream("POST", f"{stack.base}/tenant/anthro/v1/messages", json=body, headers=headers,
+                      verify=False, timeout=30) as r:
+        text = r.read().decode()
+        rid = r.headers["x-request-id"]
+    assert text.count("event: error") == 1 and "Overloaded" in text and "part0" in text
+    _, status, _, _, _, code = execution(stack, rid)
+    assert (status, code) == (200, "upstream_error")
