@@ -29,7 +29,12 @@ enum TenantForm {
         func plain(_ s: String) -> ConfigNode { .scalar(s, quoted: false, line: nil) }
 
         if let name = form.text("name") { set("name", text(name)) }
-        let models = list(form["models"] ?? "")
+        var models = list(form["models"] ?? "")
+        // The default model is the first of the allow-list: the chosen one moves to the front.
+        if let chosen = form.text("default_model") {
+            models.removeAll { $0 == chosen }
+            models.insert(chosen, at: 0)
+        }
         set("models", .sequence(models.map(text), line: nil))
         var fallbacks: [(key: String, value: ConfigNode, line: Int?)] = []
         for (model, rest) in pairs(form["fallbacks"] ?? "") {
@@ -81,6 +86,7 @@ enum TenantForm {
         var out: [String: String] = [:]
         out["name"] = tenant["name"]?.stringValue ?? ""
         out["models"] = (tenant["models"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+        out["default_model"] = tenant["models"]?.arrayValue?.first?.stringValue ?? ""
         out["fallbacks"] = (tenant["fallbacks"]?.objectValue ?? []).map { model, chain in
             "\(model): " + (chain.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
         }.joined(separator: "\n")

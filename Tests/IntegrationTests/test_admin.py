@@ -241,6 +241,18 @@ def test_hostile_input_is_stored_literally_and_rendered_inert(admin_stack, brows
     assert browser.get("/admin/tenants/Bad%20Id").status_code == 404
 
 
+def test_default_model_is_chosen_from_the_allow_list(admin_stack, browser):
+    data = tenant_form(browser, "resilient")
+    assert data["default_model"] == "fast"
+    data["default_model"] = "backup"
+    assert browser.post("/admin/tenants/resilient", data).status_code == 303
+    stored = admin_stack.sql("SELECT json FROM tenants WHERE id = 'resilient'")[0][0]
+    assert '"models":["backup","fast"]' in stored
+    assert tenant_form(browser, "resilient")["default_model"] == "backup"
+    data["default_model"] = "fast"
+    assert browser.post("/admin/tenants/resilient", data).status_code == 303
+
+
 def test_keys_created_once_listed_and_revoked(admin_stack, browser):
     r = browser.post("/admin/tenants/globex/keys", {"key_name": "from-admin"})
     assert r.status_code == 200

@@ -75,6 +75,8 @@ enum TenantPage {
                 attributes: " inputmode=\"decimal\"" + inherited(path))
         }
         let catalog = context.config.models.keys.sorted().joined(separator: ", ")
+        let allowed = TenantForm.list(values["models"] ?? "")
+        let defaultChoices = (allowed.isEmpty ? [("", "none")] : []) + allowed.map { ($0, $0) }
         var flagNames = Set(FeatureFlags.builtins.keys)
         for (name, _) in tenant["features"]?.objectValue ?? [] { flagNames.insert(name) }
         for (name, _) in values where name.hasPrefix("features.") { flagNames.insert(String(name.dropFirst(9))) }
@@ -119,7 +121,8 @@ enum TenantPage {
             <form method="post" action="/admin/tenants/\(id)" class="settings" novalidate>\(Layout.csrf(context.session))
             <fieldset><legend>General</legend>
             \(Layout.field("name", label: "Name", values: values, errors: errors))
-            \(Layout.field("models", label: "Allowed models (first is the default)", values: values, errors: errors, hint: "Comma-separated. Catalog: \(catalog)"))
+            \(Layout.field("models", label: "Allowed models", values: values, errors: errors, hint: "Comma-separated. Catalog: \(catalog)"))
+            \(Layout.select("default_model", label: "Default model", options: defaultChoices, values: values, errors: errors))
             \(Layout.textarea("fallbacks", label: "Fallbacks", values: values, errors: errors, hint: "One line per model: model: fallback1, fallback2"))
             <div class="field check"><label><input type="checkbox" name="auth_passthrough"\(values["auth_passthrough"] == "on" ? " checked" as HTML : HTML())> \
             BYOK: forward the client's own provider key</label></div>
@@ -336,6 +339,8 @@ enum NewTenantPage {
         -> AdminReply
     {
         let catalog = context.config.models.keys.sorted().joined(separator: ", ")
+        let allowed = TenantForm.list(values["models"] ?? "")
+        let defaultChoices = (allowed.isEmpty ? [("", "none")] : []) + allowed.map { ($0, $0) }
         let body: HTML = """
             <h1>New tenant</h1>
             <form method="post" action="/admin/tenants" class="settings">\(Layout.csrf(context.session))
