@@ -58,7 +58,7 @@ struct ChatHandler {
         outcome.streamed = chat.stream
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
         if let name = chat.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
-        let (modelName, model, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
+        let (modelName, _, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
         let subject = chat.user ?? self.subject ?? keyID
         if api == .anthropic && !tenant.feature("messages_api", subject: subject) {
             throw GatewayError.featureDisabled("messages_api")
@@ -74,12 +74,13 @@ struct ChatHandler {
             chat, tenant: tenant, model: modelName, requested: request.headers["x-tenantgate-prompt"],
             epochSeconds: Posix.wallMicros() / 1_000_000)
         if let served {
-            nativeSystem = chat.messages.filter { ["system", "developer"].contains($0["role"]?.stringValue ?? "") }
-                .map { AnthropicRequest.plainText($0["content"]) }.joined(separator: "\n\n")
+            if api == .anthropic {
+                nativeSystem = chat.messages.filter { ["system", "developer"].contains($0["role"]?.stringValue ?? "") }
+                    .map { AnthropicRequest.plainText($0["content"]) }.joined(separator: "\n\n")
+            }
             outcome.prompt = "\(served.name)@\(served.version)"
             baseHeaders.append(("X-TenantGate-Prompt", "\(served.name)@\(served.version)"))
         }
-        _ = model
         try reserve(chat, requested: modelName, backend: backend, outcome: &outcome)
         baseHeaders += outcome.limitHeaders
         try serve(chat, requested: modelName, outcome: &outcome)

@@ -191,10 +191,7 @@ struct TenantCommand: ParsableCommand {
                 try ConfigStore(db).apply(
                     { state in
                         guard state.tenants[id] != nil else { throw StoreError.notFound("tenant '\(id)'") }
-                        var next = state
-                        next.tenants[id] = nil
-                        if next.settings["default_tenant"]?.stringValue == id { next.settings["default_tenant"] = nil }
-                        return next
+                        return state.removingTenant(id)
                     }, written: CLIAudit.written(db, action: "tenant_delete"))
                 print("tenant \(id) deleted")
             }

@@ -256,8 +256,9 @@ enum TenantPage {
         try store.apply(
             masterKey: try MasterKey.load(dbPath: context.dbPath),
             { state in
+                guard let tenant = try change(state.tenants[id]) else { return state.removingTenant(id) }
                 var next = state
-                next.tenants[id] = try change(state.tenants[id])
+                next.tenants[id] = tenant
                 return next
             },
             written: { before, after in
@@ -306,16 +307,22 @@ enum TenantPage {
                 $0.version == version
             })
         else { throw AdminProblem.notFound }
-        try apply(context, tenant: id, action: "prompt_rollback") { current in
-            guard let current else { throw AdminProblem.notFound }
-            let node =
-                name == "default"
-                ? ConfigNode.setting(
-                    ConfigNode(json: current), ["system_prompt"], .scalar(entry.template, quoted: true, line: nil))
-                : ConfigNode.setting(
-                    ConfigNode(json: current), ["prompts", Substring(name)],
-                    .scalar(entry.template, quoted: true, line: nil))
-            return try validated(id, node)
+        do {
+            try apply(context, tenant: id, action: "prompt_rollback") { current in
+                guard let current else { throw AdminProblem.notFound }
+                let node =
+                    name == "default"
+                    ? ConfigNode.setting(
+                        ConfigNode(json: current), ["system_prompt"], .scalar(entry.template, quoted: true, line: nil))
+                    : ConfigNode.setting(
+                        ConfigNode(json: current), ["prompts", Substring(name)],
+                        .scalar(entry.template, quoted: true, line: nil))
+                return try validated(id, node)
+            }
+        } catch let error as ConfigError {
+            // A saved version that no longer passes validation (say, it names a variable since removed).
+            return try show(
+                context, tenant: id, errors: ["_": "Version \(version) cannot be restored: \(error)"], status: 422)
         }
         return .redirect("/admin/tenants/\(id)?done=rolledback")
     }

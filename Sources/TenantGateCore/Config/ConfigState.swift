@@ -74,6 +74,14 @@ public struct ConfigState: Sendable, Equatable {
         return result
     }
 
+    /// The state without tenant `id` (and without it as `default_tenant`, which would name nobody).
+    public func removingTenant(_ id: String) -> ConfigState {
+        var next = self
+        next.tenants[id] = nil
+        if next.settings["default_tenant"]?.stringValue == id { next.settings["default_tenant"] = nil }
+        return next
+    }
+
     /// The whole state as a configuration document (sorted, stable).
     public func document() -> JSONValue {
         var members: [(String, JSONValue)] = []
