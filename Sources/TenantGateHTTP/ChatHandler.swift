@@ -58,11 +58,14 @@ struct ChatHandler {
         outcome.streamed = chat.stream
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
         if let name = chat.model ?? tenant.defaultModel, config.models[name] != nil { outcome.model = name }
-        let (modelName, _, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
+        let (modelName, model, backend) = try ModelSelection.resolve(chat.model, tenant: tenant, config: config)
+        try chat.checkCap(for: model)
         let subject = chat.user ?? self.subject ?? keyID
         if api == .anthropic && !tenant.feature("messages_api", subject: subject) {
             throw GatewayError.featureDisabled("messages_api")
         }
+        try messages?.checkGates(
+            tenant: tenant, subject: subject, beta: request.headers["anthropic-beta"] != nil)
         if chat.stream && !tenant.feature("streaming", subject: subject) {
             throw GatewayError.featureDisabled("streaming")
         }
@@ -90,7 +93,7 @@ struct ChatHandler {
     /// the tenant's circuit breaker for that backend and is retried (jittered exponential backoff,
     /// honouring Retry-After, bounded in count and time) while nothing has reached the client.
     private mutating func serve(_ chat: ChatRequest, requested: String, outcome: inout Outcome) throws {
-        let chain = [requested] + (tenant.fallbacks[requested] ?? [])
+        let chain = self.chain(requested)
         let common = baseHeaders
         // Only Anthropic clients see it (in message_start, before the exact count arrives).
         let inputEstimate = api == .anthropic ? TokenEstimate.prompt(chat.promptText) : 0
@@ -148,6 +151,14 @@ struct ChatHandler {
         throw lastError
     }
 
+    /// The requested model and its allowed fallbacks; a BYOK client's key only ever goes to the backend
+    /// of the model it asked for, so fallbacks on other backends are skipped for it.
+    private func chain(_ requested: String) -> [String] {
+        let all = tenant.chain(for: requested)
+        guard principal.passthrough != nil, let home = config.models[requested]?.backend else { return all }
+        return all.filter { config.models[$0]?.backend == home }
+    }
+
     private func settleCost(_ model: ModelConfig, _ outcome: inout Outcome) {
         if let usage = outcome.usage { outcome.costNano = Money.cost(usage, model) }
     }
@@ -179,7 +190,7 @@ struct ChatHandler {
     private func reserve(_ chat: ChatRequest, requested: String, backend: BackendConfig, outcome: inout Outcome)
         throws
     {
-        let chain = ([requested] + (tenant.fallbacks[requested] ?? [])).compactMap { config.models[$0] }
+        let chain = self.chain(requested).compactMap { config.models[$0] }
         let needs = chain.map { Reservation(chat: chat, model: $0) }
         guard let first = needs.first else { return }
         let need = Reservation(
@@ -270,11 +281,12 @@ struct ChatHandler {
             if let messages {
                 // Anthropic client, Anthropic backend: the client's own body, so nothing is lost in translation.
                 body = MessagesAPI.nativeBody(
-                    messages.original, upstreamModel: model.upstreamModel, system: nativeSystem)
+                    messages.original, upstreamModel: model.upstreamModel, system: nativeSystem
+                ).setting("max_tokens", .int(chat.completionCap(for: model)))
                 native = true
             } else {
                 body = try AnthropicRequest.body(
-                    chat, upstreamModel: model.upstreamModel, defaultMaxTokens: model.maxTokens)
+                    chat, upstreamModel: model.upstreamModel, maxTokens: chat.completionCap(for: model))
             }
         } else {
             if let kinds = messages?.nativeOnly, !kinds.isEmpty {
@@ -283,7 +295,7 @@ struct ChatHandler {
                 )
             }
             url = backend.baseURL + "/chat/completions"
-            body = chat.body.setting("model", .string(model.upstreamModel))
+            body = chat.upstreamBody(for: model)
             if chat.stream {
                 // Always ask for usage so streams are accounted exactly; the extra chunk is dropped
                 // below unless the client asked for it.
@@ -291,7 +303,7 @@ struct ChatHandler {
                 body = body.setting("stream_options", options)
             }
         }
-        var headers = LimitStage.upstreamHeaders(
+        var headers = try LimitStage.upstreamHeaders(
             backend: backend, principal: principal, accept: chat.stream ? "text/event-stream" : "application/json",
             requestID: request.requestID, trace: outcome.trace)
         if native {
@@ -507,8 +519,16 @@ struct ChatHandler {
     static func failure(_ status: Int, _ body: [UInt8], retryAfter: String?) -> any Error {
         let error = upstreamFailure(status, body)
         guard status == 429 || status >= 500 else { return error }
-        let seconds = retryAfter.flatMap { Int($0.trimmingCharacters(in: " ")) }
-        return RetryableUpstream(error: error, retryAfterMs: seconds.map { min($0, 600) * 1000 })
+        return RetryableUpstream(error: error, retryAfterMs: retryAfterMs(retryAfter))
+    }
+
+    /// An upstream's `Retry-After` (delay-seconds) as milliseconds in `0…Bounds.maxRetryAfterSeconds` s;
+    /// nil when absent or not a plain number (an HTTP date is not honoured). Never traps on any value.
+    static func retryAfterMs(_ header: String?) -> Int? {
+        guard let text = header?.trimmingCharacters(in: " \t"), !text.isEmpty, text.utf8.count <= 32,
+            text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
+        else { return nil }
+        return min(Int(text) ?? Bounds.maxRetryAfterSeconds, Bounds.maxRetryAfterSeconds) * 1000
     }
 
     static func upstreamFailure(_ status: Int, _ body: [UInt8]) -> GatewayError {

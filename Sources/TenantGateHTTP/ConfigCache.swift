@@ -20,6 +20,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
         self.intervalMs = intervalMs
         let db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
         let config = try ConfigStore(db).snapshot(masterKey: ConfigCache.masterKey(dbPath, log: log))
+        ConfigCache.reportUnopenedKeys(config, log: log)
         current = Locked((config, ConfigCache.jwtCheck(config.jwt, log: log)))
     }
 
@@ -39,10 +40,30 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
         }
     }
 
+    /// Stored upstream keys that cannot be opened refuse their tenants' calls: say so loudly, once per load.
+    static func reportUnopenedKeys(_ config: GatewayConfig, log: AppLog) {
+        guard config.unavailableUpstreamKeyCount > 0 else { return }
+        let tenants = config.tenants.values.filter { !$0.unavailableUpstreamKeys.isEmpty }.map(\.id.rawValue).sorted()
+        log.event(
+            "upstream_keys_unavailable",
+            [
+                "count": .int(config.unavailableUpstreamKeyCount),
+                "tenants": .array(tenants.prefix(50).map { .string($0) }),
+                "error": .string("stored upstream keys cannot be opened (master key missing or wrong): refused"),
+            ], level: "error")
+    }
+
     /// Loads the JWT key material named by the configuration (environment secret or PEM file).
     static func jwtCheck(_ jwt: JWTConfig?, log: AppLog) -> JWTCheck? {
         guard let jwt else { return nil }
-        let settings = JWTSettings(algorithm: jwt.algorithm, tenantClaim: jwt.tenantClaim)
+        let settings = JWTSettings(
+            algorithm: jwt.algorithm, tenantClaim: jwt.tenantClaim, issuer: jwt.issuer, audience: jwt.audience)
+        if jwt.issuer == nil || jwt.audience == nil {
+            log.event(
+                "jwt_unbound",
+                ["error": .string("jwt.issuer and jwt.audience are not set: tokens are not bound (RFC 8725)")],
+                level: "warn")
+        }
         do {
             switch jwt.algorithm {
             case .hs256:
@@ -85,6 +106,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
                     let seen = current.withLock { $0.config.version }
                     if try store.version() != seen {
                         let next = try store.snapshot(masterKey: ConfigCache.masterKey(path, log: log))
+                        ConfigCache.reportUnopenedKeys(next, log: log)
                         let jwt = ConfigCache.jwtCheck(next.jwt, log: log)
                         current.withLock { $0 = (next, jwt) }
                         log.event("config_reload", ["config_version": .number(String(next.version))])

@@ -2,14 +2,16 @@ import TenantGateCore
 import TenantGateSystem
 
 /// `POST /v1/messages/count_tokens` (Anthropic): exact from an Anthropic backend (the client's body,
-/// natively), TenantGate's documented estimate for every other backend. Free, like upstream: no budget
-/// is charged and no execution is logged.
+/// natively), TenantGate's documented estimate for every other backend. Free, like upstream: no token or
+/// money is charged; a call that reaches the upstream counts against the tenant's requests per minute and
+/// is logged as an execution with zero tokens.
 struct CountTokensHandler {
     let config: GatewayConfig
     let principal: Principal
     let request: Request
     let sink: ResponseSink
     let resources: ThreadResources
+    let log: AppLog
 
     func run(outcome: inout Outcome) throws {
         let tenant = principal.tenant
@@ -22,10 +24,11 @@ struct CountTokensHandler {
         guard tenant.feature("messages_api", subject: subject) else {
             throw GatewayError.featureDisabled("messages_api")
         }
+        try parsed.checkGates(tenant: tenant, subject: subject, beta: request.headers["anthropic-beta"] != nil)
         let (name, model, backend) = try ModelSelection.resolve(parsed.chat.model, tenant: tenant, config: config)
         outcome.model = name
         outcome.backend = backend.name
-        let headers = [("X-Tenant-ID", tenant.id.rawValue), ("X-TenantGate-Model", name)]
+        var headers = [("X-Tenant-ID", tenant.id.rawValue), ("X-TenantGate-Model", name)]
         guard backend.provider == .anthropic else {
             let tools = parsed.original["tools"].map { ($0.jsonString.utf8.count + 3) / 4 } ?? 0
             let estimate = TokenEstimate.prompt(parsed.chat.promptText) + tools
@@ -33,9 +36,14 @@ struct CountTokensHandler {
             sink.json(200, .object([("input_tokens", .int(estimate))]), headers: headers)
             return
         }
+        // The upstream's shared key is spent on it: it is a request like any other for the rate limit.
+        outcome.accountable = true
+        try LimitStage.reserve(
+            tenant: tenant, need: Reservation(promptTokens: 0, completionTokens: 0, costNano: 0), backend: backend,
+            resources: resources, log: log, requestID: request.requestID, outcome: &outcome)
         let body = MessagesAPI.nativeBody(parsed.original, upstreamModel: model.upstreamModel, system: nil)
             .removing("max_tokens").removing("stream")
-        var lines = LimitStage.upstreamHeaders(
+        var lines = try LimitStage.upstreamHeaders(
             backend: backend, principal: principal, accept: "application/json", requestID: request.requestID,
             trace: outcome.trace)
         if let beta = ChatHandler.headerValue(request.headers["anthropic-beta"]) {
@@ -58,6 +66,7 @@ struct CountTokensHandler {
             throw GatewayError.upstreamError("the upstream's token count is not a JSON object with input_tokens")
         }
         outcome.status = 200
+        headers += outcome.limitHeaders
         sink.send(200, collected, headers: headers)
     }
 }

@@ -57,7 +57,7 @@ struct EmbeddingsHandler {
             let body = embed.body.setting("model", .string(model.upstreamModel)).bytes
             let outgoing = OutgoingRequest(
                 method: "POST", url: backend.baseURL + "/embeddings",
-                headers: LimitStage.upstreamHeaders(
+                headers: try LimitStage.upstreamHeaders(
                     backend: backend, principal: principal, accept: "application/json", requestID: request.requestID,
                     trace: outcome.trace),
                 body: body, connectTimeoutMs: backend.connectTimeoutMs, totalTimeoutMs: backend.timeoutMs)

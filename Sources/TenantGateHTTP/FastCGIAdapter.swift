@@ -44,7 +44,7 @@ enum FastCGIAdapter {
         var request = Request(
             method: params["REQUEST_METHOD"] ?? "GET", path: path, query: params["QUERY_STRING"] ?? "",
             headers: headers, pathTenant: tenant, requestID: params["REQUEST_ID"] ?? "",
-            remoteAddr: params["REMOTE_ADDR"] ?? "")
+            remoteAddr: params["REMOTE_ADDR"] ?? "", route: Route(param: params["TG_ROUTE"]))
         let expected = params["CONTENT_LENGTH"].flatMap { Int($0) }
         if request.method == "GET" || request.method == "HEAD" || expected == 0 {
             return (request, false)

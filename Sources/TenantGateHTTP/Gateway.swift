@@ -145,7 +145,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             outcome.status = 500
             if !sink.headWritten { answer(.internalError, api: api, sink: sink, outcome) }
         }
-        if request.path == "/healthz" || request.path == "/readyz" || request.path == "/metrics" { return }
+        if request.route != .api && request.route != .admin { return }
         let latency = Int(Posix.monotonicMs() - started)
         if outcome.accountable { settle(request, outcome, latencyMs: latency, resources: resources) }
         logRequest(request, outcome, latencyMs: latency)
@@ -187,23 +187,24 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
     private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome)
         throws
     {
-        switch (request.method, request.path) {
-        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+        // The front end's location chose the route; the path only picks an endpoint inside it.
+        switch (request.route, request.method, request.path) {
+        case (.healthz, "GET", "/healthz"), (.healthz, "HEAD", "/healthz"):
             outcome.status = 200
             sink.json(200, .object([("status", .string("ok"))]))
             return
-        case ("GET", "/readyz"):
+        case (.readyz, "GET", "/readyz"):
             try ready(sink: sink, resources: resources, outcome: &outcome)
             return
-        case ("GET", "/metrics"):
+        case (.metrics, "GET", "/metrics"):
             try metrics(request, sink: sink, resources: resources, outcome: &outcome)
             return
-        default: break
-        }
-        if request.path == "/admin" || request.path.hasPrefix("/admin/") {
+        case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             outcome.status = admin.respond(to: request, sink: sink, db: resources.db, config: configs.snapshot.0)
             return
+        case (.api, _, _): break
+        default: throw GatewayError.notFound
         }
         let endpoints = [
             "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/embeddings", "/v1/models",
@@ -214,10 +215,15 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         let principal = try authenticator.authenticate(
             ResolutionInput(
                 pathTenant: request.pathTenant, headerTenant: request.headers["x-tenant-id"],
-                credential: request.credential), config: config, jwt: jwt, now: Posix.wallMicros() / 1_000_000)
+                credential: request.credential, providerKey: request.headers["x-provider-key"]), config: config,
+            jwt: jwt, now: Posix.wallMicros() / 1_000_000)
         outcome.tenant = principal.tenant.id.rawValue
         outcome.keyID = principal.key.id
         configs.markUsed(principal.key.id)
+        if request.method == "POST" && request.path != "/v1/models" && request.path != "/v1/tenant-info" {
+            // A BYOK tenant's model calls carry the client's own provider key, beside its gateway credential.
+            _ = try principal.requireProviderKey()
+        }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"):
             outcome.accountable = true
@@ -233,7 +239,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             try handler.run(outcome: &outcome)
         case ("POST", "/v1/messages/count_tokens"):
             try CountTokensHandler(
-                config: config, principal: principal, request: request, sink: sink, resources: resources
+                config: config, principal: principal, request: request, sink: sink, resources: resources, log: log
             ).run(outcome: &outcome)
         case ("POST", "/v1/embeddings"):
             outcome.accountable = true
@@ -246,7 +252,12 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             sink.json(200, models(principal.tenant, config), headers: tenantHeader(outcome))
         case ("GET", "/v1/tenant-info"):
             outcome.status = 200
-            let subject = request.queryValue("user") ?? principal.key.id
+            let user = request.queryValue("user")
+            if let user, !Bounds.isIdentifier(user) {
+                throw GatewayError.invalidRequest(
+                    "'user' must be 1 to \(Bounds.maxUserBytes) bytes without control characters.", param: "user")
+            }
+            let subject = user ?? principal.key.id
             var info = tenantInfo(principal.tenant, config, subject: subject)
             info = info.setting("limits", try limitsNow(principal.tenant, resources: resources))
             sink.json(200, info, headers: tenantHeader(outcome))
@@ -257,7 +268,18 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
 
     private func ready(sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
         let version = (try? Migrations.version(resources.db)) ?? -1
-        if version == Migrations.current {
+        let unopened = configs.config.unavailableUpstreamKeyCount
+        if version == Migrations.current && unopened > 0 {
+            // Serving, but the tenants whose stored keys cannot be opened are refused: an operator must look.
+            outcome.status = 503
+            sink.json(
+                503,
+                .object([
+                    ("status", .string("degraded")), ("schema_version", .int(version)),
+                    ("upstream_keys_unavailable", .int(unopened)),
+                    ("error", .string("stored upstream keys cannot be opened: master key missing or wrong")),
+                ]))
+        } else if version == Migrations.current {
             outcome.status = 200
             sink.json(200, .object([("status", .string("ready")), ("schema_version", .int(version))]))
         } else {
@@ -306,10 +328,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             l.enforcement)
         add("daily_usd", l.dailyNano, used.day.nano, periods.dayResetsAt, usd: true, l.enforcement)
         add("monthly_usd", l.monthlyNano, used.month.nano, periods.monthResetsAt, usd: true, l.enforcement)
-        add("global_daily_usd", l.globalDailyNano, used.globalDay, periods.dayResetsAt, usd: true, l.globalEnforcement)
-        add(
-            "global_monthly_usd", l.globalMonthlyNano, used.globalMonth, periods.monthResetsAt, usd: true,
-            l.globalEnforcement)
+        // The global budget is the operator's: its spend across all tenants is not shown to any one tenant.
         return .object(out)
     }
 

@@ -10,6 +10,11 @@ enum LimitStage {
         tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources, log: AppLog,
         requestID: String, outcome: inout Outcome
     ) throws {
+        guard need.costNano < Bounds.maxRequestCostNano else {
+            throw GatewayError.invalidRequest(
+                "The request's worst case would cost more than USD \(Money.usdString(nano: Bounds.maxRequestCostNano)); lower max_tokens or n.",
+                param: "max_tokens")
+        }
         let limits = tenant.limits
         guard !limits.isEmpty else { return }
         let now = Posix.wallMicros() / 1000
@@ -60,9 +65,14 @@ enum LimitStage {
         return out
     }
 
-    /// The key for `backend`: BYOK, else the tenant's managed key, else the backend's `api_key_env`.
-    static func upstreamKey(backend: BackendConfig, principal: Principal) -> String? {
+    /// The key for `backend`: BYOK, else the tenant's managed key, else the backend's `api_key_env`. A
+    /// managed key that is stored but cannot be opened refuses the call: it never falls back to the
+    /// operator's key (that would move the tenant's traffic onto the operator's account).
+    static func upstreamKey(backend: BackendConfig, principal: Principal) throws(GatewayError) -> String? {
         if let byok = principal.passthrough { return byok.value }
+        if principal.tenant.unavailableUpstreamKeys.contains(backend.name) {
+            throw GatewayError.upstreamKeyUnavailable(backend: backend.name)
+        }
         if let managed = principal.tenant.upstreamKeys[backend.name] { return managed.value }
         if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty { return key }
         return nil
@@ -72,17 +82,19 @@ enum LimitStage {
     /// never the tenant's gateway key), the request id and the trace context.
     static func upstreamHeaders(
         backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext
-    ) -> [String] {
+    ) throws(GatewayError) -> [String] {
         var headers = ["Content-Type: application/json", "Accept: \(accept)"]
         // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
-        let key = upstreamKey(backend: backend, principal: principal)
+        let key = try upstreamKey(backend: backend, principal: principal)
         if backend.provider == .anthropic {
             headers.append("anthropic-version: \(backend.anthropicVersion)")
             if let key { headers.append("x-api-key: \(key)") }
         } else if let key {
             headers.append("Authorization: Bearer \(key)")
         }
-        if !requestID.isEmpty { headers.append("X-Request-ID: \(requestID)") }
+        if !requestID.isEmpty, requestID.utf8.count <= 128, Bounds.isPrintableASCII(requestID) {
+            headers.append("X-Request-ID: \(requestID)")
+        }
         let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
         headers.append("traceparent: \(trace.traceparent(spanID: span))")
         return headers

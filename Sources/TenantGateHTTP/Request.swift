@@ -1,8 +1,23 @@
 import TenantGateCore
 
+/// Which family of endpoints a request may reach, as the front end's location decided it (nginx sets
+/// `TG_ROUTE` per location), never the path: `/tenant/<id>/metrics` is a tenant API path, so it cannot
+/// reach the operator's `/metrics`.
+public enum Route: String, Sendable {
+    /// `/tenant/<id>/v1/…` and bare `/v1/…`: only the tenant API.
+    case api
+    case healthz, readyz, metrics, admin
+
+    /// The route for a `TG_ROUTE` value; a front end that sets none (or an unknown one) reaches only the
+    /// tenant API: operator endpoints answer only where the front end marked them.
+    public init(param: String?) { self = param.flatMap(Route.init(rawValue:)) ?? .api }
+}
+
 /// An HTTP request as the handlers see it (FastCGI is invisible past the adapter).
 public struct Request: Sendable {
     public var method: String
+    /// The endpoint family the front end's location allows.
+    public var route: Route
     /// Path below the tenant prefix, e.g. `/v1/chat/completions`.
     public var path: String
     public var query: String
@@ -18,9 +33,10 @@ public struct Request: Sendable {
     /// Creates a request.
     public init(
         method: String, path: String, query: String = "", headers: [String: String] = [:], body: [UInt8] = [],
-        pathTenant: String? = nil, requestID: String = "", remoteAddr: String = ""
+        pathTenant: String? = nil, requestID: String = "", remoteAddr: String = "", route: Route = .api
     ) {
         self.method = method
+        self.route = route
         self.path = path
         self.query = query
         self.headers = headers

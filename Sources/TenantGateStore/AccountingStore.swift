@@ -101,7 +101,7 @@ public struct AccountingStore {
         try db.statement(
             """
             INSERT INTO rate_totals(tenant, kind, total) VALUES (?1, ?2, MAX(0, ?3))
-            ON CONFLICT(tenant, kind) DO UPDATE SET total = MAX(0, total + ?3)
+            ON CONFLICT(tenant, kind) DO UPDATE SET total = MAX(0, CAST(total + ?3 AS INTEGER))
             """
         ).run([.text(tenant), .text(kind), .int(delta)])
     }
@@ -145,8 +145,8 @@ public struct AccountingStore {
             INSERT INTO budget_counters(scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             ON CONFLICT(scope, period) DO UPDATE SET
-              used_tokens = used_tokens + ?3, used_nano = used_nano + ?4,
-              reserved_tokens = MAX(0, reserved_tokens + ?5), reserved_nano = MAX(0, reserved_nano + ?6)
+              used_tokens = CAST(used_tokens + ?3 AS INTEGER), used_nano = CAST(used_nano + ?4 AS INTEGER),
+              reserved_tokens = MAX(0, CAST(reserved_tokens + ?5 AS INTEGER)), reserved_nano = MAX(0, CAST(reserved_nano + ?6 AS INTEGER))
             """
         ).run([.text(scope), .text(period), .int(usedTokens), .int(usedNano), .int(reservedTokens), .int(reservedNano)])
     }
@@ -210,19 +210,21 @@ public struct AccountingStore {
             let tokens = Int64(need.tokens)
             let checks: [(String, String, Int64?, Int64, Enforcement, Int64)] = [
                 (
-                    "tenant", "daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens + tokens,
+                    "tenant", "daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens.saturatingAdd(tokens),
                     limits.enforcement, periods.dayResetsAt
                 ),
                 (
-                    "tenant", "monthly_tokens", limits.monthlyTokens.map(Int64.init), month.tokens + tokens,
+                    "tenant", "monthly_tokens", limits.monthlyTokens.map(Int64.init),
+                    month.tokens.saturatingAdd(tokens),
                     limits.enforcement, periods.monthResetsAt
                 ),
                 (
-                    "tenant", "daily_usd", limits.dailyNano, day.nano + need.costNano, limits.enforcement,
+                    "tenant", "daily_usd", limits.dailyNano, day.nano.saturatingAdd(need.costNano), limits.enforcement,
                     periods.dayResetsAt
                 ),
                 (
-                    "tenant", "monthly_usd", limits.monthlyNano, month.nano + need.costNano, limits.enforcement,
+                    "tenant", "monthly_usd", limits.monthlyNano, month.nano.saturatingAdd(need.costNano),
+                    limits.enforcement,
                     periods.monthResetsAt
                 ),
             ]
@@ -232,12 +234,12 @@ public struct AccountingStore {
                 let gm = try monthCounter(AccountingStore.globalScope, periods.month)
                 all.append(
                     (
-                        "global", "daily_usd", limits.globalDailyNano, gd.nano + need.costNano,
+                        "global", "daily_usd", limits.globalDailyNano, gd.nano.saturatingAdd(need.costNano),
                         limits.globalEnforcement, periods.dayResetsAt
                     ))
                 all.append(
                     (
-                        "global", "monthly_usd", limits.globalMonthlyNano, gm.nano + need.costNano,
+                        "global", "monthly_usd", limits.globalMonthlyNano, gm.nano.saturatingAdd(need.costNano),
                         limits.globalEnforcement, periods.monthResetsAt
                     ))
             }
@@ -250,8 +252,12 @@ public struct AccountingStore {
             }
             for (scopeName, budget, limit, wouldBe, _, _) in all {
                 guard let limit, limit > 0 else { continue }
-                let before = wouldBe - (budget.hasSuffix("tokens") ? tokens : need.costNano)
-                for pct in [50, 80, 100] as [Int64] where before * 100 < pct * limit && wouldBe * 100 >= pct * limit {
+                let before = wouldBe.saturatingAdd(-(budget.hasSuffix("tokens") ? tokens : need.costNano))
+                // Compared as wouldBe/limit ≥ pct/100 without overflow: limits reach 10¹⁸ nano-USD.
+                for pct in [50, 80, 100] as [Int64]
+                where before.saturatingMultiply(100) < limit.saturatingMultiply(pct)
+                    && wouldBe.saturatingMultiply(100) >= limit.saturatingMultiply(pct)
+                {
                     status.crossed.append((scopeName == "global" ? "global_\(budget)" : budget, Int(pct)))
                 }
             }
@@ -335,7 +341,9 @@ public struct AccountingStore {
 
     private func settleOne(reservation: Int64?, record: ExecutionRecord) throws {
         do {
-            let consumed = record.usage.promptTokens + record.usage.completionTokens > 0
+            // A request that was answered, or that used tokens, counts against the per-minute limits.
+            let consumed =
+                record.usage.promptTokens + record.usage.completionTokens > 0 || (200..<300).contains(record.status)
             let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
             let held = try reservation.flatMap { try release(id: $0, consumed: consumed, actualTokens: tokens) }
             let periods = Periods(epochMs: record.atMs)
@@ -371,7 +379,7 @@ public struct AccountingStore {
                 INSERT INTO usage_daily(day, tenant, model, requests, errors, tokens_in, tokens_out, cost_nano)
                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
                 ON CONFLICT(day, tenant, model) DO UPDATE SET requests = requests + 1, errors = errors + ?4,
-                  tokens_in = tokens_in + ?5, tokens_out = tokens_out + ?6, cost_nano = cost_nano + ?7
+                  tokens_in = CAST(tokens_in + ?5 AS INTEGER), tokens_out = CAST(tokens_out + ?6 AS INTEGER), cost_nano = CAST(cost_nano + ?7 AS INTEGER)
                 """
             ).run([
                 .text(periods.day), .text(record.tenant), .text(record.model ?? ""),
@@ -382,7 +390,7 @@ public struct AccountingStore {
                 """
                 INSERT INTO usage_hourly(hour, tenant, requests, errors, cost_nano) VALUES (?1, ?2, 1, ?3, ?4)
                 ON CONFLICT(hour, tenant) DO UPDATE SET requests = requests + 1, errors = errors + ?3,
-                  cost_nano = cost_nano + ?4
+                  cost_nano = CAST(cost_nano + ?4 AS INTEGER)
                 """
             ).run([
                 .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),
@@ -397,7 +405,7 @@ public struct AccountingStore {
         try db.statement(
             """
             INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT(name, labels, le) DO UPDATE SET value = value + ?4
+            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(value + ?4 AS INTEGER)
             """
         ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
     }

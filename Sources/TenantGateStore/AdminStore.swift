@@ -83,8 +83,9 @@ public struct AdminStore {
 
     // MARK: users
 
-    /// Creates the user or replaces its password (and ends its sessions).
-    public func setPassword(user: String, password: String, nowMs: Int64) throws {
+    /// Creates the user or replaces its password (and ends its sessions); the audit entry (by `by`, from
+    /// `address`) commits in the same transaction.
+    public func setPassword(user: String, password: String, nowMs: Int64, by: String, address: String) throws {
         let salt = try Crypto.randomBytes(16)
         let hash = try Crypto.pbkdf2SHA256(
             password: Array(password.utf8), salt: salt, iterations: AdminStore.iterations)
@@ -96,7 +97,11 @@ public struct AdminStore {
                   iterations = excluded.iterations, updated_at = excluded.updated_at
                 """
             ).run([.text(user), .blob(salt), .blob(hash), .int(Int64(AdminStore.iterations)), .int(nowMs / 1000)])
+            let existed = !(try db.query("SELECT 1 FROM admin_sessions WHERE user = ?", [.text(user)]).isEmpty)
             try db.statement("DELETE FROM admin_sessions WHERE user = ?").run([.text(user)])
+            try audit(
+                user: by, address: address, action: "admin_password", target: user, before: nil,
+                after: existed ? "{\"sessions_ended\":true}" : nil, atMs: nowMs)
         }
     }
 
@@ -118,6 +123,28 @@ public struct AdminStore {
 
     // MARK: login throttling
 
+    /// Whether `address` has logged in as `user` before (a known-good address keeps its way in while
+    /// strangers are slowed down on the account).
+    public func isKnownAddress(user: String, address: String) throws -> Bool {
+        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE user = ? AND address = ?")
+            .all([.text(user), .text(address)]).isEmpty)
+    }
+
+    /// Whether the user has logged in successfully from any address.
+    public func hasKnownAddresses(user: String) throws -> Bool {
+        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE user = ? LIMIT 1").all([.text(user)]).isEmpty)
+    }
+
+    /// Remembers a successful login's address for the user.
+    public func rememberAddress(user: String, address: String, nowMs: Int64) throws {
+        try db.statement(
+            """
+            INSERT INTO admin_known_addresses(user, address, last_ms) VALUES (?1, ?2, ?3)
+            ON CONFLICT(user, address) DO UPDATE SET last_ms = excluded.last_ms
+            """
+        ).run([.text(user), .text(address), .int(nowMs)])
+    }
+
     /// Failed logins of each subject (`user:…`, `addr:…`) since `sinceMs`.
     public func failures(_ subjects: [String], sinceMs: Int64) throws -> Int {
         var worst = 0
@@ -130,9 +157,11 @@ public struct AdminStore {
         return worst
     }
 
-    /// Records a failed login for each subject (and forgets failures older than a day).
-    public func recordFailure(_ subjects: [String], atMs: Int64) throws {
+    /// Records a failed login for each subject (and forgets failures older than a day); `written` runs in
+    /// the same transaction (the audit entry).
+    public func recordFailure(_ subjects: [String], atMs: Int64, written: (() throws -> Void)? = nil) throws {
         try db.transaction {
+            try written?()
             for subject in subjects {
                 try db.statement("INSERT INTO admin_login_failures(subject, at_ms) VALUES (?, ?)")
                     .run([.text(subject), .int(atMs)])

@@ -139,9 +139,10 @@ public struct ConfigStore {
     public func snapshot(masterKey: [UInt8]? = nil) throws -> GatewayConfig {
         try db.transaction {
             let version = try version()
+            let (upstream, unavailable) = try openUpstreamKeys(masterKey: masterKey)
             return try GatewayConfig(
                 state: loadState(), keys: activeKeys(), version: version, promptVersions: promptVersions(),
-                upstreamKeys: openUpstreamKeys(masterKey: masterKey))
+                upstreamKeys: upstream, unavailableUpstreamKeys: unavailable)
         }
     }
 
@@ -174,7 +175,8 @@ public struct ConfigStore {
                             message: "no master key: create $TENANTGATE_HOME/master.key or set TENANTGATE_MASTER_KEY",
                             line: nil)
                     }
-                    let sealed = try Crypto.seal(Array(text.utf8), key: masterKey)
+                    let sealed = try UpstreamKeySeal.seal(
+                        Array(text.utf8), key: masterKey, tenant: tenant, backend: backend)
                     let hint = Secret.mask(text)
                     try db.statement(
                         """
@@ -197,18 +199,26 @@ public struct ConfigStore {
         return next
     }
 
-    /// Decrypts every stored upstream key: tenant → backend → key. Without the master key (or with the
-    /// wrong one) the keys are left out, so requests fall back to the backend's `api_key_env`.
-    func openUpstreamKeys(masterKey: [UInt8]?) throws -> [String: [String: String]] {
-        guard let masterKey else { return [:] }
+    /// Decrypts every stored upstream key: tenant → backend → key, and the (tenant, backend) pairs whose
+    /// key is stored but cannot be opened (no master key, the wrong one, a damaged or moved row). Those are
+    /// refused at request time, never served on the backend's `api_key_env` (fail closed).
+    func openUpstreamKeys(masterKey: [UInt8]?) throws -> (
+        keys: [String: [String: String]], unavailable: [String: Set<String>]
+    ) {
         var out: [String: [String: String]] = [:]
+        var unavailable: [String: Set<String>] = [:]
         for row in try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys") {
-            guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob,
-                let plain = try? Crypto.open(sealed, key: masterKey), let key = String(validating: plain, as: UTF8.self)
-            else { continue }
+            guard let tenant = row[0].text, let backend = row[1].text else { continue }
+            guard let masterKey, let sealed = row[2].blob,
+                let plain = try? UpstreamKeySeal.open(sealed, key: masterKey, tenant: tenant, backend: backend),
+                let key = String(validating: plain, as: UTF8.self)
+            else {
+                unavailable[tenant, default: []].insert(backend)
+                continue
+            }
             out[tenant, default: [:]][backend] = key
         }
-        return out
+        return (out, unavailable)
     }
 
     /// Re-seals every stored upstream key under `newKey`, in one transaction; returns how many.
@@ -222,9 +232,10 @@ public struct ConfigStore {
             let rows = try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys")
             for row in rows {
                 guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob else { continue }
-                let plain = try Crypto.open(sealed, key: oldKey)
+                let plain = try UpstreamKeySeal.open(sealed, key: oldKey, tenant: tenant, backend: backend)
+                let resealed = try UpstreamKeySeal.seal(plain, key: newKey, tenant: tenant, backend: backend)
                 try db.statement("UPDATE upstream_keys SET sealed = ? WHERE tenant_id = ? AND backend = ?")
-                    .run([.blob(try Crypto.seal(plain, key: newKey)), .text(tenant), .text(backend)])
+                    .run([.blob(resealed), .text(tenant), .text(backend)])
             }
             return rows.count
         }

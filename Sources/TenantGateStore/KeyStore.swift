@@ -32,8 +32,11 @@ public struct KeyStore {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Creates a key for `tenant`; returns its id and the secret (shown once, never stored).
-    public func create(tenant: String, name: String) throws -> (id: String, secret: String) {
+    /// Creates a key for `tenant`; returns its id and the secret (shown once, never stored). `written(id)`
+    /// runs in the same transaction (the audit entry commits with the key, or neither does).
+    public func create(tenant: String, name: String, written: ((String) throws -> Void)? = nil) throws -> (
+        id: String, secret: String
+    ) {
         // 44 base62 characters carry 261 bits.
         let secret = "tg_" + (try KeyStore.randomBase62(44))
         let id = "key_" + Crypto.hex(try Crypto.randomBytes(8))
@@ -49,6 +52,7 @@ public struct KeyStore {
                 .text(id), .text(tenant), .text(prefix), .blob(Crypto.sha256(Array(secret.utf8))), .text(name),
                 .int(now),
             ])
+            try written?(id)
         }
         return (id, secret)
     }

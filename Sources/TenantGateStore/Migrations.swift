@@ -138,6 +138,13 @@ public enum Migrations {
         ) STRICT, WITHOUT ROWID;
         CREATE INDEX executions_time ON executions(at_ms);
         """,
+        // 6: addresses each admin user has logged in from (they keep their way in while an account is
+        // under a password-guessing attack from elsewhere).
+        """
+        CREATE TABLE admin_known_addresses(
+            user TEXT NOT NULL, address TEXT NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY (user, address)
+        ) STRICT, WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

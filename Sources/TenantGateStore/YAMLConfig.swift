@@ -3,7 +3,8 @@ import Yams
 
 /// Turns YAML text into a `ConfigNode` (with lines) and configuration JSON back into YAML.
 public enum YAMLConfig {
-    /// Parses YAML; refuses documents over 4 MiB or expanding (through aliases) to over 200,000 nodes.
+    /// Parses YAML; refuses documents over 4 MiB or expanding (through aliases) to over 200,000 nodes or
+    /// over `maxExpandedBytes` of scalar text.
     public static func parse(_ text: String) throws(ConfigError) -> ConfigNode {
         guard text.utf8.count <= 4 << 20 else {
             throw ConfigError(path: "", message: "configuration file larger than 4 MiB", line: nil)
@@ -18,18 +19,30 @@ public enum YAMLConfig {
         }
         guard let node else { return .scalar("", quoted: false, line: nil) }
         var budget = 200_000
-        return try convert(node, &budget)
+        var bytes = maxExpandedBytes
+        return try convert(node, &budget, &bytes)
     }
 
-    private static func convert(_ node: Node, _ budget: inout Int) throws(ConfigError) -> ConfigNode {
+    /// Scalar text a configuration may expand to (aliases of a long string count each time they are used).
+    public static let maxExpandedBytes = 16 << 20
+
+    private static func convert(_ node: Node, _ budget: inout Int, _ bytes: inout Int) throws(ConfigError)
+        -> ConfigNode
+    {
         let line = node.mark.map { $0.line }
-        // Aliases can expand exponentially ("billion laughs"): bound the expanded size.
+        // Aliases can expand exponentially ("billion laughs"): bound the expanded size, in nodes and bytes.
         budget -= 1
         guard budget > 0 else {
             throw ConfigError(path: "", message: "configuration expands to more than 200000 nodes", line: line)
         }
         switch node {
         case .scalar(let scalar):
+            bytes -= scalar.string.utf8.count
+            guard bytes >= 0 else {
+                throw ConfigError(
+                    path: "", message: "configuration expands to more than \(maxExpandedBytes >> 20) MiB of text",
+                    line: line)
+            }
             let quoted = scalar.style != .plain
             return .scalar(scalar.string, quoted: quoted, line: line)
         case .mapping(let mapping):
@@ -38,12 +51,12 @@ public enum YAMLConfig {
                 guard case .scalar(let k) = key else {
                     throw ConfigError(path: "", message: "mapping keys must be plain strings", line: key.mark?.line)
                 }
-                pairs.append((key: k.string, value: try convert(value, &budget), line: key.mark?.line))
+                pairs.append((key: k.string, value: try convert(value, &budget, &bytes), line: key.mark?.line))
             }
             return .mapping(pairs, line: line)
         case .sequence(let sequence):
             var items: [ConfigNode] = []
-            for item in sequence { items.append(try convert(item, &budget)) }
+            for item in sequence { items.append(try convert(item, &budget, &bytes)) }
             return .sequence(items, line: line)
         case .alias:
             throw ConfigError(path: "", message: "YAML aliases are not supported", line: line)

@@ -115,8 +115,9 @@ public enum Crypto {
         return out
     }
 
-    /// AES-256-GCM encryption: returns nonce (12) ‖ ciphertext ‖ tag (16).
-    public static func seal(_ plaintext: [UInt8], key: [UInt8]) throws -> [UInt8] {
+    /// AES-256-GCM encryption: returns nonce (12) ‖ ciphertext ‖ tag (16). `aad` is authenticated, not
+    /// stored: `open` must be given the same bytes.
+    public static func seal(_ plaintext: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         guard key.count == 32 else { throw OpenSSLError(operation: "aes key length") }
         let nonce = try randomBytes(12)
         guard let ctx = EVP_CIPHER_CTX_new() else { throw OpenSSLError(operation: "EVP_CIPHER_CTX_new") }
@@ -129,6 +130,7 @@ public enum Crypto {
         guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
             tg_evp_gcm_set_ivlen(ctx, 12) == 1,
             EVP_EncryptInit_ex(ctx, nil, nil, key, nonce) == 1,
+            aad.isEmpty || EVP_EncryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1,
             out.withUnsafeMutableBufferPointer({
                 EVP_EncryptUpdate(ctx, $0.baseAddress, &len, plaintext, Int32(plaintext.count))
             }) == 1
@@ -146,7 +148,7 @@ public enum Crypto {
     }
 
     /// AES-256-GCM decryption of `seal`'s output; throws on a wrong key or tampered data.
-    public static func open(_ sealed: [UInt8], key: [UInt8]) throws -> [UInt8] {
+    public static func open(_ sealed: [UInt8], key: [UInt8], aad: [UInt8] = []) throws -> [UInt8] {
         guard key.count == 32, sealed.count >= 28 else { throw OpenSSLError(operation: "aes-gcm input") }
         let nonce = Array(sealed[0..<12])
         let body = Array(sealed[12..<(sealed.count - 16)])
@@ -159,6 +161,7 @@ public enum Crypto {
         guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
             tg_evp_gcm_set_ivlen(ctx, 12) == 1,
             EVP_DecryptInit_ex(ctx, nil, nil, key, nonce) == 1,
+            aad.isEmpty || EVP_DecryptUpdate(ctx, nil, &len, aad, Int32(aad.count)) == 1,
             out.withUnsafeMutableBufferPointer({
                 EVP_DecryptUpdate(ctx, $0.baseAddress, &len, body, Int32(body.count))
             }) == 1,

@@ -6,8 +6,12 @@ import CFastCGI
 
 /// Process-wide libfcgi set-up and the listening socket.
 public enum FastCGI {
-    /// Initialises libfcgi once per process (before any thread accepts).
+    /// Initialises libfcgi once per process (before any thread accepts). On a TCP socket libfcgi accepts
+    /// connections only from the addresses in `FCGI_WEB_SERVER_ADDRS`; when that is unset it trusts every
+    /// peer, which could then set `TG_TENANT`, `TG_ROUTE` and `REMOTE_ADDR` at will, so it defaults here to
+    /// loopback (`serve --allow-from` widens it). Unix sockets are guarded by their file mode instead.
     public static func initialize() {
+        if Posix.env("FCGI_WEB_SERVER_ADDRS") == nil { Posix.setEnv("FCGI_WEB_SERVER_ADDRS", "127.0.0.1") }
         _ = FCGX_Init()
     }
 

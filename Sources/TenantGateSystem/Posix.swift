@@ -148,6 +148,9 @@ public enum Posix {
         guard let v = getenv(name) else { return nil }
         return String(cString: v)
     }
+
+    /// Sets an environment variable (call before any thread starts: `setenv` is not thread-safe).
+    public static func setEnv(_ name: String, _ value: String) { _ = setenv(name, value, 1) }
 }
 
 /// A joinable-less OS thread whose pthread id can be signalled.

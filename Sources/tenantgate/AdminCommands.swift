@@ -29,7 +29,8 @@ struct AdminCommand: ParsableCommand {
                 guard password.count >= 12 else { throw CLIError("the password must have at least 12 characters") }
                 guard password.utf8.count <= 1024 else { throw CLIError("the password is longer than 1024 bytes") }
                 try AdminStore(try global.open()).setPassword(
-                    user: name, password: password, nowMs: Posix.wallMicros() / 1000)
+                    user: name, password: password, nowMs: Posix.wallMicros() / 1000, by: CLIAudit.user,
+                    address: "local")
                 print("admin user \(name): password set")
             }
         }
@@ -49,7 +50,16 @@ enum CLIAudit {
         }
     }
 
-    /// One entry, in its own transaction (key changes commit in theirs).
+    /// One entry, inside the caller's transaction.
+    static func entry(
+        _ db: SQLiteConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
+    ) throws {
+        try AdminStore(db).audit(
+            user: user, address: "local", action: action, target: target, before: before?.jsonString,
+            after: after?.jsonString, atMs: Posix.wallMicros() / 1000)
+    }
+
+    /// One entry, in its own transaction.
     static func record(
         _ db: SQLiteConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
     ) throws {

@@ -216,10 +216,11 @@ struct KeyCommand: ParsableCommand {
                 guard TenantID(tenant) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
                 guard name.utf8.count <= 200 else { throw CLIError("--name is longer than 200 bytes") }
                 let db = try global.open()
-                let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name)
-                try CLIAudit.record(
-                    db, action: "key_create", target: tenant,
-                    after: JSONValue.object([("key_id", .string(id)), ("name", .string(name))]))
+                let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name) { id in
+                    try CLIAudit.entry(
+                        db, action: "key_create", target: tenant,
+                        after: JSONValue.object([("key_id", .string(id)), ("name", .string(name))]))
+                }
                 print("created \(id) for tenant \(tenant); store this key now, it is not shown again:")
                 print(secret)
             }

@@ -94,8 +94,20 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Largest request body in bytes (keep equal to nginx client_max_body_size).")
     var maxBody: Int = 1 << 20
     @Option(help: "Milliseconds in-flight requests may take after SIGTERM.") var drainTimeout: Int = 30_000
+    @Option(
+        help:
+            "With HOST:PORT: comma-separated IPv4 addresses of the web servers allowed to connect (default 127.0.0.1)."
+    )
+    var allowFrom: String = "127.0.0.1"
 
     func validate() throws {
+        let parts = allowFrom.split(separator: ",", omittingEmptySubsequences: false)
+        guard !parts.isEmpty,
+            parts.allSatisfy({ part in
+                let octets = part.split(separator: ".", omittingEmptySubsequences: false)
+                return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
+            })
+        else { throw ValidationError("--allow-from takes IPv4 addresses separated by commas") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1-256") }
         guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1-1024") }
         guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024") }
@@ -106,6 +118,8 @@ struct ServeCommand: ParsableCommand {
             _ = try global.open()  // migrate on start
         }
         let appLog = AppLog(path: log, level: logLevel)
+        // Read by libfcgi in every worker (they inherit the environment): only these peers may connect.
+        Posix.setEnv("FCGI_WEB_SERVER_ADDRS", allowFrom)
         var args = [
             "--db", global.path, "--threads", String(threads), "--max-body", String(maxBody), "--log-level", logLevel,
             "--drain-timeout", String(drainTimeout),

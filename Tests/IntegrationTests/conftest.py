@@ -40,7 +40,7 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 
 CONFIG = """
-jwt: {{algorithm: HS256, secret_env: TG_TEST_JWT_SECRET, tenant_claim: tenant_id}}
+jwt: {{algorithm: HS256, secret_env: TG_TEST_JWT_SECRET, tenant_claim: tenant_id, issuer: "https://idp.test", audience: tenantgate-test}}
 defaults:
   features: {{streaming: true}}
 backends:
@@ -57,6 +57,8 @@ models:
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
   sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
   slowpoke: {{backend: sluggish, upstream_model: slow-model}}
+  capped: {{backend: up, upstream_model: capped-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 50}}
+  capped-new: {{backend: up, upstream_model: capped-new-up, max_tokens: 40, max_tokens_field: max_completion_tokens}}
 tenants:
   acme:
     name: Acme
@@ -95,12 +97,14 @@ tenants:
     models: [fast]
     upstream_keys: {{up: "sk-tenant-managed-key-999"}}
   byok:
-    models: [fast]
+    models: [fast, mock-small]
+    fallbacks: {{fast: [mock-small]}}
     auth_passthrough: true
     rate_limit: {{requests_per_minute: 1000}}
   anthro:
     name: Anthro
     models: [sonnet, fast, mock-small, slowpoke]
+    features: {{anthropic_beta: true}}
     fallbacks: {{fast: [sonnet]}}
   anthro2:
     models: [sonnet]
@@ -111,6 +115,22 @@ tenants:
   nomsg:
     models: [fast]
     features: {{messages_api: false}}
+  brute:
+    models: [fast, capped, capped-new, mock-small]
+    rate_limit: {{requests_per_minute: 100000, tokens_per_minute: 100000000}}
+    budget: {{daily_usd: 1000}}
+  absurd:
+    models: [fast]
+    budget: {{daily_usd: 1000, enforcement: soft}}
+  tight:
+    models: [capped]
+    rate_limit: {{tokens_per_minute: 500}}
+  leaky:
+    models: [fast]
+    fallbacks: {{fast: [backup]}}
+  counted:
+    models: [sonnet]
+    rate_limit: {{requests_per_minute: 2}}
   priced:
     models: [fast]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -155,7 +175,8 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg"):
+                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky",
+                       "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

@@ -3,7 +3,8 @@
 Behaviour is scripted per request by a directive in the last user message: `#mock {"status": 500}`.
 Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE] / message_stop),
 broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool), cache_read,
-cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream).
+cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream),
+usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream).
 POST .../chat/completions speaks OpenAI, POST .../v1/messages speaks Anthropic (and requires
 `anthropic-version` and `max_tokens`, like the real API). Every request is recorded (GET /_requests,
 POST /_reset).
@@ -219,6 +220,8 @@ def make_handler(recorder):
             text = "".join(pieces)
             usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": n}
             usage["total_tokens"] = usage["prompt_tokens"] + n
+            if isinstance(d.get("usage"), dict):
+                usage = d["usage"]
             if not body.get("stream"):
                 if d.get("broken_json"):
                     data = b'{"id": "x", "choices": [ {'

@@ -27,9 +27,12 @@ def admin_stack():
 class Browser:
     """A cookie-keeping HTTPS client that behaves like a same-origin browser form."""
 
-    def __init__(self, stack):
+    def __init__(self, stack, address=None):
         self.stack = stack
-        self.client = httpx.Client(base_url=stack.base, verify=False, timeout=30, follow_redirects=False)
+        # A loopback source address of its own (127.0.0.x) makes nginx see a different client address.
+        transport = httpx.HTTPTransport(verify=False, local_address=address) if address else None
+        self.client = httpx.Client(base_url=stack.base, verify=False, timeout=30, follow_redirects=False,
+                                   transport=transport)
         self.origin = stack.base
 
     def get(self, path, **kw):
@@ -378,6 +381,41 @@ def test_login_is_throttled_per_user(admin_stack):
     assert r.status_code == 429 and "retry-after" in r.headers
     # Another user from the same address is still fine.
     assert Browser(admin_stack).login(user="other").status_code == 303
+
+
+def test_strangers_cannot_lock_the_admin_out(admin_stack):
+    s = admin_stack
+    s.cli("admin", "password", "--user", "boss", input=PASSWORD + "\n")
+    home = Browser(s, "127.0.0.1")
+    assert home.login(user="boss").status_code == 303  # 127.0.0.1 is now a known address for boss
+    # A stranger guessing locks out only its own (account, address) pair…
+    guesser = Browser(s, "127.0.0.9")
+    for _ in range(5):
+        assert guesser.login(user="boss", password="guessing again").status_code == 401
+    assert guesser.login(user="boss").status_code == 429
+    # …and once the account is under attack, only addresses it has logged in from may try at all.
+    r = Browser(s, "127.0.0.10").login(user="boss")
+    assert r.status_code == 429 and "logged in from before" in r.text
+    for i in range(2, 5):
+        assert Browser(s, f"127.0.0.{i}").login(user="boss", password="guess").status_code == 429
+    assert Browser(s, "127.0.0.1").login(user="boss").status_code == 303
+    # Failures, lockouts and the password change are in the audit log.
+    rows = s.sql("SELECT action, user, address FROM admin_audit WHERE action IN "
+                 "('login_failed', 'admin_password', 'login', 'logout')")
+    assert ("admin_password", "boss") in [(a, t) for a, _, t in
+                                          s.sql("SELECT action, user, target FROM admin_audit")] or \
+        any(a == "admin_password" for a, _, _ in rows)
+    assert ("login_failed", "boss", "127.0.0.9") in rows
+    assert ("login", "boss", "127.0.0.1") in rows
+
+
+def test_logout_and_password_changes_are_audited(admin_stack):
+    b = Browser(admin_stack)
+    assert b.login(user="other").status_code == 303
+    assert b.post("/admin/logout", {}).status_code == 303
+    actions = admin_stack.sql("SELECT action, user, target FROM admin_audit WHERE action IN ('logout', 'admin_password')")
+    assert ("logout", "other", "") in actions
+    assert any(a == "admin_password" and t == "other" and u.startswith("cli:") for a, u, t in actions)
 
 
 def test_login_without_origin_is_refused(admin_stack):

@@ -391,7 +391,8 @@ def test_count_tokens(stack):
     assert 0 < estimate.input_tokens < 1000
     with pytest.raises(anthropic.PermissionDeniedError):
         client.messages.count_tokens(model="backup", messages=messages)
-    # Free, like upstream: nothing logged as an execution.
+    # Free, like upstream: no tokens charged (the upstream call is logged with zero tokens and counts
+    # against the requests-per-minute limit).
     assert not stack.sql("SELECT 1 FROM executions WHERE model = 'sonnet' AND tokens_in > 1000")
 
 

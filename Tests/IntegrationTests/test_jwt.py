@@ -31,7 +31,8 @@ def token(claims, alg="HS256", secret=JWT_SECRET.encode(), sign=None, header=Non
 
 def claims(**over):
     now = int(time.time())
-    base = {"tenant_id": "acme", "sub": "user-7", "exp": now + 300, "iat": now}
+    base = {"tenant_id": "acme", "sub": "user-7", "exp": now + 300, "iat": now, "iss": "https://idp.test",
+            "aud": "tenantgate-test"}
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -54,6 +55,11 @@ def test_hs256_token_authenticates_and_sets_the_end_user(stack):
 
 @pytest.mark.parametrize("make", [
     lambda: token(claims(exp=int(time.time()) - 120)),
+    lambda: token(claims(iss="https://other-idp.test")),
+    lambda: token(claims(iss=None)),
+    lambda: token(claims(aud="another-service")),
+    lambda: token(claims(aud=["another-service", "third"])),
+    lambda: token(claims(aud=None)),
     lambda: token(claims(), secret=b"wrong-secret-wrong-secret-wrong-secret"),
     lambda: token(claims(), alg="none"),
     lambda: token(claims(), header={"alg": "RS256", "typ": "JWT"}),
@@ -108,7 +114,8 @@ def asym_stack(request, tmp_path):
     openssl("pkey", "-in", str(key), "-pubout", "-out", str(pub))
     s = Stack(workers=1, threads=4).start()
     cfg = s.home / "jwt.yaml"
-    cfg.write_text(f"jwt: {{algorithm: {alg}, public_key_file: \"{pub}\", tenant_claim: tenant_id}}\n")
+    cfg.write_text(f"jwt: {{algorithm: {alg}, public_key_file: \"{pub}\", tenant_claim: tenant_id, "
+                   "issuer: \"https://idp.test\", audience: tenantgate-test}\n")
     s.cli("config", "import", str(cfg))
     yield s, alg, key, pub
     s.stop()
@@ -129,3 +136,12 @@ def test_rs256_and_es256_tokens(asym_stack):
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
     tampered = token(claims(tenant_id="globex"), alg=alg, sign=lambda d: sign(d.replace(b"x", b"y")))
     assert chat(s, tampered, path="").status_code == 401
+
+
+def test_a_jwt_config_without_issuer_and_audience_is_refused(stack, tmp_path):
+    cfg = tmp_path / "unbound.yaml"
+    cfg.write_text("jwt: {algorithm: HS256, secret_env: TG_TEST_JWT_SECRET, tenant_claim: tenant_id}\n")
+    out = stack.cli("config", "import", str(cfg), check=False)
+    assert out.returncode != 0 and "jwt.issuer" in out.stderr
+    # Nothing changed: tokens bound to the configured issuer and audience still work.
+    assert chat(stack, token(claims())).status_code == 200

@@ -218,7 +218,14 @@ def test_accounting_is_exact_across_8_workers(big_stack):
                    "WHERE tenant = 'priced'")[0]
     counters = s.sql("SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:priced' "
                      "AND period LIKE 'd:%'")[0]
-    assert executions[0] == total == upstream_count(s, marker)
+    # Every request reached the upstream once, plus the retries the gateway recorded (a kept-alive
+    # connection the mock upstream dropped under load is retried before any byte reached the client).
+    seen = [json.loads(json.dumps(q["body"]))["messages"][-1]["content"] for q in s.upstream_requests()
+            if marker in json.dumps(q["body"])]
+    retries = s.sql("SELECT COALESCE(SUM(retries), 0) FROM executions WHERE tenant = 'priced'")[0][0]
+    assert executions[0] == total == len(set(seen))
+    # (A retry whose first attempt died before the mock recorded it shows once: at most, not exactly.)
+    assert total <= len(seen) <= total + retries
     assert rollup == executions
     assert counters == (executions[1], executions[2])
     assert reserved(s, "priced") == (0, 0)

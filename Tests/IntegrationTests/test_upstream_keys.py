@@ -59,18 +59,39 @@ def test_rotating_the_master_key_keeps_keys_working(stack):
     assert wait_until(served, timeout=3)
 
 
-def test_byok_forwards_the_clients_own_key(stack):
-    r = post(stack, "byok", "byok-1", "sk-client-own-key-123456")
+def test_byok_forwards_the_clients_own_key_beside_a_gateway_key(stack):
+    def byok(marker, headers, tenant="byok", model="fast"):
+        with stack.client() as c:
+            return c.post(f"/tenant/{tenant}/v1/chat/completions", headers=headers,
+                          json={"model": model, "messages": [{"role": "user", "content": marker}]})
+    gateway = {"Authorization": f"Bearer {stack.keys['byok']}"}
+    r = byok("byok-1", {**gateway, "X-Provider-Key": "sk-client-own-key-123456"})
     assert r.status_code == 200, r.text
     assert upstream_auth(stack, "byok-1") == ["Bearer sk-client-own-key-123456"]
     assert r.headers["x-ratelimit-limit"] == "1000"   # limits still apply
     rid = r.headers["x-request-id"]
-    assert wait_until(lambda: stack.sql("SELECT key_id FROM executions WHERE request_id = ?", rid) == [("byok",)])
+    assert wait_until(lambda: stack.sql("SELECT key_id FROM executions WHERE request_id = ?", rid)
+                      != [])
     logs = stack.log_path.read_text() + (stack.home / "log" / "access.log").read_text()
     assert "sk-client-own-key-123456" not in logs
-    # A tenant without passthrough still wants a gateway key.
-    r = post(stack, "acme", "byok-2", "sk-client-own-key-123456")
-    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    # A provider key alone reaches nothing: not the model, not the tenant's info, not its budget.
+    for headers in ({"Authorization": "Bearer sk-client-own-key-123456"}, {"x-api-key": "anything-at-all"}):
+        r = byok("byok-2", headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        with stack.client() as c:
+            assert c.get("/tenant/byok/v1/tenant-info", headers=headers).status_code == 401
+            assert c.get("/tenant/byok/v1/models", headers=headers).status_code == 401
+    # A gateway key without the provider key: a model call is refused before anything is reserved.
+    r = byok("byok-3", gateway)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_provider_key"
+    assert upstream_auth(stack, "byok-2") == [] and upstream_auth(stack, "byok-3") == []
+    # A header that is not a plausible key is a 400, never forwarded.
+    r = byok("byok-4", {**gateway, "X-Provider-Key": b"sk-bad\xc3\xa9"})
+    assert r.status_code == 400 and upstream_auth(stack, "byok-4") == []
+    # Other tenants ignore the header: their own managed or environment key is used.
+    r = byok("byok-5", {"Authorization": f"Bearer {stack.keys['acme']}", "X-Provider-Key": "sk-client-own"},
+             tenant="acme")
+    assert r.status_code == 200 and upstream_auth(stack, "byok-5") == ["Bearer sk-upstream-secret-123"]
 
 
 def test_a_failed_rotation_keeps_the_old_master_key(fresh_stack):
@@ -87,3 +108,70 @@ def test_a_failed_rotation_keeps_the_old_master_key(fresh_stack):
     assert not (s.home / "master.key.previous").exists() and not (s.home / "master.key.new").exists()
     assert post(s, "vault", "vault-kept", s.keys["vault"]).status_code == 200
     assert upstream_auth(s, "vault-kept") == ["Bearer sk-tenant-managed-key-999"]
+
+
+def bump_config_version(stack):
+    import sqlite3
+    conn = sqlite3.connect(stack.home / "tenantgate.db", timeout=10)
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'config_version'")
+    conn.commit()
+    conn.close()
+
+
+def test_an_unusable_master_key_fails_closed(fresh_stack):
+    """A lost, wrong or corrupt master.key refuses the tenants whose stored keys it sealed: their traffic
+    never moves onto the operator's environment key, /readyz says so, and other tenants are served."""
+    s = fresh_stack
+    assert post(s, "vault", "mk-0", s.keys["vault"]).status_code == 200
+    assert upstream_auth(s, "mk-0") == ["Bearer sk-tenant-managed-key-999"]
+    good = (s.home / "master.key").read_text()
+    for n, broken in enumerate(["0" * 64 + "\n", "not hex at all\n", None]):
+        if broken is None:
+            (s.home / "master.key").unlink()
+        else:
+            (s.home / "master.key").write_text(broken)
+        bump_config_version(s)  # the workers reload (and re-read the master key)
+
+        def refused():
+            refused.i += 1
+            r = post(s, "vault", f"mk-{n}-probe-{refused.i}-end", s.keys["vault"])
+            return r.status_code == 503 and r.json()["error"]["code"] == "upstream_key_unavailable"
+        refused.i = 0
+        assert wait_until(refused, timeout=3)  # once the workers have reloaded
+        assert upstream_auth(s, f"mk-{n}-probe-{refused.i}-end") == []
+        with s.client() as c:
+            ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["upstream_keys_unavailable"] == 1
+        assert post(s, "acme", f"mk-{n}-other", s.keys["acme"]).status_code == 200
+        # Back to the right key before the next broken one, so each broken state is surely loaded.
+        (s.home / "master.key").write_text(good)
+        bump_config_version(s)
+        assert wait_until(lambda: post(s, "vault", "mk-back", s.keys["vault"]).status_code == 200, timeout=3)
+    events = {e.get("msg") for e in s.app_log()}
+    assert "master_key_unusable" in events and "upstream_keys_unavailable" in events
+    (s.home / "master.key").write_text(good)
+    bump_config_version(s)
+    assert wait_until(lambda: post(s, "vault", "mk-back", s.keys["vault"]).status_code == 200, timeout=3)
+    with s.client() as c:
+        assert c.get("/readyz").status_code == 200
+
+
+def test_a_sealed_key_moved_to_another_tenant_does_not_open(fresh_stack):
+    import sqlite3
+    s = fresh_stack
+    conn = sqlite3.connect(s.home / "tenantgate.db", timeout=10)
+    sealed = conn.execute("SELECT sealed FROM upstream_keys WHERE tenant_id = 'vault'").fetchone()[0]
+    assert sealed[0] == 2  # format 2: bound to (tenant, backend)
+    conn.execute("INSERT INTO upstream_keys(tenant_id, backend, sealed, hint) VALUES ('acme', 'up', ?, 'x')", (sealed,))
+    conn.commit()
+    conn.close()
+
+    def refused():
+        r = post(s, "acme", f"moved-{refused.n}", s.keys["acme"])
+        refused.n += 1
+        return r.status_code == 503 and r.json()["error"]["code"] == "upstream_key_unavailable"
+    refused.n = 0
+    assert wait_until(refused, timeout=3)
+    assert "Bearer sk-tenant-managed-key-999" not in [q["headers"].get("authorization")
+                                                      for q in s.upstream_requests()
+                                                      if "moved-" in json.dumps(q["body"])]

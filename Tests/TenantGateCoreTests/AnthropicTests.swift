@@ -37,7 +37,7 @@ private let recordedStream = [
               {"role":"tool","tool_call_id":"call_2","content":[{"type":"text","text":"3C"}]},
               {"role":"user","content":"Thanks"}]}
             """#)
-        let body = try AnthropicRequest.body(request, upstreamModel: "claude-x", defaultMaxTokens: 321)
+        let body = try AnthropicRequest.body(request, upstreamModel: "claude-x", maxTokens: 321)
         #expect(body["model"]?.stringValue == "claude-x")
         #expect(body["max_tokens"]?.intValue == 321)
         #expect(body["system"]?.stringValue == "Be brief.\n\nUse metric.")
@@ -75,24 +75,32 @@ private let recordedStream = [
     }
 
     @Test func maxTokensComesFromTheRequestThenTheCatalogThenTheDefault() throws {
+        func model(_ cap: Int?) -> ModelConfig {
+            ModelConfig(
+                name: "m", backend: "b", upstreamModel: "m", inputPerMTok: 1, outputPerMTok: 1, cachedInputPerMTok: 1,
+                cacheWritePerMTok: 1, maxTokens: cap)
+        }
         let asked = try chatRequest(
             #"{"max_completion_tokens":7,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
-        #expect(try AnthropicRequest.body(asked, upstreamModel: "m", defaultMaxTokens: 99)["max_tokens"]?.intValue == 7)
-        #expect(try AnthropicRequest.body(asked, upstreamModel: "m", defaultMaxTokens: 99)["stream"] == .bool(true))
+        let body = try AnthropicRequest.body(asked, upstreamModel: "m", maxTokens: asked.completionCap(for: model(99)))
+        #expect(body["max_tokens"]?.intValue == 7)
+        #expect(body["stream"] == .bool(true))
         let plain = try chatRequest(#"{"messages":[{"role":"user","content":"hi"}]}"#)
-        #expect(
-            try AnthropicRequest.body(plain, upstreamModel: "m", defaultMaxTokens: nil)["max_tokens"]?.intValue == 4096)
+        #expect(plain.completionCap(for: model(99)) == 99)
+        #expect(plain.completionCap(for: model(nil)) == 4096)
+        // A fallback with a lower cap is sent its own cap, never more.
+        #expect(asked.completionCap(for: model(5)) == 5)
     }
 
     @Test func refusesWhatAnthropicCannotDo() throws {
         let many = try chatRequest(#"{"n":2,"messages":[{"role":"user","content":"hi"}]}"#)
         #expect(throws: GatewayError.self) {
-            try AnthropicRequest.body(many, upstreamModel: "m", defaultMaxTokens: nil)
+            try AnthropicRequest.body(many, upstreamModel: "m", maxTokens: 10)
         }
         let audio = try chatRequest(
             #"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#)
         #expect(throws: GatewayError.self) {
-            try AnthropicRequest.body(audio, upstreamModel: "m", defaultMaxTokens: nil)
+            try AnthropicRequest.body(audio, upstreamModel: "m", maxTokens: 10)
         }
     }
 

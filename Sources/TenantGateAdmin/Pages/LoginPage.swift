@@ -1,4 +1,6 @@
+import TenantGateCore
 import TenantGateStore
+import TenantGateSystem
 
 /// Log in (throttled per user and per address), log out (the session ends server-side).
 enum LoginPage {
@@ -33,24 +35,36 @@ enum LoginPage {
         let admin = context.admin
         let now = context.nowMs
         let since = now - AdminApp.throttleWindowMs
-        let subjects = ["user:" + user, "addr:" + context.address]
-        if try admin.failures([subjects[0]], sinceMs: since) >= AdminApp.userFailures
+        let pair = "pair:\(user)|\(context.address)"
+        let subjects = ["user:" + user, "addr:" + context.address, pair]
+        // Locked per (account, address) and per address: a stranger locks out only itself.
+        if try admin.failures([pair], sinceMs: since) >= AdminApp.userFailures
             || admin.failures([subjects[1]], sinceMs: since) >= AdminApp.addressFailures
         {
-            var reply = show(
-                context, status: 429, message: "Too many failed logins. Try again in 15 minutes.", user: user)
-            reply.headers.append(("Retry-After", String(AdminApp.throttleWindowMs / 1000)))
-            return reply
+            return tooMany(context, user: user, message: "Too many failed logins. Try again in 15 minutes.")
         }
-        guard !user.isEmpty, !password.isEmpty, password.utf8.count <= 1024,
-            try admin.verify(user: user, password: password)
-        else {
-            try admin.recordFailure(subjects, atMs: now)
-            return show(context, status: 401, message: "Wrong user or password.", user: user)
+        // An account under attack from many addresses: only addresses it has logged in from before may try.
+        if try admin.failures([subjects[0]], sinceMs: since) >= AdminApp.userFailures,
+            try admin.hasKnownAddresses(user: user), !(try admin.isKnownAddress(user: user, address: context.address))
+        {
+            return tooMany(
+                context, user: user,
+                message: "This account is limited to addresses it has logged in from before. Try again in 15 minutes.")
         }
-        try admin.clearFailures(subjects[0])
+        guard !user.isEmpty, !password.isEmpty, password.utf8.count <= 1024 else {
+            return try failed(context, user: user, subjects: subjects)
+        }
+        // PBKDF2 (600k rounds) runs for at most `LoginGate.slots` logins at once per worker, so logins can
+        // never hold more than that many of the threads that serve the API.
+        guard let verified = try LoginGate.run({ try admin.verify(user: user, password: password) }) else {
+            return show(context, status: 503, message: GatewayError.loginBusy.message, user: user)
+                .adding(("Retry-After", "1"))
+        }
+        guard verified else { return try failed(context, user: user, subjects: subjects) }
+        try admin.clearFailures(pair)
         let (id, _) = try admin.createSession(user: user, address: context.address, nowMs: now)
         try admin.transaction {
+            try admin.rememberAddress(user: user, address: context.address, nowMs: now)
             try admin.audit(
                 user: user, address: context.address, action: "login", target: "", before: nil, after: nil, atMs: now)
         }
@@ -58,9 +72,58 @@ enum LoginPage {
         return .redirect("/admin/", headers: [("Set-Cookie", cookie)])
     }
 
+    private static func tooMany(_ context: AdminContext, user: String, message: String) -> AdminReply {
+        show(context, status: 429, message: message, user: user)
+            .adding(("Retry-After", String(AdminApp.throttleWindowMs / 1000)))
+    }
+
+    /// Records the failure (and its audit entry, in one transaction) and answers 401.
+    private static func failed(_ context: AdminContext, user: String, subjects: [String]) throws -> AdminReply {
+        let admin = context.admin
+        try admin.recordFailure(subjects, atMs: context.nowMs) {
+            try admin.audit(
+                user: user, address: context.address, action: "login_failed", target: "", before: nil, after: nil,
+                atMs: context.nowMs)
+        }
+        return show(context, status: 401, message: "Wrong user or password.", user: user)
+    }
+
     static func logout(_ context: AdminContext) throws -> AdminReply {
         if let id = context.cookieValue { try context.admin.endSession(id: id) }
+        let admin = context.admin
+        try admin.transaction {
+            try admin.audit(
+                user: context.user, address: context.address, action: "logout", target: "", before: nil, after: nil,
+                atMs: context.nowMs)
+        }
         let cookie = "\(AdminApp.cookie)=; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age=0"
         return .redirect("/admin/login", headers: [("Set-Cookie", cookie)])
+    }
+}
+
+/// Bounds the admin logins checked at once in this worker process (each costs a 600k-round PBKDF2).
+enum LoginGate {
+    /// Concurrent password checks per worker; more are refused at once (503 with Retry-After).
+    static let slots = 2
+    private static let busy = Locked(0)
+
+    /// Runs `check` if a slot is free; nil when all are taken.
+    static func run(_ check: () throws -> Bool) throws -> Bool? {
+        let entered = busy.withLock { count -> Bool in
+            guard count < slots else { return false }
+            count += 1
+            return true
+        }
+        guard entered else { return nil }
+        defer { busy.withLock { $0 -= 1 } }
+        return try check()
+    }
+}
+
+extension AdminReply {
+    func adding(_ header: (String, String)) -> AdminReply {
+        var copy = self
+        copy.headers.append(header)
+        return copy
     }
 }

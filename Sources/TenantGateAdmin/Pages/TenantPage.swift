@@ -271,12 +271,11 @@ enum TenantPage {
     static func createKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
         let name = String((try context.form().text("key_name") ?? "").prefix(200))
         guard try ConfigStore(context.db).loadState().tenants[id] != nil else { throw AdminProblem.notFound }
-        let key = try KeyStore(context.db).create(tenant: id, name: name)
         let admin = context.admin
-        try admin.transaction {
+        let key = try KeyStore(context.db).create(tenant: id, name: name) { keyID in
             try admin.audit(
                 user: context.user, address: context.address, action: "key_create", target: id, before: nil,
-                after: JSONValue.object([("key_id", .string(key.id)), ("name", .string(name))]).jsonString,
+                after: JSONValue.object([("key_id", .string(keyID)), ("name", .string(name))]).jsonString,
                 atMs: context.nowMs)
         }
         return try show(context, tenant: id, newKey: key, notice: "Key created.")

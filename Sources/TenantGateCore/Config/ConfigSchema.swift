@@ -220,7 +220,9 @@ extension ConfigSchema {
         "upstream_model": .string(maxLength: 256),
         "input_per_mtok": money, "output_per_mtok": money, "cached_input_per_mtok": money,
         "cache_write_per_mtok": money,
-        "max_tokens": .integer(min: 1, max: 10_000_000),
+        "max_tokens": .integer(min: 1, max: Bounds.maxCompletionTokens),
+        "image_tokens": .integer(min: 0, max: 1_000_000),
+        "max_tokens_field": .oneOf(["max_tokens", "max_completion_tokens"]),
     ])
 
     /// The whole configuration file.
@@ -232,6 +234,7 @@ extension ConfigSchema {
         "jwt": .object([
             "algorithm": .oneOf(["HS256", "RS256", "ES256"]), "secret_env": .string(maxLength: 256),
             "public_key_file": .string(maxLength: 4096), "tenant_claim": .string(maxLength: 128),
+            "issuer": .string(maxLength: 512), "audience": .string(maxLength: 512),
         ]),
         "backends": .map(backend, keys: .name),
         "models": .map(model, keys: .name),

@@ -26,7 +26,17 @@ public struct ConfigState: Sendable, Equatable {
     /// Validates a parsed file against the schema.
     public static func validateFile(_ node: ConfigNode) throws(ConfigError) -> JSONValue {
         if case .scalar(let text, false, _) = node, text.isEmpty || text == "null" { return .object([]) }
-        return try ConfigSchema.file.validate(node, path: "")
+        let file = try ConfigSchema.file.validate(node, path: "")
+        // RFC 8725 §3.8–3.9: a token must be bound to who issued it and to this gateway, or a token signed
+        // with the same key for another service would be accepted here.
+        if let jwt = file["jwt"] {
+            for field in ["issuer", "audience"] where jwt[field] == nil {
+                throw ConfigError(
+                    path: "jwt.\(field)",
+                    message: "is required (RFC 8725: bind tokens to their issuer and to this gateway)", line: node.line)
+            }
+        }
+        return file
     }
 
     /// Upserts a validated file: named entries are created or updated key by key (a `null` tenant is deleted);

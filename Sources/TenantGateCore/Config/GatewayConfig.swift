@@ -46,7 +46,35 @@ public struct ModelConfig: Sendable, Equatable {
     public let cachedInputPerMTok: Double
     /// USD per million prompt tokens written to the provider's cache (default: the input price).
     public let cacheWritePerMTok: Double
+    /// The model's completion cap (catalog `max_tokens`): larger requests are refused, and it is what is
+    /// sent upstream when the client gives none.
     public let maxTokens: Int?
+    /// Prompt tokens reserved per image (catalog `image_tokens`, default `ModelConfig.defaultImageTokens`).
+    public let imageTokens: Int
+    /// The body field that carries the cap when the client gave none (`max_tokens` or `max_completion_tokens`).
+    public let maxTokensField: String
+
+    /// Covers one image on Claude models and on GPT-4o / GPT-4.1 class models at high detail; models that
+    /// bill more per image (e.g. gpt-4o-mini, about 37k tokens) need `image_tokens` in the catalog.
+    public static let defaultImageTokens = 2_500
+
+    /// Creates a catalog entry.
+    public init(
+        name: String, backend: String, upstreamModel: String, inputPerMTok: Double, outputPerMTok: Double,
+        cachedInputPerMTok: Double, cacheWritePerMTok: Double, maxTokens: Int?,
+        imageTokens: Int = ModelConfig.defaultImageTokens, maxTokensField: String = "max_tokens"
+    ) {
+        self.name = name
+        self.backend = backend
+        self.upstreamModel = upstreamModel
+        self.inputPerMTok = inputPerMTok
+        self.outputPerMTok = outputPerMTok
+        self.cachedInputPerMTok = cachedInputPerMTok
+        self.cacheWritePerMTok = cacheWritePerMTok
+        self.maxTokens = maxTokens
+        self.imageTokens = imageTokens
+        self.maxTokensField = maxTokensField
+    }
 }
 
 /// How a tenant's system prompt combines with the client's.
@@ -73,6 +101,8 @@ public struct TenantConfig: Sendable {
     public let circuit: CircuitSettings?
     /// Managed upstream keys by backend (decrypted in the worker's memory only).
     public let upstreamKeys: [String: Secret]
+    /// Backends whose stored key could not be opened: calls to them are refused (fail closed).
+    public let unavailableUpstreamKeys: Set<String>
     /// BYOK: the client's own provider key is forwarded; no gateway key is needed.
     public let authPassthrough: Bool
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
@@ -80,6 +110,12 @@ public struct TenantConfig: Sendable {
 
     /// The default model, if any.
     public var defaultModel: String? { models.first }
+
+    /// `requested` and then its fallbacks, each still on the tenant's allow-list (a fallback the tenant may
+    /// not use is skipped, whatever the configuration says).
+    public func chain(for requested: String) -> [String] {
+        [requested] + (fallbacks[requested] ?? []).filter { $0 != requested && models.contains($0) }
+    }
 
     /// Whether `flag` is on for `subject` (end user or key id); see `FeatureFlags`.
     public func feature(_ flag: String, subject: String) -> Bool {
@@ -122,6 +158,10 @@ public struct JWTConfig: Sendable, Equatable {
     /// PEM public key file for RS256 / ES256.
     public let publicKeyFile: String?
     public let tenantClaim: String
+    /// Required `iss` (nil only for configurations stored before it was required).
+    public let issuer: String?
+    /// Required in `aud` (a string, or one of an array).
+    public let audience: String?
 }
 
 /// An immutable snapshot of everything the request path needs; replaced whole when the config changes.
@@ -141,7 +181,7 @@ public struct GatewayConfig: Sendable {
     /// Builds and cross-checks a snapshot from the stored state.
     public init(
         state: ConfigState, keys: [APIKeyRecord], version: Int64, promptVersions: [String: [String: Int]] = [:],
-        upstreamKeys: [String: [String: String]] = [:]
+        upstreamKeys: [String: [String: String]] = [:], unavailableUpstreamKeys: [String: Set<String>] = [:]
     ) throws(ConfigError) {
         self.version = version
         var backends: [String: BackendConfig] = [:]
@@ -183,7 +223,9 @@ public struct GatewayConfig: Sendable {
                     ?? 0,
                 cacheWritePerMTok: json["cache_write_per_mtok"]?.doubleValue ?? json["input_per_mtok"]?.doubleValue
                     ?? 0,
-                maxTokens: json["max_tokens"]?.intValue)
+                maxTokens: json["max_tokens"]?.intValue,
+                imageTokens: json["image_tokens"]?.intValue ?? ModelConfig.defaultImageTokens,
+                maxTokensField: json["max_tokens_field"]?.stringValue ?? "max_tokens")
         }
         let defaults = state.settings["defaults"] ?? .object([])
         var tenants: [String: TenantConfig] = [:]
@@ -237,6 +279,7 @@ public struct GatewayConfig: Sendable {
                         errors: $0["errors"]?.intValue ?? 10, windowMs: Int64($0["within_s"]?.intValue ?? 60) * 1000,
                         cooldownMs: Int64($0["cooldown_s"]?.intValue ?? 300) * 1000)
                 }, upstreamKeys: (upstreamKeys[id] ?? [:]).mapValues(Secret.init),
+                unavailableUpstreamKeys: unavailableUpstreamKeys[id] ?? [],
                 authPassthrough: json["auth_passthrough"]?.boolValue ?? false, effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
@@ -264,7 +307,8 @@ public struct GatewayConfig: Sendable {
             }
             jwt = JWTConfig(
                 algorithm: algorithm, secretEnv: secretEnv, publicKeyFile: keyFile,
-                tenantClaim: json["tenant_claim"]?.stringValue ?? "tenant_id")
+                tenantClaim: json["tenant_claim"]?.stringValue ?? "tenant_id", issuer: json["issuer"]?.stringValue,
+                audience: json["audience"]?.stringValue)
         } else {
             jwt = nil
         }
@@ -276,5 +320,9 @@ public struct GatewayConfig: Sendable {
         self.models = models
         self.tenants = tenants
         self.keys = byPrefix
+        unavailableUpstreamKeyCount = tenants.values.reduce(0) { $0 + $1.unavailableUpstreamKeys.count }
     }
+
+    /// How many stored upstream keys could not be opened (`/readyz` reports them).
+    public let unavailableUpstreamKeyCount: Int
 }

@@ -8,6 +8,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case missingAPIKey
     case invalidAPIKey
     case invalidToken(String)
+    /// A BYOK (`auth_passthrough`) tenant's model call without `X-Provider-Key`.
+    case missingProviderKey
     case tenantMismatch
     case featureDisabled(String)
     case modelNotAllowed(String)
@@ -21,6 +23,11 @@ public enum GatewayError: Error, Equatable, Sendable {
     case upstreamError(String)
     case circuitOpen(retryAfter: Int)
     case upstreamTimeout
+    /// The tenant's managed upstream key for a backend is stored but cannot be opened (master key missing,
+    /// wrong or the sealed row damaged): refused rather than served on the operator's key.
+    case upstreamKeyUnavailable(backend: String)
+    /// Too many admin logins are being checked at once on this worker.
+    case loginBusy
     case serviceUnavailable(String)
     case internalError
 
@@ -28,7 +35,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var status: Int {
         switch self {
         case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt: return 400
-        case .missingAPIKey, .invalidAPIKey, .invalidToken: return 401
+        case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return 401
         case .tenantMismatch, .featureDisabled, .modelNotAllowed: return 403
         case .tenantNotFound, .notFound: return 404
         case .methodNotAllowed: return 405
@@ -36,7 +43,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .rateLimited, .budgetExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
-        case .serviceUnavailable, .circuitOpen: return 503
+        case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .loginBusy: return 503
         case .upstreamTimeout: return 504
         case .internalError: return 500
         }
@@ -49,11 +56,13 @@ public enum GatewayError: Error, Equatable, Sendable {
             .unsupportedMediaType,
             .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed:
             return "invalid_request_error"
-        case .missingAPIKey, .invalidAPIKey, .invalidToken: return "authentication_error"
+        case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return "authentication_error"
         case .tenantMismatch, .featureDisabled: return "permission_error"
         case .rateLimited(let limit, _): return limit
         case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
-        case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen: return "upstream_error"
+        case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable:
+            return "upstream_error"
+        case .loginBusy: return "server_error"
         case .internalError: return "server_error"
         }
     }
@@ -69,6 +78,9 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .missingAPIKey: return "missing_api_key"
         case .invalidAPIKey: return "invalid_api_key"
         case .invalidToken: return "invalid_token"
+        case .missingProviderKey: return "missing_provider_key"
+        case .upstreamKeyUnavailable: return "upstream_key_unavailable"
+        case .loginBusy: return "login_busy"
         case .tenantMismatch: return "tenant_mismatch"
         case .featureDisabled: return "feature_disabled"
         case .modelNotAllowed: return "model_not_allowed"
@@ -99,6 +111,12 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .missingAPIKey: return "No API key provided. Use 'Authorization: Bearer <key>' or 'x-api-key'."
         case .invalidAPIKey: return "Invalid API key."
         case .invalidToken(let why): return "Invalid token: \(why)."
+        case .missingProviderKey:
+            return "This tenant uses its clients' own provider keys: send yours in the X-Provider-Key header."
+        case .upstreamKeyUnavailable(let backend):
+            return
+                "The tenant's stored key for backend '\(backend)' cannot be opened (master key missing or wrong); the operator has been alerted."
+        case .loginBusy: return "Too many logins are being checked right now; try again in a moment."
         case .tenantMismatch: return "The credential does not belong to this tenant."
         case .featureDisabled(let flag): return "Feature '\(flag)' is disabled for this tenant."
         case .modelNotAllowed(let model): return "Model '\(model)' is not available to this tenant."
@@ -127,6 +145,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var headers: [(String, String)] {
         switch self {
         case .rateLimited(_, let retryAfter), .circuitOpen(let retryAfter): return [("Retry-After", String(retryAfter))]
+        case .loginBusy: return [("Retry-After", "1")]
         default: return []
         }
     }

@@ -76,6 +76,9 @@ public struct JSONParser {
         try enter()
         index += 1
         var members: [(String, JSONValue)] = []
+        // Duplicate names are refused: the gateway and the upstream must never read different values from
+        // one body. Small objects are scanned; past 16 members a set keeps the check linear.
+        var names: Set<String>?
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -85,7 +88,20 @@ public struct JSONParser {
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+            let keyStart = index
             let key = try parseString()
+            if var seen = names {
+                names = nil
+                guard seen.insert(key).inserted else {
+                    throw JSONParseError(message: "duplicate key", offset: keyStart)
+                }
+                names = seen
+            } else {
+                if members.contains(where: { $0.0 == key }) {
+                    throw JSONParseError(message: "duplicate key", offset: keyStart)
+                }
+                if members.count == 16 { names = Set(members.map(\.0) + [key]) }
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1

@@ -6,7 +6,7 @@ public enum JSONValue: Sendable, Equatable {
     case number(String)
     case string(String)
     case array([JSONValue])
-    /// Members in document order (duplicate keys: the last wins on lookup, as in most parsers).
+    /// Members in document order (the parser refuses duplicate names; built values have none).
     case object([(String, JSONValue)])
 
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {

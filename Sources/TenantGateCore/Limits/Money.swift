@@ -2,10 +2,16 @@
 /// and integer sums never drift.
 public enum Money {
     /// Nano-USD per token for a price in USD per million tokens (1 USD/Mtok = 1000 nano-USD/token).
-    public static func nanoPerToken(perMTok: Double) -> Int64 { Int64((perMTok * 1000).rounded()) }
+    /// Prices are validated to 0…10⁹ USD/Mtok; anything else (NaN, negative, huge) is clamped, never trapped on.
+    public static func nanoPerToken(perMTok: Double) -> Int64 { clamped((perMTok * 1000).rounded()) }
 
-    /// Nano-USD for a USD amount (budgets).
-    public static func nano(usd: Double) -> Int64 { Int64((usd * 1_000_000_000).rounded()) }
+    /// Nano-USD for a USD amount (budgets), clamped to 0…`Int64.max`.
+    public static func nano(usd: Double) -> Int64 { clamped((usd * 1_000_000_000).rounded()) }
+
+    private static func clamped(_ value: Double) -> Int64 {
+        guard value.isFinite, value > 0 else { return 0 }
+        return value >= 9.2e18 ? .max : Int64(value)
+    }
 
     /// USD with 9 decimals, no exponent (for JSON and logs).
     public static func usdString(nano: Int64) -> String {
@@ -16,14 +22,19 @@ public enum Money {
     }
 
     /// The cost of `usage` on `model`, in nano-USD.
+    /// Clamped to `Bounds.maxRequestCostNano` rather than trapping; `Usage` keeps every count in
+    /// `0…Bounds.maxReportedTokens`, so the parts below cannot go negative.
     public static func cost(_ usage: Usage, _ model: ModelConfig) -> Int64 {
-        let cached = Int64(min(usage.cachedTokens, usage.promptTokens))
-        let written = Int64(min(usage.cacheWriteTokens, usage.promptTokens - usage.cachedTokens))
-        let uncached = Int64(usage.promptTokens) - cached - written
-        return uncached * nanoPerToken(perMTok: model.inputPerMTok) + cached
-            * nanoPerToken(perMTok: model.cachedInputPerMTok) + written
-            * nanoPerToken(perMTok: model.cacheWritePerMTok) + Int64(usage.completionTokens)
-            * nanoPerToken(perMTok: model.outputPerMTok)
+        let prompt = Int64(usage.promptTokens)
+        let cached = min(Int64(usage.cachedTokens), prompt)
+        let written = min(Int64(usage.cacheWriteTokens), prompt - cached)
+        let uncached = prompt - cached - written
+        let parts: [(Int64, Double)] = [
+            (uncached, model.inputPerMTok), (cached, model.cachedInputPerMTok), (written, model.cacheWritePerMTok),
+            (Int64(usage.completionTokens), model.outputPerMTok),
+        ]
+        let total = parts.reduce(Int64(0)) { $0.saturatingAdd($1.0.saturatingMultiply(nanoPerToken(perMTok: $1.1))) }
+        return min(total, Bounds.maxRequestCostNano)
     }
 }
 
@@ -36,19 +47,18 @@ public struct Reservation: Sendable, Equatable {
     /// Upper bound of the cost, nano-USD.
     public let costNano: Int64
 
-    /// Prompt plus completion tokens.
-    public var tokens: Int { promptTokens + completionTokens }
+    /// Prompt plus completion tokens (saturating).
+    public var tokens: Int { promptTokens.saturatingAdd(completionTokens) }
 
     /// The completion cap used when neither the request nor the catalog sets one.
     public static let defaultCompletionCap = 4096
 
-    /// The reservation for `chat` on `model`: prompt tokens bounded by the prompt's UTF-8 bytes plus
-    /// 8 per message (a byte-level BPE token is at least one byte), completion by `max_tokens`, else
-    /// the catalog's `max_tokens`, else 4096.
+    /// The reservation for `chat` on `model`: prompt tokens bounded by `ChatRequest.promptBound` (text,
+    /// tool definitions and calls byte for byte, images at the model's `image_tokens`), completion by the
+    /// cap sent upstream (`completionCap(for:)`) times `n`.
     public init(chat: ChatRequest, model: ModelConfig) {
-        let bytes = chat.promptText.reduce(0) { $0 + $1.utf8.count }
-        promptTokens = bytes + 8 * chat.messages.count
-        completionTokens = chat.maxTokens ?? model.maxTokens ?? Reservation.defaultCompletionCap
+        promptTokens = chat.promptBound(imageTokens: model.imageTokens)
+        completionTokens = chat.completionCap(for: model).saturatingMultiply(chat.choices)
         costNano = Money.cost(Usage(promptTokens: promptTokens, completionTokens: completionTokens), model)
     }
 

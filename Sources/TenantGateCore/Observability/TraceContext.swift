@@ -20,9 +20,16 @@ public struct TraceContext: Sendable, Equatable {
     public func traceparent(spanID: String) -> String { "00-\(traceID)-\(spanID)-01" }
 
     static func parse(_ header: String) -> (String, String)? {
+        // Byte-level: `Character.isHexDigit` also accepts full-width digits, which must never reach a header.
+        guard header.utf8.count <= 512, header.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
         let parts = header.trimmingSpaces().split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count >= 4, parts[0].count == 2, parts[0] != "ff", parts[1].count == 32, parts[2].count == 16,
-            parts[3].count == 2, parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) }),
+        let hex: (Substring) -> Bool = { part in
+            part.utf8.allSatisfy {
+                (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0)
+            }
+        }
+        guard parts.count >= 4, parts[0].utf8.count == 2, parts[0] != "ff", parts[1].utf8.count == 32,
+            parts[2].utf8.count == 16, parts[3].utf8.count == 2, parts.prefix(4).allSatisfy(hex),
             parts[0] == "00" ? parts.count == 4 : true
         else { return nil }
         let trace = parts[1].lowercased()

@@ -14,12 +14,15 @@ public struct ResolutionInput: Sendable {
     public var headerTenant: String?
     /// `Authorization: Bearer …` or `x-api-key`.
     public var credential: String?
+    /// `X-Provider-Key`: a BYOK tenant's client's own provider key.
+    public var providerKey: String?
 
     /// Creates an input.
-    public init(pathTenant: String?, headerTenant: String?, credential: String?) {
+    public init(pathTenant: String?, headerTenant: String?, credential: String?, providerKey: String? = nil) {
         self.pathTenant = pathTenant
         self.headerTenant = headerTenant
         self.credential = credential
+        self.providerKey = providerKey
     }
 }
 
@@ -30,8 +33,16 @@ public struct Principal: Sendable {
     public let key: APIKeyRecord
     /// The JWT's `sub`, when a JWT authenticated the request.
     public var subject: String? = nil
-    /// BYOK: the client's own provider key, forwarded upstream instead of a managed one.
+    /// BYOK: the client's own provider key (`X-Provider-Key`), forwarded upstream instead of a managed one.
+    /// Only for tenants with `auth_passthrough`, and only ever sent to the backend of the model asked for.
     public var passthrough: Secret? = nil
+
+    /// The BYOK key, required for model calls of an `auth_passthrough` tenant (nil for other tenants).
+    public func requireProviderKey() throws(GatewayError) -> Secret? {
+        guard tenant.authPassthrough else { return nil }
+        guard let passthrough else { throw GatewayError.missingProviderKey }
+        return passthrough
+    }
 }
 
 /// A configured JWT check: settings plus the verifier that holds the key.
@@ -70,11 +81,6 @@ public struct Authenticator: Sendable {
             jwtTenant = tid
             subject = claims.subject
             key = APIKeyRecord(id: "jwt", tenant: tid, lookupPrefix: "", hash: [])
-        } else if !credential.hasPrefix("tg_"), let byok = passthroughTenant(pathID, headerID, config) {
-            // BYOK: the tenant named by the path or header accepts its clients' own provider keys.
-            return Principal(
-                tenant: byok, key: APIKeyRecord(id: "byok", tenant: byok.id, lookupPrefix: "", hash: []),
-                passthrough: Secret(credential))
         } else {
             key = try findKey(credential, config: config)
         }
@@ -98,16 +104,16 @@ public struct Authenticator: Sendable {
         guard let tenant = config.tenants[tenantID.rawValue] else { throw GatewayError.tenantNotFound }
         // Every source that named a tenant must agree, and the key must belong to it.
         guard key.tenant == tenantID, claimed.allSatisfy({ $0 == tenantID }) else { throw GatewayError.tenantMismatch }
-        return Principal(tenant: tenant, key: key, subject: subject)
-    }
-
-    /// The tenant named by path or header (in resolution order, which must agree), if it uses BYOK.
-    private func passthroughTenant(_ path: TenantID?, _ header: TenantID?, _ config: GatewayConfig) -> TenantConfig? {
-        if let path, let header, path != header { return nil }
-        guard let id = path ?? header, let tenant = config.tenants[id.rawValue], tenant.authPassthrough else {
-            return nil
+        var principal = Principal(tenant: tenant, key: key, subject: subject)
+        // BYOK rides beside the gateway credential, never instead of it: a provider key alone reaches nothing.
+        if tenant.authPassthrough, let provided = input.providerKey, !provided.isEmpty {
+            guard provided.utf8.count <= 1024, Bounds.isPrintableASCII(provided), !provided.contains(" ") else {
+                throw GatewayError.invalidRequest(
+                    "X-Provider-Key must be printable ASCII without spaces, at most 1024 bytes.", param: nil)
+            }
+            principal.passthrough = Secret(provided)
         }
-        return tenant
+        return principal
     }
 
     private static func tenantID(_ raw: String) throws(GatewayError) -> TenantID {

@@ -19,12 +19,21 @@ public struct JWTSettings: Sendable {
     public let tenantClaim: String
     /// Seconds of clock skew allowed for `exp`, `nbf` and `iat`.
     public let leewaySeconds: Int64
+    /// The `iss` every token must carry, when configured.
+    public let issuer: String?
+    /// The value `aud` must be (or contain), when configured.
+    public let audience: String?
 
     /// Creates settings.
-    public init(algorithm: JWTAlgorithm, tenantClaim: String, leewaySeconds: Int64 = 30) {
+    public init(
+        algorithm: JWTAlgorithm, tenantClaim: String, leewaySeconds: Int64 = 30, issuer: String? = nil,
+        audience: String? = nil
+    ) {
         self.algorithm = algorithm
         self.tenantClaim = tenantClaim
         self.leewaySeconds = leewaySeconds
+        self.issuer = issuer
+        self.audience = audience
     }
 }
 
@@ -75,6 +84,18 @@ public enum JWT {
             guard let v = iat.intValue.map(Int64.init), v <= now + settings.leewaySeconds else {
                 throw GatewayError.invalidToken("token issued in the future")
             }
+        }
+        if let issuer = settings.issuer, payload["iss"]?.stringValue != issuer {
+            throw GatewayError.invalidToken("wrong or missing issuer")
+        }
+        if let audience = settings.audience {
+            let listed: [String]
+            switch payload["aud"] {
+            case .string(let one)?: listed = [one]
+            case .array(let many)?: listed = many.compactMap(\.stringValue)
+            default: listed = []
+            }
+            guard listed.contains(audience) else { throw GatewayError.invalidToken("wrong or missing audience") }
         }
         guard let tenant = payload[settings.tenantClaim]?.stringValue else {
             throw GatewayError.invalidToken("missing \(settings.tenantClaim) claim")

@@ -5,7 +5,13 @@ public struct ChatRequest: Sendable {
     public let stream: Bool
     /// `stream_options.include_usage`.
     public let includeUsage: Bool
+    /// The client's completion cap (`max_tokens` or `max_completion_tokens`), if given.
     public let maxTokens: Int?
+    /// `n`: completions asked for (1 when not given).
+    public let choices: Int
+    /// Prompt tokens the upstream bills for parts the Chat Completions body does not carry (an Anthropic
+    /// client's document blocks kept for a native call), added to `promptBound`.
+    public var extraPromptTokens = 0
     /// The `user` field (end user), if given.
     public let user: String?
     /// The messages, as sent.
@@ -71,27 +77,103 @@ public struct ChatRequest: Sendable {
         var maxTokens: Int?
         for field in ["max_tokens", "max_completion_tokens"] {
             if let v = json[field], v != .null {
-                guard let n = v.intValue, n >= 1 else {
+                guard case .number(let text) = v, let n = Int(text), n >= 1 else {
                     throw GatewayError.invalidRequest("'\(field)' must be a positive integer.", param: field)
+                }
+                if let other = maxTokens, other != n {
+                    throw GatewayError.invalidRequest(
+                        "'max_tokens' and 'max_completion_tokens' differ; give one.", param: field)
                 }
                 maxTokens = n
             }
+        }
+        var choices = 1
+        if let v = json["n"], v != .null {
+            guard case .number(let text) = v, let n = Int(text), (1...Bounds.maxChoices).contains(n) else {
+                throw GatewayError.invalidRequest(
+                    "'n' must be an integer from 1 to \(Bounds.maxChoices).", param: "n")
+            }
+            choices = n
         }
         for field in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
             if let v = json[field], v != .null, v.doubleValue == nil {
                 throw GatewayError.invalidRequest("'\(field)' must be a number.", param: field)
             }
         }
-        var user: String?
-        if let u = json["user"], u != .null {
-            guard let s = u.stringValue else {
-                throw GatewayError.invalidRequest("'user' must be a string.", param: "user")
-            }
-            user = s
-        }
+        let user = try ChatRequest.user(json["user"], field: "user")
         return ChatRequest(
-            model: model, stream: stream, includeUsage: includeUsage, maxTokens: maxTokens, user: user,
-            messages: messages, body: json)
+            model: model, stream: stream, includeUsage: includeUsage, maxTokens: maxTokens, choices: choices,
+            user: user, messages: messages, body: json)
+    }
+
+    /// A client's end-user id (`user`, `metadata.user_id`): nil, or a string that `Bounds.isIdentifier`
+    /// accepts (it is stored per execution, logged and may fill `{{user}}` in a system prompt).
+    public static func user(_ value: JSONValue?, field: String) throws(GatewayError) -> String? {
+        guard let value, value != .null else { return nil }
+        guard let s = value.stringValue, Bounds.isIdentifier(s) else {
+            throw GatewayError.invalidRequest(
+                "'\(field)' must be a string of 1 to \(Bounds.maxUserBytes) bytes without control characters.",
+                param: field)
+        }
+        return s
+    }
+
+    /// The completion cap sent upstream and reserved for `model`: the client's, else the catalog's
+    /// `max_tokens`, else `Reservation.defaultCompletionCap`, never above the model's cap.
+    public func completionCap(for model: ModelConfig) -> Int {
+        let cap = model.maxTokens ?? Bounds.maxCompletionTokens
+        return min(maxTokens ?? model.maxTokens ?? Reservation.defaultCompletionCap, cap)
+    }
+
+    /// Refuses a client cap above the model's (catalog `max_tokens`, else `Bounds.maxCompletionTokens`).
+    public func checkCap(for model: ModelConfig, field: String = "max_tokens") throws(GatewayError) {
+        let cap = model.maxTokens ?? Bounds.maxCompletionTokens
+        if let asked = maxTokens, asked > cap {
+            let name =
+                body["max_completion_tokens"] != nil && body["max_tokens"] == nil ? "max_completion_tokens" : field
+            throw GatewayError.invalidRequest(
+                "'\(name)' is \(asked), above the \(cap) tokens model '\(model.name)' allows.", param: name)
+        }
+    }
+
+    /// The body sent to an OpenAI-compatible upstream: upstream model name and the completion cap that was
+    /// reserved (in the field the client used, else the catalog's `max_tokens_field`).
+    public func upstreamBody(for model: ModelConfig) -> JSONValue {
+        var out = body.setting("model", .string(model.upstreamModel))
+        let cap = JSONValue.int(completionCap(for: model))
+        let fields = ["max_tokens", "max_completion_tokens"].filter { body[$0] != nil && body[$0] != .null }
+        for field in fields.isEmpty ? [model.maxTokensField] : fields { out = out.setting(field, cap) }
+        return out
+    }
+
+    /// An upper bound of the prompt tokens the upstream bills: text byte for byte (a byte-level BPE
+    /// token is at least one byte) plus 8 per message, tool definitions, tool calls, response formats and
+    /// non-text parts by their JSON bytes, each image at `imageTokens`, plus `extraPromptTokens`.
+    public func promptBound(imageTokens: Int) -> Int {
+        var total = extraPromptTokens.saturatingAdd(8.saturatingMultiply(messages.count))
+        for message in messages {
+            switch message["content"] {
+            case .string(let s)?: total = total.saturatingAdd(s.utf8.count)
+            case .array(let parts)?:
+                for part in parts {
+                    if let text = part["text"]?.stringValue {
+                        total = total.saturatingAdd(text.utf8.count)
+                    } else if part["type"]?.stringValue == "image_url" {
+                        total = total.saturatingAdd(imageTokens)
+                    } else {
+                        total = total.saturatingAdd(part.jsonString.utf8.count)
+                    }
+                }
+            default: break
+            }
+            for field in ["tool_calls", "function_call", "name"] {
+                if let v = message[field] { total = total.saturatingAdd(v.jsonString.utf8.count) }
+            }
+        }
+        for field in ["tools", "functions", "response_format", "tool_choice"] {
+            if let v = body[field], v != .null { total = total.saturatingAdd(v.jsonString.utf8.count) }
+        }
+        return total
     }
 
     /// Whether the request offers tools or functions to the model.
@@ -123,21 +205,21 @@ public struct Usage: Sendable, Equatable {
     /// Prompt tokens written to the provider's prompt cache (part of `promptTokens`; Anthropic).
     public var cacheWriteTokens: Int
 
-    /// Creates usage numbers.
+    /// Creates usage numbers, each clamped to `0…Bounds.maxReportedTokens` (an upstream's report is not
+    /// trusted to be sane).
     public init(promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0, cacheWriteTokens: Int = 0) {
-        self.promptTokens = promptTokens
-        self.completionTokens = completionTokens
-        self.cachedTokens = cachedTokens
-        self.cacheWriteTokens = cacheWriteTokens
+        self.promptTokens = Bounds.reportedTokens(promptTokens)
+        self.completionTokens = Bounds.reportedTokens(completionTokens)
+        self.cachedTokens = Bounds.reportedTokens(cachedTokens)
+        self.cacheWriteTokens = Bounds.reportedTokens(cacheWriteTokens)
     }
 
     /// Reads OpenAI's `usage` object.
     public init?(openAI json: JSONValue?) {
         guard let json, let p = json["prompt_tokens"]?.intValue else { return nil }
-        promptTokens = p
-        completionTokens = json["completion_tokens"]?.intValue ?? 0
-        cachedTokens = json["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0
-        cacheWriteTokens = 0
+        self.init(
+            promptTokens: p, completionTokens: json["completion_tokens"]?.intValue ?? 0,
+            cachedTokens: json["prompt_tokens_details"]?["cached_tokens"]?.intValue ?? 0)
     }
 
     /// OpenAI's `usage` object.

@@ -41,13 +41,7 @@ public struct EmbeddingsRequest: Sendable {
         if let d = json["dimensions"], d != .null, (d.intValue ?? 0) < 1 {
             throw GatewayError.invalidRequest("'dimensions' must be a positive integer.", param: "dimensions")
         }
-        var user: String?
-        if let u = json["user"], u != .null {
-            guard let s = u.stringValue else {
-                throw GatewayError.invalidRequest("'user' must be a string.", param: "user")
-            }
-            user = s
-        }
+        let user = try ChatRequest.user(json["user"], field: "user")
         return EmbeddingsRequest(model: model, texts: texts, tokenIDs: tokenIDs, user: user, body: json)
     }
 

@@ -6,6 +6,26 @@ public struct MessagesRequest: Sendable {
     public let original: JSONValue
     /// Content block types with no Chat Completions counterpart (only an Anthropic backend can serve them).
     public let nativeOnly: [String]
+    /// Anthropic server tools offered (`web_search_…`, `code_execution_…`): flag `server_tools`.
+    public let serverTools: [String]
+
+    /// Whether the request carries document blocks (flag `documents`).
+    public var usesDocuments: Bool { nativeOnly.contains("document") }
+
+    /// The feature gates of an Anthropic client's request beyond those of Chat Completions: server tools,
+    /// documents and a client `anthropic-beta` header each need their flag, so nothing reaches a native
+    /// upstream call that a gate has not checked.
+    public func checkGates(tenant: TenantConfig, subject: String, beta: Bool) throws(GatewayError) {
+        if !serverTools.isEmpty && !tenant.feature("server_tools", subject: subject) {
+            throw GatewayError.featureDisabled("server_tools")
+        }
+        if usesDocuments && !tenant.feature("documents", subject: subject) {
+            throw GatewayError.featureDisabled("documents")
+        }
+        if beta && !tenant.feature("anthropic_beta", subject: subject) {
+            throw GatewayError.featureDisabled("anthropic_beta")
+        }
+    }
 }
 
 /// The inbound Anthropic Messages API (`POST /v1/messages`): requests become Chat Completions requests
@@ -21,11 +41,31 @@ public enum MessagesAPI {
         try parse(json: try JSONParser.parseRequestBody(bytes))
     }
 
+    /// The top-level fields accepted (and, for a native call, forwarded). Anything else, such as
+    /// `mcp_servers` or `container`, is refused by name: a native call carries only what the gates checked.
+    public static let acceptedFields: Set<String> = [
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_p",
+        "top_k", "tools", "tool_choice", "thinking", "service_tier",
+    ]
+
     /// Validates an already parsed Anthropic Messages request.
     public static func parse(json: JSONValue) throws(GatewayError) -> MessagesRequest {
+        for (name, _) in json.objectValue ?? [] where !acceptedFields.contains(name) {
+            throw GatewayError.invalidRequest(
+                "\(name.prefix(64)): this field is not supported by the gateway", param: String(name.prefix(64)))
+        }
+        for (name, _) in json["metadata"]?.objectValue ?? [] where name != "user_id" && name != "prompt" {
+            throw GatewayError.invalidRequest(
+                "metadata.\(name.prefix(64)): only user_id (and TenantGate's prompt) are accepted",
+                param: "metadata.\(name.prefix(64))")
+        }
         var nativeOnly: [String] = []
-        let chat = try ChatRequest.validate(try chatBody(json, nativeOnly: &nativeOnly))
-        return MessagesRequest(chat: chat, original: json, nativeOnly: nativeOnly)
+        var extra = 0
+        var serverTools: [String] = []
+        var chat = try ChatRequest.validate(
+            try chatBody(json, nativeOnly: &nativeOnly, extraBytes: &extra, serverTools: &serverTools))
+        chat.extraPromptTokens = extra
+        return MessagesRequest(chat: chat, original: json, nativeOnly: nativeOnly, serverTools: serverTools)
     }
 
     /// The body sent to an Anthropic backend: the client's own, with the upstream model, the system prompt
@@ -43,7 +83,11 @@ public enum MessagesAPI {
 
     /// The Chat Completions body for an Anthropic Messages body; block types it cannot translate are
     /// listed in `nativeOnly`.
-    static func chatBody(_ json: JSONValue, nativeOnly: inout [String]) throws(GatewayError) -> JSONValue {
+    /// `extraBytes` adds up the JSON bytes of what is kept only for a native call (documents, server tools),
+    /// for the reservation.
+    static func chatBody(
+        _ json: JSONValue, nativeOnly: inout [String], extraBytes: inout Int, serverTools: inout [String]
+    ) throws(GatewayError) -> JSONValue {
         guard case .object = json else { throw GatewayError.invalidRequest("The request body must be a JSON object.") }
         guard let maxTokens = json["max_tokens"] else {
             throw GatewayError.invalidRequest("max_tokens: Field required", param: "max_tokens")
@@ -61,7 +105,7 @@ public enum MessagesAPI {
             chat.append(.object([("role", .string("system")), ("content", .string(try systemText(system)))]))
         }
         for (i, message) in messages.enumerated() {
-            chat += try chatMessages(message, index: i, nativeOnly: &nativeOnly)
+            chat += try chatMessages(message, index: i, nativeOnly: &nativeOnly, extraBytes: &extraBytes)
         }
         out.append(("messages", .array(chat)))
         out.append(("max_tokens", .int(n)))
@@ -96,6 +140,13 @@ public enum MessagesAPI {
             }
             var converted: [JSONValue] = []
             for (i, tool) in list.enumerated() {
+                if let type = tool["type"]?.stringValue, type != "custom" {
+                    // A server tool (web search, code execution…): Anthropic runs it, so only a native call can.
+                    if !serverTools.contains(type) { serverTools.append(type) }
+                    if !nativeOnly.contains(type) { nativeOnly.append(type) }
+                    extraBytes = extraBytes.saturatingAdd(tool.jsonString.utf8.count)
+                    continue
+                }
                 guard let name = tool["name"]?.stringValue else {
                     throw GatewayError.invalidRequest("tools.\(i).name: Field required", param: "tools.\(i).name")
                 }
@@ -132,11 +183,8 @@ public enum MessagesAPI {
             guard case .object = metadata else {
                 throw GatewayError.invalidRequest("metadata: must be an object", param: "metadata")
             }
-            if let user = metadata["user_id"], user != .null {
-                guard let s = user.stringValue else {
-                    throw GatewayError.invalidRequest("metadata.user_id: must be a string", param: "metadata.user_id")
-                }
-                out.append(("user", .string(s)))
+            if let user = try ChatRequest.user(metadata["user_id"], field: "metadata.user_id") {
+                out.append(("user", .string(user)))
             }
             // TenantGate's named prompt templates travel in metadata, as with Chat Completions.
             if let prompt = metadata["prompt"] { out.append(("metadata", .object([("prompt", prompt)]))) }
@@ -160,9 +208,9 @@ public enum MessagesAPI {
     }
 
     /// One Anthropic message as one or more Chat Completions messages (tool results become `tool` messages).
-    private static func chatMessages(_ message: JSONValue, index i: Int, nativeOnly: inout [String])
-        throws(GatewayError) -> [JSONValue]
-    {
+    private static func chatMessages(
+        _ message: JSONValue, index i: Int, nativeOnly: inout [String], extraBytes: inout Int
+    ) throws(GatewayError) -> [JSONValue] {
         let at = "messages.\(i)"
         guard case .object = message else { throw GatewayError.invalidRequest("\(at): must be an object", param: at) }
         guard let role = message["role"]?.stringValue, role == "user" || role == "assistant" else {
@@ -228,10 +276,13 @@ public enum MessagesAPI {
                 results.append(
                     .object([("role", .string("tool")), ("tool_call_id", .string(id)), ("content", .string(text))]))
             case ("thinking", "assistant"), ("redacted_thinking", "assistant"):
-                continue  // not replayable through other providers
+                // not replayable through other providers; a native call sends it (counted, to be safe)
+                extraBytes = extraBytes.saturatingAdd(block.jsonString.utf8.count)
+                continue
             case _ where !translatable.contains(type):
                 // documents, search results, server tool blocks…: kept for an Anthropic backend only
                 if !nativeOnly.contains(type) { nativeOnly.append(type) }
+                extraBytes = extraBytes.saturatingAdd(block.jsonString.utf8.count)
             default:
                 throw GatewayError.invalidRequest(
                     "\(here).type: '\(type)' is not a valid block in a \(role) message", param: "\(here).type")

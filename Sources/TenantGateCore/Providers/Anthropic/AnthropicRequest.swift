@@ -5,9 +5,9 @@ public enum AnthropicRequest {
         baseURL.hasSuffix("/v1") ? baseURL + "/messages" : baseURL + "/v1/messages"
     }
 
-    /// Translates `chat` for `upstreamModel`. `max_tokens` (required upstream) comes from the request,
-    /// else the catalog's default for the model, else `Reservation.defaultCompletionCap`.
-    public static func body(_ chat: ChatRequest, upstreamModel: String, defaultMaxTokens: Int?) throws(GatewayError)
+    /// Translates `chat` for `upstreamModel`. `max_tokens` (required upstream) is `maxTokens`, the cap that
+    /// was reserved (`ChatRequest.completionCap(for:)`).
+    public static func body(_ chat: ChatRequest, upstreamModel: String, maxTokens: Int) throws(GatewayError)
         -> JSONValue
     {
         let source = chat.body
@@ -37,7 +37,7 @@ public enum AnthropicRequest {
         }
         var out: [(String, JSONValue)] = [
             ("model", .string(upstreamModel)),
-            ("max_tokens", .int(chat.maxTokens ?? defaultMaxTokens ?? Reservation.defaultCompletionCap)),
+            ("max_tokens", .int(maxTokens)),
         ]
         if !system.isEmpty { out.append(("system", .string(system.joined(separator: "\n\n")))) }
         out.append(("messages", .array(turns.finished)))

@@ -60,9 +60,10 @@ public enum AnthropicResponse {
 extension Usage {
     /// Reads Anthropic's `usage`: prompt tokens are input plus cache reads and writes.
     public init?(anthropic json: JSONValue?) {
-        guard let json, let input = json["input_tokens"]?.intValue else { return nil }
-        let read = json["cache_read_input_tokens"]?.intValue ?? 0
-        let write = json["cache_creation_input_tokens"]?.intValue ?? 0
+        guard let json, let given = json["input_tokens"]?.intValue else { return nil }
+        let input = Bounds.reportedTokens(given)
+        let read = Bounds.reportedTokens(json["cache_read_input_tokens"]?.intValue)
+        let write = Bounds.reportedTokens(json["cache_creation_input_tokens"]?.intValue)
         self.init(
             promptTokens: input + read + write, completionTokens: json["output_tokens"]?.intValue ?? 0,
             cachedTokens: read, cacheWriteTokens: write)
@@ -173,10 +174,10 @@ public struct AnthropicStreamTranslator: Sendable {
     private mutating func read(_ usage: JSONValue?) {
         guard let usage else { return }
         // message_delta counts are cumulative; input counts appear in message_start (and newer deltas).
-        if let v = usage["input_tokens"]?.intValue { input = v }
-        if let v = usage["cache_read_input_tokens"]?.intValue { cacheRead = v }
-        if let v = usage["cache_creation_input_tokens"]?.intValue { cacheWrite = v }
-        if let v = usage["output_tokens"]?.intValue { output = v }
+        if let v = usage["input_tokens"]?.intValue { input = Bounds.reportedTokens(v) }
+        if let v = usage["cache_read_input_tokens"]?.intValue { cacheRead = Bounds.reportedTokens(v) }
+        if let v = usage["cache_creation_input_tokens"]?.intValue { cacheWrite = Bounds.reportedTokens(v) }
+        if let v = usage["output_tokens"]?.intValue { output = Bounds.reportedTokens(v) }
     }
 
     private func chunk(_ delta: JSONValue, finish: String? = nil) -> JSONValue {
