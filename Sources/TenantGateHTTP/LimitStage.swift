@@ -86,6 +86,8 @@ enum LimitStage {
         var headers = ["Content-Type: application/json", "Accept: \(accept)"]
         // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
         let key = try upstreamKey(backend: backend, principal: principal)
+        // A key with a control character or a non-ASCII byte would inject or corrupt a header line.
+        if let key, !Bounds.isPrintableASCII(key) { throw GatewayError.upstreamKeyUnavailable(backend: backend.name) }
         if backend.provider == .anthropic {
             headers.append("anthropic-version: \(backend.anthropicVersion)")
             if let key { headers.append("x-api-key: \(key)") }

@@ -225,3 +225,21 @@ private func parseChat(_ text: String) throws -> ChatRequest { try ChatRequest.p
         #expect(config.tenants["t"]?.chain(for: "a") == ["a", "c"])
     }
 }
+
+@Suite struct PromptStageKeepsTheEstimateTests {
+    @Test func documentsStillCountAfterATenantPromptRewritesTheRequest() throws {
+        var state = ConfigState()
+        state.backends["b"] = try JSONParser.parse(#"{"provider":"mock"}"#)
+        state.models["m"] = try JSONParser.parse(#"{"backend":"b"}"#)
+        state.tenants["t"] = try JSONParser.parse(#"{"models":["m"],"system_prompt":"Rules."}"#)
+        let tenant = try #require(try GatewayConfig(state: state, keys: [], version: 1).tenants["t"])
+        let parsed = try MessagesAPI.parse(
+            Array(
+                #"{"max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"a long memo"}},{"type":"text","text":"x"}]}]}"#
+                    .utf8))
+        let (chat, served) = try PromptStage.apply(
+            parsed.chat, tenant: tenant, model: "m", requested: nil, epochSeconds: 0)
+        #expect(served != nil)
+        #expect(chat.extraPromptTokens == parsed.chat.extraPromptTokens && chat.extraPromptTokens > 0)
+    }
+}

@@ -64,3 +64,14 @@ import Testing
         #expect(ReplyWriter.errorBody(.missingAPIKey, api: .openAI)["error"]?["code"]?.stringValue == "missing_api_key")
     }
 }
+
+@Suite struct RetryAfterTests {
+    @Test(arguments: [
+        ("-9223372036854775808", Int?.none), ("9223372036854775807", 600_000), ("99999999999999999999999", 600_000),
+        ("-1", nil), ("1e9", nil), ("Wed, 21 Oct 2015 07:28:00 GMT", nil), ("", nil), ("0", 0), (" 7 ", 7_000),
+        ("600", 600_000), ("601", 600_000),
+    ])
+    func upstreamRetryAfterIsBoundedAndNeverTraps(header: String, expected: Int?) {
+        #expect(ChatHandler.retryAfterMs(header) == expected)
+    }
+}

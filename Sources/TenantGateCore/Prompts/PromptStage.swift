@@ -37,7 +37,9 @@ public enum PromptStage {
         let messages = try PromptApplier.apply(rendered, mode: tenant.promptMode, to: chat.messages)
         if messages != chat.messages || body != chat.body {
             body = body.setting("messages", .array(messages))
-            return (try ChatRequest.validate(body), served)
+            var next = try ChatRequest.validate(body)
+            next.extraPromptTokens = chat.extraPromptTokens
+            return (next, served)
         }
         return (chat, served)
     }
