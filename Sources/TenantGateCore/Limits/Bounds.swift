@@ -36,29 +36,15 @@ public enum Bounds {
     }
 }
 
-extension Int64 {
-    /// `self + other`, saturating at the bounds of `Int64` instead of trapping.
-    public func saturatingAdd(_ other: Int64) -> Int64 {
+extension FixedWidthInteger where Self: SignedInteger {
+    /// `self + other`, saturating at the type's bounds instead of trapping.
+    public func saturatingAdd(_ other: Self) -> Self {
         let (sum, overflow) = addingReportingOverflow(other)
         return overflow ? (other > 0 ? .max : .min) : sum
     }
 
-    /// `self * other`, saturating at the bounds of `Int64` instead of trapping.
-    public func saturatingMultiply(_ other: Int64) -> Int64 {
-        let (product, overflow) = multipliedReportingOverflow(by: other)
-        return overflow ? ((self < 0) == (other < 0) ? .max : .min) : product
-    }
-}
-
-extension Int {
-    /// `self + other`, saturating at the bounds of `Int` instead of trapping.
-    public func saturatingAdd(_ other: Int) -> Int {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? (other > 0 ? .max : .min) : sum
-    }
-
-    /// `self * other`, saturating at the bounds of `Int` instead of trapping.
-    public func saturatingMultiply(_ other: Int) -> Int {
+    /// `self * other`, saturating at the type's bounds instead of trapping.
+    public func saturatingMultiply(_ other: Self) -> Self {
         let (product, overflow) = multipliedReportingOverflow(by: other)
         return overflow ? ((self < 0) == (other < 0) ? .max : .min) : product
     }
