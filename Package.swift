@@ -16,10 +16,12 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Atomics on memory shared between worker processes (no library: compiler built-ins).
+        .systemLibrary(name: "CAtomics"),
         // The only Swift module that imports C.
         .target(
             name: "TenantGateSystem",
-            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL"]
+            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL", "CAtomics"]
         ),
         // The domain: no C, no I/O.
         .target(name: "TenantGateCore"),

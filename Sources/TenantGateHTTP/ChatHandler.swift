@@ -115,7 +115,9 @@ struct ChatHandler {
             let now = Posix.wallMicros() / 1000
             var probe = false
             if tenant.circuit != nil {
-                switch try resources.circuits.admit(tenant: tenant.id.rawValue, backend: backend.name, nowMs: now) {
+                switch try resources.circuits({
+                    try $0.admit(tenant: tenant.id.rawValue, backend: backend.name, nowMs: now)
+                }) {
                 case .closed: break
                 case .probe: probe = true
                 case .open(let retryAfter):
@@ -128,7 +130,9 @@ struct ChatHandler {
                     try call(chat, model: model, backend: backend, outcome: &outcome)
                 }
                 if probe {
-                    try resources.circuits.recordProbeSuccess(tenant: tenant.id.rawValue, backend: backend.name)
+                    try resources.circuits {
+                        try $0.recordProbeSuccess(tenant: tenant.id.rawValue, backend: backend.name)
+                    }
                     log.event(
                         "circuit_close", ["tenant": .string(tenant.id.rawValue), "backend": .string(backend.name)])
                 }
@@ -136,9 +140,11 @@ struct ChatHandler {
                 return
             } catch let failure as RetryableUpstream {
                 if let circuit = tenant.circuit,
-                    try resources.circuits.recordFailure(
-                        tenant: tenant.id.rawValue, backend: backend.name, settings: circuit, wasProbe: probe,
-                        nowMs: Posix.wallMicros() / 1000)
+                    try resources.circuits({
+                        try $0.recordFailure(
+                            tenant: tenant.id.rawValue, backend: backend.name, settings: circuit, wasProbe: probe,
+                            nowMs: Posix.wallMicros() / 1000)
+                    })
                 {
                     log.event(
                         "circuit_open", ["tenant": .string(tenant.id.rawValue), "backend": .string(backend.name)],

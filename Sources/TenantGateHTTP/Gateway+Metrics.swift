@@ -25,7 +25,18 @@ extension Gateway {
                 throw GatewayError.invalidAPIKey
             }
         }
-        let db = resources.db
+        let body = try resources.readers.with { try scrape($0, resources: resources) }
+        outcome.status = 200
+        sink.head(
+            status: 200,
+            headers: [
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(body.count)),
+                ("Cache-Control", "no-store"),
+            ])
+        sink.body(body)
+    }
+
+    private func scrape(_ db: SQLiteConnection, resources: ThreadResources) throws -> [UInt8] {
         let now = Posix.wallMicros() / 1000
         var renderer = MetricsFormat.Renderer(help: Gateway.metricHelp, capacity: 1 << 20)
         var name = ""
@@ -53,9 +64,18 @@ extension Gateway {
         ).first
         text += "# HELP tenantgate_workers_alive Worker processes that reported in the last 5 s.\n"
         text += "# TYPE tenantgate_workers_alive gauge\ntenantgate_workers_alive \(workers?[0].int ?? 0)\n"
-        text += "# HELP tenantgate_in_flight_requests Requests being handled now, all workers.\n"
-        text += "# TYPE tenantgate_in_flight_requests gauge\ntenantgate_in_flight_requests \(workers?[1].int ?? 0)\n"
+        text += "# HELP tenantgate_pool_in_flight_requests Requests being handled now, all workers, all endpoints.\n"
+        text +=
+            "# TYPE tenantgate_pool_in_flight_requests gauge\ntenantgate_pool_in_flight_requests \(workers?[1].int ?? 0)\n"
+        text += "# HELP tenantgate_pool_slots Request slots of the pool (threads × workers).\n"
+        text += "# TYPE tenantgate_pool_slots gauge\ntenantgate_pool_slots \(concurrency.poolSlots)\n"
         let config = configs.config
+        text += "# HELP tenantgate_in_flight_requests Model calls in flight now, by tenant, all workers.\n"
+        text += "# TYPE tenantgate_in_flight_requests gauge\n"
+        for id in config.tenants.keys.sorted() {
+            text +=
+                "tenantgate_in_flight_requests{tenant=\"\(MetricsFormat.escape(id))\"} \(concurrency.inFlight(id))\n"
+        }
         text += "# HELP tenantgate_config_version Configuration version the answering worker serves.\n"
         text += "# TYPE tenantgate_config_version gauge\ntenantgate_config_version \(config.version)\n"
         text += "# HELP tenantgate_budget_remaining_usd USD left in each tenant budget period.\n"
@@ -84,19 +104,11 @@ extension Gateway {
         }
         text += "# HELP tenantgate_circuit_open 1 while a tenant's circuit for a backend is open.\n"
         text += "# TYPE tenantgate_circuit_open gauge\n"
-        for (tenant, backend, open) in try resources.circuits.states(nowMs: now) {
+        for (tenant, backend, open) in try CircuitStore(reader: db, writer: db).states(nowMs: now) {
             text +=
                 "tenantgate_circuit_open{tenant=\"\(MetricsFormat.escape(tenant))\",backend=\"\(MetricsFormat.escape(backend))\"} \(open ? 1 : 0)\n"
         }
-        outcome.status = 200
         renderer.append(text)
-        let body = renderer.finish()
-        sink.head(
-            status: 200,
-            headers: [
-                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", String(body.count)),
-                ("Cache-Control", "no-store"),
-            ])
-        sink.body(body)
+        return renderer.finish()
     }
 }

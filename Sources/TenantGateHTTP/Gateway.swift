@@ -61,26 +61,31 @@ struct RetryableUpstream: Error {
     let retryAfterMs: Int?
 }
 
-/// Per-thread resources: a SQLite connection for reads, a reusable curl handle, and the process's
-/// accounting connection.
+/// Per-thread resources: a reusable curl handle (made on first use, so upstream connections stay alive
+/// per thread), the worker's small pool of SQLite connections, and the process's accounting connection.
 final class ThreadResources {
-    let db: SQLiteConnection
-    let curl = CurlClient()
+    private(set) lazy var curl = CurlClient()
     let accounting: AccountingStore
+    let readers: ConnectionPool
+    private let writer: SQLiteConnection
 
     let settlements: SettleQueue
     let reservations: ReserveBatcher
-    let circuits: CircuitStore
 
     init(
-        dbPath: String, writer: SQLiteConnection, accounting: AccountingStore, settlements: SettleQueue,
+        readers: ConnectionPool, writer: SQLiteConnection, accounting: AccountingStore, settlements: SettleQueue,
         reservations: ReserveBatcher
-    ) throws {
-        db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
-        circuits = CircuitStore(reader: db, writer: writer)
+    ) {
+        self.readers = readers
+        self.writer = writer
         self.accounting = accounting
         self.settlements = settlements
         self.reservations = reservations
+    }
+
+    /// The circuit breakers, over a pooled connection for the duration of `body`.
+    func circuits<T>(_ body: (CircuitStore) throws -> T) rethrows -> T {
+        try readers.with { try body(CircuitStore(reader: $0, writer: writer)) }
     }
 
     /// The connection all threads of a worker write accounting through. Writes are serialised per
@@ -110,10 +115,17 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
     let authenticator = Authenticator(hasher: OpenSSLKeyHasher())
     let admin: (any AdminResponder)?
 
-    init(configs: ConfigCache, log: AppLog, options: GatewayOptions, admin: (any AdminResponder)? = nil) {
+    /// The pool's fair share of in-flight model calls.
+    let concurrency: ConcurrencyGate
+
+    init(
+        configs: ConfigCache, log: AppLog, options: GatewayOptions, concurrency: ConcurrencyGate,
+        admin: (any AdminResponder)? = nil
+    ) {
         self.configs = configs
         self.log = log
         self.options = options
+        self.concurrency = concurrency
         self.admin = admin
     }
 
@@ -201,7 +213,8 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             return
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
-            outcome.status = admin.respond(to: request, sink: sink, db: resources.db, config: configs.snapshot.0)
+            let config = configs.config
+            outcome.status = resources.readers.with { admin.respond(to: request, sink: sink, db: $0, config: config) }
             return
         case (.api, _, _): break
         default: throw GatewayError.notFound
@@ -220,9 +233,20 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         outcome.tenant = principal.tenant.id.rawValue
         outcome.keyID = principal.key.id
         configs.markUsed(principal.key.id)
-        if request.method == "POST" && request.path != "/v1/models" && request.path != "/v1/tenant-info" {
+        var admitted = false
+        defer { if admitted { concurrency.release(principal.tenant) } }
+        if request.method == "POST" {
             // A BYOK tenant's model calls carry the client's own provider key, beside its gateway credential.
             _ = try principal.requireProviderKey()
+            // Fair share: a model call holds a thread for the upstream's whole answer.
+            do {
+                try concurrency.admit(principal.tenant)
+                admitted = true
+            } catch {
+                outcome.accountable = true
+                outcome.refusedLimit = error.type
+                throw error
+            }
         }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"):
@@ -267,7 +291,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
     }
 
     private func ready(sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
-        let version = (try? Migrations.version(resources.db)) ?? -1
+        let version = (try? resources.readers.with { try Migrations.version($0) }) ?? -1
         let unopened = configs.config.unavailableUpstreamKeyCount
         if version == Migrations.current && unopened > 0 {
             // Serving, but the tenants whose stored keys cannot be opened are refused: an operator must look.

@@ -14,16 +14,25 @@ public final class Supervisor {
     private let log: AppLog
     private let drainTimeoutMs: Int
     private var children: [pid_t: Int64] = [:]  // pid → start time (ms)
+    /// Each live worker's row in the shared in-flight counters (a replacement may take a freed one).
+    private var indices: [pid_t: Int] = [:]
     private var retiring: Set<pid_t> = []
     private var failures = 0
+    private let countersPath: String?
+    private var counters: SharedCounters?
 
-    /// Creates a supervisor; `workerArgs` are passed to `tenantgate worker`.
-    public init(listen: String, workers: Int, workerArgs: [String], log: AppLog, drainTimeoutMs: Int) {
+    /// Creates a supervisor; `workerArgs` are passed to `tenantgate worker`. With `countersPath`, the
+    /// workers share in-flight counters in that file (made anew here), each on its own row.
+    public init(
+        listen: String, workers: Int, workerArgs: [String], log: AppLog, drainTimeoutMs: Int,
+        countersPath: String? = nil
+    ) {
         self.listen = listen
         self.workers = workers
         self.workerArgs = workerArgs
         self.log = log
         self.drainTimeoutMs = drainTimeoutMs
+        self.countersPath = countersPath
     }
 
     /// Runs until SIGTERM/SIGINT; returns the exit code.
@@ -36,6 +45,15 @@ public final class Supervisor {
             return 1
         }
         let exe = Posix.executablePath()
+        if let countersPath {
+            counters = SharedCounters(path: countersPath, create: true)
+            if counters == nil {
+                log.event(
+                    "pool_error", ["error": .string("cannot create the in-flight counters at \(countersPath)")],
+                    level: "error")
+                return 1
+            }
+        }
         log.event("pool_start", ["listen": .string(listen), "workers": .int(workers)])
         for _ in 0..<workers { spawn(exe, fd) }
         var restartAt: Int64?
@@ -72,18 +90,25 @@ public final class Supervisor {
     }
 
     private func spawn(_ exe: String, _ fd: Int32) {
-        guard let pid = Posix.spawn(path: exe, args: ["worker"] + workerArgs, listenFD: fd) else {
+        let used = Set(indices.values)
+        guard let index = (0..<SharedCounters.rows).first(where: { !used.contains($0) }) else { return }
+        var args = ["worker"] + workerArgs
+        if let countersPath { args += ["--counters", countersPath, "--pool-index", String(index)] }
+        guard let pid = Posix.spawn(path: exe, args: args, listenFD: fd) else {
             log.event("pool_error", ["error": .string("cannot spawn worker")], level: "error")
             failures += 1
             return
         }
         children[pid] = Posix.monotonicMs()
+        indices[pid] = index
         log.event("worker_spawned", ["worker_pid": .int(Int(pid))])
     }
 
     private func reapChildren() {
         while let (pid, status) = Posix.reap() {
             guard let started = children.removeValue(forKey: pid) else { continue }
+            // Whatever the worker held in flight is over: take it out of the shared totals.
+            if let index = indices.removeValue(forKey: pid) { counters?.clear(row: index) }
             let wasRetiring = retiring.remove(pid) != nil
             if wasRetiring { continue }
             let lived = Posix.monotonicMs() - started

@@ -15,8 +15,14 @@ public struct WorkerOptions: Sendable {
     public var logLevel: String
     /// How long in-flight requests may run after SIGTERM.
     public var drainTimeoutMs: Int
-    /// Serves `/admin/`, if set (the admin page lives in its own module, wired by the executable).
+    /// Serves `/admin/…`, if set (the admin page lives in its own module, wired by the executable).
     public var admin: (any AdminResponder)?
+    /// The pool's shared in-flight counters (`serve` makes the file) and this worker's row in them; without
+    /// them the worker counts on its own (spawn-fcgi, mod_fcgid).
+    public var countersPath: String?
+    public var poolIndex = 0
+    /// Request slots of the whole pool (threads × workers), for the fair-share defaults.
+    public var poolSlots: Int?
 
     /// Creates options.
     public init(
@@ -52,6 +58,9 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         // Control signals are taken synchronously by this thread; accept threads inherit the mask.
         Posix.block([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2])
         Posix.ignore(SIGPIPE)
+        // Each in-flight call holds a FastCGI connection and an upstream connection: raise the soft limit on
+        // descriptors to the hard one.
+        Posix.raiseOpenFileLimit()
         FastCGI.initialize()
         CurlGlobal.initialize()
         guard !FastCGI.isCGI else {
@@ -68,14 +77,28 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             return 1
         }
         configs.startPolling()
+        let shared = options.countersPath.flatMap { SharedCounters(path: $0, create: false) }
+        if options.countersPath != nil && shared == nil {
+            log.event("worker_error", ["error": .string("cannot map the pool's in-flight counters")], level: "error")
+            return 1
+        }
+        guard let counters = shared ?? SharedCounters() else {
+            log.event("worker_error", ["error": .string("cannot map in-flight counters")], level: "error")
+            return 1
+        }
+        let row = shared == nil ? 0 : options.poolIndex
+        counters.clear(row: row)  // a replaced worker's row starts empty (the supervisor cleared it already)
+        let gate = ConcurrencyGate(counters: counters, row: row, poolSlots: options.poolSlots ?? options.threads)
         let gateway = Gateway(
             configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes),
-            admin: options.admin)
+            concurrency: gate, admin: options.admin)
         let accounting: AccountingStore
         let settlements: SettleQueue
         let reservations: ReserveBatcher
         let writer: SQLiteConnection
+        let readers: ConnectionPool
         do {
+            readers = try ConnectionPool(path: options.dbPath, count: 8, cacheKiB: 512)
             writer = try ThreadResources.accountingConnection(dbPath: options.dbPath)
             accounting = AccountingStore(writer)
             settlements = SettleQueue(store: accounting, log: log)
@@ -89,7 +112,10 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         for index in 0..<options.threads {
             let start = { [self] in
                 self.serve(
-                    slot: index, gateway: gateway, resources: (writer, accounting, settlements, reservations), log: log)
+                    slot: index, gateway: gateway,
+                    resources: ThreadResources(
+                        readers: readers, writer: writer, accounting: accounting, settlements: settlements,
+                        reservations: reservations), log: log)
             }
             guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
@@ -132,20 +158,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
     }
 
-    private func serve(
-        slot: Int, gateway: Gateway,
-        resources shared: (SQLiteConnection, AccountingStore, SettleQueue, ReserveBatcher), log: AppLog
-    ) {
-        let resources: ThreadResources
-        do {
-            resources = try ThreadResources(
-                dbPath: options.dbPath, writer: shared.0, accounting: shared.1, settlements: shared.2,
-                reservations: shared.3)
-        } catch {
-            log.event("thread_error", ["error": .string("\(error)")], level: "error")
-            slots.withLock { $0[slot] = .exited }
-            return
-        }
+    private func serve(slot: Int, gateway: Gateway, resources: ThreadResources, log: AppLog) {
         guard let fcgi = FastCGIRequest(listenFD: 0) else {
             slots.withLock { $0[slot] = .exited }
             return

@@ -149,6 +149,14 @@ public enum Posix {
         return String(cString: v)
     }
 
+    /// Raises this process's soft limit on open files to its hard limit.
+    public static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// Sets an environment variable (call before any thread starts: `setenv` is not thread-safe).
     public static func setEnv(_ name: String, _ value: String) { _ = setenv(name, value, 1) }
 }

@@ -88,7 +88,11 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "unix:PATH or HOST:PORT") var listen: String = "127.0.0.1:9000"
     @Option(help: "Worker processes.") var workers: Int = 2
-    @Option(help: "Accepting threads per worker.") var threads: Int = 8
+    @Option(
+        help:
+            "Threads per worker: each holds one request, its upstream call included, so workers × threads is how many calls the pool holds at once."
+    )
+    var threads: Int = 512
     @Option(help: "Application log file (JSON lines); default: standard error.") var log: String?
     @Option(help: "Log level: debug, info, warn, error.") var logLevel: String = "info"
     @Option(help: "Largest request body in bytes (keep equal to nginx client_max_body_size).")
@@ -109,7 +113,10 @@ struct ServeCommand: ParsableCommand {
             })
         else { throw ValidationError("--allow-from takes IPv4 addresses separated by commas") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1-256") }
-        guard (1...1024).contains(threads) else { throw ValidationError("--threads must be 1-1024") }
+        guard (1...4096).contains(threads) else { throw ValidationError("--threads must be 1-4096") }
+        guard workers * 2 <= SharedCounters.rows else {
+            throw ValidationError("--workers must be at most \(SharedCounters.rows / 2)")
+        }
         guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024") }
     }
 
@@ -125,8 +132,10 @@ struct ServeCommand: ParsableCommand {
             "--drain-timeout", String(drainTimeout),
         ]
         if let log { args += ["--log", log] }
+        args += ["--pool-slots", String(workers * threads)]
         let supervisor = Supervisor(
-            listen: listen, workers: workers, workerArgs: args, log: appLog, drainTimeoutMs: drainTimeout)
+            listen: listen, workers: workers, workerArgs: args, log: appLog, drainTimeoutMs: drainTimeout,
+            countersPath: global.path + "-inflight")
         throw ExitCode(supervisor.run())
     }
 }
@@ -141,12 +150,18 @@ struct WorkerCommand: ParsableCommand {
     @Option var logLevel: String = "info"
     @Option var maxBody: Int = 1 << 20
     @Option var drainTimeout: Int = 30_000
+    @Option(help: "The pool's shared in-flight counters (set by serve).") var counters: String?
+    @Option(help: "This worker's row in the counters (set by serve).") var poolIndex: Int = 0
+    @Option(help: "Request slots of the whole pool (default: --threads).") var poolSlots: Int?
 
     func run() throws {
         var options = WorkerOptions(
             dbPath: global.path, threads: max(1, threads), maxBodyBytes: maxBody, logPath: log, logLevel: logLevel,
             drainTimeoutMs: drainTimeout)
         options.admin = AdminApp(dbPath: global.path)
+        options.countersPath = counters
+        options.poolIndex = poolIndex
+        options.poolSlots = poolSlots
         let worker = Worker(options: options)
         throw ExitCode(worker.run())
     }

@@ -43,11 +43,13 @@ CONFIG = """
 jwt: {{algorithm: HS256, secret_env: TG_TEST_JWT_SECRET, tenant_claim: tenant_id, issuer: "https://idp.test", audience: tenantgate-test}}
 defaults:
   features: {{streaming: true}}
+  limits: {{max_concurrent: 1000}}
 backends:
   up: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", api_key_env: TG_TEST_UPSTREAM_KEY, timeout_ms: 3000}}
   dead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 2000}}
   up2: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, max_retries: 0}}
   demo: {{provider: mock}}
+  patient: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 60000, first_byte_timeout_ms: 60000, max_retries: 0}}
   claude: {{provider: anthropic, base_url: "http://127.0.0.1:{up}", api_key_env: TG_TEST_ANTHROPIC_KEY, timeout_ms: 3000}}
   sluggish: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 8000, first_byte_timeout_ms: 400, max_retries: 0}}
 models:
@@ -57,6 +59,7 @@ models:
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
   sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
   slowpoke: {{backend: sluggish, upstream_model: slow-model}}
+  patient-model: {{backend: patient, upstream_model: patient-up}}
   capped: {{backend: up, upstream_model: capped-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 50}}
   capped-new: {{backend: up, upstream_model: capped-new-up, max_tokens: 40, max_tokens_field: max_completion_tokens}}
 tenants:
@@ -128,6 +131,9 @@ tenants:
   leaky:
     models: [fast]
     fallbacks: {{fast: [backup]}}
+  greedy:
+    models: [patient-model, fast]
+    limits: {{max_concurrent: 3}}
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
@@ -139,7 +145,7 @@ tenants:
 
 
 class Stack:
-    def __init__(self, workers=2, threads=32, spawn_fcgi=False):
+    def __init__(self, workers=2, threads=64, spawn_fcgi=False):
         self.spawn_fcgi = spawn_fcgi
         self.home = Path(tempfile.mkdtemp(prefix="tg-it-"))
         self.upstream = MockUpstream().start()
@@ -175,7 +181,7 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky",
+                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
@@ -248,7 +254,7 @@ def spawn_fcgi_stack():
 @pytest.fixture
 def fresh_stack():
     """A small stack of its own, for tests that signal or kill the pool."""
-    s = Stack(workers=2, threads=4).start()
+    s = Stack(workers=2, threads=64).start()
     yield s
     s.stop()
 
@@ -256,6 +262,6 @@ def fresh_stack():
 @pytest.fixture
 def big_stack():
     """8 workers, for the accounting exactness test."""
-    s = Stack(workers=8, threads=8).start()
+    s = Stack(workers=8, threads=16).start()
     yield s
     s.stop()

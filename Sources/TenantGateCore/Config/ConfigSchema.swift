@@ -177,6 +177,7 @@ extension ConfigSchema {
         ]),
         "audit": .object(["retention_days": .integer(min: 1, max: 3650), "capture_bodies": .boolean]),
         "cache": .object(["ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0, max: 1)]),
+        "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
     ]
 
     /// One tenant.

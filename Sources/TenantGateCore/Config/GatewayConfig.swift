@@ -103,8 +103,10 @@ public struct TenantConfig: Sendable {
     public let upstreamKeys: [String: Secret]
     /// Backends whose stored key could not be opened: calls to them are refused (fail closed).
     public let unavailableUpstreamKeys: Set<String>
-    /// BYOK: the client's own provider key is forwarded; no gateway key is needed.
+    /// BYOK: the client's own provider key (`X-Provider-Key`) is forwarded beside its gateway credential.
     public let authPassthrough: Bool
+    /// `limits.max_concurrent`: model calls in flight at once across the pool (nil: the pool's default share).
+    public let maxConcurrent: Int?
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
 
@@ -280,7 +282,8 @@ public struct GatewayConfig: Sendable {
                         cooldownMs: Int64($0["cooldown_s"]?.intValue ?? 300) * 1000)
                 }, upstreamKeys: (upstreamKeys[id] ?? [:]).mapValues(Secret.init),
                 unavailableUpstreamKeys: unavailableUpstreamKeys[id] ?? [],
-                authPassthrough: json["auth_passthrough"]?.boolValue ?? false, effective: effective)
+                authPassthrough: json["auth_passthrough"]?.boolValue ?? false,
+                maxConcurrent: effective["limits"]?["max_concurrent"]?.intValue, effective: effective)
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

@@ -20,6 +20,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case unsupportedMediaType
     case rateLimited(limit: String, retryAfter: Int)
     case budgetExceeded(scope: String, budget: String, resetsAt: Int64)
+    /// The tenant's (`scope` "tenant") or the whole pool's ("pool") model calls in flight are at their cap.
+    case concurrencyLimited(scope: String, limit: Int)
     case upstreamError(String)
     case circuitOpen(retryAfter: Int)
     case upstreamTimeout
@@ -40,7 +42,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantNotFound, .notFound: return 404
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
-        case .rateLimited, .budgetExceeded: return 429
+        case .rateLimited, .budgetExceeded, .concurrencyLimited: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
         case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .loginBusy: return 503
@@ -60,6 +62,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantMismatch, .featureDisabled: return "permission_error"
         case .rateLimited(let limit, _): return limit
         case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
+        case .concurrencyLimited(let scope, _): return scope == "pool" ? "pool_concurrency" : "concurrency"
         case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable:
             return "upstream_error"
         case .loginBusy: return "server_error"
@@ -91,6 +94,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .unsupportedMediaType: return "unsupported_media_type"
         case .rateLimited: return "rate_limit_exceeded"
         case .budgetExceeded: return "budget_exceeded"
+        case .concurrencyLimited: return "concurrency_limit_exceeded"
         case .upstreamError: return "upstream_error"
         case .circuitOpen: return "circuit_open"
         case .upstreamTimeout: return "upstream_timeout"
@@ -132,6 +136,10 @@ public enum GatewayError: Error, Equatable, Sendable {
             let date = "\(y)-\(m < 10 ? "0" : "")\(m)-\(d < 10 ? "0" : "")\(d)"
             return
                 "The \(scope == "global" ? "global" : "tenant's") \(budget) budget is exhausted; it resets at \(date)T00:00:00Z."
+        case .concurrencyLimited(let scope, let limit):
+            return scope == "pool"
+                ? "The gateway is at capacity (\(limit) model calls in flight); retry shortly."
+                : "This tenant already has \(limit) requests in flight (limits.max_concurrent); retry when one ends."
         case .upstreamError(let why): return "Upstream error: \(why)."
         case .circuitOpen(let retryAfter):
             return "The backend is failing for this tenant (circuit open); retry after \(retryAfter) s."
@@ -145,7 +153,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var headers: [(String, String)] {
         switch self {
         case .rateLimited(_, let retryAfter), .circuitOpen(let retryAfter): return [("Retry-After", String(retryAfter))]
-        case .loginBusy: return [("Retry-After", "1")]
+        case .loginBusy, .concurrencyLimited: return [("Retry-After", "1")]
         default: return []
         }
     }

@@ -1,0 +1,30 @@
+import Dispatch
+import TenantGateSystem
+
+/// A few SQLite connections shared by every thread of a worker, for what is not accounting (circuit
+/// reads, readiness, the metrics scrape, the admin page). A thread per connection would cost each of
+/// hundreds of request threads a page cache and a schema copy; these are checked out per use instead.
+public final class ConnectionPool: @unchecked Sendable {  // one thread at a time holds a connection
+
+    private let free: Locked<[SQLiteConnection]>
+    private let available: DispatchSemaphore
+
+    /// Opens `count` connections to `path`.
+    public init(path: String, count: Int, cacheKiB: Int) throws {
+        var connections: [SQLiteConnection] = []
+        for _ in 0..<max(1, count) { connections.append(try SQLiteConnection(path: path, cacheKiB: cacheKiB)) }
+        free = Locked(connections)
+        available = DispatchSemaphore(value: connections.count)
+    }
+
+    /// Runs `body` with a connection of its own (waiting for one if all are in use).
+    public func with<T>(_ body: (SQLiteConnection) throws -> T) rethrows -> T {
+        available.wait()
+        let connection = free.withLock { $0.removeLast() }
+        defer {
+            free.withLock { $0.append(connection) }
+            available.signal()
+        }
+        return try body(connection)
+    }
+}
