@@ -6,7 +6,7 @@ import TenantGateSystem
 /// (`SharedCounters`), so the caps are exact across processes and cost two atomic operations.
 ///
 /// A tenant's cap is `limits.max_concurrent`, else a quarter of the pool's request slots; all model calls
-/// together may take at most 90 % of the slots, so `/v1/models`, `/v1/tenant-info`, the health and
+/// together may take all but a tenth of the slots (at most 64 kept back), so `/v1/models`, `/v1/tenant-info`, the health and
 /// metrics endpoints and the admin page always find a free thread, whatever the upstreams do.
 final class ConcurrencyGate: Sendable {
     private let counters: SharedCounters
@@ -25,7 +25,7 @@ final class ConcurrencyGate: Sendable {
     /// The cap of a tenant without `limits.max_concurrent`.
     var defaultTenantCap: Int { max(1, poolSlots / 4) }
     /// The cap of all model calls together.
-    var poolCap: Int { max(1, poolSlots - max(1, poolSlots / 10)) }
+    var poolCap: Int { max(1, poolSlots - max(1, min(64, poolSlots / 10))) }
 
     /// Takes one in-flight slot for `tenant` (and one of the pool's), or refuses with `429`.
     func admit(_ tenant: TenantConfig) throws(GatewayError) {

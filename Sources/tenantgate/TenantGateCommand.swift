@@ -92,7 +92,7 @@ struct ServeCommand: ParsableCommand {
         help:
             "Threads per worker: each holds one request, its upstream call included, so workers × threads is how many calls the pool holds at once."
     )
-    var threads: Int = 512
+    var threads: Int = 600
     @Option(help: "Application log file (JSON lines); default: standard error.") var log: String?
     @Option(help: "Log level: debug, info, warn, error.") var logLevel: String = "info"
     @Option(help: "Largest request body in bytes (keep equal to nginx client_max_body_size).")
