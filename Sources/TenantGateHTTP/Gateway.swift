@@ -41,6 +41,8 @@ struct Outcome {
     var ttfbMs: Int?
     /// The reservation held for this request, settled (or released) when it ends.
     var reservationID: Int64?
+    /// Or its share of the worker's lease for the tenant.
+    var leaseClaim: LeaseBook.Claim?
     /// Rate-limit and budget-warning headers, sent with success and error answers alike.
     var limitHeaders: [(String, String)] = []
     /// Whether this request belongs in the execution log (a model call of a known tenant).
@@ -71,11 +73,13 @@ final class ThreadResources {
 
     let settlements: SettleQueue
     let reservations: ReserveBatcher
+    let leases: LeaseBook
 
     init(
         readers: ConnectionPool, writer: SQLiteConnection, accounting: AccountingStore, settlements: SettleQueue,
-        reservations: ReserveBatcher
+        reservations: ReserveBatcher, leases: LeaseBook
     ) {
+        self.leases = leases
         self.readers = readers
         self.writer = writer
         self.accounting = accounting
@@ -184,7 +188,11 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         record.fallbackUsed = outcome.fallbackUsed
         record.retries = outcome.retries
         record.refusedLimit = outcome.refusedLimit
-        resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
+        if let claim = outcome.leaseClaim {
+            resources.leases.settle(claim, record: record)
+        } else {
+            resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
+        }
     }
 
     /// An error answer in the client's API (Anthropic's shape on `/v1/messages`).

@@ -18,18 +18,34 @@ enum LimitStage {
         let limits = tenant.limits
         guard !limits.isEmpty else { return }
         let now = Posix.wallMicros() / 1000
-        do {
-            let (id, status) = try resources.reservations.reserve(
-                ReserveJob(
-                    tenant: tenant.id.rawValue, limits: limits, need: need, nowMs: now,
-                    expiresMs: now + Int64(backend.timeoutMs) + 60_000))
-            outcome.reservationID = id
+        let id = tenant.id.rawValue
+        // Most requests are admitted from the worker's lease for the tenant, in memory.
+        if let (claim, status) = resources.leases.admit(tenant: id, limits: limits, need: need, nowMs: now) {
+            outcome.leaseClaim = claim
             outcome.limitHeaders = headers(status)
-            for (budget, percent) in status.crossed {
+            return
+        }
+        do {
+            let admission = try resources.reservations.reserve(
+                ReserveJob(
+                    tenant: id, limits: limits, need: need, nowMs: now,
+                    expiresMs: now + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs))
+            let status: LimitStatus
+            if let (claim, leased) = resources.leases.install(
+                tenant: id, limits: limits, admission: admission, need: need)
+            {
+                outcome.leaseClaim = claim
+                status = leased
+            } else {
+                outcome.reservationID = admission.id
+                status = admission.status
+            }
+            outcome.limitHeaders = headers(status)
+            for (budget, percent) in admission.status.crossed {
                 log.event(
                     "budget_threshold",
                     [
-                        "tenant": .string(tenant.id.rawValue), "budget": .string(budget), "percent": .int(percent),
+                        "tenant": .string(id), "budget": .string(budget), "percent": .int(percent),
                         "request_id": .string(requestID),
                     ], level: percent >= 100 ? "warn" : "info")
             }

@@ -12,7 +12,7 @@ final class ReserveBatcher: @unchecked Sendable {
     // @unchecked Sendable: written by the batch thread before `done` is signalled.
     private final class Ticket: @unchecked Sendable {
         let job: ReserveJob
-        var result: Result<(id: Int64, status: LimitStatus), LimitRefusal>?
+        var result: Result<Admission, LimitRefusal>?
         var error: (any Error)?
         let done = DispatchSemaphore(value: 0)
 
@@ -54,7 +54,7 @@ final class ReserveBatcher: @unchecked Sendable {
     }
 
     /// Checks and reserves `job`; throws `LimitRefusal` when a hard limit refuses it.
-    func reserve(_ job: ReserveJob) throws -> (id: Int64, status: LimitStatus) {
+    func reserve(_ job: ReserveJob) throws -> Admission {
         let ticket = Ticket(job)
         queue.withLock { $0.append(ticket) }
         wake.signal()

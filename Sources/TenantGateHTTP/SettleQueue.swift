@@ -9,7 +9,7 @@ import TenantGateSystem
 /// meantime. A drained worker flushes the queue before it exits; a worker killed with SIGKILL loses at
 /// most the last few milliseconds of settlements, whose reservations then expire.
 final class SettleQueue: @unchecked Sendable {  // the queue is behind `Locked`; the store is used by one thread
-    private let pending = Locked<[(reservation: Int64?, record: ExecutionRecord)]>([])
+    private let pending = Locked<[Settlement]>([])
     private let store: AccountingStore
     private let log: AppLog
     private let intervalMs: Int
@@ -24,7 +24,12 @@ final class SettleQueue: @unchecked Sendable {  // the queue is behind `Locked`;
 
     /// Queues one settlement.
     func enqueue(reservation: Int64?, record: ExecutionRecord) {
-        pending.withLock { $0.append((reservation, record)) }
+        enqueue(.request(reservation: reservation, record: record))
+    }
+
+    /// Queues one item (a request's, a leased request's settlement, or a lease's retirement).
+    func enqueue(_ item: Settlement) {
+        pending.withLock { $0.append(item) }
     }
 
     /// Starts the writer thread.
@@ -40,7 +45,7 @@ final class SettleQueue: @unchecked Sendable {  // the queue is behind `Locked`;
     /// Writes everything queued now; on failure the batch goes back to the front of the queue.
     func flush() {
         while true {
-            let batch = pending.withLock { queue -> [(reservation: Int64?, record: ExecutionRecord)] in
+            let batch = pending.withLock { queue -> [Settlement] in
                 let n = min(queue.count, SettleQueue.maxBatch)
                 defer { queue.removeFirst(n) }
                 return Array(queue.prefix(n))

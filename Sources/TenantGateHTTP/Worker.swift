@@ -95,6 +95,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         let accounting: AccountingStore
         let settlements: SettleQueue
         let reservations: ReserveBatcher
+        let leases: LeaseBook
         let writer: SQLiteConnection
         let readers: ConnectionPool
         do {
@@ -105,6 +106,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             settlements.start()
             reservations = ReserveBatcher(store: accounting, log: log)
             reservations.start()
+            leases = LeaseBook(settlements: settlements)
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
@@ -115,7 +117,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
                     slot: index, gateway: gateway,
                     resources: ThreadResources(
                         readers: readers, writer: writer, accounting: accounting, settlements: settlements,
-                        reservations: reservations), log: log)
+                        reservations: reservations, leases: leases), log: log)
             }
             guard let thread = OSThread.start(start) else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
@@ -128,6 +130,8 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         while true {
             guard let sig = Posix.wait(for: [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2], timeoutMs: 1000) else {
                 heartbeat.beat(inFlight: gateway.inFlight.withLock { $0 })
+                // Leases that stopped admitting give their unused capacity back.
+                leases.retireExpired(nowMs: Posix.wallMicros() / 1000)
                 continue
             }
             if sig == SIGUSR2 || sig == SIGHUP {
@@ -138,6 +142,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         }
         log.event("worker_draining")
         drain()
+        leases.retireExpired(nowMs: Posix.wallMicros() / 1000, all: true)
         settlements.flush()
         heartbeat.stop()
         log.event("worker_exit")

@@ -43,6 +43,17 @@ public struct ExecutionRecord: Sendable {
 
 /// Shared, exact accounting in SQLite: every check-and-reserve is one `BEGIN IMMEDIATE` transaction,
 /// so limits and budgets hold across all workers and processes.
+/// One item of a settlement batch.
+public enum Settlement: Sendable {
+    /// A request: its own reservation (if any) is released and its usage charged.
+    case request(reservation: Int64?, record: ExecutionRecord)
+    /// A request admitted under a lease: its usage is charged and taken out of the lease's hold.
+    case leased(lease: Int64, record: ExecutionRecord)
+    /// A lease stops admitting: release `tokens`/`nano` of its hold (all of it when `final`), and set its
+    /// window entries to `requests` admissions and `windowTokens` tokens.
+    case retire(lease: Int64, tokens: Int64, nano: Int64, requests: Int64, windowTokens: Int64, final: Bool)
+}
+
 /// One reservation request, for `AccountingStore.reserve(_:)`.
 public struct ReserveJob: Sendable {
     public let tenant: String
@@ -50,15 +61,26 @@ public struct ReserveJob: Sendable {
     public let need: Reservation
     public let nowMs: Int64
     public let expiresMs: Int64
+    /// Ask for a lease admitting for this long (0: this request only).
+    public let leaseMs: Int64
 
     /// Creates a job.
-    public init(tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64) {
+    public init(tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0) {
         self.tenant = tenant
         self.limits = limits
         self.need = need
         self.nowMs = nowMs
         self.expiresMs = expiresMs
+        self.leaseMs = leaseMs
     }
+}
+
+/// What a reservation job got: its row, the status for the response headers, and the lease if one was
+/// granted (the row then holds the lease).
+public struct Admission: Sendable {
+    public let id: Int64
+    public let status: LimitStatus
+    public let lease: AccountingStore.LeaseGrant?
 }
 
 public struct AccountingStore {
@@ -159,19 +181,20 @@ public struct AccountingStore {
     ) throws -> (id: Int64, status: LimitStatus) {
         let job = ReserveJob(tenant: tenant, limits: limits, need: need, nowMs: nowMs, expiresMs: expiresMs)
         guard let result = try reserve([job]).first else { throw LimitRefusal.rate(limit: "requests", retryAfter: 1) }
-        return try result.get()
+        let admission = try result.get()
+        return (admission.id, admission.status)
     }
 
     /// Runs many reservations in one transaction (group commit), in order: each sees the ones before it,
     /// so the outcome is exactly that of running them one by one. A refusal fails only its own job.
-    public func reserve(_ jobs: [ReserveJob]) throws -> [Result<(id: Int64, status: LimitStatus), LimitRefusal>] {
+    public func reserve(_ jobs: [ReserveJob]) throws -> [Result<Admission, LimitRefusal>] {
         try db.transaction {
             try jobs.map { job in
                 do {
-                    return .success(
-                        try reserveOne(
-                            tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
-                            expiresMs: job.expiresMs))
+                    let (id, status, lease) = try reserveOne(
+                        tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
+                        expiresMs: job.expiresMs, leaseMs: job.leaseMs)
+                    return .success(Admission(id: id, status: status, lease: lease))
                 } catch let refusal as LimitRefusal {
                     return .failure(refusal)
                 }
@@ -179,117 +202,169 @@ public struct AccountingStore {
         }
     }
 
+    /// A lease of capacity a worker takes for a tenant and spends in memory (see `Lease` in HTTP).
+    public struct LeaseGrant: Sendable, Equatable {
+        /// Admissions it holds in the requests-per-minute window (`Int.max` when there is no such limit).
+        public let requests: Int
+        public let tokens: Int64
+        public let nano: Int64
+        /// The lease admits until then; its window entries are dated then (they cover every admission).
+        public let admitUntilMs: Int64
+        /// The day its hold is counted in.
+        public let day: String
+    }
+
+    /// A lease is taken only while every limited dimension has room for `leaseThreshold` × the request's
+    /// worst case; it then holds `leaseFactor` × that, but never more than 1/`leaseThreshold` of the room.
+    /// Nearer a limit, admission is exact (one reservation per request).
+    public static let leaseFactor: Int64 = 16
+    public static let leaseThreshold: Int64 = 8
+
     private func reserveOne(
-        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64
-    ) throws -> (id: Int64, status: LimitStatus) {
-        do {
-            var status = LimitStatus()
-            let since = nowMs - AccountingStore.window
-            if let rpm = limits.requestsPerMinute {
-                let (used, oldest) = try windowTotal(tenant, "r", since: since)
-                status.requestLimit = rpm
-                if used + 1 > rpm {
-                    throw LimitRefusal.rate(limit: "requests", retryAfter: retryAfter(oldest, nowMs))
-                }
-                status.requestsRemaining = rpm - Int(used) - 1
-                status.resetAt = ((oldest ?? nowMs) + AccountingStore.window + 999) / 1000
+        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0
+    ) throws -> (id: Int64, status: LimitStatus, lease: LeaseGrant?) {
+        var status = LimitStatus()
+        let since = nowMs - AccountingStore.window
+        let periods = Periods(epochMs: nowMs)
+        let scope = AccountingStore.tenantScope(tenant)
+        let rate = try limits.requestsPerMinute.map { _ in try windowTotal(tenant, "r", since: since) }
+        let tokenRate = try limits.tokensPerMinute.map { _ in try windowTotal(tenant, "t", since: since) }
+        let day = try counter(scope, "d:\(periods.day)")
+        let month = try monthCounter(scope, periods.month)
+        let global = limits.globalDailyNano != nil || limits.globalMonthlyNano != nil
+        let gd = global ? try counter(AccountingStore.globalScope, "d:\(periods.day)") : (tokens: 0, nano: 0)
+        let gm = global ? try monthCounter(AccountingStore.globalScope, periods.month) : (tokens: 0, nano: 0)
+
+        // The amounts to hold: this request's worst case, or a lease when every dimension has room.
+        var requests = 1
+        var tokens = Int64(need.tokens)
+        var nano = need.costNano
+        var lease: LeaseGrant?
+        if leaseMs > 0 {
+            let hard = limits.enforcement == .hard
+            let globalHard = limits.globalEnforcement == .hard
+            var tokenRooms: [Int64] = []
+            var nanoRooms: [Int64] = []
+            if let tpm = limits.tokensPerMinute, let used = tokenRate?.total { tokenRooms.append(Int64(tpm) - used) }
+            if hard, let cap = limits.dailyTokens { tokenRooms.append(Int64(cap) - day.tokens) }
+            if hard, let cap = limits.monthlyTokens { tokenRooms.append(Int64(cap) - month.tokens) }
+            if hard, let cap = limits.dailyNano { nanoRooms.append(cap - day.nano) }
+            if hard, let cap = limits.monthlyNano { nanoRooms.append(cap - month.nano) }
+            if globalHard, let cap = limits.globalDailyNano { nanoRooms.append(cap - gd.nano) }
+            if globalHard, let cap = limits.globalMonthlyNano { nanoRooms.append(cap - gm.nano) }
+            let requestRoom = limits.requestsPerMinute.map { Int64($0) - (rate?.total ?? 0) }
+            let k = AccountingStore.leaseThreshold
+            let roomy =
+                (requestRoom.map { $0 >= k } ?? true)
+                && tokenRooms.allSatisfy { $0 >= Int64(need.tokens).saturatingMultiply(k) }
+                && nanoRooms.allSatisfy { $0 >= need.costNano.saturatingMultiply(k) }
+            if roomy {
+                let factor = AccountingStore.leaseFactor
+                requests = requestRoom.map { Int(min(factor, $0 / k)) } ?? Int.max
+                tokens = ([Int64(need.tokens).saturatingMultiply(factor)] + tokenRooms.map { $0 / k }).min() ?? tokens
+                nano = ([need.costNano.saturatingMultiply(factor)] + nanoRooms.map { $0 / k }).min() ?? nano
+                lease = LeaseGrant(
+                    requests: requests, tokens: tokens, nano: nano, admitUntilMs: nowMs + leaseMs, day: periods.day)
             }
-            if let tpm = limits.tokensPerMinute {
-                let (used, oldest) = try windowTotal(tenant, "t", since: since)
-                status.tokenLimit = tpm
-                if used + Int64(need.tokens) > tpm {
-                    let wait = need.tokens > tpm ? 60 : retryAfter(oldest, nowMs)
-                    throw LimitRefusal.rate(limit: "tokens", retryAfter: wait)
-                }
-                status.tokensRemaining = tpm - Int(used) - need.tokens
-            }
-            let periods = Periods(epochMs: nowMs)
-            let scope = AccountingStore.tenantScope(tenant)
-            let day = try counter(scope, "d:\(periods.day)")
-            let month = try monthCounter(scope, periods.month)
-            let tokens = Int64(need.tokens)
-            let checks: [(String, String, Int64?, Int64, Enforcement, Int64)] = [
-                (
-                    "tenant", "daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens.saturatingAdd(tokens),
-                    limits.enforcement, periods.dayResetsAt
-                ),
-                (
-                    "tenant", "monthly_tokens", limits.monthlyTokens.map(Int64.init),
-                    month.tokens.saturatingAdd(tokens),
-                    limits.enforcement, periods.monthResetsAt
-                ),
-                (
-                    "tenant", "daily_usd", limits.dailyNano, day.nano.saturatingAdd(need.costNano), limits.enforcement,
-                    periods.dayResetsAt
-                ),
-                (
-                    "tenant", "monthly_usd", limits.monthlyNano, month.nano.saturatingAdd(need.costNano),
-                    limits.enforcement,
-                    periods.monthResetsAt
-                ),
-            ]
-            var all = checks
-            if limits.globalDailyNano != nil || limits.globalMonthlyNano != nil {
-                let gd = try counter(AccountingStore.globalScope, "d:\(periods.day)")
-                let gm = try monthCounter(AccountingStore.globalScope, periods.month)
-                all.append(
-                    (
-                        "global", "daily_usd", limits.globalDailyNano, gd.nano.saturatingAdd(need.costNano),
-                        limits.globalEnforcement, periods.dayResetsAt
-                    ))
-                all.append(
-                    (
-                        "global", "monthly_usd", limits.globalMonthlyNano, gm.nano.saturatingAdd(need.costNano),
-                        limits.globalEnforcement, periods.monthResetsAt
-                    ))
-            }
-            for (scopeName, budget, limit, wouldBe, enforcement, resetsAt) in all {
-                guard let limit, wouldBe > limit else { continue }
-                if enforcement == .hard {
-                    throw LimitRefusal.budget(scope: scopeName, budget: budget, resetsAt: resetsAt)
-                }
-                status.warnings.append(scopeName == "global" ? "global_\(budget)" : budget)
-            }
-            for (scopeName, budget, limit, wouldBe, _, _) in all {
-                guard let limit, limit > 0 else { continue }
-                let before = wouldBe.saturatingAdd(-(budget.hasSuffix("tokens") ? tokens : need.costNano))
-                // Compared as wouldBe/limit ≥ pct/100 without overflow: limits reach 10¹⁸ nano-USD.
-                for pct in [50, 80, 100] as [Int64]
-                where before.saturatingMultiply(100) < limit.saturatingMultiply(pct)
-                    && wouldBe.saturatingMultiply(100) >= limit.saturatingMultiply(pct)
-                {
-                    status.crossed.append((scopeName == "global" ? "global_\(budget)" : budget, Int(pct)))
-                }
-            }
-            var rpmRow: SQLValue = .null
-            var tpmRow: SQLValue = .null
-            let insert = try db.statement(
-                "INSERT INTO rate_log(tenant, kind, at_ms, amount) VALUES (?, ?, ?, ?) RETURNING id")
-            if limits.requestsPerMinute != nil {
-                rpmRow = try insert.all([.text(tenant), .text("r"), .int(nowMs), .int(1)]).first?.first ?? .null
-                try addToTotal(tenant, "r", 1)
-            }
-            if limits.tokensPerMinute != nil {
-                tpmRow = try insert.all([.text(tenant), .text("t"), .int(nowMs), .int(tokens)]).first?.first ?? .null
-                try addToTotal(tenant, "t", tokens)
-            }
-            for s in [scope, AccountingStore.globalScope] {
-                try bump(
-                    s, "d:\(periods.day)", usedTokens: 0, usedNano: 0, reservedTokens: tokens,
-                    reservedNano: need.costNano)
-            }
-            let id =
-                try db.statement(
-                    """
-                    INSERT INTO reservations(tenant, day, month, tokens, nano, rpm_row, tpm_row, expires_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
-                    """
-                ).all([
-                    .text(tenant), .text(periods.day), .text(periods.month), .int(tokens), .int(need.costNano),
-                    rpmRow, tpmRow, .int(expiresMs),
-                ]).first?.first?.int ?? 0
-            return (id, status)
         }
+        let windowRequests = Int64(requests == Int.max ? 1 : requests)
+
+        if let rpm = limits.requestsPerMinute, let rate {
+            let (used, oldest) = rate
+            status.requestLimit = rpm
+            if used.saturatingAdd(windowRequests) > rpm {
+                throw LimitRefusal.rate(limit: "requests", retryAfter: retryAfter(oldest, nowMs))
+            }
+            status.requestsRemaining = rpm - Int(used) - Int(windowRequests)
+            status.resetAt = ((oldest ?? nowMs) + AccountingStore.window + 999) / 1000
+        }
+        if let tpm = limits.tokensPerMinute, let tokenRate {
+            let (used, oldest) = tokenRate
+            status.tokenLimit = tpm
+            if used.saturatingAdd(tokens) > tpm {
+                let wait = need.tokens > tpm ? 60 : retryAfter(oldest, nowMs)
+                throw LimitRefusal.rate(limit: "tokens", retryAfter: wait)
+            }
+            status.tokensRemaining = tpm - Int(used) - Int(tokens)
+        }
+        var all: [(String, String, Int64?, Int64, Enforcement, Int64)] = [
+            (
+                "tenant", "daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens.saturatingAdd(tokens),
+                limits.enforcement, periods.dayResetsAt
+            ),
+            (
+                "tenant", "monthly_tokens", limits.monthlyTokens.map(Int64.init), month.tokens.saturatingAdd(tokens),
+                limits.enforcement, periods.monthResetsAt
+            ),
+            (
+                "tenant", "daily_usd", limits.dailyNano, day.nano.saturatingAdd(nano), limits.enforcement,
+                periods.dayResetsAt
+            ),
+            (
+                "tenant", "monthly_usd", limits.monthlyNano, month.nano.saturatingAdd(nano), limits.enforcement,
+                periods.monthResetsAt
+            ),
+        ]
+        if global {
+            all.append(
+                (
+                    "global", "daily_usd", limits.globalDailyNano, gd.nano.saturatingAdd(nano),
+                    limits.globalEnforcement, periods.dayResetsAt
+                ))
+            all.append(
+                (
+                    "global", "monthly_usd", limits.globalMonthlyNano, gm.nano.saturatingAdd(nano),
+                    limits.globalEnforcement, periods.monthResetsAt
+                ))
+        }
+        for (scopeName, budget, limit, wouldBe, enforcement, resetsAt) in all {
+            guard let limit, wouldBe > limit else { continue }
+            if enforcement == .hard {
+                throw LimitRefusal.budget(scope: scopeName, budget: budget, resetsAt: resetsAt)
+            }
+            status.warnings.append(scopeName == "global" ? "global_\(budget)" : budget)
+        }
+        for (scopeName, budget, limit, wouldBe, _, _) in all {
+            guard let limit, limit > 0 else { continue }
+            let before = wouldBe.saturatingAdd(-(budget.hasSuffix("tokens") ? tokens : nano))
+            // Compared as wouldBe/limit ≥ pct/100 without overflow: limits reach 10¹⁸ nano-USD.
+            for pct in [50, 80, 100] as [Int64]
+            where before.saturatingMultiply(100) < limit.saturatingMultiply(pct)
+                && wouldBe.saturatingMultiply(100) >= limit.saturatingMultiply(pct)
+            {
+                status.crossed.append((scopeName == "global" ? "global_\(budget)" : budget, Int(pct)))
+            }
+        }
+        // A lease's window entries are dated at the end of its admissions, so every window that contains
+        // one of them counts the whole lease.
+        let entryAt = lease?.admitUntilMs ?? nowMs
+        var rpmRow: SQLValue = .null
+        var tpmRow: SQLValue = .null
+        let insert = try db.statement(
+            "INSERT INTO rate_log(tenant, kind, at_ms, amount) VALUES (?, ?, ?, ?) RETURNING id")
+        if limits.requestsPerMinute != nil {
+            rpmRow =
+                try insert.all([.text(tenant), .text("r"), .int(entryAt), .int(windowRequests)]).first?.first ?? .null
+            try addToTotal(tenant, "r", windowRequests)
+        }
+        if limits.tokensPerMinute != nil {
+            tpmRow = try insert.all([.text(tenant), .text("t"), .int(entryAt), .int(tokens)]).first?.first ?? .null
+            try addToTotal(tenant, "t", tokens)
+        }
+        for s in [scope, AccountingStore.globalScope] {
+            try bump(s, "d:\(periods.day)", usedTokens: 0, usedNano: 0, reservedTokens: tokens, reservedNano: nano)
+        }
+        let id =
+            try db.statement(
+                """
+                INSERT INTO reservations(tenant, day, month, tokens, nano, rpm_row, tpm_row, expires_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                """
+            ).all([
+                .text(tenant), .text(periods.day), .text(periods.month), .int(tokens), .int(nano), rpmRow, tpmRow,
+                .int(expiresMs + (lease == nil ? 0 : leaseMs)),
+            ]).first?.first?.int ?? 0
+        return (id, status, lease)
     }
 
     private func retryAfter(_ oldest: Int64?, _ nowMs: Int64) -> Int {
@@ -334,21 +409,102 @@ public struct AccountingStore {
 
     /// Settles many requests in one transaction (group commit): the same effect as settling each.
     public func settle(_ batch: [(reservation: Int64?, record: ExecutionRecord)]) throws {
+        try settle(batch.map { Settlement.request(reservation: $0.reservation, record: $0.record) })
+    }
+
+    /// Settlements, lease settlements and lease retirements in one transaction, in order.
+    public func settle(_ items: [Settlement]) throws {
         try db.transaction {
-            for (reservation, record) in batch { try settleOne(reservation: reservation, record: record) }
+            for item in items {
+                switch item {
+                case .request(let reservation, let record): try settleOne(reservation: reservation, record: record)
+                case .leased(let lease, let record): try settleLeased(lease: lease, record: record)
+                case .retire(let lease, let tokens, let nano, let requests, let windowTokens, let final):
+                    try retire(
+                        lease: lease, releaseTokens: tokens, releaseNano: nano, windowRequests: requests,
+                        windowTokens: windowTokens, final: final)
+                }
+            }
         }
     }
 
+    /// A request answered, or that used tokens, counts against the per-minute limits and is charged.
+    public static func consumed(_ record: ExecutionRecord) -> Bool {
+        record.usage.promptTokens + record.usage.completionTokens > 0 || (200..<300).contains(record.status)
+    }
+
     private func settleOne(reservation: Int64?, record: ExecutionRecord) throws {
+        let consumed = AccountingStore.consumed(record)
+        let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
+        let held = try reservation.flatMap { try release(id: $0, consumed: consumed, actualTokens: tokens) }
+        try charge(record, usedTokens: consumed ? tokens : 0, usedNano: consumed ? record.costNano : 0, held: held)
+    }
+
+    /// A request admitted under a lease: what it used comes out of the lease's hold (the rest of its worst
+    /// case goes back to the lease in the worker's memory); the window entries are the lease's.
+    private func settleLeased(lease: Int64, record: ExecutionRecord) throws {
+        let consumed = AccountingStore.consumed(record)
+        let usedTokens = consumed ? Int64(record.usage.promptTokens + record.usage.completionTokens) : 0
+        let usedNano = consumed ? record.costNano : 0
+        var held: (String, Int64, Int64)?
+        if usedTokens > 0 || usedNano > 0,
+            let row = try db.statement("SELECT day, tokens, nano FROM reservations WHERE id = ?").all([.int(lease)])
+                .first, let day = row[0].text
+        {
+            let tokens = min(usedTokens, row[1].int ?? 0)
+            let nano = min(usedNano, row[2].int ?? 0)
+            try db.statement("UPDATE reservations SET tokens = tokens - ?, nano = nano - ? WHERE id = ?")
+                .run([.int(tokens), .int(nano), .int(lease)])
+            held = (day, tokens, nano)
+        }
+        try charge(record, usedTokens: usedTokens, usedNano: usedNano, held: held)
+    }
+
+    /// A lease stops admitting (`final`: and nothing it admitted is in flight any more): what it holds
+    /// unused goes back, and its window entries become what it admitted (`requests`) and used (`tokens`,
+    /// plus the worst case of what is still in flight).
+    private func retire(
+        lease id: Int64, releaseTokens: Int64, releaseNano: Int64, windowRequests: Int64, windowTokens: Int64,
+        final: Bool
+    ) throws {
+        guard
+            let row = try db.statement(
+                "SELECT tenant, day, tokens, nano, rpm_row, tpm_row FROM reservations WHERE id = ?"
+            ).all([.int(id)]).first, let tenant = row[0].text, let day = row[1].text
+        else { return }
+        let heldTokens = row[2].int ?? 0
+        let heldNano = row[3].int ?? 0
+        let tokens = final ? heldTokens : min(max(0, releaseTokens), heldTokens)
+        let nano = final ? heldNano : min(max(0, releaseNano), heldNano)
+        if tokens > 0 || nano > 0 { try unreserve(tenant, (day, tokens, nano)) }
+        if final {
+            try db.statement("DELETE FROM reservations WHERE id = ?").run([.int(id)])
+        } else {
+            try db.statement("UPDATE reservations SET tokens = tokens - ?, nano = nano - ? WHERE id = ?")
+                .run([.int(tokens), .int(nano), .int(id)])
+        }
+        for (entry, kind, amount) in [(row[4].int, "r", windowRequests), (row[5].int, "t", windowTokens)] {
+            guard let entry,
+                let old = try db.statement("SELECT amount FROM rate_log WHERE id = ?").all([.int(entry)]).first?.first?
+                    .int
+            else { continue }
+            if amount <= 0 {
+                try dropRateEntry(entry)
+            } else if amount != old {
+                try db.statement("UPDATE rate_log SET amount = ? WHERE id = ?").run([.int(amount), .int(entry)])
+                try addToTotal(tenant, kind, amount - old)
+            }
+        }
+    }
+
+    /// Charges a settled request's usage to the current day (tenant and global), takes `held` (its own or
+    /// its lease's hold: day, tokens, nano) out of the reserved amounts, and writes the execution row,
+    /// rollups and metric counters.
+    private func charge(_ record: ExecutionRecord, usedTokens: Int64, usedNano: Int64, held: (String, Int64, Int64)?)
+        throws
+    {
         do {
-            // A request that was answered, or that used tokens, counts against the per-minute limits.
-            let consumed =
-                record.usage.promptTokens + record.usage.completionTokens > 0 || (200..<300).contains(record.status)
-            let tokens = Int64(record.usage.promptTokens + record.usage.completionTokens)
-            let held = try reservation.flatMap { try release(id: $0, consumed: consumed, actualTokens: tokens) }
             let periods = Periods(epochMs: record.atMs)
-            let usedTokens = consumed ? tokens : 0
-            let usedNano = consumed ? record.costNano : 0
             if let held, held.0 != periods.day { try unreserve(record.tenant, held) }
             let (heldTokens, heldNano) = held.map { $0.0 == periods.day ? ($0.1, $0.2) : (0, 0) } ?? (0, 0)
             if usedTokens != 0 || usedNano != 0 || heldTokens != 0 || heldNano != 0 {

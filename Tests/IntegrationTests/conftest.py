@@ -134,6 +134,12 @@ tenants:
   greedy:
     models: [patient-model, fast]
     limits: {{max_concurrent: 3}}
+  lease-rpm:
+    models: [fast]
+    rate_limit: {{requests_per_minute: 600}}
+  lease-budget:
+    models: [fast]
+    budget: {{daily_tokens: 6000, enforcement: hard}}
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
@@ -181,7 +187,7 @@ class Stack:
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy",
+                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"

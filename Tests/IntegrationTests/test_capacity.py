@@ -86,3 +86,67 @@ def test_a_killed_workers_slots_come_back(fresh_stack):
         r = c.post("/tenant/greedy/v1/chat/completions", headers=auth(s, "greedy"),
                    json={"model": "fast", "messages": [{"role": "user", "content": "after-kill"}]})
     assert r.status_code == 200, r.text
+
+
+def hammer(stack, tenant, total, marker, clients=64):
+    """`total` requests of `tenant` from `clients` concurrent clients; returns the statuses."""
+    statuses = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client():
+        with httpx.Client(base_url=stack.base, verify=False, timeout=60) as c:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                r = c.post(f"/tenant/{tenant}/v1/chat/completions", headers=auth(stack, tenant), json={
+                    "model": "fast", "max_tokens": 3, "messages": [{"role": "user", "content": f"{marker} {i}"}]})
+                with lock:
+                    statuses.append(r.status_code)
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_leases_keep_limits_and_budgets_exact_across_8_workers(big_stack):
+    """Leases while there is room, exact reservations near the limit: never more than the limit."""
+    s = big_stack
+
+    def upstream_calls(marker):
+        """Distinct requests the upstream saw (a dropped kept-alive connection is retried: counted once)."""
+        return len({q["body"]["messages"][-1]["content"] for q in s.upstream_requests()
+                    if marker in str(q["body"])})
+
+    def drained(tenant):
+        return s.sql("SELECT COALESCE(SUM(reserved_tokens), 0) FROM budget_counters WHERE scope = ?",
+                     f"tenant:{tenant}")[0][0] == 0 and not s.sql("SELECT 1 FROM reservations WHERE tenant = ?", tenant)
+
+    # A per-minute limit: 1,200 requests within a few seconds, 600 may pass.
+    statuses = hammer(s, "lease-rpm", 1200, "lease-rpm-marker")
+    ok = statuses.count(200)
+    assert ok <= 600 and set(statuses) <= {200, 429}, sorted(set(statuses))
+    assert ok >= 300  # leases hand unused capacity back; most of the limit is used
+    assert wait_until(lambda: drained("lease-rpm"), timeout=10)
+    assert wait_until(lambda: s.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'lease-rpm'")[0][0] == 1200)
+    admitted = s.sql("SELECT SUM(amount) FROM rate_log WHERE tenant = 'lease-rpm' AND kind = 'r'")[0][0]
+    assert admitted == ok == upstream_calls("lease-rpm-marker")
+    # Both ways of admission ran: leases (one window entry for many requests) and exact ones near the limit.
+    entries = s.sql("SELECT amount FROM rate_log WHERE tenant = 'lease-rpm' AND kind = 'r'")
+    assert any(a > 1 for (a,) in entries) and len(entries) < ok
+
+    # A hard token budget: settled usage never exceeds it; counters = execution rows = upstream calls.
+    statuses = hammer(s, "lease-budget", 1200, "lease-budget-marker")
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))
+    assert wait_until(lambda: drained("lease-budget"), timeout=10)
+    assert wait_until(lambda: s.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'lease-budget'")[0][0] == 1200)
+    used = s.sql("SELECT COALESCE(SUM(tokens_in + tokens_out), 0), COUNT(*) FROM executions "
+                 "WHERE tenant = 'lease-budget' AND status = 200")[0]
+    counter = s.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:lease-budget'")[0][0]
+    assert used[0] <= 6000 and counter == used[0]
+    assert used[1] == statuses.count(200) == upstream_calls("lease-budget-marker")
+    assert statuses.count(429) > 0

@@ -150,3 +150,82 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(leap.day == "2024-02-29" && leap.monthResetsAt == 1_709_251_200)
     }
 }
+
+@Suite struct LeaseTests {
+    func lease(_ store: AccountingStore, _ l: Limits, at: Int64, need: Reservation = one) throws -> Admission {
+        guard
+            let result = try store.reserve([
+                ReserveJob(tenant: "a", limits: l, need: need, nowMs: at, expiresMs: at + 1000, leaseMs: 1000)
+            ]).first
+        else { throw LimitRefusal.rate(limit: "requests", retryAfter: 1) }
+        return try result.get()
+    }
+
+    func windowRequests(_ db: SQLiteConnection) throws -> Int64 {
+        try db.query("SELECT COALESCE(SUM(amount), 0) FROM rate_log WHERE kind = 'r'").first?.first?.int ?? -1
+    }
+
+    @Test func aLeaseIsGrantedWithRoomAndSizedByIt() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":100},"budget":{"daily_tokens":100000}}"#)
+        let first = try lease(store, l, at: day0)
+        // 16 × the request, but at most an eighth of the room: 100 / 8 = 12 requests.
+        #expect(first.lease?.requests == 12)
+        #expect(first.lease?.tokens == 16 * Int64(one.tokens))
+        #expect(first.lease?.admitUntilMs == day0 + 1000)
+        #expect(try windowRequests(db) == 12)
+        #expect(first.status.requestsRemaining == 88)
+    }
+
+    @Test func nearALimitAdmissionIsExact() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":7}}"#)
+        let admission = try lease(store, l, at: day0)
+        #expect(admission.lease == nil)  // 7 < 8 × 1: one request, exactly
+        #expect(try windowRequests(db) == 1)
+        // A hard budget with little room left: exact as well.
+        let budget = try limits(#"{"budget":{"daily_tokens":50,"enforcement":"hard"}}"#)
+        #expect(try lease(AccountingStore(try tempDB()), budget, at: day0).lease == nil)
+        // A soft budget never limits the lease.
+        let soft = try limits(#"{"budget":{"daily_tokens":50,"enforcement":"soft"}}"#)
+        #expect(try lease(AccountingStore(try tempDB()), soft, at: day0).lease != nil)
+    }
+
+    @Test func settlingAndRetiringALeaseLeavesExactlyWhatWasUsed() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":1000},"budget":{"daily_tokens":100000}}"#)
+        let admission = try lease(store, l, at: day0)
+        let grant = try #require(admission.lease)
+        // Two requests admitted from it: one used 4 tokens, one failed (nothing used).
+        try store.settle([
+            .leased(lease: admission.id, record: record("a", at: day0 + 10, tokens: 4)),
+            .leased(lease: admission.id, record: record("a", at: day0 + 20, tokens: 0, cost: 0, status: 502)),
+        ])
+        let held = try db.query("SELECT reserved_tokens, used_tokens FROM budget_counters WHERE scope = 'tenant:a'")
+        #expect(held.first?[0].int == grant.tokens - 4 && held.first?[1].int == 4)
+        // Retired: the unused part goes back; the window keeps the one admission that counted.
+        try store.settle([
+            .retire(
+                lease: admission.id, tokens: grant.tokens - 4, nano: grant.nano, requests: 1, windowTokens: 4,
+                final: true)
+        ])
+        let after = try db.query("SELECT reserved_tokens, used_tokens FROM budget_counters WHERE scope = 'tenant:a'")
+        #expect(after.first?[0].int == 0 && after.first?[1].int == 4)
+        #expect(try windowRequests(db) == 1)
+        #expect(try db.query("SELECT COUNT(*) FROM reservations").first?.first?.int == 0)
+    }
+
+    @Test func aDeadWorkersLeaseExpiresAndItsCapacityComesBack() throws {
+        let db = try tempDB()
+        let store = AccountingStore(db)
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":100}}"#)
+        _ = try lease(store, l, at: day0)
+        #expect(try windowRequests(db) == 12)
+        // Past admission window + expiry: the sweep releases it as unused.
+        #expect(try store.sweep(nowMs: day0 + 10_000) == 1)
+        #expect(try windowRequests(db) == 0)
+    }
+}
