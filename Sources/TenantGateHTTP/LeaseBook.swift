@@ -1,3 +1,4 @@
+import Dispatch
 import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
@@ -17,6 +18,10 @@ import TenantGateSystem
 /// A lease admits for `leaseMs`; then (or when a request does not fit it, or the tenant's limits change) it
 /// is retired: its unused part goes back at once, and its row goes when the last request it admitted has
 /// settled. A drained worker retires all of its leases; a killed worker's leases expire like reservations.
+///
+/// One thread at a time takes a tenant's next lease; the others wait for it (briefly). Its size follows
+/// demand: a lease used up before it expires makes the next one twice as large (up to `maxFactor` × the
+/// request's worst case), one that expired mostly unused halves it (down to the store's default).
 final class LeaseBook: Sendable {
     /// One lease; every mutable field is read and written under the book's lock.
     final class Lease: @unchecked Sendable {  // mutable state only under `LeaseBook.leases`' lock
@@ -32,8 +37,12 @@ final class LeaseBook: Sendable {
         var consumedRequests: Int64 = 0
         var usedTokens: Int64 = 0
         var retired = false
+        /// Tokens granted, and taken by the requests it admitted (for sizing the next lease).
+        let grantedTokens: Int64
+        var takenTokens: Int64 = 0
 
         init(id: Int64, limits: Limits, grant: AccountingStore.LeaseGrant, status: LimitStatus) {
+            grantedTokens = grant.tokens
             self.id = id
             self.limits = limits
             admitUntilMs = grant.admitUntilMs
@@ -53,35 +62,71 @@ final class LeaseBook: Sendable {
 
     /// How long a lease admits.
     static let leaseMs: Int64 = 1000
+    /// The largest lease, in multiples of the request's worst case.
+    static let maxFactor: Int64 = 1024
 
-    private let leases = Locked<[String: Lease]>([:])
+    private struct State {
+        var leases: [String: Lease] = [:]
+        var factors: [String: Int64] = [:]
+        /// Tenants whose next lease a thread is taking now; the others wait on the group.
+        var fetching: [String: DispatchGroup] = [:]
+    }
+
+    /// What a request does next.
+    enum Step {
+        /// Admitted from the lease.
+        case admitted(Claim, LimitStatus)
+        /// Another thread is taking the tenant's next lease: wait for it, then try again.
+        case wait(DispatchGroup)
+        /// Take the next lease (of this factor), then `install` it and `endFetch`.
+        case fetch(factor: Int64)
+    }
+
+    private let leases = Locked(State())
     private let settlements: SettleQueue
 
     init(settlements: SettleQueue) { self.settlements = settlements }
 
-    /// Admits a request from the tenant's lease, if it has one that fits; retires one that cannot admit.
-    func admit(tenant: String, limits: Limits, need: Reservation, nowMs: Int64) -> (Claim, LimitStatus)? {
-        leases.withLock { book in
-            guard let lease = book[tenant] else { return nil }
-            guard lease.limits == limits, nowMs < lease.admitUntilMs, let claim = take(need, from: lease) else {
-                book[tenant] = nil
+    /// Admits a request from the tenant's lease if it has one that fits (retiring one that cannot admit),
+    /// else says whether to wait for another thread's lease or to take the next one.
+    func begin(tenant: String, limits: Limits, need: Reservation, nowMs: Int64) -> Step {
+        leases.withLock { state in
+            if let lease = state.leases[tenant] {
+                let expired = nowMs >= lease.admitUntilMs || lease.limits != limits
+                if !expired, let claim = take(need, from: lease) { return .admitted(claim, status(of: lease)) }
+                let factor = state.factors[tenant] ?? AccountingStore.leaseFactor
+                if !expired {
+                    state.factors[tenant] = min(factor * 2, LeaseBook.maxFactor)  // used up: ask for more
+                } else if lease.takenTokens < lease.grantedTokens / 4 {
+                    state.factors[tenant] = max(factor / 2, AccountingStore.leaseFactor)  // mostly unused
+                }
+                state.leases[tenant] = nil
                 retire(lease)
-                return nil
             }
-            return (claim, status(of: lease))
+            if let group = state.fetching[tenant] { return .wait(group) }
+            let group = DispatchGroup()
+            group.enter()
+            state.fetching[tenant] = group
+            return .fetch(factor: state.factors[tenant] ?? AccountingStore.leaseFactor)
         }
+    }
+
+    /// Ends a `fetch` (whatever it got): the threads waiting for it try again.
+    func endFetch(tenant: String) {
+        let group = leases.withLock { $0.fetching.removeValue(forKey: tenant) }
+        group?.leave()
     }
 
     /// Installs a lease the store just granted and admits the request that asked for it.
     func install(tenant: String, limits: Limits, admission: Admission, need: Reservation) -> (Claim, LimitStatus)? {
         guard let grant = admission.lease else { return nil }
         let lease = Lease(id: admission.id, limits: limits, grant: grant, status: admission.status)
-        return leases.withLock { book in
-            if let older = book[tenant] { retire(older) }  // another thread's lease, raced in: retire it
-            book[tenant] = lease
+        return leases.withLock { state in
+            if let older = state.leases[tenant] { retire(older) }
+            state.leases[tenant] = lease
             // The grant holds at least this request's worst case.
             guard let claim = take(need, from: lease) else {
-                book[tenant] = nil
+                state.leases[tenant] = nil
                 retire(lease)
                 return nil
             }
@@ -118,9 +163,9 @@ final class LeaseBook: Sendable {
 
     /// Retires every lease that stopped admitting (called about once a second), or all of them (drain).
     func retireExpired(nowMs: Int64, all: Bool = false) {
-        leases.withLock { book in
-            for (tenant, lease) in book where all || nowMs >= lease.admitUntilMs {
-                book[tenant] = nil
+        leases.withLock { state in
+            for (tenant, lease) in state.leases where all || nowMs >= lease.admitUntilMs {
+                state.leases[tenant] = nil
                 retire(lease)
             }
         }
@@ -136,6 +181,7 @@ final class LeaseBook: Sendable {
         lease.nano -= need.costNano
         lease.inFlight += 1
         lease.inFlightTokens += tokens
+        lease.takenTokens += tokens
         return Claim(lease: lease, tokens: tokens, nano: need.costNano)
     }
 

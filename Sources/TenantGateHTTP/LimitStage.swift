@@ -1,3 +1,4 @@
+import Dispatch
 import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
@@ -20,16 +21,32 @@ enum LimitStage {
         let now = Posix.wallMicros() / 1000
         let id = tenant.id.rawValue
         // Most requests are admitted from the worker's lease for the tenant, in memory.
-        if let (claim, status) = resources.leases.admit(tenant: id, limits: limits, need: need, nowMs: now) {
-            outcome.leaseClaim = claim
-            outcome.limitHeaders = headers(status)
-            return
+        var factor: Int64 = 0  // 0: no lease for this one (exact reservation)
+        var waited = false
+        admission: while true {
+            switch resources.leases.begin(tenant: id, limits: limits, need: need, nowMs: now) {
+            case .admitted(let claim, let status):
+                outcome.leaseClaim = claim
+                outcome.limitHeaders = headers(status)
+                return
+            case .wait(let group) where !waited:
+                // Another thread is taking the tenant's next lease: it takes one transaction, not one each.
+                _ = group.wait(timeout: .now() + .milliseconds(250))
+                waited = true
+            case .wait:
+                break admission
+            case .fetch(let next):
+                factor = next
+                break admission
+            }
         }
+        defer { if factor > 0 { resources.leases.endFetch(tenant: id) } }
         do {
             let admission = try resources.reservations.reserve(
                 ReserveJob(
                     tenant: id, limits: limits, need: need, nowMs: now,
-                    expiresMs: now + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs))
+                    expiresMs: now + Int64(backend.timeoutMs) + 60_000, leaseMs: factor > 0 ? LeaseBook.leaseMs : 0,
+                    leaseFactor: max(1, factor)))
             let status: LimitStatus
             if let (claim, leased) = resources.leases.install(
                 tenant: id, limits: limits, admission: admission, need: need)

@@ -61,17 +61,23 @@ public struct ReserveJob: Sendable {
     public let need: Reservation
     public let nowMs: Int64
     public let expiresMs: Int64
-    /// Ask for a lease admitting for this long (0: this request only).
+    /// Ask for a lease admitting for this long (0: this request only)…
     public let leaseMs: Int64
+    /// …of up to this many times the request's worst case.
+    public let leaseFactor: Int64
 
     /// Creates a job.
-    public init(tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0) {
+    public init(
+        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0,
+        leaseFactor: Int64 = AccountingStore.leaseFactor
+    ) {
         self.tenant = tenant
         self.limits = limits
         self.need = need
         self.nowMs = nowMs
         self.expiresMs = expiresMs
         self.leaseMs = leaseMs
+        self.leaseFactor = max(1, leaseFactor)
     }
 }
 
@@ -193,7 +199,7 @@ public struct AccountingStore {
                 do {
                     let (id, status, lease) = try reserveOne(
                         tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
-                        expiresMs: job.expiresMs, leaseMs: job.leaseMs)
+                        expiresMs: job.expiresMs, leaseMs: job.leaseMs, leaseFactor: job.leaseFactor)
                     return .success(Admission(id: id, status: status, lease: lease))
                 } catch let refusal as LimitRefusal {
                     return .failure(refusal)
@@ -215,13 +221,15 @@ public struct AccountingStore {
     }
 
     /// A lease is taken only while every limited dimension has room for `leaseThreshold` × the request's
-    /// worst case; it then holds `leaseFactor` × that, but never more than 1/`leaseThreshold` of the room.
+    /// worst case; it then holds the job's `leaseFactor` × that (`leaseFactor` by default; the worker
+    /// raises it for tenants that use up their leases), but never more than 1/`leaseThreshold` of the room.
     /// Nearer a limit, admission is exact (one reservation per request).
     public static let leaseFactor: Int64 = 16
     public static let leaseThreshold: Int64 = 8
 
     private func reserveOne(
-        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0
+        tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0,
+        leaseFactor: Int64 = AccountingStore.leaseFactor
     ) throws -> (id: Int64, status: LimitStatus, lease: LeaseGrant?) {
         var status = LimitStatus()
         let since = nowMs - AccountingStore.window
@@ -259,7 +267,7 @@ public struct AccountingStore {
                 && tokenRooms.allSatisfy { $0 >= Int64(need.tokens).saturatingMultiply(k) }
                 && nanoRooms.allSatisfy { $0 >= need.costNano.saturatingMultiply(k) }
             if roomy {
-                let factor = AccountingStore.leaseFactor
+                let factor = leaseFactor
                 requests = requestRoom.map { Int(min(factor, $0 / k)) } ?? Int.max
                 tokens = ([Int64(need.tokens).saturatingMultiply(factor)] + tokenRooms.map { $0 / k }).min() ?? tokens
                 nano = ([need.costNano.saturatingMultiply(factor)] + nanoRooms.map { $0 / k }).min() ?? nano
