@@ -40,9 +40,13 @@ final class LeaseBook: Sendable {
         /// Tokens granted, and taken by the requests it admitted (for sizing the next lease).
         let grantedTokens: Int64
         var takenTokens: Int64 = 0
+        let grantedRequests: Int
+        /// A thread is taking the next lease already.
+        var renewing = false
 
         init(id: Int64, limits: Limits, grant: AccountingStore.LeaseGrant, status: LimitStatus) {
             grantedTokens = grant.tokens
+            grantedRequests = grant.requests
             self.id = id
             self.limits = limits
             admitUntilMs = grant.admitUntilMs
@@ -64,6 +68,9 @@ final class LeaseBook: Sendable {
     static let leaseMs: Int64 = 1000
     /// The largest lease, in multiples of the request's worst case.
     static let maxFactor: Int64 = 1024
+    /// A lease this close to its end, or with less than a quarter left, is renewed ahead by one of the
+    /// requests it admits, so nobody waits for the next one.
+    static let renewAheadMs: Int64 = 250
 
     private struct State {
         var leases: [String: Lease] = [:]
@@ -76,6 +83,9 @@ final class LeaseBook: Sendable {
     enum Step {
         /// Admitted from the lease.
         case admitted(Claim, LimitStatus)
+        /// Admitted from the lease, and this thread takes the next one (`install(…, admitting: false)`,
+        /// then `endFetch`).
+        case admittedRenewing(Claim, LimitStatus, factor: Int64)
         /// Another thread is taking the tenant's next lease: wait for it, then try again.
         case wait(DispatchGroup)
         /// Take the next lease (of this factor), then `install` it and `endFetch`.
@@ -93,8 +103,24 @@ final class LeaseBook: Sendable {
         leases.withLock { state in
             if let lease = state.leases[tenant] {
                 let expired = nowMs >= lease.admitUntilMs || lease.limits != limits
-                if !expired, let claim = take(need, from: lease) { return .admitted(claim, status(of: lease)) }
                 let factor = state.factors[tenant] ?? AccountingStore.leaseFactor
+                if !expired, let claim = take(need, from: lease) {
+                    let low =
+                        lease.tokens < lease.grantedTokens / 4
+                        || (lease.grantedRequests != Int.max && lease.requests < lease.grantedRequests / 4)
+                    guard !lease.renewing, state.fetching[tenant] == nil,
+                        low || nowMs >= lease.admitUntilMs - LeaseBook.renewAheadMs
+                    else { return .admitted(claim, status(of: lease)) }
+                    if low && nowMs < lease.admitUntilMs - LeaseBook.renewAheadMs {
+                        state.factors[tenant] = min(factor * 2, LeaseBook.maxFactor)  // going fast: ask for more
+                    }
+                    lease.renewing = true
+                    let group = DispatchGroup()
+                    group.enter()
+                    state.fetching[tenant] = group
+                    return .admittedRenewing(
+                        claim, status(of: lease), factor: state.factors[tenant] ?? AccountingStore.leaseFactor)
+                }
                 if !expired {
                     state.factors[tenant] = min(factor * 2, LeaseBook.maxFactor)  // used up: ask for more
                 } else if lease.takenTokens < lease.grantedTokens / 4 {
@@ -117,13 +143,17 @@ final class LeaseBook: Sendable {
         group?.leave()
     }
 
-    /// Installs a lease the store just granted and admits the request that asked for it.
-    func install(tenant: String, limits: Limits, admission: Admission, need: Reservation) -> (Claim, LimitStatus)? {
+    /// Installs a lease the store just granted and admits the request that asked for it (unless it was
+    /// admitted already and only renews).
+    func install(
+        tenant: String, limits: Limits, admission: Admission, need: Reservation, admitting: Bool = true
+    ) -> (Claim, LimitStatus)? {
         guard let grant = admission.lease else { return nil }
         let lease = Lease(id: admission.id, limits: limits, grant: grant, status: admission.status)
         return leases.withLock { state in
             if let older = state.leases[tenant] { retire(older) }
             state.leases[tenant] = lease
+            guard admitting else { return nil }
             // The grant holds at least this request's worst case.
             guard let claim = take(need, from: lease) else {
                 state.leases[tenant] = nil

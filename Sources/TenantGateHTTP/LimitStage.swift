@@ -29,6 +29,11 @@ enum LimitStage {
                 outcome.leaseClaim = claim
                 outcome.limitHeaders = headers(status)
                 return
+            case .admittedRenewing(let claim, let status, let next):
+                outcome.leaseClaim = claim
+                outcome.limitHeaders = headers(status)
+                renew(tenant: tenant, need: need, backend: backend, factor: next, nowMs: now, resources: resources)
+                return
             case .wait(let group) where !waited:
                 // Another thread is taking the tenant's next lease: it takes one transaction, not one each.
                 _ = group.wait(timeout: .now() + .milliseconds(250))
@@ -77,6 +82,30 @@ enum LimitStage {
             status.tokenLimit = limits.tokensPerMinute
             outcome.limitHeaders = headers(status)
             throw GatewayError(refusal)
+        }
+    }
+
+    /// Takes the tenant's next lease ahead of need (this request was admitted from the current one). A
+    /// refusal or an exact reservation instead of a lease (the tenant is near a limit) changes nothing: the
+    /// reservation is given back at once.
+    private static func renew(
+        tenant: TenantConfig, need: Reservation, backend: BackendConfig, factor: Int64, nowMs: Int64,
+        resources: ThreadResources
+    ) {
+        let id = tenant.id.rawValue
+        defer { resources.leases.endFetch(tenant: id) }
+        guard
+            let admission = try? resources.reservations.reserve(
+                ReserveJob(
+                    tenant: id, limits: tenant.limits, need: need, nowMs: nowMs,
+                    expiresMs: nowMs + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs,
+                    leaseFactor: factor))
+        else { return }
+        if admission.lease == nil {
+            resources.settlements.enqueue(.cancel(reservation: admission.id))
+        } else {
+            _ = resources.leases.install(
+                tenant: id, limits: tenant.limits, admission: admission, need: need, admitting: false)
         }
     }
 

@@ -52,6 +52,8 @@ public enum Settlement: Sendable {
     /// A lease stops admitting: release `tokens`/`nano` of its hold (all of it when `final`), and set its
     /// window entries to `requests` admissions and `windowTokens` tokens.
     case retire(lease: Int64, tokens: Int64, nano: Int64, requests: Int64, windowTokens: Int64, final: Bool)
+    /// A reservation that admitted nothing (a lease renewal that got an exact reservation): given back whole.
+    case cancel(reservation: Int64)
 }
 
 /// One reservation request, for `AccountingStore.reserve(_:)`.
@@ -402,6 +404,12 @@ public struct AccountingStore {
         return (day, row[3].int ?? 0, row[4].int ?? 0)
     }
 
+    /// Gives a reservation (or lease) back whole: its hold and its window entries, as if it never was.
+    private func cancel(reservation id: Int64) throws {
+        let tenant = try db.statement("SELECT tenant FROM reservations WHERE id = ?").all([.int(id)]).first?.first?.text
+        if let tenant, let held = try release(id: id, consumed: false, actualTokens: 0) { try unreserve(tenant, held) }
+    }
+
     /// Returns a released reservation's amounts to the tenant's and the global day rows.
     private func unreserve(_ tenant: String, _ held: (String, Int64, Int64)) throws {
         for s in [AccountingStore.tenantScope(tenant), AccountingStore.globalScope] {
@@ -431,6 +439,7 @@ public struct AccountingStore {
                     try retire(
                         lease: lease, releaseTokens: tokens, releaseNano: nano, windowRequests: requests,
                         windowTokens: windowTokens, final: final)
+                case .cancel(let reservation): try cancel(reservation: reservation)
                 }
             }
         }
@@ -610,13 +619,7 @@ public struct AccountingStore {
         try db.transaction {
             let expired = try db.statement("SELECT id FROM reservations WHERE expires_ms < ? LIMIT 500")
                 .all([.int(nowMs)]).compactMap { $0[0].int }
-            for id in expired {
-                let tenant = try db.statement("SELECT tenant FROM reservations WHERE id = ?").all([.int(id)])
-                    .first?.first?.text
-                if let tenant, let held = try release(id: id, consumed: false, actualTokens: 0) {
-                    try unreserve(tenant, held)
-                }
-            }
+            for id in expired { try cancel(reservation: id) }
             let stale = try db.statement("SELECT id FROM rate_log WHERE at_ms < ? LIMIT 5000")
                 .all([.int(nowMs - 2 * AccountingStore.window)]).compactMap { $0[0].int }
             for id in stale { try dropRateEntry(id) }

@@ -267,10 +267,16 @@ def make_handler(recorder):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when the pool opens many at once (SYN retries
+    # then look like upstream timeouts).
+    request_queue_size = 1024
+
+
 class MockUpstream:
     def __init__(self, host="127.0.0.1", port=0):
         self.recorder = Recorder()
-        self.server = ThreadingHTTPServer((host, port), make_handler(self.recorder))
+        self.server = Server((host, port), make_handler(self.recorder))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
