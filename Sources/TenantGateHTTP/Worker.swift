@@ -37,19 +37,33 @@ public struct WorkerOptions: Sendable {
     }
 }
 
-/// One worker process: T threads accepting on the inherited socket (fd 0), drained on SIGTERM.
+/// One worker process: up to T threads accepting on the inherited socket (fd 0), drained on SIGTERM.
+///
+/// It starts `initialThreads` and starts another whenever a request leaves no thread accepting, up to T:
+/// an idle worker costs the memory of a few threads, a busy one holds T calls at once. Threads are never
+/// started per request, only when the pool grows.
 public final class Worker: @unchecked Sendable {  // shared state is behind `Locked`
     private enum SlotState { case accepting, busy, exited }
 
+    /// The threads and what each is doing; `accepting` counts the `.accepting` ones.
+    private struct Slots {
+        var states: [SlotState] = []
+        var threads: [OSThread?] = []
+        var accepting = 0
+    }
+
+    /// Threads started at once; the rest start as load needs them.
+    static let initialThreads = 16
+
     private let options: WorkerOptions
     private let draining = Locked(false)
-    private let slots: Locked<[SlotState]>
-    private var threads: [OSThread] = []
+    private let slots = Locked(Slots())
+    /// Starts the thread of the next slot (set once the shared resources exist).
+    private let starter = Locked<((Int) -> OSThread?)?>(nil)
 
     /// Creates a worker.
     public init(options: WorkerOptions) {
         self.options = options
-        slots = Locked(Array(repeating: .busy, count: options.threads))
     }
 
     /// Serves until SIGTERM/SIGINT; returns the exit code.
@@ -111,19 +125,21 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
         }
-        for index in 0..<options.threads {
-            let start = { [self] in
+        let start: (Int) -> OSThread? = { [self] index in
+            OSThread.start { [self] in
                 self.serve(
                     slot: index, gateway: gateway,
                     resources: ThreadResources(
                         readers: readers, writer: writer, accounting: accounting, settlements: settlements,
                         reservations: reservations, leases: leases), log: log)
             }
-            guard let thread = OSThread.start(start) else {
+        }
+        starter.withLock { $0 = start }
+        for _ in 0..<min(options.threads, Worker.initialThreads) {
+            guard grow() else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
                 return 1
             }
-            threads.append(thread)
         }
         log.event("worker_start", ["threads": .int(options.threads)])
         let heartbeat = Heartbeat(dbPath: options.dbPath, log: log)
@@ -149,46 +165,69 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         return 0
     }
 
+    /// Starts one more thread (if below the maximum and not draining); false if it could not start.
+    @discardableResult
+    private func grow() -> Bool {
+        guard let start = starter.withLock({ $0 }), !draining.withLock({ $0 }) else { return true }
+        let index = slots.withLock { table -> Int? in
+            guard table.states.count < options.threads else { return nil }
+            table.states.append(.busy)
+            table.threads.append(nil)
+            return table.states.count - 1
+        }
+        guard let index else { return true }
+        let thread = start(index)
+        slots.withLock { table in
+            table.threads[index] = thread
+            if thread == nil { table.states[index] = .exited }
+        }
+        return thread != nil
+    }
+
     private func drain() {
         draining.withLock { $0 = true }
         FastCGI.markShutdownPending()
         let deadline = Posix.monotonicMs() + Int64(options.drainTimeoutMs)
         while Posix.monotonicMs() < deadline {
-            let states = slots.withLock { $0 }
+            let table = slots.withLock { $0 }
             // Wait for every thread to leave: a thread inside accept may be holding a fresh connection.
-            if states.allSatisfy({ $0 == .exited }) { return }
+            if table.states.allSatisfy({ $0 == .exited }) { return }
             // Interrupt threads blocked in accept (never busy ones: that would break their I/O).
-            for (i, state) in states.enumerated() where state == .accepting { threads[i].signal(SIGUSR1) }
+            for (i, state) in table.states.enumerated() where state == .accepting { table.threads[i]?.signal(SIGUSR1) }
             Posix.sleepMs(10)
         }
     }
 
     private func serve(slot: Int, gateway: Gateway, resources: ThreadResources, log: AppLog) {
         guard let fcgi = FastCGIRequest(listenFD: 0) else {
-            slots.withLock { $0[slot] = .exited }
+            slots.withLock { $0.states[slot] = .exited }
             return
         }
         while true {
-            let stop = slots.withLock { states -> Bool in
+            let stop = slots.withLock { table -> Bool in
                 if draining.withLock({ $0 }) {
-                    states[slot] = .exited
+                    table.states[slot] = .exited
                     return true
                 }
-                states[slot] = .accepting
+                table.states[slot] = .accepting
+                table.accepting += 1
                 return false
             }
             if stop { return }
             let rc = fcgi.accept()
-            let stopNow = slots.withLock { states -> Bool in
+            let (stopNow, noneLeft) = slots.withLock { table -> (Bool, Bool) in
+                table.accepting -= 1
                 // Holding the slot lock while reading `draining` orders this with drain()'s scan.
                 if rc < 0 && draining.withLock({ $0 }) {
-                    states[slot] = .exited
-                    return true
+                    table.states[slot] = .exited
+                    return (true, false)
                 }
-                states[slot] = .busy
-                return false
+                table.states[slot] = .busy
+                return (false, rc >= 0 && table.accepting == 0)
             }
             if stopNow { return }
+            // This request took the last accepting thread: start another for the next one.
+            if noneLeft { grow() }
             if rc < 0 {
                 // -104 (connection reset) and EINTR happen under load: try again.
                 if rc != -104 && rc != -4 { Posix.sleepMs(5) }
