@@ -39,7 +39,8 @@ public struct WorkerOptions: Sendable {
 
 /// One worker process: up to T threads accepting on the inherited socket (fd 0), drained on SIGTERM.
 ///
-/// It starts `initialThreads` and starts another whenever a request leaves no thread accepting, up to T:
+/// It starts `initialThreads` and, whenever a request leaves no thread accepting, a quarter as many more as
+/// it has (at least one), up to T, so a burst of a thousand calls is taken in a few steps:
 /// an idle worker costs the memory of a few threads, a busy one holds T calls at once. Threads are never
 /// started per request, only when the pool grows.
 public final class Worker: @unchecked Sendable {  // shared state is behind `Locked`
@@ -226,8 +227,11 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
                 return (false, rc >= 0 && table.accepting == 0)
             }
             if stopNow { return }
-            // This request took the last accepting thread: start another for the next one.
-            if noneLeft { grow() }
+            // This request took the last accepting thread: start more for the next ones.
+            if noneLeft {
+                let running = slots.withLock { $0.states.count }
+                for _ in 0..<max(1, running / 4) { grow() }
+            }
             if rc < 0 {
                 // -104 (connection reset) and EINTR happen under load: try again.
                 if rc != -104 && rc != -4 { Posix.sleepMs(5) }
