@@ -211,7 +211,10 @@ struct ChatHandler {
     /// `chatcmpl-` and the request id's letters and digits: the same for every attempt of a request.
     private static func completionID(_ request: Request) -> String {
         let source = request.requestID.isEmpty ? String(Posix.wallMicros()) : request.requestID
-        return "chatcmpl-" + String(source.filter { $0.isLetter || $0.isNumber }.prefix(32))
+        let alnum = source.utf8.lazy.filter {
+            (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+        }
+        return "chatcmpl-" + String(decoding: Array(alnum.prefix(32)), as: UTF8.self)
     }
 
     private var completionID: String { writer.completionID }

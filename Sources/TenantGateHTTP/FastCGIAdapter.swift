@@ -35,9 +35,8 @@ enum FastCGIAdapter {
     static func makeRequest(_ fcgi: FastCGIRequest, maxBody: Int) -> (Request, tooLarge: Bool) {
         let params = fcgi.params()
         var headers: [String: String] = [:]
-        for (key, value) in params where key.hasPrefix("HTTP_") {
-            headers[key.dropFirst(5).lowercased().replacingUnderscores()] = value
-        }
+        headers.reserveCapacity(16)
+        for (key, value) in params where key.hasPrefix("HTTP_") { headers[headerName(key)] = value }
         if let type = params["CONTENT_TYPE"] { headers["content-type"] = type }
         let path = params["TG_PATH"] ?? params["DOCUMENT_URI"] ?? params["SCRIPT_NAME"] ?? "/"
         let tenant = params["TG_TENANT"].flatMap { $0.isEmpty ? nil : $0 }
@@ -57,8 +56,12 @@ enum FastCGIAdapter {
             return (request, true)
         }
     }
-}
 
-extension String {
-    func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
+    /// `HTTP_X_TENANT_ID` → `x-tenant-id` (ASCII, byte by byte).
+    static func headerName(_ param: String) -> String {
+        String(
+            decoding: param.utf8.dropFirst(5).map { b in
+                b == UInt8(ascii: "_") ? UInt8(ascii: "-") : (b >= 0x41 && b <= 0x5A ? b + 32 : b)
+            }, as: UTF8.self)
+    }
 }

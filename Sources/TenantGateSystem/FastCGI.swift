@@ -81,12 +81,17 @@ public final class FastCGIRequest {
     /// All FastCGI params of the current request.
     public func params() -> [String: String] {
         var result: [String: String] = [:]
+        result.reserveCapacity(48)
         guard var envp = tg_fcgx_envp(raw) else { return result }
-        // envp is a NULL-terminated array owned by libfcgi, valid until Finish.
+        // envp is a NULL-terminated array of NUL-terminated "NAME=value" strings owned by libfcgi, valid
+        // until Finish; each is read within its own length (strlen), split at its first '='.
         while let entry = envp.pointee {
-            let pair = String(cString: entry)
-            if let eq = pair.firstIndex(of: "=") {
-                result[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+            entry.withMemoryRebound(to: UInt8.self, capacity: strlen(entry)) { bytes in
+                let all = UnsafeBufferPointer(start: bytes, count: strlen(entry))
+                if let eq = all.firstIndex(of: UInt8(ascii: "=")) {
+                    let name = String(decoding: UnsafeBufferPointer(rebasing: all[..<eq]), as: UTF8.self)
+                    result[name] = String(decoding: UnsafeBufferPointer(rebasing: all[(eq + 1)...]), as: UTF8.self)
+                }
             }
             envp += 1
         }
