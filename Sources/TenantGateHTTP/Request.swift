@@ -83,12 +83,13 @@ public struct Request: Sendable {
 }
 
 extension Substring {
+    /// Drops the ASCII characters of `set` from both ends (byte by byte).
     func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = self
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
+        let drop = Array(set.utf8)
+        var bytes = utf8[...]
+        while let first = bytes.first, drop.contains(first) { bytes = bytes.dropFirst() }
+        while let last = bytes.last, drop.contains(last) { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

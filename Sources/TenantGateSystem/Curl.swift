@@ -88,15 +88,20 @@ private enum CurlCallbacks {
         // Same context as above; the header line is copied into a String at once.
         let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
         context.firstByteDeadline = nil
-        let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: total), as: UTF8.self)
-        if line.hasPrefix("HTTP/") {
-            let parts = line.split(separator: " ", maxSplits: 2)
-            context.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        // Parsed byte by byte (the buffer is curl's, valid for `total` bytes during this call).
+        let line = UnsafeRawBufferPointer(start: ptr, count: total)
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
+        if line.starts(with: "HTTP/".utf8) {
+            let fields = line.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: true)
+            context.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
             context.headers = [:]
-        } else if let colon = line.firstIndex(of: ":") {
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \r\n\t")
-            context.headers[name] = value
+        } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            let name = String(
+                decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 32 : $0 }, as: UTF8.self)
+            var value = line[(colon + 1)...]
+            while let first = value.first, isSpace(first) { value = value.dropFirst() }
+            while let last = value.last, isSpace(last) { value = value.dropLast() }
+            context.headers[name] = String(decoding: value, as: UTF8.self)
         }
         return total
     }
@@ -108,16 +113,6 @@ private enum CurlCallbacks {
         guard let deadline = context.firstByteDeadline, Posix.monotonicMs() > deadline else { return 0 }
         context.firstByteMissed = true
         return 1
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        let chars = Set(set)
-        var s = self[...]
-        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
-        while let l = s.last, chars.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }
 
