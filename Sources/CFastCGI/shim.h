@@ -14,4 +14,7 @@ static inline void tg_fcgx_request_free(FCGX_Request *r) { free(r); }
 static inline FCGX_Stream *tg_fcgx_in(FCGX_Request *r) { return r->in; }
 static inline FCGX_Stream *tg_fcgx_out(FCGX_Request *r) { return r->out; }
 static inline char **tg_fcgx_envp(FCGX_Request *r) { return r->envp; }
+/* After FCGX_Finish_r: the web server asked to keep the connection (fastcgi_keep_conn on), so the next
+   FCGX_Accept_r reads the next request from it instead of accepting a new one. */
+static inline int tg_fcgx_kept(FCGX_Request *r) { return r->keepConnection && r->ipcFd >= 0; }
 #endif

@@ -65,12 +65,12 @@ final class LeaseBook: Sendable {
     }
 
     /// How long a lease admits.
-    static let leaseMs: Int64 = 1000
+    static let leaseMs: Int64 = 2000
     /// The largest lease, in multiples of the request's worst case.
-    static let maxFactor: Int64 = 1024
-    /// A lease this close to its end, or with less than a quarter left, is renewed ahead by one of the
+    static let maxFactor: Int64 = 4096
+    /// A lease this close to its end, or with less than half left, is renewed ahead by one of the
     /// requests it admits, so nobody waits for the next one.
-    static let renewAheadMs: Int64 = 250
+    static let renewAheadMs: Int64 = 500
 
     private struct State {
         var leases: [String: Lease] = [:]
@@ -106,8 +106,8 @@ final class LeaseBook: Sendable {
                 let factor = state.factors[tenant] ?? AccountingStore.leaseFactor
                 if !expired, let claim = take(need, from: lease) {
                     let low =
-                        lease.tokens < lease.grantedTokens / 4
-                        || (lease.grantedRequests != Int.max && lease.requests < lease.grantedRequests / 4)
+                        lease.tokens < lease.grantedTokens / 2
+                        || (lease.grantedRequests != Int.max && lease.requests < lease.grantedRequests / 2)
                     guard !lease.renewing, state.fetching[tenant] == nil,
                         low || nowMs >= lease.admitUntilMs - LeaseBook.renewAheadMs
                     else { return .admitted(claim, status(of: lease)) }

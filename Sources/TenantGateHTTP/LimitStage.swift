@@ -85,27 +85,30 @@ enum LimitStage {
         }
     }
 
-    /// Takes the tenant's next lease ahead of need (this request was admitted from the current one). A
-    /// refusal or an exact reservation instead of a lease (the tenant is near a limit) changes nothing: the
-    /// reservation is given back at once.
+    /// Takes the tenant's next lease ahead of need, in the background (this request was admitted from the
+    /// current one and does not wait). A refusal or an exact reservation instead of a lease (the tenant is
+    /// near a limit) changes nothing: the reservation is given back at once.
     private static func renew(
         tenant: TenantConfig, need: Reservation, backend: BackendConfig, factor: Int64, nowMs: Int64,
         resources: ThreadResources
     ) {
         let id = tenant.id.rawValue
-        defer { resources.leases.endFetch(tenant: id) }
-        guard
-            let admission = try? resources.reservations.reserve(
-                ReserveJob(
-                    tenant: id, limits: tenant.limits, need: need, nowMs: nowMs,
-                    expiresMs: nowMs + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs,
-                    leaseFactor: factor))
-        else { return }
-        if admission.lease == nil {
-            resources.settlements.enqueue(.cancel(reservation: admission.id))
-        } else {
-            _ = resources.leases.install(
-                tenant: id, limits: tenant.limits, admission: admission, need: need, admitting: false)
+        let limits = tenant.limits
+        let leases = resources.leases
+        let settlements = resources.settlements
+        resources.reservations.reserveLater(
+            ReserveJob(
+                tenant: id, limits: limits, need: need, nowMs: nowMs,
+                expiresMs: nowMs + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs,
+                leaseFactor: factor)
+        ) { admission in
+            defer { leases.endFetch(tenant: id) }
+            guard let admission else { return }
+            if admission.lease == nil {
+                settlements.enqueue(.cancel(reservation: admission.id))
+            } else {
+                _ = leases.install(tenant: id, limits: limits, admission: admission, need: need, admitting: false)
+            }
         }
     }
 

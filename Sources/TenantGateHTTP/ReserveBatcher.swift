@@ -15,8 +15,13 @@ final class ReserveBatcher: @unchecked Sendable {
         var result: Result<Admission, LimitRefusal>?
         var error: (any Error)?
         let done = DispatchSemaphore(value: 0)
+        /// For `reserveLater`: called on the batch thread instead of waking a waiter.
+        let completion: ((Admission?) -> Void)?
 
-        init(_ job: ReserveJob) { self.job = job }
+        init(_ job: ReserveJob, completion: ((Admission?) -> Void)? = nil) {
+            self.job = job
+            self.completion = completion
+        }
     }
 
     private let queue = Locked<[Ticket]>([])
@@ -48,9 +53,22 @@ final class ReserveBatcher: @unchecked Sendable {
                         [("count", .int(batch.count)), ("error", .string("\(error)"))])
                     for ticket in batch { ticket.error = error }
                 }
-                for ticket in batch { ticket.done.signal() }
+                for ticket in batch {
+                    if let completion = ticket.completion {
+                        completion(try? ticket.result?.get())
+                    } else {
+                        ticket.done.signal()
+                    }
+                }
             }
         }
+    }
+
+    /// Queues `job` and returns at once; `completion` runs on the batch thread with the admission (nil
+    /// when refused or failed). For work no request waits for (taking a lease ahead of need).
+    func reserveLater(_ job: ReserveJob, completion: @escaping (Admission?) -> Void) {
+        queue.withLock { $0.append(Ticket(job, completion: completion)) }
+        wake.signal()
     }
 
     /// Checks and reserves `job`; throws `LimitRefusal` when a hard limit refuses it.

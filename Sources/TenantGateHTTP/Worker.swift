@@ -44,7 +44,8 @@ public struct WorkerOptions: Sendable {
 /// an idle worker costs the memory of a few threads, a busy one holds T calls at once. Threads are never
 /// started per request, only when the pool grows.
 public final class Worker: @unchecked Sendable {  // shared state is behind `Locked`
-    private enum SlotState { case accepting, busy, exited }
+    /// `pinned`: waiting for the next request on a connection the web server kept (not accepting new ones).
+    private enum SlotState { case accepting, pinned, busy, exited }
 
     /// The threads and what each is doing; `accepting` counts the `.accepting` ones.
     private struct Slots {
@@ -193,8 +194,11 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             let table = slots.withLock { $0 }
             // Wait for every thread to leave: a thread inside accept may be holding a fresh connection.
             if table.states.allSatisfy({ $0 == .exited }) { return }
-            // Interrupt threads blocked in accept (never busy ones: that would break their I/O).
-            for (i, state) in table.states.enumerated() where state == .accepting { table.threads[i]?.signal(SIGUSR1) }
+            // Interrupt threads blocked in accept or on an idle kept connection (never busy ones: that
+            // would break their I/O).
+            for (i, state) in table.states.enumerated() where state == .accepting || state == .pinned {
+                table.threads[i]?.signal(SIGUSR1)
+            }
             Posix.sleepMs(10)
         }
     }
@@ -205,19 +209,24 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             return
         }
         while true {
-            let stop = slots.withLock { table -> Bool in
+            // A thread on a kept connection serves only that connection's next request: it does not count
+            // as accepting, so the pool grows for new connections.
+            let pinned = fcgi.isKept
+            let (stop, starved) = slots.withLock { table -> (Bool, Bool) in
                 if draining.withLock({ $0 }) {
                     table.states[slot] = .exited
-                    return true
+                    return (true, false)
                 }
-                table.states[slot] = .accepting
-                table.accepting += 1
-                return false
+                table.states[slot] = pinned ? .pinned : .accepting
+                if !pinned { table.accepting += 1 }
+                return (false, table.accepting == 0)
             }
             if stop { return }
+            // Pinned with nobody left accepting new connections: start one that does.
+            if starved { grow() }
             let rc = fcgi.accept()
             let (stopNow, noneLeft) = slots.withLock { table -> (Bool, Bool) in
-                table.accepting -= 1
+                if !pinned { table.accepting -= 1 }
                 // Holding the slot lock while reading `draining` orders this with drain()'s scan.
                 if rc < 0 && draining.withLock({ $0 }) {
                     table.states[slot] = .exited

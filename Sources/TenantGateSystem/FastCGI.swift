@@ -73,10 +73,14 @@ public final class FastCGIRequest {
         return FCGX_Accept_r(raw)
     }
 
-    /// Completes the current request (flushes and closes the connection).
+    /// Completes the current request (flushes, and closes the connection unless the web server keeps it).
     public func finish() {
         FCGX_Finish_r(raw)
     }
+
+    /// Whether the connection was kept: the next `accept` waits on it for the web server's next request
+    /// instead of accepting a new connection.
+    public var isKept: Bool { tg_fcgx_kept(raw) != 0 }
 
     /// All FastCGI params of the current request.
     public func params() -> [String: String] {
