@@ -77,6 +77,8 @@ final class LeaseBook: Sendable {
         var factors: [String: Int64] = [:]
         /// Tenants whose next lease a thread is taking now; the others wait on the group.
         var fetching: [String: DispatchGroup] = [:]
+        /// The worker is draining: a lease that arrives now is retired at once.
+        var closed = false
     }
 
     /// What a request does next.
@@ -151,6 +153,10 @@ final class LeaseBook: Sendable {
         guard let grant = admission.lease else { return nil }
         let lease = Lease(id: admission.id, limits: limits, grant: grant, status: admission.status)
         return leases.withLock { state in
+            if state.closed {
+                retire(lease)  // a renewal that landed after the drain: give it back
+                return nil
+            }
             if let older = state.leases[tenant] { retire(older) }
             state.leases[tenant] = lease
             guard admitting else { return nil }
@@ -191,9 +197,11 @@ final class LeaseBook: Sendable {
         }
     }
 
-    /// Retires every lease that stopped admitting (called about once a second), or all of them (drain).
+    /// Retires every lease that stopped admitting (called about once a second), or all of them for good
+    /// (drain: a renewal still on its way is given back when it lands).
     func retireExpired(nowMs: Int64, all: Bool = false) {
         leases.withLock { state in
+            if all { state.closed = true }
             for (tenant, lease) in state.leases where all || nowMs >= lease.admitUntilMs {
                 state.leases[tenant] = nil
                 retire(lease)
