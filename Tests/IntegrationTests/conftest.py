@@ -59,7 +59,7 @@ models:
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
   sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
   slowpoke: {{backend: sluggish, upstream_model: slow-model}}
-  patient-model: {{backend: patient, upstream_model: patient-up}}
+  patient-model: {{backend: patient, upstream_model: patient-up, input_per_mtok: 1, output_per_mtok: 2}}
   capped: {{backend: up, upstream_model: capped-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 50}}
   capped-new: {{backend: up, upstream_model: capped-new-up, max_tokens: 40, max_tokens_field: max_completion_tokens}}
 tenants:
@@ -135,16 +135,16 @@ tenants:
     models: [patient-model, fast]
     limits: {{max_concurrent: 3}}
   lease-rpm:
-    models: [fast]
+    models: [patient-model]
     rate_limit: {{requests_per_minute: 600}}
   lease-budget:
-    models: [fast]
+    models: [patient-model]
     budget: {{daily_tokens: 6000, enforcement: hard}}
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
   priced:
-    models: [fast]
+    models: [fast, patient-model]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
     rate_limit: {{requests_per_minute: 1000000, tokens_per_minute: 1000000000}}
 """
