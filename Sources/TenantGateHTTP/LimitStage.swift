@@ -48,10 +48,7 @@ enum LimitStage {
         defer { if factor > 0 { resources.leases.endFetch(tenant: id) } }
         do {
             let admission = try resources.reservations.reserve(
-                ReserveJob(
-                    tenant: id, limits: limits, need: need, nowMs: now,
-                    expiresMs: now + Int64(backend.timeoutMs) + 60_000, leaseMs: factor > 0 ? LeaseBook.leaseMs : 0,
-                    leaseFactor: max(1, factor)))
+                job(tenant: tenant, need: need, backend: backend, nowMs: now, leaseFactor: factor))
             let status: LimitStatus
             if let (claim, leased) = resources.leases.install(
                 tenant: id, limits: limits, admission: admission, need: need)
@@ -97,10 +94,7 @@ enum LimitStage {
         let leases = resources.leases
         let settlements = resources.settlements
         resources.reservations.reserveLater(
-            ReserveJob(
-                tenant: id, limits: limits, need: need, nowMs: nowMs,
-                expiresMs: nowMs + Int64(backend.timeoutMs) + 60_000, leaseMs: LeaseBook.leaseMs,
-                leaseFactor: factor)
+            job(tenant: tenant, need: need, backend: backend, nowMs: nowMs, leaseFactor: factor)
         ) { admission in
             defer { leases.endFetch(tenant: id) }
             guard let admission else { return }
@@ -110,6 +104,17 @@ enum LimitStage {
                 _ = leases.install(tenant: id, limits: limits, admission: admission, need: need, admitting: false)
             }
         }
+    }
+
+    /// A reservation job: a lease of `leaseFactor` × `need` when the factor is positive, else `need` alone.
+    /// It expires (for a dead worker) once its last admission's upstream call could no longer be running.
+    private static func job(
+        tenant: TenantConfig, need: Reservation, backend: BackendConfig, nowMs: Int64, leaseFactor: Int64
+    ) -> ReserveJob {
+        ReserveJob(
+            tenant: tenant.id.rawValue, limits: tenant.limits, need: need, nowMs: nowMs,
+            expiresMs: nowMs + Int64(backend.timeoutMs) + 60_000, leaseMs: leaseFactor > 0 ? LeaseBook.leaseMs : 0,
+            leaseFactor: max(1, leaseFactor))
     }
 
     /// The SPEC's rate-limit headers (and the soft-budget warning) for `status`.

@@ -169,6 +169,9 @@ def test_n_completions_are_reserved_n_times(h):
 
 def test_images_and_tools_count_in_the_reservation(h):
     image = {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}
+    # The same request without the image or the tools fits the tenant's window (so a 429 below is theirs).
+    control = chat(h, "tight", {"model": "capped", "max_tokens": 1, "messages": user_msg("img")})
+    assert control.status_code == 200, control.text
     # 500 tokens per minute: one image (2,500 tokens reserved) cannot fit.
     r = chat(h, "tight", {"model": "capped", "max_tokens": 1, "messages": [
         {"role": "user", "content": [{"type": "text", "text": "img"}, image]}]})
