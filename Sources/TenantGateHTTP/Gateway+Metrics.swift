@@ -18,7 +18,7 @@ extension Gateway {
 
     /// `GET /metrics`: Prometheus text for the whole deployment, from the shared database. nginx allows
     /// loopback only by default; with `TENANTGATE_METRICS_TOKEN` set, a matching bearer token is required.
-    func metrics(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
+    func metrics(_ request: Request, sink: ResponseSink, resources: ThreadResources) throws -> Int {
         if let token = Posix.env("TENANTGATE_METRICS_TOKEN"), !token.isEmpty {
             let given = Crypto.sha256(Array((request.credential ?? "").utf8))
             guard Crypto.constantTimeEqual(given, Crypto.sha256(Array(token.utf8))) else {
@@ -26,7 +26,6 @@ extension Gateway {
             }
         }
         let body = try resources.readers.with { try scrape($0, resources: resources) }
-        outcome.status = 200
         sink.head(
             status: 200,
             headers: [
@@ -34,6 +33,7 @@ extension Gateway {
                 ("Cache-Control", "no-store"),
             ])
         sink.body(body)
+        return 200
     }
 
     private func scrape(_ db: SQLiteConnection, resources: ThreadResources) throws -> [UInt8] {

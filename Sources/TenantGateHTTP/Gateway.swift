@@ -23,44 +23,16 @@ public protocol AdminResponder: Sendable {
     func respond(to request: Request, sink: any ResponseSink, db: SQLiteConnection, config: GatewayConfig) -> Int
 }
 
-/// What a request did, for the log line.
-struct Outcome {
+/// What a request did, for its answer and its log line; a model call carries its own `ModelCall`.
+struct Exchange {
     var status = 0
     var tenant: String?
     var keyID: String?
-    var model: String?
-    var usage: Usage?
-    var upstreamMs: Int?
     var errorCode: String?
-    var costNano: Int64?
-    /// `name@version` of the tenant prompt template that served the request.
-    var prompt: String?
-    var endUser: String?
-    var backend: String?
-    var streamed = false
-    var ttfbMs: Int?
-    /// The reservation held for this request, settled (or released) when it ends.
-    var reservationID: Int64?
-    /// Or its share of the worker's lease for the tenant.
-    var leaseClaim: LeaseBook.Claim?
-    /// Rate-limit and budget-warning headers, sent with success and error answers alike.
-    var limitHeaders: [(String, String)] = []
-    /// Whether this request belongs in the execution log (a model call of a known tenant).
-    var accountable = false
-    /// The limit or budget that refused the request.
-    var refusedLimit: String?
     /// The request's trace.
     var trace = TraceContext(header: nil, newTraceID: "")
-    /// A fallback model served the request.
-    var fallbackUsed = false
-    /// Upstream attempts retried.
-    var retries = 0
-}
-
-/// An upstream failure worth retrying (connect error, timeout, 429, 5xx), with the upstream's Retry-After.
-struct RetryableUpstream: Error {
-    let error: GatewayError
-    let retryAfterMs: Int?
+    /// The model call, for the model endpoints.
+    var call: ModelCall?
 }
 
 /// Per-thread resources: a reusable curl handle (made on first use, so upstream connections stay alive
@@ -111,7 +83,8 @@ public struct GatewayOptions: Sendable {
     public init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
 }
 
-/// The request pipeline: route → resolve tenant → authenticate → parse → model → backend → respond → log.
+/// Routes a request: operator endpoints by the front end's route, tenant endpoints after authentication,
+/// model calls through their `Pipeline`; then settles and logs.
 final class Gateway: @unchecked Sendable {  // immutable after init; shared by all threads of a worker
     let configs: ConfigCache
     let log: AppLog
@@ -141,149 +114,135 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         let started = Posix.monotonicMs()
         inFlight.withLock { $0 += 1 }
         defer { inFlight.withLock { $0 -= 1 } }
-        var outcome = Outcome()
+        var exchange = Exchange()
         let api: ClientAPI = request.path.hasPrefix("/v1/messages") ? .anthropic : .openAI
         let fresh = (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(repeating: "0", count: 31) + "1"
-        outcome.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
+        exchange.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
+        var failure: GatewayError?
         do {
             if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }
-            try route(request, sink: sink, resources: resources, outcome: &outcome)
-        } catch let failure as RetryableUpstream {
-            outcome.errorCode = failure.error.code
-            outcome.status = failure.error.status
-            if !sink.headWritten { answer(failure.error, api: api, sink: sink, outcome) }
+            try route(request, sink: sink, resources: resources, exchange: &exchange)
+        } catch let retryable as RetryableUpstream {
+            failure = retryable.error
         } catch let error as GatewayError {
-            outcome.errorCode = error.code
-            outcome.status = error.status
-            if !sink.headWritten { answer(error, api: api, sink: sink, outcome) }
+            failure = error
         } catch {
-            outcome.errorCode = "internal_error"
-            outcome.status = 500
-            if !sink.headWritten { answer(.internalError, api: api, sink: sink, outcome) }
+            failure = .internalError
+        }
+        if let failure {
+            exchange.errorCode = failure.code
+            exchange.status = failure.status
+            exchange.call?.errorCode = failure.code
+            exchange.call?.status = failure.status
+            if !sink.headWritten {
+                let headers = exchange.call?.baseHeaders ?? exchange.tenant.map { [("X-Tenant-ID", $0)] } ?? []
+                sink.json(failure.status, ReplyWriter.errorBody(failure, api: api), headers: headers + failure.headers)
+            }
+        } else if let call = exchange.call {
+            exchange.status = call.status
+            exchange.errorCode = call.errorCode
         }
         if request.route != .api && request.route != .admin { return }
         let latency = Int(Posix.monotonicMs() - started)
-        if outcome.accountable { settle(request, outcome, latencyMs: latency, resources: resources) }
-        logRequest(request, outcome, latencyMs: latency)
+        if let call = exchange.call, call.accountable { settle(call, latencyMs: latency, resources: resources) }
+        logRequest(request, exchange, latencyMs: latency)
     }
 
-    /// Queues the execution row and the settlement of the reservation (group-committed by `SettleQueue`).
-    private func settle(_ request: Request, _ outcome: Outcome, latencyMs: Int, resources: ThreadResources) {
-        guard let tenant = outcome.tenant else { return }
+    /// Queues the execution row and the settlement of what the call held (group-committed by `SettleQueue`).
+    private func settle(_ call: ModelCall, latencyMs: Int, resources: ThreadResources) {
         var record = ExecutionRecord(
-            requestID: request.requestID, atMs: Posix.wallMicros() / 1000, tenant: tenant, status: outcome.status)
-        record.keyID = outcome.keyID
-        record.endUser = outcome.endUser
-        record.model = outcome.model
-        record.backend = outcome.backend
-        record.errorCode = outcome.errorCode
+            requestID: call.request.requestID, atMs: Posix.wallMicros() / 1000, tenant: call.tenant.id.rawValue,
+            status: call.status)
+        record.keyID = call.principal.key.id
+        record.endUser = call.endUser
+        record.model = call.served.model
+        record.backend = call.served.backend
+        record.errorCode = call.errorCode
         record.latencyMs = latencyMs
-        record.upstreamMs = outcome.upstreamMs
-        record.ttfbMs = outcome.ttfbMs
-        record.usage = outcome.usage ?? Usage(promptTokens: 0, completionTokens: 0)
-        record.costNano = outcome.costNano ?? 0
-        record.streamed = outcome.streamed
-        record.prompt = outcome.prompt
-        record.traceID = outcome.trace.traceID
-        record.fallbackUsed = outcome.fallbackUsed
-        record.retries = outcome.retries
-        record.refusedLimit = outcome.refusedLimit
-        if let claim = outcome.leaseClaim {
+        record.upstreamMs = call.served.upstreamMs
+        record.ttfbMs = call.served.ttfbMs
+        record.usage = call.served.usage ?? Usage(promptTokens: 0, completionTokens: 0)
+        record.costNano = call.served.costNano ?? 0
+        record.streamed = call.streamed
+        record.prompt = call.prompt.map { "\($0.name)@\($0.version)" }
+        record.traceID = call.trace.traceID
+        record.fallbackUsed = call.served.fallbackUsed
+        record.retries = call.served.retries
+        record.refusedLimit = call.hold.refusedLimit
+        if let claim = call.hold.leaseClaim {
             resources.leases.settle(claim, record: record)
         } else {
-            resources.settlements.enqueue(reservation: outcome.reservationID, record: record)
+            resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
         }
     }
 
-    /// An error answer in the client's API (Anthropic's shape on `/v1/messages`).
-    private func answer(_ error: GatewayError, api: ClientAPI, sink: ResponseSink, _ outcome: Outcome) {
-        sink.json(error.status, ReplyWriter.errorBody(error, api: api), headers: tenantHeader(outcome) + error.headers)
-    }
-
-    private func tenantHeader(_ outcome: Outcome) -> [(String, String)] {
-        (outcome.tenant.map { [("X-Tenant-ID", $0)] } ?? []) + outcome.limitHeaders
-    }
-
-    private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome)
+    private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, exchange: inout Exchange)
         throws
     {
         // The front end's location chose the route; the path only picks an endpoint inside it.
         switch (request.route, request.method, request.path) {
         case (.healthz, "GET", "/healthz"), (.healthz, "HEAD", "/healthz"):
-            outcome.status = 200
+            exchange.status = 200
             sink.json(200, .object([("status", .string("ok"))]))
             return
         case (.readyz, "GET", "/readyz"):
-            try ready(sink: sink, resources: resources, outcome: &outcome)
+            exchange.status = try ready(sink: sink, resources: resources)
             return
         case (.metrics, "GET", "/metrics"):
-            try metrics(request, sink: sink, resources: resources, outcome: &outcome)
+            exchange.status = try metrics(request, sink: sink, resources: resources)
             return
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             let config = configs.config
-            outcome.status = resources.readers.with { admin.respond(to: request, sink: sink, db: $0, config: config) }
+            exchange.status = resources.readers.with {
+                admin.respond(to: request, sink: sink, db: $0, config: config)
+            }
             return
         case (.api, _, _): break
         default: throw GatewayError.notFound
         }
-        let endpoints = [
-            "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/embeddings", "/v1/models",
-            "/v1/tenant-info",
-        ]
-        guard endpoints.contains(request.path) else { throw GatewayError.notFound }
+        let endpoint: Endpoint?
+        switch request.path {
+        case "/v1/chat/completions": endpoint = .chat
+        case "/v1/messages": endpoint = .messages
+        case "/v1/messages/count_tokens": endpoint = .countTokens
+        case "/v1/embeddings": endpoint = .embeddings
+        case "/v1/models", "/v1/tenant-info": endpoint = nil
+        default: throw GatewayError.notFound
+        }
         let (config, jwt) = configs.snapshot
         let principal = try authenticator.authenticate(
             ResolutionInput(
                 pathTenant: request.pathTenant, headerTenant: request.headers["x-tenant-id"],
                 credential: request.credential, providerKey: request.headers["x-provider-key"]), config: config,
             jwt: jwt, now: Posix.wallMicros() / 1_000_000)
-        outcome.tenant = principal.tenant.id.rawValue
-        outcome.keyID = principal.key.id
+        exchange.tenant = principal.tenant.id.rawValue
+        exchange.keyID = principal.key.id
         configs.markUsed(principal.key.id)
-        var admitted = false
-        defer { if admitted { concurrency.release(principal.tenant) } }
-        if request.method == "POST" {
+        let tenantHeader = [("X-Tenant-ID", principal.tenant.id.rawValue)]
+        switch (request.method, endpoint) {
+        case ("POST", let endpoint?):
+            var call = ModelCall(
+                endpoint: endpoint, request: request, principal: principal, config: config, trace: exchange.trace)
+            defer { exchange.call = call }
             // A BYOK tenant's model calls carry the client's own provider key, beside its gateway credential.
             _ = try principal.requireProviderKey()
             // Fair share: a model call holds a thread for the upstream's whole answer.
             do {
                 try concurrency.admit(principal.tenant)
-                admitted = true
             } catch {
-                outcome.accountable = true
-                outcome.refusedLimit = error.type
+                call.accountable = true
+                call.hold.refusedLimit = error.type
                 throw error
             }
-        }
-        switch (request.method, request.path) {
-        case ("POST", "/v1/chat/completions"):
-            outcome.accountable = true
-            var handler = ChatHandler(
-                config: config, principal: principal, request: request, sink: sink, resources: resources,
-                options: options, log: log)
-            try handler.run(outcome: &outcome)
-        case ("POST", "/v1/messages"):
-            outcome.accountable = true
-            var handler = ChatHandler(
-                config: config, principal: principal, request: request, sink: sink, resources: resources,
-                options: options, log: log, api: .anthropic)
-            try handler.run(outcome: &outcome)
-        case ("POST", "/v1/messages/count_tokens"):
-            try CountTokensHandler(
-                config: config, principal: principal, request: request, sink: sink, resources: resources, log: log
-            ).run(outcome: &outcome)
-        case ("POST", "/v1/embeddings"):
-            outcome.accountable = true
-            try EmbeddingsHandler(
-                config: config, principal: principal, request: request, sink: sink, resources: resources,
-                options: options, log: log
-            ).run(outcome: &outcome)
-        case ("GET", "/v1/models"):
-            outcome.status = 200
-            sink.json(200, models(principal.tenant, config), headers: tenantHeader(outcome))
-        case ("GET", "/v1/tenant-info"):
-            outcome.status = 200
+            defer { concurrency.release(principal.tenant) }
+            let services = StageServices(sink: sink, resources: resources, log: log, options: options)
+            try Pipeline.of(endpoint).run(&call, services)
+        case ("GET", nil) where request.path == "/v1/models":
+            exchange.status = 200
+            sink.json(200, models(principal.tenant, config), headers: tenantHeader)
+        case ("GET", nil):
+            exchange.status = 200
             let user = request.queryValue("user")
             if let user, !Bounds.isIdentifier(user) {
                 throw GatewayError.invalidRequest(
@@ -292,18 +251,18 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
             let subject = user ?? principal.key.id
             var info = tenantInfo(principal.tenant, config, subject: subject)
             info = info.setting("limits", try limitsNow(principal.tenant, resources: resources))
-            sink.json(200, info, headers: tenantHeader(outcome))
+            sink.json(200, info, headers: tenantHeader)
         default:
             throw GatewayError.methodNotAllowed
         }
     }
 
-    private func ready(sink: ResponseSink, resources: ThreadResources, outcome: inout Outcome) throws {
+    /// `GET /readyz`: the schema is current and every stored upstream key opens; returns the status sent.
+    private func ready(sink: ResponseSink, resources: ThreadResources) throws -> Int {
         let version = (try? resources.readers.with { try Migrations.version($0) }) ?? -1
         let unopened = configs.config.unavailableUpstreamKeyCount
         if version == Migrations.current && unopened > 0 {
             // Serving, but the tenants whose stored keys cannot be opened are refused: an operator must look.
-            outcome.status = 503
             sink.json(
                 503,
                 .object([
@@ -311,12 +270,13 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
                     ("upstream_keys_unavailable", .int(unopened)),
                     ("error", .string("stored upstream keys cannot be opened: master key missing or wrong")),
                 ]))
+            return 503
         } else if version == Migrations.current {
-            outcome.status = 200
             sink.json(200, .object([("status", .string("ready")), ("schema_version", .int(version))]))
+            return 200
         } else {
-            outcome.status = 503
             sink.error(.serviceUnavailable("database not reachable or schema not current"))
+            return 503
         }
     }
 
@@ -389,26 +349,28 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
         return .object(members)
     }
 
-    private func logRequest(_ request: Request, _ outcome: Outcome, latencyMs: Int) {
+    private func logRequest(_ request: Request, _ exchange: Exchange, latencyMs: Int) {
+        let served = exchange.call?.served
+        let usage = served?.usage
         var fields: [(String, JSONValue)] = [
             ("request_id", .string(request.requestID)),
-            ("tenant", outcome.tenant.map { .string($0) } ?? .null),
-            ("model", outcome.model.map { .string($0) } ?? .null),
-            ("status", .int(outcome.status)),
+            ("tenant", exchange.tenant.map { .string($0) } ?? .null),
+            ("model", served?.model.map { .string($0) } ?? .null),
+            ("status", .int(exchange.status)),
             ("latency_ms", .int(latencyMs)),
-            ("upstream_ms", outcome.upstreamMs.map { .int($0) } ?? .null),
-            ("tokens_in", outcome.usage.map { .int($0.promptTokens) } ?? .null),
-            ("tokens_out", outcome.usage.map { .int($0.completionTokens) } ?? .null),
-            ("cost_usd", outcome.costNano.map { .number(Money.usdString(nano: $0)) } ?? .null),
+            ("upstream_ms", served?.upstreamMs.map { .int($0) } ?? .null),
+            ("tokens_in", usage.map { .int($0.promptTokens) } ?? .null),
+            ("tokens_out", usage.map { .int($0.completionTokens) } ?? .null),
+            ("cost_usd", served?.costNano.map { .number(Money.usdString(nano: $0)) } ?? .null),
             ("cache", .null),
             ("method", .string(request.method)),
             ("path", .string(request.path)),
         ]
-        if let key = outcome.keyID { fields.append(("key_id", .string(key))) }
-        if let prompt = outcome.prompt { fields.append(("prompt", .string(prompt))) }
-        fields.append(("trace_id", .string(outcome.trace.traceID)))
-        if let code = outcome.errorCode { fields.append(("error", .string(code))) }
-        let level = outcome.status >= 500 ? "error" : outcome.status >= 400 ? "warn" : "info"
+        if let key = exchange.keyID { fields.append(("key_id", .string(key))) }
+        if let prompt = exchange.call?.prompt { fields.append(("prompt", .string("\(prompt.name)@\(prompt.version)"))) }
+        fields.append(("trace_id", .string(exchange.trace.traceID)))
+        if let code = exchange.errorCode { fields.append(("error", .string(code))) }
+        let level = exchange.status >= 500 ? "error" : exchange.status >= 400 ? "warn" : "info"
         log.write("request", level: level, fields)
     }
 }

@@ -237,7 +237,7 @@ private func parseChat(_ text: String) throws -> ChatRequest { try ChatRequest.p
             Array(
                 #"{"max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"a long memo"}},{"type":"text","text":"x"}]}]}"#
                     .utf8))
-        let (chat, served) = try PromptStage.apply(
+        let (chat, served) = try PromptTemplating.apply(
             parsed.chat, tenant: tenant, model: "m", requested: nil, epochSeconds: 0)
         #expect(served != nil)
         #expect(chat.extraPromptTokens == parsed.chat.extraPromptTokens && chat.extraPromptTokens > 0)

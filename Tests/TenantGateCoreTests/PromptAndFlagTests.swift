@@ -54,7 +54,7 @@ func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(js
 
     @Test func prependKeepsClientSystemAfterTenantPrompt() throws {
         let t = try tenant(#"{"models":["m"],"system_prompt":"For {{user}} on {{date}}"}"#, versions: ["default": 3])
-        let (out, served) = try PromptStage.apply(
+        let (out, served) = try PromptTemplating.apply(
             try chat(request), tenant: t, model: "m", requested: nil, epochSeconds: 86_400)
         #expect(out.messages.map { $0["content"]?.stringValue } == ["For u7 on 1970-01-02", "client sys", "hi"])
         #expect(served?.name == "default" && served?.version == 3)
@@ -62,7 +62,8 @@ func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(js
 
     @Test func replaceDropsClientSystem() throws {
         let t = try tenant(#"{"models":["m"],"system_prompt":"T","prompt_mode":"replace"}"#)
-        let (out, _) = try PromptStage.apply(try chat(request), tenant: t, model: "m", requested: nil, epochSeconds: 0)
+        let (out, _) = try PromptTemplating.apply(
+            try chat(request), tenant: t, model: "m", requested: nil, epochSeconds: 0)
         #expect(out.messages.map { $0["role"]?.stringValue } == ["system", "user"])
         #expect(out.messages[0]["content"]?.stringValue == "T")
     }
@@ -70,30 +71,30 @@ func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(js
     @Test func lockedRefusesClientSystem() throws {
         let t = try tenant(#"{"models":["m"],"system_prompt":"T","prompt_mode":"locked"}"#)
         #expect(throws: GatewayError.systemPromptLocked) {
-            try PromptStage.apply(try chat(request), tenant: t, model: "m", requested: nil, epochSeconds: 0)
+            try PromptTemplating.apply(try chat(request), tenant: t, model: "m", requested: nil, epochSeconds: 0)
         }
         let ok = try chat(#"{"messages":[{"role":"user","content":"hi"}]}"#)
-        let (out, _) = try PromptStage.apply(ok, tenant: t, model: "m", requested: nil, epochSeconds: 0)
+        let (out, _) = try PromptTemplating.apply(ok, tenant: t, model: "m", requested: nil, epochSeconds: 0)
         #expect(out.messages.count == 2)
     }
 
     @Test func namedTemplateByHeaderOrMetadata() throws {
         let t = try tenant(#"{"models":["m"],"system_prompt":"D","prompts":{"sales":"S"}}"#)
-        let (a, sa) = try PromptStage.apply(
+        let (a, sa) = try PromptTemplating.apply(
             try chat(#"{"messages":[{"role":"user","content":"x"}]}"#), tenant: t, model: "m", requested: "sales",
             epochSeconds: 0)
         #expect(a.messages[0]["content"]?.stringValue == "S" && sa?.name == "sales")
-        let (b, _) = try PromptStage.apply(
+        let (b, _) = try PromptTemplating.apply(
             try chat(#"{"messages":[{"role":"user","content":"x"}],"metadata":{"prompt":"sales","k":"v"}}"#),
             tenant: t, model: "m", requested: nil, epochSeconds: 0)
         #expect(b.messages[0]["content"]?.stringValue == "S")
         #expect(b.body["metadata"]?.jsonString == #"{"k":"v"}"#)
-        let (c, _) = try PromptStage.apply(
+        let (c, _) = try PromptTemplating.apply(
             try chat(#"{"messages":[{"role":"user","content":"x"}],"metadata":{"prompt":"sales"}}"#),
             tenant: t, model: "m", requested: nil, epochSeconds: 0)
         #expect(c.body["metadata"] == nil)
         #expect(throws: GatewayError.unknownPrompt("nope")) {
-            try PromptStage.apply(
+            try PromptTemplating.apply(
                 try chat(#"{"messages":[{"role":"user","content":"x"}]}"#), tenant: t, model: "m", requested: "nope",
                 epochSeconds: 0)
         }
@@ -102,7 +103,7 @@ func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(js
     @Test func noTemplateLeavesMessagesAlone() throws {
         let t = try tenant(#"{"models":["m"]}"#)
         let c = try chat(request)
-        let (out, served) = try PromptStage.apply(c, tenant: t, model: "m", requested: nil, epochSeconds: 0)
+        let (out, served) = try PromptTemplating.apply(c, tenant: t, model: "m", requested: nil, epochSeconds: 0)
         #expect(out.body == c.body && served == nil)
     }
 }

@@ -72,6 +72,6 @@ import Testing
         ("600", 600_000), ("601", 600_000),
     ])
     func upstreamRetryAfterIsBoundedAndNeverTraps(header: String, expected: Int?) {
-        #expect(ChatHandler.retryAfterMs(header) == expected)
+        #expect(UpstreamClient.retryAfterMs(header) == expected)
     }
 }

@@ -48,23 +48,3 @@ public struct EmbeddingsRequest: Sendable {
     /// An upper bound of the input tokens (UTF-8 bytes of the texts plus the token ids given).
     public var tokenBound: Int { texts.reduce(0) { $0 + $1.utf8.count } + tokenIDs }
 }
-
-extension MockProvider {
-    /// A deterministic unit vector of `dimensions` floats for `text`.
-    public static func embedding(_ text: String, dimensions: Int = 16) -> [Double] {
-        var state: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            state ^= UInt64(byte)
-            state &*= 0x0000_0100_0000_01B3
-        }
-        var values: [Double] = []
-        for _ in 0..<dimensions {
-            state ^= state >> 33
-            state &*= 0xff51_afd7_ed55_8ccd
-            state ^= state >> 29
-            values.append(Double(Int64(bitPattern: state % 2_000_001) - 1_000_000) / 1_000_000)
-        }
-        let norm = values.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        return norm > 0 ? values.map { $0 / norm } : values
-    }
-}

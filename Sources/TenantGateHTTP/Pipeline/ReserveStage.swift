@@ -3,13 +3,45 @@ import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
-/// The limits stage of the pipeline, shared by every model endpoint, and the upstream request headers.
-enum LimitStage {
-    /// Checks and reserves the request's worst case against every limit and budget (one transaction
-    /// shared by all workers); a refusal reaches no upstream and holds nothing.
+/// Checks and reserves the call's worst case against every limit and budget of the tenant (one
+/// transaction shared by all workers, or the worker's lease for the tenant); a refusal reaches no upstream
+/// and holds nothing.
+struct ReserveStage: Stage {
+    let name = "reserve"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        guard let target = call.target else { return }
+        call.accountable = true
+        let need: Reservation
+        var backend = target.backend
+        switch call.input {
+        case .chat(let chat, _):
+            // The worst case over the requested model and its fallbacks (the dearest may serve).
+            let needs = target.chain.map { Reservation(chat: chat, model: $0.model) }
+            need = Reservation(
+                promptTokens: needs.first?.promptTokens ?? 0,
+                completionTokens: needs.map(\.completionTokens).max() ?? 0,
+                costNano: needs.map(\.costNano).max() ?? 0)
+            backend = target.chain.map(\.backend).max { $0.timeoutMs < $1.timeoutMs } ?? backend
+        case .embeddings(let embed):
+            let bound = embed.tokenBound
+            need = Reservation(
+                promptTokens: bound, completionTokens: 0,
+                costNano: Money.cost(Usage(promptTokens: bound, completionTokens: 0), target.model))
+        case .countTokens:
+            // The upstream's shared key is spent on it: it is a request like any other for the rate limit.
+            need = Reservation(promptTokens: 0, completionTokens: 0, costNano: 0)
+        case .none: return
+        }
+        try ReserveStage.reserve(
+            tenant: call.tenant, need: need, backend: backend, resources: services.resources, log: services.log,
+            requestID: call.request.requestID, hold: &call.hold)
+    }
+
+    /// Reserves `need` for `tenant`: from the worker's lease when it has room, else exactly.
     static func reserve(
         tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources, log: AppLog,
-        requestID: String, outcome: inout Outcome
+        requestID: String, hold: inout Hold
     ) throws {
         guard need.costNano < Bounds.maxRequestCostNano else {
             throw GatewayError.invalidRequest(
@@ -26,12 +58,12 @@ enum LimitStage {
         admission: while true {
             switch resources.leases.begin(tenant: id, limits: limits, need: need, nowMs: now) {
             case .admitted(let claim, let status):
-                outcome.leaseClaim = claim
-                outcome.limitHeaders = headers(status)
+                hold.leaseClaim = claim
+                hold.headers = headers(status)
                 return
             case .admittedRenewing(let claim, let status, let next):
-                outcome.leaseClaim = claim
-                outcome.limitHeaders = headers(status)
+                hold.leaseClaim = claim
+                hold.headers = headers(status)
                 renew(tenant: tenant, need: need, backend: backend, factor: next, nowMs: now, resources: resources)
                 return
             case .wait(let group) where !waited:
@@ -53,13 +85,13 @@ enum LimitStage {
             if let (claim, leased) = resources.leases.install(
                 tenant: id, limits: limits, admission: admission, need: need)
             {
-                outcome.leaseClaim = claim
+                hold.leaseClaim = claim
                 status = leased
             } else {
-                outcome.reservationID = admission.id
+                hold.reservationID = admission.id
                 status = admission.status
             }
-            outcome.limitHeaders = headers(status)
+            hold.headers = headers(status)
             for (budget, percent) in admission.status.crossed {
                 log.event(
                     "budget_threshold",
@@ -70,14 +102,14 @@ enum LimitStage {
             }
         } catch let refusal as LimitRefusal {
             switch refusal {
-            case .rate(let limit, _): outcome.refusedLimit = limit
+            case .rate(let limit, _): hold.refusedLimit = limit
             case .budget(let scope, let budget, _):
-                outcome.refusedLimit = scope == "global" ? "global_\(budget)" : budget
+                hold.refusedLimit = scope == "global" ? "global_\(budget)" : budget
             }
             var status = LimitStatus()
             status.requestLimit = limits.requestsPerMinute
             status.tokenLimit = limits.tokensPerMinute
-            outcome.limitHeaders = headers(status)
+            hold.headers = headers(status)
             throw GatewayError(refusal)
         }
     }
@@ -133,42 +165,5 @@ enum LimitStage {
             out.append(("X-TenantGate-Budget-Warning", status.warnings.joined(separator: ", ")))
         }
         return out
-    }
-
-    /// The key for `backend`: BYOK, else the tenant's managed key, else the backend's `api_key_env`. A
-    /// managed key that is stored but cannot be opened refuses the call: it never falls back to the
-    /// operator's key (that would move the tenant's traffic onto the operator's account).
-    static func upstreamKey(backend: BackendConfig, principal: Principal) throws(GatewayError) -> String? {
-        if let byok = principal.passthrough { return byok.value }
-        if principal.tenant.unavailableUpstreamKeys.contains(backend.name) {
-            throw GatewayError.upstreamKeyUnavailable(backend: backend.name)
-        }
-        if let managed = principal.tenant.upstreamKeys[backend.name] { return managed.value }
-        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty { return key }
-        return nil
-    }
-
-    /// Headers for an upstream call: content type, the backend's key (from its environment variable,
-    /// never the tenant's gateway key), the request id and the trace context.
-    static func upstreamHeaders(
-        backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext
-    ) throws(GatewayError) -> [String] {
-        var headers = ["Content-Type: application/json", "Accept: \(accept)"]
-        // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
-        let key = try upstreamKey(backend: backend, principal: principal)
-        // A key with a control character or a non-ASCII byte would inject or corrupt a header line.
-        if let key, !Bounds.isPrintableASCII(key) { throw GatewayError.upstreamKeyUnavailable(backend: backend.name) }
-        if backend.provider == .anthropic {
-            headers.append("anthropic-version: \(backend.anthropicVersion)")
-            if let key { headers.append("x-api-key: \(key)") }
-        } else if let key {
-            headers.append("Authorization: Bearer \(key)")
-        }
-        if !requestID.isEmpty, requestID.utf8.count <= 128, Bounds.isPrintableASCII(requestID) {
-            headers.append("X-Request-ID: \(requestID)")
-        }
-        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
-        headers.append("traceparent: \(trace.traceparent(spanID: span))")
-        return headers
     }
 }

@@ -1,5 +1,5 @@
-/// The prompt stage of the pipeline: pick the tenant's template, render it, apply the mode.
-public enum PromptStage {
+/// Tenant prompt templates (the pipeline's prompt stage uses it): pick the tenant's template, render it, apply the mode.
+public enum PromptTemplating {
     /// Returns the request to forward (tenant prompt applied, `metadata.prompt` removed) and the
     /// template that served it, if any. `requested` is the `X-TenantGate-Prompt` header.
     public static func apply(

@@ -1,0 +1,129 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// The model endpoints, each served by its own list of stages (`Pipeline`).
+enum Endpoint: Sendable {
+    case chat, messages, countTokens, embeddings
+
+    /// The API its answers and errors are written in.
+    var api: ClientAPI { self == .messages || self == .countTokens ? .anthropic : .openAI }
+}
+
+/// The request as the parse stage validated it.
+enum CallInput: Sendable {
+    case none
+    /// A chat call (`messages` is the Anthropic client's request when it spoke `/v1/messages`).
+    case chat(ChatRequest, messages: MessagesRequest?)
+    case embeddings(EmbeddingsRequest)
+    case countTokens(MessagesRequest)
+}
+
+/// The model (and its fallbacks) a call goes to.
+struct Target: Sendable {
+    /// The catalog name asked for (or the tenant's default).
+    let name: String
+    let model: ModelConfig
+    let backend: BackendConfig
+    /// The models tried in order, the asked-for one first; each with its backend.
+    let chain: [(name: String, model: ModelConfig, backend: BackendConfig)]
+}
+
+/// What the reserve stage holds for the call until it is settled.
+struct Hold: Sendable {
+    /// An exact reservation, settled (or released) when the call ends.
+    var reservationID: Int64?
+    /// Or the call's share of the worker's lease for the tenant.
+    var leaseClaim: LeaseBook.Claim?
+    /// Rate-limit and budget-warning headers, sent with success and error answers alike.
+    var headers: [(String, String)] = []
+    /// The limit or budget that refused the call.
+    var refusedLimit: String?
+}
+
+/// What serving the call did, for the answer's headers, the execution log and the log line.
+struct Served: Sendable {
+    /// The catalog model that served (or, before that, the one asked for, when it is in the catalog:
+    /// arbitrary client strings would explode metric cardinality).
+    var model: String?
+    var backend: String?
+    var fallbackUsed = false
+    /// Upstream attempts retried, over the whole fallback chain.
+    var retries = 0
+    var usage: Usage?
+    var costNano: Int64?
+    var upstreamMs: Int?
+    var ttfbMs: Int?
+}
+
+/// A whole answer waiting for the reply stage.
+struct PendingReply: Sendable {
+    var status = 200
+    var body: [UInt8]
+}
+
+/// One model call as it moves through its pipeline: what came in (fixed), then one part per stage, each
+/// written by the stage that owns it and read by the ones after.
+struct ModelCall: Sendable {
+    let endpoint: Endpoint
+    let request: Request
+    let principal: Principal
+    let config: GatewayConfig
+    let trace: TraceContext
+    /// `chatcmpl-` and the request id's letters and digits: the same for every attempt of a request.
+    let completionID: String
+
+    /// Parse: the validated request, who it is for, and whether it streams.
+    var input = CallInput.none
+    /// Flags roll out by it: the client's `user`, else the JWT subject, else the key id.
+    var subject = ""
+    var endUser: String?
+    var streamed = false
+    /// Model: where the call goes.
+    var target: Target?
+    /// Prompt: the tenant template that served, and the system prompt it makes for a native call.
+    var prompt: ServedPrompt?
+    var nativeSystem: String?
+    /// Reserve: the capacity held.
+    var hold = Hold()
+    /// Whether the call belongs in the execution log (it reached, or was refused before, a model call).
+    var accountable: Bool
+    /// Upstream: what served and what it reported.
+    var served = Served()
+    /// A whole answer not sent yet (streams are relayed as they come).
+    var reply: PendingReply?
+    /// The status the client got (499 when it left), and the error code, if any.
+    var status = 0
+    var errorCode: String?
+
+    init(endpoint: Endpoint, request: Request, principal: Principal, config: GatewayConfig, trace: TraceContext) {
+        self.endpoint = endpoint
+        self.request = request
+        self.principal = principal
+        self.config = config
+        self.trace = trace
+        accountable = endpoint != .countTokens
+        completionID = ModelCall.completionID(request)
+    }
+
+    var tenant: TenantConfig { principal.tenant }
+    var api: ClientAPI { endpoint.api }
+
+    /// Headers of every answer the call gets: tenant, limits (also on errors).
+    var baseHeaders: [(String, String)] { [("X-Tenant-ID", tenant.id.rawValue)] + hold.headers }
+
+    /// Headers of a successful answer: the base ones, the prompt and the model that served.
+    var answerHeaders: [(String, String)] {
+        var headers = baseHeaders
+        if let prompt { headers.append(("X-TenantGate-Prompt", "\(prompt.name)@\(prompt.version)")) }
+        if target != nil, let model = served.model { headers.append(("X-TenantGate-Model", model)) }
+        return headers
+    }
+
+    private static func completionID(_ request: Request) -> String {
+        let source = request.requestID.isEmpty ? String(Posix.wallMicros()) : request.requestID
+        let alnum = source.utf8.lazy.filter {
+            (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+        }
+        return "chatcmpl-" + String(decoding: Array(alnum.prefix(32)), as: UTF8.self)
+    }
+}

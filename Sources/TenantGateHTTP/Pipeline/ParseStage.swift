@@ -1,0 +1,114 @@
+import TenantGateCore
+
+/// Validates the body in the endpoint's API and records who the call is for.
+struct ParseStage: Stage {
+    let name = "parse"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        let body = call.request.body
+        let requested: String?
+        let user: String?
+        switch call.endpoint {
+        case .chat:
+            let chat = try ChatRequest.parse(body)
+            call.input = .chat(chat, messages: nil)
+            (requested, user, call.streamed) = (chat.model, chat.user, chat.stream)
+        case .messages:
+            let messages = try MessagesAPI.parse(body)
+            call.input = .chat(messages.chat, messages: messages)
+            (requested, user, call.streamed) = (messages.chat.model, messages.chat.user, messages.chat.stream)
+        case .embeddings:
+            let embed = try EmbeddingsRequest.parse(body)
+            call.input = .embeddings(embed)
+            (requested, user) = (embed.model, embed.user)
+        case .countTokens:
+            var json = try JSONParser.parseRequestBody(body)
+            guard case .object = json else {
+                throw GatewayError.invalidRequest("The request body must be a JSON object.")
+            }
+            // The Messages validation needs max_tokens, which count_tokens does not take.
+            if json["max_tokens"] == nil { json = json.setting("max_tokens", .int(1)) }
+            let messages = try MessagesAPI.parse(json: json)
+            call.input = .countTokens(messages)
+            (requested, user) = (messages.chat.model, messages.chat.user)
+        }
+        if call.endpoint != .countTokens { call.endUser = user ?? call.principal.subject }
+        call.subject = user ?? call.principal.subject ?? call.principal.key.id
+        // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
+        if let name = requested ?? call.tenant.defaultModel, call.config.models[name] != nil {
+            call.served.model = name
+        }
+    }
+}
+
+/// Resolves the model against the tenant's allow-list, its backend and the fallback chain, and checks
+/// the client's completion cap against the model's.
+struct ModelStage: Stage {
+    let name = "model"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        let requested: String?
+        switch call.input {
+        case .chat(let chat, _): requested = chat.model
+        case .embeddings(let embed): requested = embed.model
+        case .countTokens(let messages): requested = messages.chat.model
+        case .none: return
+        }
+        let (name, model, backend) = try ModelSelection.resolve(requested, tenant: call.tenant, config: call.config)
+        var chain = [(name: name, model: model, backend: backend)]
+        if case .chat(let chat, _) = call.input {
+            try chat.checkCap(for: model)
+            // A BYOK client's key only ever goes to the backend of the model it asked for, so fallbacks on
+            // other backends are skipped for it.
+            chain = call.tenant.chain(for: name).compactMap { candidate in
+                guard let m = call.config.models[candidate], let b = call.config.backends[m.backend],
+                    call.principal.passthrough == nil || m.backend == model.backend
+                else { return nil }
+                return (candidate, m, b)
+            }
+        }
+        if case .embeddings = call.input, !Provider.of(backend.provider).offersEmbeddings {
+            // Refused before anything is reserved or sent.
+            throw GatewayError.invalidRequest("Model '\(name)' does not offer embeddings.", param: "model")
+        }
+        if call.endpoint == .countTokens { call.served.model = name }
+        if call.endpoint != .chat && call.endpoint != .messages { call.served.backend = backend.name }
+        call.target = Target(name: name, model: model, backend: backend, chain: chain)
+    }
+}
+
+/// Feature flags and the endpoint's gates for the call's subject.
+struct GatesStage: Stage {
+    let name = "gates"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        let tenant = call.tenant
+        let subject = call.subject
+        let beta = call.request.headers["anthropic-beta"] != nil
+        switch call.input {
+        case .chat(let chat, let messages):
+            if let messages {
+                guard tenant.feature("messages_api", subject: subject) else {
+                    throw GatewayError.featureDisabled("messages_api")
+                }
+                try messages.checkGates(tenant: tenant, subject: subject, beta: beta)
+            }
+            if chat.stream && !tenant.feature("streaming", subject: subject) {
+                throw GatewayError.featureDisabled("streaming")
+            }
+            if chat.usesTools && !tenant.feature("tools", subject: subject) {
+                throw GatewayError.featureDisabled("tools")
+            }
+        case .embeddings:
+            guard tenant.feature("embeddings", subject: subject) else {
+                throw GatewayError.featureDisabled("embeddings")
+            }
+        case .countTokens(let messages):
+            guard tenant.feature("messages_api", subject: subject) else {
+                throw GatewayError.featureDisabled("messages_api")
+            }
+            try messages.checkGates(tenant: tenant, subject: subject, beta: beta)
+        case .none: return
+        }
+    }
+}

@@ -1,0 +1,243 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// Calls the model through the fallback router and its provider: a whole answer is left for the reply
+/// stage, a stream is relayed to the client as it comes. Usage and cost land in `call.served`.
+struct UpstreamStage: Stage {
+    let name = "upstream"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        guard let target = call.target else { return }
+        let client = UpstreamClient(
+            transport: services.resources.curl, principal: call.principal, requestID: call.request.requestID,
+            trace: call.trace)
+        switch call.input {
+        case .chat(let chat, let messages):
+            try self.chat(chat, messages: messages, target: target, client: client, &call, services)
+        case .embeddings(let embed):
+            try embeddings(embed, target: target, client: client, &call, services)
+        case .countTokens(let messages):
+            try countTokens(messages, target: target, client: client, &call, services)
+        case .none: return
+        }
+    }
+
+    // MARK: chat
+
+    private func chat(
+        _ chat: ChatRequest, messages: MessagesRequest?, target: Target, client: UpstreamClient,
+        _ call: inout ModelCall, _ services: StageServices
+    ) throws {
+        let router = FallbackRouter(circuits: PooledCircuits(resources: services.resources), log: services.log)
+        let sink = services.sink
+        var retries = 0
+        // Only Anthropic clients see it (in message_start, before the exact count arrives).
+        let inputEstimate = call.api == .anthropic ? TokenEstimate.prompt(chat.promptText) : 0
+        let created = Int(Posix.wallMicros() / 1_000_000)
+        try router.serve(
+            target.chain, tenant: call.tenant, started: { sink.headWritten }, onRetry: { retries += 1 }
+        ) { candidate, index in
+            call.served.model = candidate.name
+            call.served.backend = candidate.backend.name
+            call.served.fallbackUsed = index > 0
+            call.served.retries = retries
+            let providerCall = ProviderCall(
+                chat: chat, model: candidate.model, backend: candidate.backend, completionID: call.completionID,
+                created: created, messages: messages, nativeSystem: call.nativeSystem,
+                anthropicVersion: UpstreamClient.headerValue(call.request.headers["anthropic-version"]),
+                anthropicBeta: UpstreamClient.headerValue(call.request.headers["anthropic-beta"]))
+            let writer = ReplyWriter(
+                api: call.api, includeUsage: chat.includeUsage, completionID: call.completionID,
+                model: candidate.name, inputEstimate: inputEstimate)
+            switch Provider.of(candidate.backend.provider) {
+            case .local(let provider):
+                let (answer, stream) = provider.answer(providerCall)
+                call.served.usage = answer.usage
+                call.served.upstreamMs = 0
+                if chat.stream {
+                    relayLocal(stream, usage: answer.usage, created: created, writer: writer, &call, services)
+                } else {
+                    reply(answer, writer: writer, &call)
+                }
+            case .remote(let provider):
+                let outgoing = try client.outgoing(
+                    try provider.request(providerCall), backend: candidate.backend, stream: chat.stream)
+                let started = Posix.monotonicMs()
+                defer { call.served.upstreamMs = Int(Posix.monotonicMs() - started) }
+                if chat.stream {
+                    try relay(
+                        outgoing, decoder: provider.streamDecoder(providerCall), chat: chat, writer: writer,
+                        client: client, &call, services)
+                } else {
+                    let (json, raw) = try client.fetchJSON(outgoing, limit: services.options.maxUpstreamBytes)
+                    let answer = provider.answer(json, raw: raw, call: providerCall)
+                    call.served.usage = answer.usage
+                    reply(answer, writer: writer, &call)
+                }
+            }
+            call.served.retries = retries
+            if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
+        }
+    }
+
+    /// A whole answer, in the client's API, for the reply stage.
+    private func reply(_ answer: ProviderAnswer, writer: ReplyWriter, _ call: inout ModelCall) {
+        switch answer {
+        case .chat(let json, let raw, let usage):
+            call.reply = PendingReply(body: writer.completion(json, raw: raw, usage: usage))
+        case .native(let bytes, _):
+            call.reply = PendingReply(body: bytes)
+        }
+    }
+
+    /// A locally made stream (the mock), flushed piece by piece like a real one.
+    private func relayLocal(
+        _ pieces: [StreamPiece], usage: Usage?, created: Int, writer: ReplyWriter, _ call: inout ModelCall,
+        _ services: StageServices
+    ) {
+        var relay = StreamRelay(
+            writer: writer, filters: services.streamFilters, sink: services.sink, headers: call.answerHeaders)
+        relay.open()
+        call.status = 200
+        let factory = ChunkFactory(id: call.completionID, model: call.served.model ?? "", created: created)
+        for piece in pieces {
+            guard relay.write([piece], usage: usage, usageChunk: { factory.usage($0) }) else {
+                call.status = 499
+                call.errorCode = "client_closed"
+                return
+            }
+        }
+    }
+
+    /// Relays an upstream stream: SSE events → the provider's decoder → the relay. A failure before the
+    /// first byte reached the client is thrown (retried or answered as an error); after it, the stream
+    /// ends with an error event.
+    private func relay(
+        _ outgoing: OutgoingRequest, decoder: any StreamDecoder, chat: ChatRequest, writer: ReplyWriter,
+        client: UpstreamClient, _ call: inout ModelCall, _ services: StageServices
+    ) throws {
+        var decoder = decoder
+        var relay = StreamRelay(
+            writer: writer, filters: services.streamFilters, sink: services.sink, headers: call.answerHeaders)
+        var parser = SSEParser()
+        var errorBody = [UInt8]()
+        var broken = false
+        let started = Posix.monotonicMs()
+        var firstByteMs: Int?
+        let result = client.transport.perform(outgoing) { status, bytes in
+            guard (200..<300).contains(status) else {
+                errorBody.append(contentsOf: bytes)
+                return errorBody.count <= 1 << 20
+            }
+            if !relay.opened {
+                relay.open()
+                firstByteMs = Int(Posix.monotonicMs() - started)
+            }
+            guard let events = parser.feed(bytes) else {
+                broken = true
+                return false
+            }
+            var pieces: [StreamPiece] = []
+            for event in events {
+                pieces += decoder.decode(event)
+                if decoder.failure != nil { break }
+            }
+            guard relay.write(pieces, usage: decoder.usage, usageChunk: decoder.usageChunk) else { return false }
+            return decoder.failure == nil
+        }
+        call.served.ttfbMs = firstByteMs
+        // Without a usage report, count what was streamed (prompt and text by the documented estimate).
+        if let usage = decoder.usage {
+            call.served.usage = usage
+        } else if decoder.streamedTextBytes > 0 {
+            call.served.usage = Usage(
+                promptTokens: TokenEstimate.prompt(chat.promptText),
+                completionTokens: decoder.streamedTextBytes.saturatingAdd(3) / 4)
+        }
+        if relay.clientGone {
+            call.status = 499
+            call.errorCode = "client_closed"
+            return
+        }
+        if !relay.opened {
+            let head = try UpstreamClient.check(result, bodyTooLarge: false)
+            if !(200..<300).contains(head.status) {
+                throw UpstreamClient.failure(head.status, errorBody, retryAfter: head.headers["retry-after"])
+            }
+            relay.open()
+        }
+        call.status = 200
+        var failure: GatewayError?
+        if let message = decoder.failure {
+            failure = .upstreamError("the upstream stream reported an error: \(message.prefix(300))")
+        } else if broken {
+            failure = .upstreamError("the upstream stream sent an oversized event")
+        } else if case .failure(let error) = result {
+            failure = error.isTimeout ? .upstreamTimeout : .upstreamError("the upstream stream was cut off")
+        } else if !decoder.ended {
+            failure = .upstreamError(decoder.missingEnd)
+        }
+        if let failure {
+            call.errorCode = failure.code
+            // A native stream already carried the upstream's own error event.
+            if !(decoder.forwardsFailure && decoder.failure != nil) { relay.fail(failure) }
+        }
+        services.sink.flush()
+    }
+
+    // MARK: embeddings and token counts
+
+    private func embeddings(
+        _ embed: EmbeddingsRequest, target: Target, client: UpstreamClient, _ call: inout ModelCall,
+        _ services: StageServices
+    ) throws {
+        let provider = Provider.of(target.backend.provider)
+        if case .local(let local) = provider, let mock = local as? any LocalEmbeddingsProvider {
+            let (body, usage) = mock.embeddings(embed, model: target.model)
+            call.served.usage = usage
+            call.served.upstreamMs = 0
+            call.reply = PendingReply(body: body.bytes)
+        } else if let remote = provider.embeddings {
+            let outgoing = try client.outgoing(
+                remote.embeddingsRequest(embed, model: target.model, backend: target.backend), backend: target.backend,
+                stream: false)
+            let started = Posix.monotonicMs()
+            defer { call.served.upstreamMs = Int(Posix.monotonicMs() - started) }
+            let router = FallbackRouter(circuits: PooledCircuits(resources: services.resources), log: services.log)
+            var retries = 0
+            try router.serve(
+                [(target.name, target.model, target.backend)], tenant: call.tenant, started: { false },
+                onRetry: { retries += 1 }
+            ) { _, _ in
+                let (json, raw) = try client.fetchJSON(outgoing, limit: services.options.maxUpstreamBytes)
+                call.served.usage = Usage(openAI: json["usage"])
+                call.reply = PendingReply(body: raw)
+            }
+            call.served.retries = retries
+        } else {
+            throw GatewayError.invalidRequest("Model '\(target.name)' does not offer embeddings.", param: "model")
+        }
+        if let usage = call.served.usage { call.served.costNano = Money.cost(usage, target.model) }
+    }
+
+    private func countTokens(
+        _ messages: MessagesRequest, target: Target, client: UpstreamClient, _ call: inout ModelCall,
+        _ services: StageServices
+    ) throws {
+        guard let counter = Provider.of(target.backend.provider).tokenCounting else { return }
+        let request = counter.countTokensRequest(
+            messages, model: target.model, backend: target.backend,
+            anthropicBeta: UpstreamClient.headerValue(call.request.headers["anthropic-beta"]))
+        let outgoing = try client.outgoing(request, backend: target.backend, stream: false)
+        let raw: [UInt8]
+        do {
+            raw = try client.fetch(outgoing, limit: 1 << 20)
+        } catch let failure as RetryableUpstream {
+            throw failure.error
+        }
+        guard let answer = try? JSONParser.parse(raw), answer["input_tokens"]?.intValue != nil else {
+            throw GatewayError.upstreamError("the upstream's token count is not a JSON object with input_tokens")
+        }
+        call.reply = PendingReply(body: raw)
+    }
+}

@@ -1,0 +1,95 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// The tenant × backend circuit breakers as the router uses them.
+protocol CircuitBreakers {
+    func admit(tenant: String, backend: String, nowMs: Int64) throws -> CircuitDecision
+    func recordProbeSuccess(tenant: String, backend: String) throws
+    /// Records a failure; true when it opened the circuit.
+    func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
+        throws -> Bool
+}
+
+extension CircuitStore: CircuitBreakers {}
+
+/// The circuit breakers over a worker's pooled connections (one borrowed per call).
+struct PooledCircuits: CircuitBreakers {
+    let resources: ThreadResources
+
+    func admit(tenant: String, backend: String, nowMs: Int64) throws -> CircuitDecision {
+        try resources.circuits { try $0.admit(tenant: tenant, backend: backend, nowMs: nowMs) }
+    }
+    func recordProbeSuccess(tenant: String, backend: String) throws {
+        try resources.circuits { try $0.recordProbeSuccess(tenant: tenant, backend: backend) }
+    }
+    func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
+        throws -> Bool
+    {
+        try resources.circuits {
+            try $0.recordFailure(tenant: tenant, backend: backend, settings: settings, wasProbe: wasProbe, nowMs: nowMs)
+        }
+    }
+}
+
+/// Tries the requested model, then its fallbacks in order. Each upstream call goes through the tenant's
+/// circuit breaker for its backend and is retried by the backend's `RetryPolicy` while nothing has reached
+/// the client; once something has, a failure is final.
+struct FallbackRouter {
+    let circuits: any CircuitBreakers
+    let log: AppLog
+    var clock: any RetryClock = SystemClock()
+
+    /// One model of the chain.
+    typealias Candidate = (name: String, model: ModelConfig, backend: BackendConfig)
+
+    /// Serves through `chain`; `attempt` makes one call to a candidate (its index: 0 is the one asked for).
+    /// `started()` says whether the answer has begun reaching the client. Throws the last failure when no
+    /// candidate served.
+    func serve(
+        _ chain: [Candidate], tenant: TenantConfig, started: () -> Bool, onRetry: () -> Void,
+        _ attempt: (Candidate, Int) throws -> Void
+    ) throws {
+        let id = tenant.id.rawValue
+        var lastError: any Error = GatewayError.upstreamError("no backend could serve the request")
+        for (index, candidate) in chain.enumerated() {
+            let backend = candidate.backend
+            // The built-in mock answers in process: no circuit, no retries.
+            guard backend.provider != .mock else {
+                try attempt(candidate, index)
+                return
+            }
+            var probe = false
+            if tenant.circuit != nil {
+                switch try circuits.admit(tenant: id, backend: backend.name, nowMs: Posix.wallMicros() / 1000) {
+                case .closed: break
+                case .probe: probe = true
+                case .open(let retryAfter):
+                    lastError = GatewayError.circuitOpen(retryAfter: retryAfter)
+                    continue
+                }
+            }
+            do {
+                try RetryPolicy(backend).run(clock: clock, canRetry: { !started() }, onRetry: onRetry) {
+                    try attempt(candidate, index)
+                }
+                if probe {
+                    try circuits.recordProbeSuccess(tenant: id, backend: backend.name)
+                    log.event("circuit_close", ["tenant": .string(id), "backend": .string(backend.name)])
+                }
+                return
+            } catch let failure as RetryableUpstream {
+                if let settings = tenant.circuit,
+                    try circuits.recordFailure(
+                        tenant: id, backend: backend.name, settings: settings, wasProbe: probe,
+                        nowMs: Posix.wallMicros() / 1000)
+                {
+                    log.event("circuit_open", ["tenant": .string(id), "backend": .string(backend.name)], level: "warn")
+                }
+                lastError = failure
+                if started() { throw failure.error }
+            }
+        }
+        throw lastError
+    }
+}

@@ -1,0 +1,70 @@
+import TenantGateCore
+
+/// A step every answer stream passes through between the provider's decoder and the client's API writer
+/// (guardrails hold back, redact or stop here). It sees every piece, the final `.end` included.
+protocol StreamFilter: Sendable {
+    /// The pieces to pass on for `piece` (none to hold it back, several to release what was held).
+    mutating func filter(_ piece: StreamPiece) -> [StreamPiece]
+}
+
+/// Relays one answer stream to the client: provider pieces → stream filters → the client's API writer →
+/// the sink, flushed after each batch. Made per attempt: a failed attempt wrote nothing, so a retry or a
+/// fallback starts from the same state.
+struct StreamRelay {
+    private var writer: ReplyWriter
+    private var filters: [any StreamFilter]
+    private let sink: ResponseSink
+    private let headers: [(String, String)]
+    /// The client went away (a write or flush failed).
+    private(set) var clientGone = false
+
+    init(writer: ReplyWriter, filters: [any StreamFilter], sink: ResponseSink, headers: [(String, String)]) {
+        self.writer = writer
+        self.filters = filters
+        self.sink = sink
+        self.headers = headers
+    }
+
+    /// Whether the stream's head went out.
+    var opened: Bool { sink.headWritten }
+
+    /// Writes the stream's head (once).
+    func open() {
+        guard !sink.headWritten else { return }
+        sink.head(
+            status: 200,
+            headers: [
+                ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no"),
+            ] + headers)
+    }
+
+    /// Writes `pieces` and flushes; `usage` and `usageChunk` close the stream at `.end`. False once the
+    /// client is gone.
+    mutating func write(_ pieces: [StreamPiece], usage: Usage?, usageChunk: (Usage) -> JSONValue) -> Bool {
+        var out = [UInt8]()
+        for piece in pieces {
+            var passed = [piece]
+            for index in filters.indices {
+                passed = passed.flatMap { filters[index].filter($0) }
+            }
+            for piece in passed {
+                switch piece {
+                case .chunk(let json, let raw): out += writer.chunk(json, raw: raw)
+                case .frame(let bytes): out += bytes
+                case .unparsed(let event):
+                    if writer.api == .openAI { out += SSEParser.frame(data: event.data, event: event.event) }
+                case .end: out += writer.done(usage: usage, usageChunk: usageChunk)
+                }
+            }
+        }
+        guard !out.isEmpty else { return !clientGone }
+        sink.body(out)
+        if !sink.flush() { clientGone = true }
+        return !clientGone
+    }
+
+    /// A final error event and a clean end, so SDKs raise instead of hanging.
+    func fail(_ error: GatewayError) {
+        sink.body(writer.failure(error))
+    }
+}

@@ -1,0 +1,42 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// The key and the headers of every upstream call.
+enum UpstreamHeaders {
+    /// The key for `backend`: BYOK, else the tenant's managed key, else the backend's `api_key_env`. A
+    /// managed key that is stored but cannot be opened refuses the call: it never falls back to the
+    /// operator's key (that would move the tenant's traffic onto the operator's account).
+    static func upstreamKey(backend: BackendConfig, principal: Principal) throws(GatewayError) -> String? {
+        if let byok = principal.passthrough { return byok.value }
+        if principal.tenant.unavailableUpstreamKeys.contains(backend.name) {
+            throw GatewayError.upstreamKeyUnavailable(backend: backend.name)
+        }
+        if let managed = principal.tenant.upstreamKeys[backend.name] { return managed.value }
+        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty { return key }
+        return nil
+    }
+
+    /// Headers for an upstream call: content type, the backend's key (from its environment variable,
+    /// never the tenant's gateway key), the request id and the trace context.
+    static func upstreamHeaders(
+        backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext
+    ) throws(GatewayError) -> [String] {
+        var headers = ["Content-Type: application/json", "Accept: \(accept)"]
+        // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
+        let key = try upstreamKey(backend: backend, principal: principal)
+        // A key with a control character or a non-ASCII byte would inject or corrupt a header line.
+        if let key, !Bounds.isPrintableASCII(key) { throw GatewayError.upstreamKeyUnavailable(backend: backend.name) }
+        if backend.provider == .anthropic {
+            headers.append("anthropic-version: \(backend.anthropicVersion)")
+            if let key { headers.append("x-api-key: \(key)") }
+        } else if let key {
+            headers.append("Authorization: Bearer \(key)")
+        }
+        if !requestID.isEmpty, requestID.utf8.count <= 128, Bounds.isPrintableASCII(requestID) {
+            headers.append("X-Request-ID: \(requestID)")
+        }
+        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
+        headers.append("traceparent: \(trace.traceparent(spanID: span))")
+        return headers
+    }
+}
