@@ -48,8 +48,11 @@ let package = Package(
         .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore"]),
         .testTarget(name: "TenantGateAdminTests", dependencies: ["TenantGateAdmin", "TenantGateCore"]),
         .testTarget(
-            name: "TenantGateStoreTests",
-            dependencies: ["TenantGateStore", "TenantGateSystem", "TenantGateCore", "TenantGateHTTP"]
+            name: "TenantGateStoreTests", dependencies: ["TenantGateStore", "TenantGateSystem", "TenantGateCore"]
+        ),
+        .testTarget(
+            name: "TenantGateHTTPTests",
+            dependencies: ["TenantGateHTTP", "TenantGateStore", "TenantGateSystem", "TenantGateCore"]
         ),
     ]
 )

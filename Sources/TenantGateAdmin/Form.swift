@@ -1,3 +1,5 @@
+import TenantGateCore
+
 /// A submitted `application/x-www-form-urlencoded` form (or a query string).
 public struct Form: Sendable {
     /// Fields in order; a name may repeat.
@@ -36,34 +38,8 @@ public struct Form: Sendable {
     }
 
     private static func decode(_ bytes: ArraySlice<UInt8>) throws(Problem) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let b = bytes[i]
-            if b == UInt8(ascii: "+") {
-                out.append(0x20)
-            } else if b == UInt8(ascii: "%"), i + 2 < bytes.endIndex,
-                let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2])
-            {
-                out.append(h << 4 | l)
-                i += 2
-            } else {
-                out.append(b)
-            }
-            i += 1
-        }
-        guard let s = String(validating: out, as: UTF8.self) else { throw .invalidUTF8 }
-        return s
-    }
-
-    private static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
+        guard let text = URLEncoding.decode(bytes) else { throw .invalidUTF8 }
+        return text
     }
 
     /// Cookies from a `Cookie` header.

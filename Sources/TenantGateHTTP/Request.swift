@@ -46,28 +46,8 @@ public struct Request: Sendable {
         self.remoteAddr = remoteAddr
     }
 
-    /// The first value of a query parameter (percent-decoding `%XX` and `+`).
-    public func queryValue(_ name: String) -> String? {
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, parts[0] == name else { continue }
-            var bytes: [UInt8] = []
-            var it = Array(parts[1].utf8).makeIterator()
-            while let b = it.next() {
-                if b == UInt8(ascii: "+") {
-                    bytes.append(0x20)
-                } else if b == UInt8(ascii: "%"), let h = it.next(), let l = it.next(),
-                    let v = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16)
-                {
-                    bytes.append(v)
-                } else {
-                    bytes.append(b)
-                }
-            }
-            return String(validating: bytes, as: UTF8.self)
-        }
-        return nil
-    }
+    /// The first value of a query parameter (percent-decoding `%XX` and `+`); nil when absent or not UTF-8.
+    public func queryValue(_ name: String) -> String? { URLEncoding.value(name, inQuery: query) }
 
     /// The credential from `Authorization: Bearer …` or `x-api-key`.
     public var credential: String? {

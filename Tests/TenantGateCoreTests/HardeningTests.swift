@@ -51,6 +51,9 @@ private func parseChat(_ text: String) throws -> ChatRequest { try ChatRequest.p
         #expect(Money.cost(usage, model(price: 1e9)) == Bounds.maxRequestCostNano)
         #expect(Money.cost(anthropic, model(price: 1e9)) == Bounds.maxRequestCostNano)
         #expect(Money.cost(Usage(promptTokens: 0, completionTokens: 0), model(price: 1e9)) == 0)
+        // More cached or cache-written tokens than prompt tokens never make a negative cost.
+        let odd = Usage(promptTokens: 10, completionTokens: -3, cachedTokens: 50, cacheWriteTokens: 70)
+        #expect(Money.cost(odd, model(price: 1)) == 10 * 1000)
     }
 
     @Test(arguments: [Double.nan, .infinity, -.infinity, -1, 1e300])

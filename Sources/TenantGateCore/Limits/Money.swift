@@ -22,16 +22,16 @@ public enum Money {
     }
 
     /// The cost of `usage` on `model`, in nano-USD.
-    /// Clamped to `Bounds.maxRequestCostNano` rather than trapping; `Usage` keeps every count in
-    /// `0…Bounds.maxReportedTokens`, so the parts below cannot go negative.
+    /// Never negative and clamped to `Bounds.maxRequestCostNano` rather than trapping, whatever the counts:
+    /// negative ones count as 0, cached and cache-written tokens count at most the prompt's.
     public static func cost(_ usage: Usage, _ model: ModelConfig) -> Int64 {
-        let prompt = Int64(usage.promptTokens)
-        let cached = min(Int64(usage.cachedTokens), prompt)
-        let written = min(Int64(usage.cacheWriteTokens), prompt - cached)
+        let prompt = Int64(max(0, usage.promptTokens))
+        let cached = min(Int64(max(0, usage.cachedTokens)), prompt)
+        let written = min(Int64(max(0, usage.cacheWriteTokens)), prompt - cached)
         let uncached = prompt - cached - written
         let parts: [(Int64, Double)] = [
             (uncached, model.inputPerMTok), (cached, model.cachedInputPerMTok), (written, model.cacheWritePerMTok),
-            (Int64(usage.completionTokens), model.outputPerMTok),
+            (Int64(max(0, usage.completionTokens)), model.outputPerMTok),
         ]
         let total = parts.reduce(Int64(0)) { $0.saturatingAdd($1.0.saturatingMultiply(nanoPerToken(perMTok: $1.1))) }
         return min(total, Bounds.maxRequestCostNano)

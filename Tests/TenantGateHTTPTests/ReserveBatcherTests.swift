@@ -1,0 +1,83 @@
+import Dispatch
+import Testing
+
+@testable import TenantGateCore
+@testable import TenantGateHTTP
+@testable import TenantGateStore
+@testable import TenantGateSystem
+
+@Suite struct ReserveBatcherTests {
+    let need = Reservation(promptTokens: 10, completionTokens: 10, costNano: 1_000)
+
+    func limits(_ json: String) throws -> Limits { Limits(tenant: try JSONParser.parse(json), global: nil) }
+
+    func jobs(_ count: Int, limits: Limits) -> [ReserveJob] {
+        (0..<count).map { i in
+            ReserveJob(
+                tenant: i % 3 == 0 ? "b" : "a", limits: limits, need: need, nowMs: 1_000_000 + Int64(i),
+                expiresMs: 2_000_000)
+        }
+    }
+
+    /// What a list of results says: admitted or the refusal, in order.
+    func outcomes(_ results: [Result<Admission, LimitRefusal>]) -> [String] {
+        results.map {
+            switch $0 {
+            case .success: return "ok"
+            case .failure(let refusal): return "\(refusal)"
+            }
+        }
+    }
+
+    @Test func oneBatchGivesWhatTheJobsOneByOneGive() throws {
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":5,"tokens_per_minute":150}}"#)
+        let batched = AccountingStore(try temporaryDatabase().db)
+        let single = AccountingStore(try temporaryDatabase().db)
+        let list = jobs(12, limits: l)
+        let together = outcomes(try batched.reserve(list))
+        let alone = try list.flatMap { outcomes(try single.reserve([$0])) }
+        #expect(together == alone)
+        #expect(together.filter { $0 == "ok" }.count == 5 + 4)  // a: 5 of 8 (rpm); b: 4 of 4
+    }
+
+    @Test func concurrentCallersAreAdmittedExactlyToTheLimit() throws {
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":7}}"#)
+        let (_, db) = try temporaryDatabase()
+        let store = AccountingStore(db)
+        let batcher = ReserveBatcher(store: store, log: AppLog(path: "/dev/null", level: "error"))
+        batcher.start()
+        let admitted = Locked(0)
+        let refused = Locked(0)
+        let job = ReserveJob(tenant: "a", limits: l, need: need, nowMs: 1_000_000, expiresMs: 2_000_000)
+        DispatchQueue.concurrentPerform(iterations: 40) { _ in
+            do {
+                _ = try batcher.reserve(job)
+                admitted.withLock { $0 += 1 }
+            } catch {
+                refused.withLock { $0 += 1 }
+            }
+        }
+        let (yes, no) = (admitted.withLock { $0 }, refused.withLock { $0 })
+        #expect(yes == 7)
+        #expect(no == 33)
+    }
+}
+
+@Suite struct FastCGIAdapterTests {
+    @Test(arguments: [
+        ("HTTP_X_TENANT_ID", "x-tenant-id"), ("HTTP_AUTHORIZATION", "authorization"),
+        ("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_", ""), ("HTTP_\u{C9}T\u{C9}", "\u{C9}t\u{C9}"),
+    ])
+    func paramNamesBecomeLowercaseHeaderNames(_ param: String, _ header: String) {
+        #expect(FastCGIAdapter.headerName(param) == header)
+    }
+
+    @Test(
+        arguments: [
+            ("a=1&user=alice", "alice"), ("user=a%20b", "a b"), ("user=a+b", "a b"), ("user=%E2%82%AC", "\u{20AC}"),
+            ("user=100%", "100%"), ("user=%zz1", "%zz1"), ("user=%4", "%4"), ("x=1", nil), ("user=%FF", nil),
+        ] as [(String, String?)])
+    func queryValuesArePercentDecoded(_ query: String, _ expected: String?) {
+        #expect(Request(method: "GET", path: "/", query: query).queryValue("user") == expected)
+    }
+}
