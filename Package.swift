@@ -1,9 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Linux only: glibc, pthreads, signals and the FastCGI fd-0 convention are assumed throughout.
 let package = Package(
     name: "TenantGate",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "tenantgate", targets: ["tenantgate"])
     ],
@@ -29,30 +29,37 @@ let package = Package(
             name: "TenantGateStore",
             dependencies: ["TenantGateCore", "TenantGateSystem", "Yams"]
         ),
+        // What the front ends and the responders share: the request, the response sink, the admin responder.
+        .target(name: "TenantGateServing", dependencies: ["TenantGateCore", "TenantGateSystem"]),
         .target(
             name: "TenantGateHTTP",
-            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore"]
+            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing"]
         ),
         // The admin page: HTML type, pages, forms, sessions, CSRF; no SQL, no C.
         .target(
             name: "TenantGateAdmin",
-            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP"]
+            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing"]
         ),
         .executableTarget(
             name: "tenantgate",
             dependencies: [
-                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateHTTP", "TenantGateAdmin",
+                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing", "TenantGateHTTP",
+                "TenantGateAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore"]),
-        .testTarget(name: "TenantGateAdminTests", dependencies: ["TenantGateAdmin", "TenantGateCore"]),
+        .testTarget(
+            name: "TenantGateAdminTests", dependencies: ["TenantGateAdmin", "TenantGateServing", "TenantGateCore"]
+        ),
         .testTarget(
             name: "TenantGateStoreTests", dependencies: ["TenantGateStore", "TenantGateSystem", "TenantGateCore"]
         ),
         .testTarget(
             name: "TenantGateHTTPTests",
-            dependencies: ["TenantGateHTTP", "TenantGateStore", "TenantGateSystem", "TenantGateCore"]
+            dependencies: [
+                "TenantGateHTTP", "TenantGateServing", "TenantGateStore", "TenantGateSystem", "TenantGateCore",
+            ]
         ),
     ]
 )

@@ -1,5 +1,5 @@
 import TenantGateCore
-import TenantGateHTTP
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 

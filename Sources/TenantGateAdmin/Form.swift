@@ -33,7 +33,7 @@ public struct Form: Sendable {
     /// The first value of `name`, trimmed; nil when missing or blank.
     public func text(_ name: String) -> String? {
         guard let value = self[name] else { return nil }
-        let trimmed = value.trimmed
+        let trimmed = value.trimmingASCII()
         return trimmed.isEmpty ? nil : trimmed
     }
 
@@ -48,19 +48,9 @@ public struct Form: Sendable {
         for part in (header ?? "").split(separator: ";") {
             let kv = part.split(separator: "=", maxSplits: 1)
             guard kv.count == 2 else { continue }
-            let name = String(kv[0]).trimmed
-            if out[name] == nil { out[name] = String(kv[1]).trimmed }
+            let name = String(kv[0]).trimmingASCII()
+            if out[name] == nil { out[name] = String(kv[1]).trimmingASCII() }
         }
         return out
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces, tabs and line breaks.
-    var trimmed: String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" || f == "\r\n" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" || l == "\r\n" { s = s.dropLast() }
-        return String(s)
     }
 }

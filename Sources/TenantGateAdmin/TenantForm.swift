@@ -41,13 +41,14 @@ enum TenantForm {
             fallbacks.append((key: model, value: .sequence(list(rest).map(text), line: nil), line: nil))
         }
         if !fallbacks.isEmpty { set("fallbacks", .mapping(fallbacks, line: nil)) }
-        if let prompt = form["system_prompt"], !prompt.trimmed.isEmpty { set("system_prompt", text(prompt)) }
+        if let prompt = form["system_prompt"], !prompt.trimmingASCII().isEmpty { set("system_prompt", text(prompt)) }
         if let mode = form.text("prompt_mode") { set("prompt_mode", plain(mode)) }
         var prompts: [(key: String, value: ConfigNode, line: Int?)] = []
-        for (name, value) in form.fields where name.hasPrefix("prompts.") && !value.trimmed.isEmpty {
+        for (name, value) in form.fields where name.hasPrefix("prompts.") && !value.trimmingASCII().isEmpty {
             prompts.append((key: String(name.dropFirst("prompts.".count)), value: text(value), line: nil))
         }
-        if let name = form.text("new_prompt_name"), let value = form["new_prompt_text"], !value.trimmed.isEmpty {
+        if let name = form.text("new_prompt_name"), let value = form["new_prompt_text"], !value.trimmingASCII().isEmpty
+        {
             prompts.append((key: name, value: text(value), line: nil))
         }
         if !prompts.isEmpty { set("prompts", .mapping(prompts, line: nil)) }
@@ -61,7 +62,7 @@ enum TenantForm {
         }
         if let name = form.text("new_flag_name") { submitted.append((name, form["new_flag_value"] ?? "")) }
         for (flag, raw) in submitted {
-            let value = raw.trimmed.lowercased()
+            let value = raw.trimmingASCII().lowercased()
             guard !value.isEmpty else { continue }
             let mapped = value == "on" ? "true" : value == "off" ? "false" : value
             flags.append((key: flag, value: plain(mapped), line: nil))
@@ -72,8 +73,8 @@ enum TenantForm {
         }
         if let enforcement = form.text("budget.enforcement") { set("budget.enforcement", plain(enforcement)) }
         if form["auth_passthrough"] == "on" { set("auth_passthrough", plain("true")) }
-        for (name, value) in form.fields where name.hasPrefix("upstream_keys.") && !value.trimmed.isEmpty {
-            set(name, text(value.trimmed))
+        for (name, value) in form.fields where name.hasPrefix("upstream_keys.") && !value.trimmingASCII().isEmpty {
+            set(name, text(value.trimmingASCII()))
         }
         for (name, value) in form.fields where name.hasPrefix("remove_key.") && value == "on" {
             set("upstream_keys." + name.dropFirst("remove_key.".count), plain("null"))
@@ -129,7 +130,7 @@ enum TenantForm {
 
     /// Items separated by commas or line breaks.
     static func list(_ text: String) -> [String] {
-        text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r\n" }).map { String($0).trimmed }
+        text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r\n" }).map { String($0).trimmingASCII() }
             .filter { !$0.isEmpty }
     }
 
@@ -137,11 +138,11 @@ enum TenantForm {
     static func pairs(_ text: String) -> [(String, String)] {
         text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }).compactMap { line in
             guard let colon = line.firstIndex(of: ":") else {
-                let key = String(line).trimmed
+                let key = String(line).trimmingASCII()
                 return key.isEmpty ? nil : (key, "")
             }
-            let key = String(line[..<colon]).trimmed
-            return key.isEmpty ? nil : (key, String(line[line.index(after: colon)...]).trimmed)
+            let key = String(line[..<colon]).trimmingASCII()
+            return key.isEmpty ? nil : (key, String(line[line.index(after: colon)...]).trimmingASCII())
         }
     }
 

@@ -3,7 +3,7 @@ import TenantGateSystem
 
 /// JSON-lines application log: one `write(2)` per line on an O_APPEND file, so lines from many
 /// threads and processes never interleave. Fields follow the SPEC; no secrets or prompt text go in.
-public final class AppLog: @unchecked Sendable {  // the fd is swapped under a lock on reopen
+public final class AppLog: Sendable {
     private let path: String?
     private let fd: Locked<Int32>
     private let minLevel: Int
@@ -47,14 +47,5 @@ public final class AppLog: @unchecked Sendable {  // the fd is swapped under a l
     }
 
     /// RFC 3339 UTC with milliseconds.
-    public static func timestamp(_ micros: Int64) -> String {
-        let seconds = micros / 1_000_000
-        let millis = Int((micros / 1000) % 1000)
-        let (y, m, d) = CivilDate.from(days: Int(seconds / 86_400))
-        let secOfDay = Int(seconds % 86_400)
-        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return
-            "\(y)-\(two(m))-\(two(d))T\(two(secOfDay / 3600)):\(two(secOfDay / 60 % 60)):\(two(secOfDay % 60)).\(ms)Z"
-    }
+    public static func timestamp(_ micros: Int64) -> String { CivilDate.rfc3339(epochMicros: micros) }
 }

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// Fair share of the pool: how many model calls each tenant, and all tenants together, may have in

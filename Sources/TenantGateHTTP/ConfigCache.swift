@@ -6,7 +6,7 @@ import TenantGateSystem
 ///
 /// The request path only takes the current snapshot (a lock and a retain); the poller reads the
 /// version counter every `intervalMs` and rebuilds the snapshot only when it changed.
-public final class ConfigCache: @unchecked Sendable {  // all mutable state is behind `Locked`
+public final class ConfigCache: Sendable {
     private let current: Locked<(config: GatewayConfig, jwt: JWTCheck?)>
     private let usedKeys = Locked<Set<String>>([])
     private let dbPath: String
@@ -112,7 +112,7 @@ public final class ConfigCache: @unchecked Sendable {  // all mutable state is b
                         log.event("config_reload", ["config_version": .number(String(next.version))])
                     }
                     if ticks % 5 == 0 {
-                        _ = try conn.query("PRAGMA wal_checkpoint(PASSIVE)")
+                        try Maintenance.checkpoint(conn)
                         // Reservations whose worker died are released once they expire.
                         let released = try AccountingStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         if released > 0 { log.event("reservations_expired", ["count": .int(released)], level: "warn") }

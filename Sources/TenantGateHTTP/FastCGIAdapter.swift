@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// Turns a FastCGI request into a `Request` and a `ResponseSink`; always writes `Status:` and ends the request.

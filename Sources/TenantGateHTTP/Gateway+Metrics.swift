@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 
@@ -39,34 +40,14 @@ extension Gateway {
     private func scrape(_ db: SQLiteConnection, resources: ThreadResources) throws -> [UInt8] {
         let now = Posix.wallMicros() / 1000
         var renderer = MetricsFormat.Renderer(help: Gateway.metricHelp, capacity: 1 << 20)
-        var name = ""
-        var nameBytes: [UInt8] = []
-        var labels: [UInt8] = []
-        try db.statement("SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le").forEach {
-            row in
-            // Consecutive rows mostly share name and labels: reuse them instead of copying again.
-            if !row.textEquals(0, nameBytes) {
-                name = row.text(0)
-                nameBytes = Array(name.utf8)
-            }
-            if !row.textEquals(1, labels) {
-                labels.removeAll(keepingCapacity: true)
-                row.appendText(1, to: &labels)
-            }
-            renderer.add(name: name, labels: labels, le: Int(row.int(2)), value: row.int(3))
-        }
+        try MetricCounters(db).render(into: &renderer)
         var text = ""
-        let workers = try db.query(
-            "SELECT COUNT(*), COALESCE(SUM(in_flight), 0) FROM workers WHERE seen_ms > ?",
-            [
-                .int(now - 5000)
-            ]
-        ).first
+        let workers = try WorkerRegistry(db).alive(sinceMs: now - 5000)
         text += "# HELP tenantgate_workers_alive Worker processes that reported in the last 5 s.\n"
-        text += "# TYPE tenantgate_workers_alive gauge\ntenantgate_workers_alive \(workers?[0].int ?? 0)\n"
+        text += "# TYPE tenantgate_workers_alive gauge\ntenantgate_workers_alive \(workers.workers)\n"
         text += "# HELP tenantgate_pool_in_flight_requests Requests being handled now, all workers, all endpoints.\n"
         text +=
-            "# TYPE tenantgate_pool_in_flight_requests gauge\ntenantgate_pool_in_flight_requests \(workers?[1].int ?? 0)\n"
+            "# TYPE tenantgate_pool_in_flight_requests gauge\ntenantgate_pool_in_flight_requests \(workers.inFlight)\n"
         text += "# HELP tenantgate_pool_slots Request slots of the pool (threads × workers).\n"
         text += "# TYPE tenantgate_pool_slots gauge\ntenantgate_pool_slots \(concurrency.poolSlots)\n"
         let config = configs.config
@@ -80,18 +61,10 @@ extension Gateway {
         text += "# TYPE tenantgate_config_version gauge\ntenantgate_config_version \(config.version)\n"
         text += "# HELP tenantgate_budget_remaining_usd USD left in each tenant budget period.\n"
         text += "# TYPE tenantgate_budget_remaining_usd gauge\n"
-        let periods = Periods(epochMs: now)
-        let spend = try db.query(
-            """
-            SELECT scope, COALESCE(SUM(CASE WHEN period = ?1 THEN used_nano + reserved_nano END), 0),
-                   COALESCE(SUM(used_nano + reserved_nano), 0)
-            FROM budget_counters WHERE period BETWEEN ?2 AND ?3 GROUP BY scope
-            """, [.text("d:\(periods.day)"), .text("d:\(periods.month)-01"), .text("d:\(periods.month)-31")])
-        var byScope: [String: (Int64, Int64)] = [:]
-        for row in spend { byScope[row[0].text ?? ""] = (row[1].int ?? 0, row[2].int ?? 0) }
+        let spend = try AccountingStore(db).spendByTenant(nowMs: now)
         for id in config.tenants.keys.sorted() {
             guard let limits = config.tenants[id]?.limits else { continue }
-            let used = byScope["tenant:\(id)"] ?? (0, 0)
+            let used = spend[id] ?? (0, 0)
             let label = MetricsFormat.escape(id)
             if let daily = limits.dailyNano {
                 text +=
@@ -104,7 +77,7 @@ extension Gateway {
         }
         text += "# HELP tenantgate_circuit_open 1 while a tenant's circuit for a backend is open.\n"
         text += "# TYPE tenantgate_circuit_open gauge\n"
-        for (tenant, backend, open) in try CircuitStore(reader: db, writer: db).states(nowMs: now) {
+        for (tenant, backend, open) in try CircuitStore.states(db, nowMs: now) {
             text +=
                 "tenantgate_circuit_open{tenant=\"\(MetricsFormat.escape(tenant))\",backend=\"\(MetricsFormat.escape(backend))\"} \(open ? 1 : 0)\n"
         }

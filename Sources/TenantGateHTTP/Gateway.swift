@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 
@@ -16,13 +17,6 @@ struct OpenSSLJWTVerifier: JWTSignatureVerifier {
     }
 }
 
-/// Serves the admin page (`/admin/…`): implemented by the TenantGateAdmin module, wired in by the executable.
-public protocol AdminResponder: Sendable {
-    /// Answers one request completely on `sink` (using this thread's `db` connection and the worker's
-    /// configuration snapshot); returns the status it sent.
-    func respond(to request: Request, sink: any ResponseSink, db: SQLiteConnection, config: GatewayConfig) -> Int
-}
-
 /// What a request did, for its answer and its log line; a model call carries its own `ModelCall`.
 struct Exchange {
     var status = 0
@@ -35,40 +29,33 @@ struct Exchange {
     var call: ModelCall?
 }
 
-/// Per-thread resources: a reusable curl handle (made on first use, so upstream connections stay alive
-/// per thread), the worker's small pool of SQLite connections, and the process's accounting connection.
-final class ThreadResources {
-    private(set) lazy var curl = CurlClient()
-    let accounting: AccountingStore
+/// What every thread of a worker shares: the pooled read connections, the one write connection, and
+/// the group-commit queues and lease book built on it.
+struct WorkerServices: Sendable {
     let readers: ConnectionPool
-    private let writer: SQLiteConnection
-
+    let writer: SharedWriter
     let settlements: SettleQueue
     let reservations: ReserveBatcher
     let leases: LeaseBook
+}
 
-    init(
-        readers: ConnectionPool, writer: SQLiteConnection, accounting: AccountingStore, settlements: SettleQueue,
-        reservations: ReserveBatcher, leases: LeaseBook
-    ) {
-        self.leases = leases
-        self.readers = readers
-        self.writer = writer
-        self.accounting = accounting
-        self.settlements = settlements
-        self.reservations = reservations
-    }
+/// Per-thread resources: a reusable curl handle (made on first use, so upstream connections stay alive
+/// per thread) beside the worker's shared services. Never shared between threads.
+final class ThreadResources {
+    private(set) lazy var curl = CurlClient()
+    let shared: WorkerServices
+
+    init(_ shared: WorkerServices) { self.shared = shared }
+
+    var readers: ConnectionPool { shared.readers }
+    var writer: SharedWriter { shared.writer }
+    var settlements: SettleQueue { shared.settlements }
+    var reservations: ReserveBatcher { shared.reservations }
+    var leases: LeaseBook { shared.leases }
 
     /// The circuit breakers, over a pooled connection for the duration of `body`.
     func circuits<T>(_ body: (CircuitStore) throws -> T) rethrows -> T {
-        try readers.with { try body(CircuitStore(reader: $0, writer: writer)) }
-    }
-
-    /// The connection all threads of a worker write accounting through. Writes are serialised per
-    /// process anyway (SQLite has one writer); sharing one connection keeps its page cache warm, where a
-    /// connection per thread would find its cache invalidated by every other thread's commit.
-    static func accountingConnection(dbPath: String) throws -> SQLiteConnection {
-        try SQLiteConnection(path: dbPath, cacheKiB: 4096)
+        try readers.with { try body(CircuitStore(reader: $0, writer: shared.writer)) }
     }
 }
 
@@ -85,7 +72,7 @@ public struct GatewayOptions: Sendable {
 
 /// Routes a request: operator endpoints by the front end's route, tenant endpoints after authentication,
 /// model calls through their `Pipeline`; then settles and logs.
-final class Gateway: @unchecked Sendable {  // immutable after init; shared by all threads of a worker
+final class Gateway: Sendable {
     let configs: ConfigCache
     let log: AppLog
     let options: GatewayOptions
@@ -293,7 +280,7 @@ final class Gateway: @unchecked Sendable {  // immutable after init; shared by a
     /// Each configured limit with what remains now and when it resets.
     private func limitsNow(_ tenant: TenantConfig, resources: ThreadResources) throws -> JSONValue {
         let now = Posix.wallMicros() / 1000
-        let used = try resources.accounting.usageNow(tenant: tenant.id.rawValue, nowMs: now)
+        let used = try resources.writer.accounting { try $0.usageNow(tenant: tenant.id.rawValue, nowMs: now) }
         let periods = Periods(epochMs: now)
         let l = tenant.limits
         var out: [(String, JSONValue)] = []

@@ -7,18 +7,17 @@ import TenantGateSystem
 /// per worker runs everything queued in one transaction, in order, and wakes each waiter with its own
 /// answer. Under load this turns N write transactions into one, with the same result as running them
 /// one by one (each job sees the reservations before it).
-// @unchecked Sendable: the queue is behind `Locked`; tickets are handed over by semaphores.
-final class ReserveBatcher: @unchecked Sendable {
-    // @unchecked Sendable: written by the batch thread before `done` is signalled.
-    private final class Ticket: @unchecked Sendable {
+final class ReserveBatcher: Sendable {
+    // Results are written by the batch thread before `done` is signalled, and read by the waiter after.
+    private final class Ticket: @unchecked Sendable {  // see above: the semaphore orders every access
         let job: ReserveJob
         var result: Result<Admission, LimitRefusal>?
         var error: (any Error)?
         let done = DispatchSemaphore(value: 0)
         /// For `reserveLater`: called on the batch thread instead of waking a waiter.
-        let completion: ((Admission?) -> Void)?
+        let completion: (@Sendable (Admission?) -> Void)?
 
-        init(_ job: ReserveJob, completion: ((Admission?) -> Void)? = nil) {
+        init(_ job: ReserveJob, completion: (@Sendable (Admission?) -> Void)? = nil) {
             self.job = job
             self.completion = completion
         }
@@ -26,11 +25,11 @@ final class ReserveBatcher: @unchecked Sendable {
 
     private let queue = Locked<[Ticket]>([])
     private let wake = DispatchSemaphore(value: 0)
-    private let store: AccountingStore
+    private let writer: SharedWriter
     private let log: AppLog
 
-    init(store: AccountingStore, log: AppLog) {
-        self.store = store
+    init(writer: SharedWriter, log: AppLog) {
+        self.writer = writer
         self.log = log
     }
 
@@ -45,7 +44,7 @@ final class ReserveBatcher: @unchecked Sendable {
                 }
                 if batch.isEmpty { continue }
                 do {
-                    let results = try store.reserve(batch.map(\.job))
+                    let results = try writer.accounting { try $0.reserve(batch.map(\.job)) }
                     for (ticket, result) in zip(batch, results) { ticket.result = result }
                 } catch {
                     log.write(
@@ -66,7 +65,7 @@ final class ReserveBatcher: @unchecked Sendable {
 
     /// Queues `job` and returns at once; `completion` runs on the batch thread with the admission (nil
     /// when refused or failed). For work no request waits for (taking a lease ahead of need).
-    func reserveLater(_ job: ReserveJob, completion: @escaping (Admission?) -> Void) {
+    func reserveLater(_ job: ReserveJob, completion: @escaping @Sendable (Admission?) -> Void) {
         queue.withLock { $0.append(Ticket(job, completion: completion)) }
         wake.signal()
     }

@@ -1,10 +1,6 @@
 import TenantGateCore
 import TenantGateSystem
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The pool: binds once, runs N worker processes on the shared socket, restarts the dead,
 /// drains on SIGTERM and replaces workers one at a time on SIGHUP.
 public final class Supervisor {
@@ -13,10 +9,10 @@ public final class Supervisor {
     private let workerArgs: [String]
     private let log: AppLog
     private let drainTimeoutMs: Int
-    private var children: [pid_t: Int64] = [:]  // pid → start time (ms)
+    private var children: [ProcessID: Int64] = [:]  // pid → start time (ms)
     /// Each live worker's row in the shared in-flight counters (a replacement may take a freed one).
-    private var indices: [pid_t: Int] = [:]
-    private var retiring: Set<pid_t> = []
+    private var indices: [ProcessID: Int] = [:]
+    private var retiring: Set<ProcessID> = []
     private var failures = 0
     private let countersPath: String?
     private var counters: SharedCounters?
@@ -38,7 +34,7 @@ public final class Supervisor {
     /// Runs until SIGTERM/SIGINT; returns the exit code.
     public func run() -> Int32 {
         Posix.block(Posix.controlSignals)
-        Posix.ignore(SIGPIPE)
+        Posix.ignore(Signal.pipe)
         let fd = FastCGI.openSocket(listen)
         guard fd >= 0 else {
             log.event("pool_error", ["error": .string("cannot listen on \(listen)")], level: "error")
@@ -61,14 +57,14 @@ public final class Supervisor {
             let sig = Posix.wait(for: Posix.controlSignals, timeoutMs: 250)
             reapChildren()
             switch sig {
-            case SIGTERM?, SIGINT?, SIGQUIT?:
+            case Signal.term?, Signal.int?, Signal.quit?:
                 shutdown()
                 return 0
-            case SIGHUP?:
+            case Signal.hup?:
                 rollingRestart(exe, fd)
-            case SIGUSR1?:
+            case Signal.usr1?:
                 log.reopen()
-                for pid in children.keys { Posix.kill(pid, SIGUSR2) }
+                for pid in children.keys { Posix.kill(pid, Signal.usr2) }
             default: break
             }
             let alive = children.count - retiring.count
@@ -128,18 +124,18 @@ public final class Supervisor {
             spawn(exe, fd)
             Posix.sleepMs(200)  // let the new worker load its config and start accepting
             retiring.insert(pid)
-            Posix.kill(pid, SIGTERM)
+            Posix.kill(pid, Signal.term)
             waitFor([pid], timeoutMs: drainTimeoutMs + 1000)
         }
     }
 
-    private func waitFor(_ pids: [pid_t], timeoutMs: Int) {
+    private func waitFor(_ pids: [ProcessID], timeoutMs: Int) {
         let deadline = Posix.monotonicMs() + Int64(timeoutMs)
         while Posix.monotonicMs() < deadline && pids.contains(where: { children[$0] != nil }) {
             reapChildren()
             Posix.sleepMs(10)
         }
-        for pid in pids where children[pid] != nil { Posix.kill(pid, SIGKILL) }
+        for pid in pids where children[pid] != nil { Posix.kill(pid, Signal.kill) }
         reapChildren()
     }
 
@@ -147,10 +143,10 @@ public final class Supervisor {
         log.event("pool_draining")
         for pid in children.keys {
             retiring.insert(pid)
-            Posix.kill(pid, SIGTERM)
+            Posix.kill(pid, Signal.term)
         }
         waitFor(Array(children.keys), timeoutMs: drainTimeoutMs + 1000)
-        if listen.hasPrefix("unix:") { unlink(String(listen.dropFirst(5))) }
+        if listen.hasPrefix("unix:") { Posix.unlink(String(listen.dropFirst(5))) }
         log.event("pool_exit")
     }
 }

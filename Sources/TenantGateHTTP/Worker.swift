@@ -1,10 +1,7 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// Settings for one worker process.
 public struct WorkerOptions: Sendable {
@@ -43,7 +40,7 @@ public struct WorkerOptions: Sendable {
 /// it has (at least one), up to T, so a burst of a thousand calls is taken in a few steps:
 /// an idle worker costs the memory of a few threads, a busy one holds T calls at once. Threads are never
 /// started per request, only when the pool grows.
-public final class Worker: @unchecked Sendable {  // shared state is behind `Locked`
+public final class Worker: Sendable {
     /// `pinned`: waiting for the next request on a connection the web server kept (not accepting new ones).
     private enum SlotState { case accepting, pinned, busy, exited }
 
@@ -61,7 +58,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
     private let draining = Locked(false)
     private let slots = Locked(Slots())
     /// Starts the thread of the next slot (set once the shared resources exist).
-    private let starter = Locked<((Int) -> OSThread?)?>(nil)
+    private let starter = Locked<(@Sendable (Int) -> OSThread?)?>(nil)
 
     /// Creates a worker.
     public init(options: WorkerOptions) {
@@ -72,8 +69,8 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
     public func run() -> Int32 {
         let log = AppLog(path: options.logPath, level: options.logLevel)
         // Control signals are taken synchronously by this thread; accept threads inherit the mask.
-        Posix.block([SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2])
-        Posix.ignore(SIGPIPE)
+        Posix.block([Signal.term, Signal.int, Signal.hup, Signal.quit, Signal.usr2])
+        Posix.ignore(Signal.pipe)
         // Each in-flight call holds a FastCGI connection and an upstream connection: raise the soft limit on
         // descriptors to the hard one.
         Posix.raiseOpenFileLimit()
@@ -108,32 +105,25 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         let gateway = Gateway(
             configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes),
             concurrency: gate, admin: options.admin)
-        let accounting: AccountingStore
-        let settlements: SettleQueue
-        let reservations: ReserveBatcher
-        let leases: LeaseBook
-        let writer: SQLiteConnection
-        let readers: ConnectionPool
+        let services: WorkerServices
         do {
-            readers = try ConnectionPool(path: options.dbPath, count: 8, cacheKiB: 512)
-            writer = try ThreadResources.accountingConnection(dbPath: options.dbPath)
-            accounting = AccountingStore(writer)
-            settlements = SettleQueue(store: accounting, log: log)
+            let writer = try SharedWriter(path: options.dbPath)
+            let settlements = SettleQueue(writer: writer, log: log)
             settlements.start()
-            reservations = ReserveBatcher(store: accounting, log: log)
+            let reservations = ReserveBatcher(writer: writer, log: log)
             reservations.start()
-            leases = LeaseBook(settlements: settlements)
+            services = WorkerServices(
+                readers: try ConnectionPool(path: options.dbPath, count: 8, cacheKiB: 512), writer: writer,
+                settlements: settlements, reservations: reservations, leases: LeaseBook(settlements: settlements))
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
         }
-        let start: (Int) -> OSThread? = { [self] index in
+        let leases = services.leases
+        let settlements = services.settlements
+        let start: @Sendable (Int) -> OSThread? = { [self] index in
             OSThread.start { [self] in
-                self.serve(
-                    slot: index, gateway: gateway,
-                    resources: ThreadResources(
-                        readers: readers, writer: writer, accounting: accounting, settlements: settlements,
-                        reservations: reservations, leases: leases), log: log)
+                self.serve(slot: index, gateway: gateway, resources: ThreadResources(services), log: log)
             }
         }
         starter.withLock { $0 = start }
@@ -146,13 +136,16 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
         log.event("worker_start", ["threads": .int(options.threads)])
         let heartbeat = Heartbeat(dbPath: options.dbPath, log: log)
         while true {
-            guard let sig = Posix.wait(for: [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2], timeoutMs: 1000) else {
+            guard
+                let sig = Posix.wait(
+                    for: [Signal.term, Signal.int, Signal.hup, Signal.quit, Signal.usr2], timeoutMs: 1000)
+            else {
                 heartbeat.beat(inFlight: gateway.inFlight.withLock { $0 })
                 // Leases that stopped admitting give their unused capacity back.
                 leases.retireExpired(nowMs: Posix.wallMicros() / 1000)
                 continue
             }
-            if sig == SIGUSR2 || sig == SIGHUP {
+            if sig == Signal.usr2 || sig == Signal.hup {
                 log.reopen()
                 continue
             }
@@ -197,7 +190,7 @@ public final class Worker: @unchecked Sendable {  // shared state is behind `Loc
             // Interrupt threads blocked in accept or on an idle kept connection (never busy ones: that
             // would break their I/O).
             for (i, state) in table.states.enumerated() where state == .accepting || state == .pinned {
-                table.threads[i]?.signal(SIGUSR1)
+                table.threads[i]?.signal(Signal.usr1)
             }
             Posix.sleepMs(10)
         }
@@ -272,32 +265,22 @@ final class Heartbeat {
         do {
             let conn = try db ?? SQLiteConnection(path: dbPath, cacheKiB: 64)
             db = conn
-            let now = Posix.wallMicros() / 1000
-            try conn.statement(
-                """
-                INSERT INTO workers(pid, started_ms, seen_ms, in_flight) VALUES (?, ?, ?, ?)
-                ON CONFLICT(pid) DO UPDATE SET started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
-                  in_flight = excluded.in_flight
-                """
-            ).run([.int(Int64(Posix.pid)), .int(started), .int(now), .int(Int64(inFlight))])
-            try conn.statement("DELETE FROM workers WHERE seen_ms < ?").run([.int(now - 60_000)])
+            try WorkerRegistry(conn).beat(
+                pid: Posix.pid, startedMs: started, nowMs: Posix.wallMicros() / 1000, inFlight: inFlight)
         } catch {
             log.event("heartbeat_failed", ["error": .string("\(error)")], level: "warn")
             db = nil
             return
         }
-        // Commits checkpoint passively (SQLite's default), but under constant load that never lets the WAL
-        // start over and its file grows without bound. Past 8,192 frames (32 MiB) this thread makes it start
-        // over, briefly holding writers back. Another worker checkpointing at the same moment makes this one
-        // busy: it tries again next second.
+        // Another worker checkpointing at the same moment makes this one busy: it tries again next second.
         do {
-            if try db?.checkpoint() ?? 0 > 8192 { try db?.checkpoint(restart: true) }
+            if let db { try Maintenance.boundWAL(db) }
         } catch {
             log.event("checkpoint_skipped", ["error": .string("\(error)")], level: "debug")
         }
     }
 
     func stop() {
-        _ = try? db?.query("DELETE FROM workers WHERE pid = ?", [.int(Int64(Posix.pid))])
+        if let db { try? WorkerRegistry(db).remove(pid: Posix.pid) }
     }
 }

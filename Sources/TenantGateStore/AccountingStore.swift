@@ -569,44 +569,7 @@ public struct AccountingStore {
                 .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),
                 .int(record.costNano),
             ])
-            try countMetrics(record)
-        }
-    }
-
-    private func count(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) throws {
-        guard delta != 0 else { return }
-        try db.statement(
-            """
-            INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(value + ?4 AS INTEGER)
-            """
-        ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
-    }
-
-    private func observe(_ name: String, _ labels: String, ms: Int) throws {
-        try count("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
-        try count("\(name)_sum_ms", labels, Int64(ms))
-        try count("\(name)_count", labels, 1)
-    }
-
-    /// The deployment-wide counters of the SPEC's metrics, in the same transaction as the settlement,
-    /// so they cover every worker, survive restarts and never disagree with the execution log.
-    private func countMetrics(_ record: ExecutionRecord) throws {
-        let tenant = MetricsFormat.escape(record.tenant)
-        let model = MetricsFormat.escape(record.model ?? "")
-        let base = "tenant=\"\(tenant)\",model=\"\(model)\""
-        try count("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
-        try count("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
-        try count("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
-        try count("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
-        try count("tenantgate_cost_nano_total", base, record.costNano)
-        try observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
-        if let upstream = record.upstreamMs {
-            try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
-        }
-        if record.status == 429, let limit = record.refusedLimit {
-            try count(
-                "tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
+            try MetricCounters(db).count(record)
         }
     }
 
@@ -627,6 +590,26 @@ public struct AccountingStore {
         }
     }
 
+    /// Each tenant's spend (used and reserved) today and this month, nano-USD, by tenant id.
+    public func spendByTenant(nowMs: Int64) throws -> [String: (day: Int64, month: Int64)] {
+        let periods = Periods(epochMs: nowMs)
+        let prefix = AccountingStore.tenantScope("")
+        var out: [String: (day: Int64, month: Int64)] = [:]
+        try db.statement(
+            """
+            SELECT scope, COALESCE(SUM(CASE WHEN period = ?1 THEN used_nano + reserved_nano END), 0),
+                   COALESCE(SUM(used_nano + reserved_nano), 0)
+            FROM budget_counters WHERE period BETWEEN ?2 AND ?3 AND scope LIKE 'tenant:%' GROUP BY scope
+            """
+        ).forEach([.text("d:\(periods.day)"), .text("d:\(periods.month)-01"), .text("d:\(periods.month)-31")]) {
+            row in
+            let scope = row.text(0)
+            guard scope.hasPrefix(prefix) else { return }
+            out[String(scope.dropFirst(prefix.count))] = (row.int(1), row.int(2))
+        }
+        return out
+    }
+
     /// What is used now against each limit, for `/v1/tenant-info`.
     public func usageNow(tenant: String, nowMs: Int64) throws -> (
         requests: Int64, tokens: Int64, day: (tokens: Int64, nano: Int64), month: (tokens: Int64, nano: Int64),
@@ -635,14 +618,12 @@ public struct AccountingStore {
         let since = nowMs - AccountingStore.window
         let periods = Periods(epochMs: nowMs)
         let scope = AccountingStore.tenantScope(tenant)
-        return try db.serialized {
-            try (
-                try windowSum(tenant, "r", since: since).sum, try windowSum(tenant, "t", since: since).sum,
-                try counter(scope, "d:\(periods.day)"), try monthCounter(scope, periods.month),
-                try counter(AccountingStore.globalScope, "d:\(periods.day)").nano,
-                try monthCounter(AccountingStore.globalScope, periods.month).nano
-            )
-        }
+        return (
+            try windowSum(tenant, "r", since: since).sum, try windowSum(tenant, "t", since: since).sum,
+            try counter(scope, "d:\(periods.day)"), try monthCounter(scope, periods.month),
+            try counter(AccountingStore.globalScope, "d:\(periods.day)").nano,
+            try monthCounter(AccountingStore.globalScope, periods.month).nano
+        )
     }
 }
 

@@ -293,7 +293,7 @@ public struct AdminStore {
         let monthStart = periods.month + "-01"
         var tenants: [String: TenantActivity] = [:]
         var perDay: [String: Int64] = [:]
-        try db.serialized {
+        do {
             try db.statement("SELECT day, SUM(cost_nano) FROM usage_daily WHERE day >= ? GROUP BY day")
                 .forEach([.text(firstDay)]) { row in perDay[row.text(0)] = row.int(1) }
             try db.statement(

@@ -14,10 +14,10 @@ public enum CircuitDecision: Equatable, Sendable {
 /// never touch tenant B's rows.
 public struct CircuitStore {
     private let reader: SQLiteConnection
-    private let writer: SQLiteConnection
+    private let writer: SharedWriter
 
-    /// `reader` is the thread's own connection; `writer` the worker's shared write connection.
-    public init(reader: SQLiteConnection, writer: SQLiteConnection) {
+    /// `reader` is a connection the calling thread holds; `writer` the worker's shared write connection.
+    public init(reader: SQLiteConnection, writer: SharedWriter) {
         self.reader = reader
         self.writer = writer
     }
@@ -31,7 +31,7 @@ public struct CircuitStore {
         else { return .closed }
         if nowMs < openUntil { return .open(retryAfter: Int((openUntil - nowMs + 999) / 1000)) }
         // The probe holds the circuit open for up to 30 s; if its worker dies, the next request probes again.
-        let claimed: Bool = try writer.transaction {
+        let claimed: Bool = try writer.withTransaction { writer in
             try writer.statement(
                 """
                 UPDATE circuit_state SET probing = 1, open_until_ms = ?3
@@ -47,9 +47,9 @@ public struct CircuitStore {
     public func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
         throws -> Bool
     {
-        try writer.transaction {
+        try writer.withTransaction { writer in
             if wasProbe {
-                try open(tenant, backend, until: nowMs + settings.cooldownMs)
+                try open(writer, tenant, backend, until: nowMs + settings.cooldownMs)
                 return true
             }
             try writer.statement("INSERT INTO circuit_failures(tenant, backend, at_ms) VALUES (?, ?, ?)")
@@ -60,14 +60,14 @@ public struct CircuitStore {
                 try writer.statement("SELECT COUNT(*) FROM circuit_failures WHERE tenant = ? AND backend = ?")
                 .all([.text(tenant), .text(backend)]).first?.first?.int ?? 0
             guard count >= settings.errors else { return false }
-            try open(tenant, backend, until: nowMs + settings.cooldownMs)
+            try open(writer, tenant, backend, until: nowMs + settings.cooldownMs)
             try writer.statement("DELETE FROM circuit_failures WHERE tenant = ? AND backend = ?")
                 .run([.text(tenant), .text(backend)])
             return true
         }
     }
 
-    private func open(_ tenant: String, _ backend: String, until: Int64) throws {
+    private func open(_ writer: SQLiteConnection, _ tenant: String, _ backend: String, until: Int64) throws {
         try writer.statement(
             """
             INSERT INTO circuit_state(tenant, backend, open_until_ms, probing) VALUES (?1, ?2, ?3, 0)
@@ -78,7 +78,7 @@ public struct CircuitStore {
 
     /// A successful probe closes the circuit.
     public func recordProbeSuccess(tenant: String, backend: String) throws {
-        try writer.transaction {
+        try writer.withTransaction { writer in
             try writer.statement("DELETE FROM circuit_state WHERE tenant = ? AND backend = ?")
                 .run([.text(tenant), .text(backend)])
             try writer.statement("DELETE FROM circuit_failures WHERE tenant = ? AND backend = ?")
@@ -87,7 +87,7 @@ public struct CircuitStore {
     }
 
     /// Every known circuit: (tenant, backend, open now).
-    public func states(nowMs: Int64) throws -> [(String, String, Bool)] {
+    public static func states(_ reader: SQLiteConnection, nowMs: Int64) throws -> [(String, String, Bool)] {
         try reader.query("SELECT tenant, backend, open_until_ms FROM circuit_state ORDER BY 1, 2").map {
             ($0[0].text ?? "", $0[1].text ?? "", ($0[2].int ?? 0) > nowMs)
         }

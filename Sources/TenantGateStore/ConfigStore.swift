@@ -146,6 +146,13 @@ public struct ConfigStore {
         }
     }
 
+    /// Every stored upstream key, masked: (tenant, backend, hint), ordered.
+    public func upstreamKeyHints() throws -> [(tenant: String, backend: String, hint: String)] {
+        try db.query("SELECT tenant_id, backend, hint FROM upstream_keys ORDER BY 1, 2").map {
+            ($0[0].text ?? "", $0[1].text ?? "", $0[2].text ?? "")
+        }
+    }
+
     /// Moves every plaintext upstream key of `state` into the `upstream_keys` table, sealed with
     /// AES-256-GCM under the master key, and leaves only a reference (`encrypted:sk-…abcd`) in the
     /// tenant's settings. `null` deletes a key; a reference must name a stored key.

@@ -117,10 +117,11 @@ public enum Posix {
     }
 
     /// Sleeps `ms` milliseconds.
-    public static func sleepMs(_ ms: Int) { usleep(UInt32(ms * 1000)) }
+    public static func sleepMs(_ ms: Int) { usleep(UInt32(clamping: max(0, min(ms, 4_000_000)) * 1000)) }
 
     /// Appends `line` to the file at `fd` with one write (atomic for O_APPEND files below PIPE_BUF-ish sizes).
-    public static func writeAll(fd: Int32, _ bytes: [UInt8]) {
+    @discardableResult
+    public static func writeAll(fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             // The slice pointer is valid for the call.
@@ -129,10 +130,11 @@ public enum Posix {
             }
             if n <= 0 {
                 if n < 0 && errno == EINTR { continue }
-                return
+                return false
             }
             offset += n
         }
+        return true
     }
 
     /// Opens `path` for appending (created 0640); -1 on failure.
@@ -165,13 +167,13 @@ public enum Posix {
 public final class OSThread: @unchecked Sendable {  // the id is written once before start returns
     /// The pthread handle.
     public private(set) var id = pthread_t()
-    private let body: () -> Void
+    private let body: @Sendable () -> Void
 
-    private init(body: @escaping () -> Void) { self.body = body }
+    private init(body: @escaping @Sendable () -> Void) { self.body = body }
 
     /// Starts `body` on a new detached thread with a 512 KiB stack.
     @discardableResult
-    public static func start(_ body: @escaping () -> Void) -> OSThread? {
+    public static func start(_ body: @escaping @Sendable () -> Void) -> OSThread? {
         let thread = OSThread(body: body)
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
@@ -199,23 +201,30 @@ public final class OSThread: @unchecked Sendable {  // the id is written once be
     public func signal(_ signal: Int32) { pthread_kill(id, signal) }
 }
 
-/// A mutex-protected value, shareable across threads.
-public final class Locked<Value>: @unchecked Sendable {  // every access goes through the mutex
-    private var mutex = pthread_mutex_t()
+/// A mutex-protected value, shareable across threads. The mutex lives at a stable heap address (a
+/// `pthread_mutex_t` must never move, which a stored property of a class does not promise).
+public final class Locked<Value>: @unchecked Sendable {  // every access to `value` holds `mutex`
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
     /// Wraps `value`.
     public init(_ value: Value) {
         self.value = value
-        pthread_mutex_init(&mutex, nil)
+        mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
 
     /// Runs `body` with exclusive access.
     public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
 }
@@ -236,5 +245,60 @@ extension Posix {
             if bytes.count > limit { return nil }
         }
         return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+/// Signal numbers, so that modules above System need no C import.
+public enum Signal {
+    public static let term = SIGTERM
+    public static let int = SIGINT
+    public static let hup = SIGHUP
+    public static let quit = SIGQUIT
+    public static let kill = SIGKILL
+    public static let pipe = SIGPIPE
+    public static let usr1 = SIGUSR1
+    public static let usr2 = SIGUSR2
+}
+
+/// A process id.
+public typealias ProcessID = pid_t
+
+/// Why a file could not be read whole.
+public enum FileReadError: Error, Equatable {
+    case cannotOpen, cannotRead, tooLarge
+}
+
+extension Posix {
+    /// The whole of `path` (`-`: standard input), at most `limit` bytes.
+    public static func readAll(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
+        let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen }
+        defer { if fd != 0 { Glibc.close(fd) } }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 { throw .cannotRead }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: buf[0..<n])
+            if bytes.count > limit { throw .tooLarge }
+        }
+    }
+
+    /// Removes the name `path`; false if it could not.
+    @discardableResult public static func unlink(_ path: String) -> Bool { Glibc.unlink(path) == 0 }
+
+    /// Gives the file at `existing` the second name `new`.
+    public static func link(_ existing: String, _ new: String) -> Bool { Glibc.link(existing, new) == 0 }
+
+    /// Renames `from` to `to`, replacing `to` atomically.
+    @discardableResult public static func rename(_ from: String, _ to: String) -> Bool { Glibc.rename(from, to) == 0 }
+
+    /// Writes `bytes` to `path` (created with `mode`, or truncated) and syncs it to disk.
+    public static func writeFileSynced(_ path: String, _ bytes: [UInt8], mode: UInt32) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        return writeAll(fd: fd, bytes) && fsync(fd) == 0
     }
 }

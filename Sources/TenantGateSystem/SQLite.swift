@@ -14,8 +14,9 @@ private enum BusyHandler {
     }
 }
 
-/// Write transactions of one process take turns here first, so threads of a worker queue on a
-/// mutex instead of polling SQLite's file lock; only processes contend for that.
+/// Write transactions of one process take turns here first, so threads of a worker queue on a mutex
+/// instead of polling SQLite's file lock (only processes contend for that). A performance measure, not a
+/// safety one: a connection is never shared without an owner that serialises its use (`SharedWriter`).
 private let processWriteLock = Locked(())
 
 /// An error reported by SQLite, with its result code and message.
@@ -111,12 +112,6 @@ public final class SQLiteConnection {
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         try processWriteLock.withLock { _ in try immediateTransaction(body) }
-    }
-
-    /// Runs `body` holding the process write lock, without a transaction: for reads on a connection
-    /// that several threads share (the one that also writes under that lock).
-    public func serialized<T>(_ body: () throws -> T) rethrows -> T {
-        try processWriteLock.withLock { _ in try body() }
     }
 
     private func immediateTransaction<T>(_ body: () throws -> T) throws -> T {

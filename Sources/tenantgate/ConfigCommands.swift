@@ -3,23 +3,17 @@ import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// Reads a whole file (or stdin for "-") as UTF-8; refuses invalid UTF-8.
 func readText(_ path: String) throws -> String {
-    let fd = path == "-" ? 0 : open(path, O_RDONLY)
-    guard fd >= 0 else { throw CLIError("cannot open \(path)") }
-    defer { if fd != 0 { close(fd) } }
-    var bytes: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n < 0 { throw CLIError("cannot read \(path)") }
-        if n == 0 { break }
-        bytes.append(contentsOf: buf[0..<n])
-        if bytes.count > 8 << 20 { throw CLIError("\(path) is larger than 8 MiB") }
+    let bytes: [UInt8]
+    do {
+        bytes = try Posix.readAll(path, limit: 8 << 20)
+    } catch .cannotOpen {
+        throw CLIError("cannot open \(path)")
+    } catch .cannotRead {
+        throw CLIError("cannot read \(path)")
+    } catch .tooLarge {
+        throw CLIError("\(path) is larger than 8 MiB")
     }
     guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(path) is not valid UTF-8") }
     return text

@@ -2,6 +2,7 @@ import ArgumentParser
 import TenantGateAdmin
 import TenantGateCore
 import TenantGateHTTP
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 

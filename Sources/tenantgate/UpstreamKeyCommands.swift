@@ -3,10 +3,6 @@ import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 struct UpstreamKeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upstream-keys", abstract: "Managed upstream (provider) keys, sealed at rest.",
@@ -19,19 +15,19 @@ struct UpstreamKeysCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                let rows = try global.open().query("SELECT tenant_id, backend, hint FROM upstream_keys ORDER BY 1, 2")
+                let rows = try ConfigStore(try global.open()).upstreamKeyHints()
                 if json {
                     print(
                         JSONValue.array(
                             rows.map {
                                 .object([
-                                    ("tenant", .string($0[0].text ?? "")), ("backend", .string($0[1].text ?? "")),
-                                    ("key", .string($0[2].text ?? "")),
+                                    ("tenant", .string($0.tenant)), ("backend", .string($0.backend)),
+                                    ("key", .string($0.hint)),
                                 ])
                             }
                         ).jsonString)
                 } else {
-                    for row in rows { print("\(row[0].text ?? "")\t\(row[1].text ?? "")\t\(row[2].text ?? "")") }
+                    for row in rows { print("\(row.tenant)\t\(row.backend)\t\(row.hint)") }
                 }
             }
         }
@@ -60,28 +56,26 @@ struct UpstreamKeysCommand: ParsableCommand {
                 // the COMMIT fails after the file was replaced, the old key goes back, matching the
                 // database again.
                 let previous = keyPath + ".previous"
-                unlink(previous)
-                guard link(keyPath, previous) == 0 else { throw CLIError("cannot keep a copy at \(previous)") }
+                Posix.unlink(previous)
+                guard Posix.link(keyPath, previous) else { throw CLIError("cannot keep a copy at \(previous)") }
                 do {
                     // The file is replaced inside the transaction, before COMMIT: workers reload only after
                     // the commit bumps the config version, and then find the new key in place.
                     try db.transaction {
                         count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
-                        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                        guard fd >= 0 else { throw CLIError("cannot write \(temp)") }
-                        Posix.writeAll(fd: fd, Array((Crypto.hex(new) + "\n").utf8))
-                        fsync(fd)
-                        Posix.close(fd)
-                        guard rename(temp, keyPath) == 0 else { throw CLIError("cannot replace \(keyPath)") }
+                        guard Posix.writeFileSynced(temp, Array((Crypto.hex(new) + "\n").utf8), mode: 0o600) else {
+                            throw CLIError("cannot write \(temp)")
+                        }
+                        guard Posix.rename(temp, keyPath) else { throw CLIError("cannot replace \(keyPath)") }
                     }
                 } catch {
                     // (When the file was never replaced, both names are one file and rename does nothing.)
-                    rename(previous, keyPath)
-                    unlink(previous)
-                    unlink(temp)
+                    Posix.rename(previous, keyPath)
+                    Posix.unlink(previous)
+                    Posix.unlink(temp)
                     throw error
                 }
-                unlink(previous)
+                Posix.unlink(previous)
                 print("re-sealed \(count) upstream key(s); \(keyPath) holds the new master key")
             }
         }

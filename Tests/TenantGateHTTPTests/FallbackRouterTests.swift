@@ -3,6 +3,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 @testable import TenantGateStore
 @testable import TenantGateSystem
 
@@ -21,8 +22,8 @@ import Testing
         chain = tenant.chain(for: "a").compactMap { name in
             config.models[name].flatMap { m in config.backends[m.backend].map { (name, m, $0) } }
         }
-        let (_, db) = try temporaryDatabase()
-        circuits = CircuitStore(reader: db, writer: db)
+        let (path, db) = try temporaryDatabase()
+        circuits = CircuitStore(reader: db, writer: try SharedWriter(path: path))
     }
 
     var router: FallbackRouter {

@@ -2,6 +2,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 
 @Suite struct ReplyWriterTests {
     let chunks = ChunkFactory(id: "chatcmpl-abc", model: "m", created: 1)

@@ -3,6 +3,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 @testable import TenantGateStore
 @testable import TenantGateSystem
 
@@ -42,9 +43,9 @@ import Testing
 
     @Test func concurrentCallersAreAdmittedExactlyToTheLimit() throws {
         let l = try limits(#"{"rate_limit":{"requests_per_minute":7}}"#)
-        let (_, db) = try temporaryDatabase()
-        let store = AccountingStore(db)
-        let batcher = ReserveBatcher(store: store, log: AppLog(path: "/dev/null", level: "error"))
+        let (path, _) = try temporaryDatabase()
+        let batcher = ReserveBatcher(
+            writer: try SharedWriter(path: path), log: AppLog(path: "/dev/null", level: "error"))
         batcher.start()
         let admitted = Locked(0)
         let refused = Locked(0)
@@ -60,6 +61,25 @@ import Testing
         let (yes, no) = (admitted.withLock { $0 }, refused.withLock { $0 })
         #expect(yes == 7)
         #expect(no == 33)
+    }
+}
+
+@Suite struct SettleQueueTests {
+    @Test func everythingQueuedFromManyThreadsIsSettledOnceEvenWithTwoFlushers() throws {
+        let (path, db) = try temporaryDatabase()
+        let queue = SettleQueue(writer: try SharedWriter(path: path), log: AppLog(path: "/dev/null", level: "error"))
+        queue.start()
+        DispatchQueue.concurrentPerform(iterations: 2_000) { i in
+            var record = ExecutionRecord(requestID: "r\(i)", atMs: 1_795_305_600_000, tenant: "a", status: 200)
+            record.usage = Usage(promptTokens: 1, completionTokens: 1)
+            queue.enqueue(reservation: nil, record: record)
+            if i % 500 == 0 { queue.flush() }  // a drain flushing beside the writer thread
+        }
+        queue.flush()
+        let rows = try db.query("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM executions")
+        #expect(rows.first?.first?.int == 2_000)
+        #expect(rows.first?.last?.int == 2_000)
+        #expect(queue.count == 0)
     }
 }
 

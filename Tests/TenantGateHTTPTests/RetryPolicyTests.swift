@@ -2,6 +2,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 @testable import TenantGateSystem
 
 @Suite struct RetryPolicyTests {

@@ -2,6 +2,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 
 /// Holds every chunk back until the end, then releases them upper-cased (what a redacting guardrail does).
 struct HoldAndShout: StreamFilter {

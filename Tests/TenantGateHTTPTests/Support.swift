@@ -3,6 +3,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+import TenantGateServing
 @testable import TenantGateStore
 @testable import TenantGateSystem
 

@@ -2,9 +2,14 @@ import Foundation
 import Testing
 
 @testable import TenantGateCore
-@testable import TenantGateHTTP
 @testable import TenantGateStore
 @testable import TenantGateSystem
+
+/// SHA-256 and constant-time comparison over OpenSSL, as the worker's authenticator has them.
+struct TestKeyHasher: KeyHasher {
+    func hash(_ key: String) -> [UInt8] { Crypto.sha256(Array(key.utf8)) }
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool { Crypto.constantTimeEqual(a, b) }
+}
 
 func tempDB() throws -> SQLiteConnection {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("tg-\(UUID().uuidString).db").path
@@ -102,7 +107,7 @@ let yaml = """
         #expect(rows[0][0].blob == Crypto.sha256(Array(secret.utf8)))
         #expect(!(try db.query("SELECT * FROM api_keys")).description.contains(secret))
         let config = try ConfigStore(db).snapshot()
-        let auth = Authenticator(hasher: OpenSSLKeyHasher())
+        let auth = Authenticator(hasher: TestKeyHasher())
         let principal = try auth.authenticate(
             ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret), config: config)
         #expect(principal.key.id == id)
@@ -123,7 +128,7 @@ let yaml = """
         try importYAML(db, "tenants:\n  acme: null\n")
         try importYAML(db, "tenants:\n  acme: {models: [m]}\n")
         #expect(throws: GatewayError.invalidAPIKey) {
-            try Authenticator(hasher: OpenSSLKeyHasher()).authenticate(
+            try Authenticator(hasher: TestKeyHasher()).authenticate(
                 ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
                 config: try ConfigStore(db).snapshot())
         }
@@ -168,9 +173,10 @@ let yaml = """
 
 @Suite struct LogFormatTests {
     @Test func timestampsAreRFC3339UTC() {
-        #expect(AppLog.timestamp(0) == "1970-01-01T00:00:00.000Z")
-        #expect(AppLog.timestamp(1_795_371_396_123_000) == "2026-11-22T18:16:36.123Z")
-        #expect(AppLog.timestamp(951_782_400_000_000) == "2000-02-29T00:00:00.000Z")
+        #expect(CivilDate.rfc3339(epochMicros: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(CivilDate.rfc3339(epochMicros: 1_795_371_396_123_000) == "2026-11-22T18:16:36.123Z")
+        #expect(CivilDate.rfc3339(epochMicros: 951_782_400_000_000) == "2000-02-29T00:00:00.000Z")
+        #expect(CivilDate.dateTime(epochMs: 1_795_371_396_123) == "2026-11-22 18:16:36")
     }
 
     @Test func usdHasNineDecimals() {

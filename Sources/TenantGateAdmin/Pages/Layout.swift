@@ -45,13 +45,7 @@ enum Layout {
     }
 
     /// `2026-11-22 14:03:07` (UTC) from epoch ms.
-    static func time(_ ms: Int64) -> String {
-        let seconds = ms / 1000
-        let (y, m, d) = CivilDate.from(days: Int(seconds / 86_400))
-        let s = Int(seconds % 86_400)
-        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(y)-\(two(m))-\(two(d)) \(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60))"
-    }
+    static func time(_ ms: Int64) -> String { CivilDate.dateTime(epochMs: ms) }
 
     /// A labelled text input with its error (if any) right below it.
     static func field(

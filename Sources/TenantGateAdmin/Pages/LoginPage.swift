@@ -30,7 +30,7 @@ enum LoginPage {
     static func submit(_ context: inout AdminContext) throws -> AdminReply {
         try context.requireSameOrigin()
         let form = try context.form()
-        let user = String((form["user"] ?? "").trimmed.prefix(200))
+        let user = String((form["user"] ?? "").trimmingASCII().prefix(200))
         let password = form["password"] ?? ""
         let admin = context.admin
         let now = context.nowMs

@@ -327,7 +327,7 @@ enum TenantPage {
     }
 
     static func delete(_ context: AdminContext, tenant id: String) throws -> AdminReply {
-        guard try context.form()["confirm"]?.trimmed == id else {
+        guard try context.form()["confirm"]?.trimmingASCII() == id else {
             return try show(
                 context, tenant: id, errors: ["confirm": "Type the tenant id exactly to delete it."], status: 422)
         }

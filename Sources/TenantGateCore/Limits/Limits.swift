@@ -55,7 +55,7 @@ public struct Periods: Sendable, Equatable {
         let days = Int(epochMs / 86_400_000)
         let (y, m, _) = CivilDate.from(days: days)
         day = CivilDate.isoDate(epochSeconds: Int64(days) * 86_400)
-        month = "\(y)-\(m < 10 ? "0" : "")\(m)"
+        month = CivilDate.isoMonth(epochSeconds: Int64(days) * 86_400)
         dayResetsAt = Int64(days + 1) * 86_400
         let (ny, nm) = m == 12 ? (y + 1, 1) : (y, m + 1)
         monthResetsAt = Int64(CivilDate.days(year: ny, month: nm, day: 1)) * 86_400

@@ -22,7 +22,7 @@ public struct TraceContext: Sendable, Equatable {
     static func parse(_ header: String) -> (String, String)? {
         // Byte-level: `Character.isHexDigit` also accepts full-width digits, which must never reach a header.
         guard header.utf8.count <= 512, header.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
-        let parts = header.trimmingSpaces().split(separator: "-", omittingEmptySubsequences: false)
+        let parts = header.trimmingASCII(" \t").split(separator: "-", omittingEmptySubsequences: false)
         let hex: (Substring) -> Bool = { part in
             part.utf8.allSatisfy {
                 (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0)
@@ -38,14 +38,5 @@ public struct TraceContext: Sendable, Equatable {
             return nil
         }
         return (trace, parent)
-    }
-}
-
-extension String {
-    fileprivate func trimmingSpaces() -> Substring {
-        var s = self[...]
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return s
     }
 }

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// The model endpoints, each served by its own list of stages (`Pipeline`).

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 
 /// Validates the body in the endpoint's API and records who the call is for.
 struct ParseStage: Stage {

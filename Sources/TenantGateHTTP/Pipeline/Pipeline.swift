@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 
 /// What every stage may use besides the call itself: where the answer goes and the worker's services.
 struct StageServices {

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// Applies the tenant's prompt template (by header, `metadata.prompt` or default) to a chat call.

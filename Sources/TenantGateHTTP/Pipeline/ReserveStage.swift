@@ -1,5 +1,6 @@
 import Dispatch
 import TenantGateCore
+import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 

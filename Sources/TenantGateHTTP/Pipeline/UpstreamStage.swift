@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// Calls the model through the fallback router and its provider: a whole answer is left for the reply

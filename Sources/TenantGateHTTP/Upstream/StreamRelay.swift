@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 
 /// A step every answer stream passes through between the provider's decoder and the client's API writer
 /// (guardrails hold back, redact or stop here). It sees every piece, the final `.end` included.

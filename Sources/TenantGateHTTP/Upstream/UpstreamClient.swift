@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// An upstream failure worth retrying (connect error, timeout, broken connection, 429, 5xx), with the
@@ -102,7 +103,7 @@ struct UpstreamClient {
     /// An upstream's `Retry-After` (delay-seconds) as milliseconds in `0…Bounds.maxRetryAfterSeconds` s;
     /// nil when absent or not a plain number (an HTTP date is not honoured). Never traps on any value.
     static func retryAfterMs(_ header: String?) -> Int? {
-        guard let text = header?.trimmingCharacters(in: " \t"), !text.isEmpty, text.utf8.count <= 32,
+        guard let text = header?.trimmingASCII(" \t"), !text.isEmpty, text.utf8.count <= 32,
             text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
         else { return nil }
         return min(Int(text) ?? Bounds.maxRetryAfterSeconds, Bounds.maxRetryAfterSeconds) * 1000

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateServing
 import TenantGateSystem
 
 /// The key and the headers of every upstream call.

@@ -54,27 +54,12 @@ public struct Request: Sendable {
         if let auth = headers["authorization"] {
             let parts = auth.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" {
-                return parts[1].trimmingCharacters(in: " \t")
+                return parts[1].trimmingASCII(" \t")
             }
             return ""
         }
-        return headers["x-api-key"]?.trimmingCharacters(in: " \t")
+        return headers["x-api-key"]?.trimmingASCII(" \t")
     }
-}
-
-extension Substring {
-    /// Drops the ASCII characters of `set` from both ends (byte by byte).
-    func trimmingCharacters(in set: String) -> String {
-        let drop = Array(set.utf8)
-        var bytes = utf8[...]
-        while let first = bytes.first, drop.contains(first) { bytes = bytes.dropFirst() }
-        while let last = bytes.last, drop.contains(last) { bytes = bytes.dropLast() }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String { self[...].trimmingCharacters(in: set) }
 }
 
 /// Where a response goes: head once, then body bytes; flush reports whether the client is still there.
@@ -110,8 +95,9 @@ extension ResponseSink {
 }
 
 /// Reason phrases for the statuses we send.
-enum HTTPStatus {
-    static func reason(_ status: Int) -> String {
+public enum HTTPStatus {
+    /// The reason phrase of `status`.
+    public static func reason(_ status: Int) -> String {
         switch status {
         case 200: return "OK"
         case 204: return "No Content"

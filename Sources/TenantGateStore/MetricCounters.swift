@@ -1,0 +1,67 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// The deployment-wide counters behind `/metrics`: written in the settlement transaction (so they cover
+/// every worker, survive restarts and never disagree with the execution log) and read back by the scrape.
+/// The only place that knows how they are named and stored.
+public struct MetricCounters {
+    private let db: SQLiteConnection
+
+    /// Counters over `db`.
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    /// Counts one settled request: requests, tokens, cost, durations and limit refusals.
+    public func count(_ record: ExecutionRecord) throws {
+        let tenant = MetricsFormat.escape(record.tenant)
+        let model = MetricsFormat.escape(record.model ?? "")
+        let base = "tenant=\"\(tenant)\",model=\"\(model)\""
+        try add("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
+        try add("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
+        try add("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
+        try add("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
+        try add("tenantgate_cost_nano_total", base, record.costNano)
+        try observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
+        if let upstream = record.upstreamMs {
+            try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
+        }
+        if record.status == 429, let limit = record.refusedLimit {
+            try add("tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
+        }
+    }
+
+    /// Every counter row, in name and label order, into `renderer`.
+    public func render(into renderer: inout MetricsFormat.Renderer) throws {
+        var name = ""
+        var nameBytes: [UInt8] = []
+        var labels: [UInt8] = []
+        try db.statement("SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le").forEach {
+            row in
+            // Consecutive rows mostly share name and labels: reuse them instead of copying again.
+            if !row.textEquals(0, nameBytes) {
+                name = row.text(0)
+                nameBytes = Array(name.utf8)
+            }
+            if !row.textEquals(1, labels) {
+                labels.removeAll(keepingCapacity: true)
+                row.appendText(1, to: &labels)
+            }
+            renderer.add(name: name, labels: labels, le: Int(row.int(2)), value: row.int(3))
+        }
+    }
+
+    private func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) throws {
+        guard delta != 0 else { return }
+        try db.statement(
+            """
+            INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(value + ?4 AS INTEGER)
+            """
+        ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
+    }
+
+    private func observe(_ name: String, _ labels: String, ms: Int) throws {
+        try add("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
+        try add("\(name)_sum_ms", labels, Int64(ms))
+        try add("\(name)_count", labels, 1)
+    }
+}

@@ -1,0 +1,48 @@
+import TenantGateSystem
+
+/// The worker processes alive, as each reports itself (pid, start, last seen, requests in flight).
+public struct WorkerRegistry {
+    private let db: SQLiteConnection
+
+    /// A registry over `db`.
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    /// Worker `pid` is alive with `inFlight` requests; rows unseen for a minute are dropped.
+    public func beat(pid: Int32, startedMs: Int64, nowMs: Int64, inFlight: Int) throws {
+        try db.statement(
+            """
+            INSERT INTO workers(pid, started_ms, seen_ms, in_flight) VALUES (?, ?, ?, ?)
+            ON CONFLICT(pid) DO UPDATE SET started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
+              in_flight = excluded.in_flight
+            """
+        ).run([.int(Int64(pid)), .int(startedMs), .int(nowMs), .int(Int64(inFlight))])
+        try db.statement("DELETE FROM workers WHERE seen_ms < ?").run([.int(nowMs - 60_000)])
+    }
+
+    /// Worker `pid` exited.
+    public func remove(pid: Int32) throws {
+        try db.statement("DELETE FROM workers WHERE pid = ?").run([.int(Int64(pid))])
+    }
+
+    /// Workers seen since `sinceMs`, and their requests in flight.
+    public func alive(sinceMs: Int64) throws -> (workers: Int64, inFlight: Int64) {
+        let row = try db.statement("SELECT COUNT(*), COALESCE(SUM(in_flight), 0) FROM workers WHERE seen_ms > ?")
+            .all([.int(sinceMs)]).first
+        return (row?[0].int ?? 0, row?[1].int ?? 0)
+    }
+}
+
+/// Housekeeping every worker does on its own connections.
+public enum Maintenance {
+    /// WAL frames past which a checkpoint restarts the log (32 MiB of 4 KiB pages).
+    public static let restartFrames = 8192
+
+    /// Copies what it can of the WAL into the database without waiting for readers.
+    public static func checkpoint(_ db: SQLiteConnection) throws { _ = try db.checkpoint() }
+
+    /// Checkpoints, and past `restartFrames` makes the WAL start over (briefly holding writers back):
+    /// under constant load passive checkpoints never let it start over and its file grows without bound.
+    public static func boundWAL(_ db: SQLiteConnection) throws {
+        if try db.checkpoint() > restartFrames { _ = try db.checkpoint(restart: true) }
+    }
+}
