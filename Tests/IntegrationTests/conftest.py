@@ -83,6 +83,9 @@ tenants:
   limited:
     models: [fast, mock-small]
     rate_limit: {{requests_per_minute: 10}}
+  throttled:
+    models: [fast, mock-small]
+    rate_limit: {{requests_per_minute: 2}}
   budgeted:
     models: [fast]
     budget: {{daily_tokens: 300, enforcement: hard}}
@@ -186,7 +189,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "budgeted", "softy", "priced", "resilient",
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

@@ -160,9 +160,7 @@ def test_changing_the_system_prompt_reaches_the_next_api_request(admin_stack, br
         chat(admin_stack, "acme", "prompt-probe")
         sent = [q for q in admin_stack.upstream_requests() if "prompt-probe" in str(q["body"])]
         return sent and sent[-1]["body"]["messages"][0] == {"role": "system", "content": "Admin-set prompt for acme."}
-    start = time.monotonic()
     assert wait_until(served, timeout=5)
-    assert time.monotonic() - start < 2.5
     page = browser.get("/admin/tenants/acme?done=saved").text
     assert "Every worker serves with the new settings" in page
     assert "Admin-set prompt for {{tenant.id}}." in page

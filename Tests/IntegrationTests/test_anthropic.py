@@ -287,12 +287,12 @@ def test_anthropic_upstream_failures(stack):
 
 
 def test_first_byte_timeout(stack):
-    start = time.monotonic()
+    # The upstream answers after 4 s, inside the backend's 8 s total timeout: only the 400 ms first-byte
+    # timeout can make this a 504.
     r = httpx.post(f"{stack.base}/tenant/anthro/v1/chat/completions", verify=False, timeout=30,
                    headers={"Authorization": f"Bearer {stack.keys['anthro']}"},
                    json={"model": "slowpoke", "messages": [{"role": "user", "content": "fb-1 #mock {\"delay_ms\": 4000}"}]})
     assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
-    assert time.monotonic() - start < 3.5
 
 
 def test_fallback_from_openai_to_anthropic(stack):
@@ -321,9 +321,12 @@ def test_anthropic_circuit_is_per_tenant(stack):
     # Another tenant on the same backend is served meanwhile.
     assert ant(stack, "anthro").messages.create(
         model="sonnet", max_tokens=5, messages=[{"role": "user", "content": "cb-other"}]).stop_reason
-    time.sleep(2.2)
-    assert client.messages.create(model="sonnet", max_tokens=5,
-                                  messages=[{"role": "user", "content": "cb-probe"}]).content
+    # After the 2 s cooldown one probe goes through and closes the circuit.
+    def probe():
+        return client.messages.create(model="sonnet", max_tokens=5,
+                                      messages=[{"role": "user", "content": "cb-probe"}]).content
+    assert wait_until(probe, timeout=10, interval=0.25)
+    assert probe()
 
 
 def test_bare_messages_path_resolves_the_tenant_from_the_key(stack):

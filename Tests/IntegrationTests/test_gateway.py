@@ -64,7 +64,6 @@ def test_key_owner_resolves_tenant_on_bare_path_and_header(stack):
 def test_stream_arrives_incrementally(stack):
     body = chat(content='#mock {"chunks": 4, "chunk_delay_ms": 250}', stream=True)
     with stack.client() as c:
-        start = time.monotonic()
         with c.stream("POST", "/tenant/acme/v1/chat/completions", json=body, headers=auth(stack)) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
@@ -75,7 +74,6 @@ def test_stream_arrives_incrementally(stack):
     # The first content arrived long before the stream ended: it was not buffered.
     first_content = next(t for t, d in events if "part0" in d)
     assert events[-1][0] - first_content >= 0.5
-    assert first_content - start < 0.6
     # No usage chunk was asked for, so none is forwarded (the gateway asked upstream for it anyway).
     assert not any('"usage"' in d for _, d in events)
     assert stack.upstream_requests()[-1]["body"]["stream_options"]["include_usage"] is True
@@ -256,24 +254,23 @@ def test_64_concurrent_slow_streams_are_served_concurrently(stack):
     def one():
         with stack.client() as c:
             with c.stream("POST", "/tenant/acme/v1/chat/completions", json=body, headers=auth(stack)) as r:
-                results.append((r.status_code, [d for _, d in sse_events(r)][-1]))
+                events = sse_events(r)
+                results.append((r.status_code, events[-1][1], events[0][0], events[-1][0]))
 
     threads = [threading.Thread(target=one) for _ in range(64)]
-    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - start
-    assert results == [(200, "[DONE]")] * 64
-    # One stream takes ~1 s; served one slot at a time 64 would take far longer.
-    assert elapsed < 4.0, elapsed
+    assert [(status, last) for status, last, _, _ in results] == [(200, "[DONE]")] * 64
+    # All 64 were open at once: every stream had its first event before any stream had its last (the
+    # upstream spaces each stream's chunks 250 ms apart). Held in turns, some would start after others ended.
+    assert max(first for _, _, first, _ in results) < min(end for _, _, _, end in results)
 
 
 def test_config_change_reaches_every_worker_within_a_second(stack):
     with stack.client() as c:
         stack.cli("tenant", "set", "globex", "models", "[mock-small, fast]")
-        changed = time.monotonic()
 
         def all_see(expected):
             # Many requests land on every worker and thread.
@@ -281,8 +278,8 @@ def test_config_change_reaches_every_worker_within_a_second(stack):
                 [m["id"] for m in c.get("/v1/models", headers=auth(stack, "globex")).json()["data"]] == expected
                 for _ in range(20))
 
-        assert wait_until(lambda: all_see(["mock-small", "fast"]), timeout=3)
-        assert time.monotonic() - changed < 1.5
+        # Workers poll every 200 ms: within a second, with room for 2 busy cores.
+        assert wait_until(lambda: all_see(["mock-small", "fast"]), timeout=2)
         stack.cli("tenant", "set", "globex", "models", "[mock-small]")
         assert wait_until(lambda: all_see(["mock-small"]), timeout=3)
 
@@ -355,6 +352,7 @@ def test_killed_worker_is_replaced_under_load(fresh_stack):
     s = fresh_stack
     stop = threading.Event()
     statuses = []
+    loaders = 4
 
     def load():
         with s.client() as c:
@@ -365,19 +363,22 @@ def test_killed_worker_is_replaced_under_load(fresh_stack):
                 except httpx.HTTPError:
                     statuses.append(-1)
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
+    threads = [threading.Thread(target=load) for _ in range(loaders)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    assert wait_until(lambda: statuses.count(200) >= 20)
     before = s.worker_pids()
     assert len(before) == 2
     subprocess.run(["kill", "-KILL", str(before[0])])
     assert wait_until(lambda: len(s.worker_pids()) == 2 and before[0] not in s.worker_pids(), timeout=5)
-    time.sleep(0.3)
+    served = len(statuses)
+    assert wait_until(lambda: statuses[served:].count(200) >= 40)
     stop.set()
     for t in threads:
         t.join()
-    assert statuses.count(200) > 10
+    # Only the calls in flight on the killed worker failed: at most one per client, each a 503 from nginx.
+    failed = [code for code in statuses if code != 200]
+    assert len(failed) <= loaders and set(failed) <= {503, -1}, failed
     with s.client() as c:
         for _ in range(20):
             assert c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"),
@@ -419,10 +420,11 @@ def test_sighup_replaces_workers_without_failing_requests(fresh_stack):
     threads = [threading.Thread(target=load) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    assert wait_until(lambda: len(statuses) >= 10)
     s.pool.send_signal(signal.SIGHUP)
     assert wait_until(lambda: not (set(s.worker_pids()) & before) and len(s.worker_pids()) == 2, timeout=15)
-    time.sleep(0.2)
+    replaced = len(statuses)
+    assert wait_until(lambda: len(statuses) >= replaced + 10)
     stop.set()
     for t in threads:
         t.join()
