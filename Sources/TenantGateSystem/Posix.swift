@@ -171,7 +171,7 @@ public final class OSThread: @unchecked Sendable {  // the id is written once be
 
     private init(body: @escaping @Sendable () -> Void) { self.body = body }
 
-    /// Starts `body` on a new detached thread with a 512 KiB stack.
+    /// Starts `body` on a new detached thread with a 1 MiB stack.
     @discardableResult
     public static func start(_ body: @escaping @Sendable () -> Void) -> OSThread? {
         let thread = OSThread(body: body)

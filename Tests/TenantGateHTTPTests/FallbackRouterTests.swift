@@ -30,6 +30,17 @@ import TenantGateServing
         FallbackRouter(circuits: circuits, log: AppLog(path: "/dev/null", level: "error"), clock: clock)
     }
 
+    /// Two failures of each remote backend open both circuits (errors: 2); the mock serves meanwhile.
+    func openBothRemoteCircuits() throws {
+        for _ in 0..<2 {
+            try router.serve(chain, tenant: tenant, started: { false }, onRetry: {}) { candidate, _ in
+                if candidate.backend.name != "demo" {
+                    throw RetryableUpstream(error: .upstreamTimeout, retryAfterMs: nil)
+                }
+            }
+        }
+    }
+
     @Test func theChainIsTheAllowListedFallbacksInOrder() {
         #expect(chain.map(\.name) == ["a", "b", "m"])
     }
@@ -69,11 +80,7 @@ import TenantGateServing
     }
 
     @Test func anOpenCircuitSkipsItsBackendUntilTheProbe() throws {
-        let failing: (FallbackRouter.Candidate, Int) throws -> Void = { candidate, _ in
-            if candidate.backend.name != "demo" { throw RetryableUpstream(error: .upstreamTimeout, retryAfterMs: nil) }
-        }
-        // Two failures of each remote backend open both circuits (errors: 2); the mock serves.
-        for _ in 0..<2 { try router.serve(chain, tenant: tenant, started: { false }, onRetry: {}, failing) }
+        try openBothRemoteCircuits()
         var tried: [String] = []
         try router.serve(chain, tenant: tenant, started: { false }, onRetry: {}) { candidate, _ in
             tried.append(candidate.name)
@@ -93,10 +100,7 @@ import TenantGateServing
     @Test func circuitsAreTheTenantsOwn() throws {
         let renamed = routedConfig.replacingOccurrences(of: "\"acme\"", with: "\"beta\"")
         let beta = try #require(try gatewayConfig(renamed).tenants["beta"])
-        let failing: (FallbackRouter.Candidate, Int) throws -> Void = { candidate, _ in
-            if candidate.backend.name != "demo" { throw RetryableUpstream(error: .upstreamTimeout, retryAfterMs: nil) }
-        }
-        for _ in 0..<2 { try router.serve(chain, tenant: tenant, started: { false }, onRetry: {}, failing) }
+        try openBothRemoteCircuits()
         var tried: [String] = []
         try router.serve(chain, tenant: beta, started: { false }, onRetry: {}) { candidate, _ in
             tried.append(candidate.name)
