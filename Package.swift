@@ -16,12 +16,14 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .systemLibrary(name: "CUtf8proc", pkgConfig: "libutf8proc", providers: [.apt(["libutf8proc-dev"])]),
         // Atomics on memory shared between worker processes (no library: compiler built-ins).
         .systemLibrary(name: "CAtomics"),
         // The only Swift module that imports C.
         .target(
             name: "TenantGateSystem",
-            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL", "CAtomics"]
+            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL", "CAtomics", "CPCRE2", "CUtf8proc"]
         ),
         // The domain: no C, no I/O.
         .target(name: "TenantGateCore"),

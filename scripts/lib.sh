@@ -21,7 +21,8 @@ tg_need_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-TG_RUNTIME_PACKAGES=(nginx-light libfcgi-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev openssl curl pkg-config ca-certificates)
+TG_RUNTIME_PACKAGES=(nginx-light libfcgi-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev libpcre2-dev libutf8proc-dev
+    openssl curl pkg-config ca-certificates)
 
 tg_check_swift() {
     command -v swift >/dev/null || { echo "swift not found: install Swift 6 (https://swift.org) and retry" >&2; exit 1; }

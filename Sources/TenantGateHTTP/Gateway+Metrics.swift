@@ -15,6 +15,9 @@ extension Gateway {
             "histogram", "Time from request to the last byte, by tenant and model."
         ),
         "tenantgate_upstream_duration_seconds": ("histogram", "Time spent in the upstream call, by tenant and model."),
+        "tenantgate_policy_triggers_total": (
+            "counter", "Guardrail policy triggers by tenant, policy, action and mode (shadow: recorded only)."
+        ),
     ]
 
     /// `GET /metrics`: Prometheus text for the whole deployment, from the shared database. nginx allows

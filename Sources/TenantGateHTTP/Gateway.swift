@@ -156,6 +156,7 @@ final class Gateway: Sendable {
         record.fallbackUsed = call.served.fallbackUsed
         record.retries = call.served.retries
         record.refusedLimit = call.hold.refusedLimit
+        record.policyTriggers = call.policyTriggers
         if let claim = call.hold.leaseClaim {
             resources.leases.settle(claim, record: record)
         } else {
@@ -355,6 +356,9 @@ final class Gateway: Sendable {
         ]
         if let key = exchange.keyID { fields.append(("key_id", .string(key))) }
         if let prompt = exchange.call?.prompt { fields.append(("prompt", .string("\(prompt.name)@\(prompt.version)"))) }
+        if let triggers = exchange.call?.policyTriggers, !triggers.isEmpty {
+            fields.append(("policy", .string(triggers.map(\.summary).joined(separator: ","))))
+        }
         fields.append(("trace_id", .string(exchange.trace.traceID)))
         if let code = exchange.errorCode { fields.append(("error", .string(code))) }
         let level = exchange.status >= 500 ? "error" : exchange.status >= 400 ? "warn" : "info"

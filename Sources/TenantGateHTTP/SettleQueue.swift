@@ -5,8 +5,9 @@ import TenantGateStore
 import TenantGateSystem
 
 /// Group commit for settlements: request threads hand their execution record over and move on; one
-/// thread per worker writes everything queued in one transaction, woken when the queue stops being empty.
-/// What queues while it commits goes in the next transaction, so batches grow with the load.
+/// thread per worker writes everything queued in one transaction, woken when the queue stops being empty
+/// (then waiting `commitDelayMs` for company). What queues while it commits goes in the next transaction,
+/// so batches grow with the load.
 ///
 /// A reservation stays held until its settlement commits, so hard budgets stay conservative in the
 /// meantime. A drained worker flushes the queue before it exits; a worker killed with SIGKILL loses at
@@ -36,6 +37,8 @@ final class SettleQueue: Sendable {
     static let capacity = 65_536
     /// Tries of one batch before it is dropped.
     static let maxAttempts = 20
+    /// How long the writer waits after the first item arrives, for more to share its transaction.
+    static let commitDelayMs = 1
 
     init(writer: SharedWriter, log: AppLog) {
         self.writer = writer
@@ -76,6 +79,8 @@ final class SettleQueue: Sendable {
         OSThread.start { [self] in
             while true {
                 wake.wait()
+                // Commit delay: concurrent requests finishing within a millisecond share the transaction.
+                Posix.sleepMs(SettleQueue.commitDelayMs)
                 flush()
             }
         }

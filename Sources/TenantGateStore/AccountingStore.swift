@@ -25,6 +25,8 @@ public struct ExecutionRecord: Sendable {
     public var traceID: String?
     /// For a rate refusal, which limit (`requests` or `tokens`); for a budget refusal, which budget.
     public var refusedLimit: String?
+    /// What guardrail policies did to the request and its answer.
+    public var policyTriggers: [PolicyTrigger] = []
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
@@ -535,8 +537,8 @@ public struct AccountingStore {
                 """
                 INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
                   error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
-                  streamed, fallback_used, retries, prompt, trace_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  streamed, fallback_used, retries, prompt, trace_id, policy_triggers)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
             ).run([
                 .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
@@ -546,6 +548,7 @@ public struct AccountingStore {
                 .int(Int64(record.usage.cachedTokens)), .int(record.costNano), .int(record.streamed ? 1 : 0),
                 .int(record.fallbackUsed ? 1 : 0), .int(Int64(record.retries)), opt(record.prompt),
                 opt(record.traceID),
+                record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString),
             ])
             try db.statement(
                 """

@@ -119,8 +119,28 @@ public struct ConfigStore {
             let current = try loadState()
             let next = try sealUpstreamKeys(try change(current), masterKey: masterKey)
             _ = try GatewayConfig(state: next, keys: [], version: 0)
+            try ConfigStore.checkPatterns(next)
             try write(next, over: current, now: Posix.wallMicros() / 1_000_000)
             try written?(current, next)
+        }
+    }
+
+    /// Every tenant pattern compiles and stays within PCRE2's limits on adversarial input (a pattern that
+    /// could run away is refused here, when it is saved, never when traffic meets it).
+    public static func checkPatterns(_ state: ConfigState) throws(ConfigError) {
+        var lists: [(String, JSONValue?)] = [("defaults.policies", state.settings["defaults"]?["policies"])]
+        for (id, json) in state.tenants.sorted(by: { $0.key < $1.key }) {
+            lists.append(("tenants.\(id).policies", json["policies"]))
+        }
+        for (path, list) in lists {
+            for (i, rule) in (list?.arrayValue ?? []).enumerated() {
+                guard let pattern = rule["pattern"]?.stringValue else { continue }
+                do {
+                    try Regex.validate(pattern)
+                } catch {
+                    throw ConfigError(path: "\(path)[\(i)].pattern", message: "\(error)", line: nil)
+                }
+            }
         }
     }
 

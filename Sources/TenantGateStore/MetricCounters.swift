@@ -24,6 +24,12 @@ public struct MetricCounters {
         if let upstream = record.upstreamMs {
             try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
         }
+        for trigger in record.policyTriggers {
+            try add(
+                "tenantgate_policy_triggers_total",
+                "tenant=\"\(tenant)\",policy=\"\(MetricsFormat.escape(trigger.policy))\",action=\"\(trigger.action.rawValue)\",mode=\"\(trigger.mode.rawValue)\"",
+                1)
+        }
         if record.status == 429, let limit = record.refusedLimit {
             try add("tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
         }

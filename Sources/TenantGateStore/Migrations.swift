@@ -145,6 +145,11 @@ public enum Migrations {
             user TEXT NOT NULL, address TEXT NOT NULL, last_ms INTEGER NOT NULL, PRIMARY KEY (user, address)
         ) STRICT, WITHOUT ROWID;
         """,
+        // 7: guardrail triggers of each execution (JSON: policy, phase, action, mode, detector, length; never
+        // the matched text).
+        """
+        ALTER TABLE executions ADD COLUMN policy_triggers TEXT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

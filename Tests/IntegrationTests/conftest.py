@@ -86,6 +86,17 @@ tenants:
   throttled:
     models: [fast, mock-small]
     rate_limit: {{requests_per_minute: 2}}
+  guarded:
+    models: [fast, sonnet, mock-small]
+    rate_limit: {{requests_per_minute: 1000}}
+    policies:
+      - preset: secrets-block
+      - {{name: cards, phase: egress, detector: pii.card, action: redact}}
+      - {{name: no-word, phase: ingress, keywords: [forbidden-word], action: block, message: "Not here."}}
+      - {{name: mails, phase: egress, detector: pii.email, action: block, mode: shadow}}
+      - {{name: injection, phase: ingress, detector: "inject.*", action: log}}
+      - {{name: codes, phase: egress, pattern: "ZX-[0-9]{{4}}", action: redact, replacement: "[code]"}}
+      - {{name: stop-keys, phase: egress, detector: secret.pem, action: block, message: "Withheld."}}
   budgeted:
     models: [fast]
     budget: {{daily_tokens: 300, enforcement: hard}}
@@ -189,7 +200,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "budgeted", "softy", "priced", "resilient",
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

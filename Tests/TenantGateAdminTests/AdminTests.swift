@@ -73,7 +73,7 @@ import Testing
 
     @Test func buildsAValidTenantAndKeepsKeysTheFormDoesNotOwn() throws {
         let current = try JSONParser.parse(
-            #"{"name":"Old","models":["a"],"policies":[{"name":"p","classifier":"pii","threshold":0.5,"stage":"ingress","action":"log"}],"budget":{"daily_usd":5},"upstream_keys":{"openai":"encrypted:sk-…abcd"}}"#
+            #"{"name":"Old","models":["a"],"policies":[{"name":"p","detector":"pii.any","threshold":0.5,"phase":"ingress","action":"log"}],"budget":{"daily_usd":5},"upstream_keys":{"openai":"encrypted:sk-…abcd"}}"#
         )
         let submitted = try form([
             ("name", "New <b>"), ("models", "a, b\nc"), ("fallbacks", "a: b, c"), ("system_prompt", "Hi {{date}}"),

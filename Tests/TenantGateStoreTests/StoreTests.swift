@@ -33,7 +33,7 @@ let yaml = """
         models: [m, g]
         system_prompt: "Line one\\nLine \\"two\\""
         policies:
-          - {name: no_pii, classifier: pii, threshold: 0.5, stage: ingress, action: redact}
+          - {name: no_pii, detector: pii.any, threshold: 0.5, phase: ingress, action: redact}
     """
 
 @Suite struct StoreTests {

@@ -178,7 +178,19 @@ extension ConfigSchema {
         "audit": .object(["retention_days": .integer(min: 1, max: 3650), "capture_bodies": .boolean]),
         "cache": .object(["ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0, max: 1)]),
         "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
+        "policies": .list(policy, maxCount: 64),
+        "policy_hold_back": .integer(min: 0, max: 8192),
     ]
+
+    /// One guardrail rule, or `{preset: <name>}` (semantics are checked when the snapshot is built).
+    static let policy: ConfigSchema = .object([
+        "preset": .string(maxLength: 64), "name": .string(maxLength: 100),
+        "phase": .oneOf(PolicyPhase.allCases.map(\.rawValue)), "detector": .string(maxLength: 64),
+        "pattern": .string(maxLength: 1024), "keywords": .list(.string(maxLength: 200), maxCount: 500),
+        "threshold": .number(min: 0, max: 1), "action": .oneOf(PolicyAction.allCases.map(\.rawValue)),
+        "mode": .oneOf(PolicyMode.allCases.map(\.rawValue)), "message": .string(maxLength: 1000),
+        "replacement": .string(maxLength: 200), "on_error": .oneOf(["open", "closed"]),
+    ])
 
     /// One tenant.
     public static let tenant: ConfigSchema = {
@@ -192,12 +204,6 @@ extension ConfigSchema {
         fields["variables"] = .map(.string(maxLength: 4096), keys: .name)
         fields["upstream_keys"] = .map(.nullable(.string(maxLength: 4096)), keys: .name)
         fields["auth_passthrough"] = .boolean
-        fields["policies"] = .list(
-            .object([
-                "name": .string(maxLength: 128), "classifier": .string(maxLength: 128),
-                "threshold": .number(min: 0, max: 1), "stage": .oneOf(["ingress", "midstream", "egress"]),
-                "action": .oneOf(["block", "redact", "flag", "log"]),
-            ]), maxCount: 100)
         return .object(fields)
     }()
 

@@ -109,6 +109,8 @@ public struct TenantConfig: Sendable {
     public let maxConcurrent: Int?
     /// The effective settings document (defaults deep-merged with the tenant's own keys).
     public let effective: JSONValue
+    /// Guardrail policies (defaults' rules, then the tenant's, by name).
+    public var policies = PolicySet.none
 
     /// The default model, if any.
     public var defaultModel: String? { models.first }
@@ -284,6 +286,9 @@ public struct GatewayConfig: Sendable {
                 unavailableUpstreamKeys: unavailableUpstreamKeys[id] ?? [],
                 authPassthrough: json["auth_passthrough"]?.boolValue ?? false,
                 maxConcurrent: effective["limits"]?["max_concurrent"]?.intValue, effective: effective)
+            tenants[id]?.policies = try PolicySet.parse(
+                defaults: defaults["policies"], tenant: json["policies"],
+                holdBack: effective["policy_hold_back"]?.intValue, path: "tenants.\(id)")
         }
         let order = (state.settings["resolution"]?.arrayValue ?? []).compactMap {
             $0.stringValue.flatMap(ResolutionSource.init(rawValue:))

@@ -12,6 +12,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case missingProviderKey
     case tenantMismatch
     case featureDisabled(String)
+    /// A tenant guardrail policy refused the request (its name, and its message if it has one).
+    case policyBlocked(policy: String, message: String?)
     case modelNotAllowed(String)
     case tenantNotFound
     case notFound
@@ -38,7 +40,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         switch self {
         case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt: return 400
         case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return 401
-        case .tenantMismatch, .featureDisabled, .modelNotAllowed: return 403
+        case .tenantMismatch, .featureDisabled, .modelNotAllowed, .policyBlocked: return 403
         case .tenantNotFound, .notFound: return 404
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
@@ -60,6 +62,7 @@ public enum GatewayError: Error, Equatable, Sendable {
             return "invalid_request_error"
         case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return "authentication_error"
         case .tenantMismatch, .featureDisabled: return "permission_error"
+        case .policyBlocked: return "policy_error"
         case .rateLimited(let limit, _): return limit
         case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
         case .concurrencyLimited(let scope, _): return scope == "pool" ? "pool_concurrency" : "concurrency"
@@ -86,6 +89,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .loginBusy: return "login_busy"
         case .tenantMismatch: return "tenant_mismatch"
         case .featureDisabled: return "feature_disabled"
+        case .policyBlocked: return "policy_blocked"
         case .modelNotAllowed: return "model_not_allowed"
         case .tenantNotFound: return "tenant_not_found"
         case .notFound: return "not_found"
@@ -123,6 +127,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .loginBusy: return "Too many logins are being checked right now; try again in a moment."
         case .tenantMismatch: return "The credential does not belong to this tenant."
         case .featureDisabled(let flag): return "Feature '\(flag)' is disabled for this tenant."
+        case .policyBlocked(let policy, let message):
+            return "Refused by policy '\(policy)'" + (message.map { ": \($0)" } ?? ".")
         case .modelNotAllowed(let model): return "Model '\(model)' is not available to this tenant."
         case .tenantNotFound: return "Unknown tenant."
         case .notFound: return "Not found."

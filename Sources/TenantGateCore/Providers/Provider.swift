@@ -16,6 +16,9 @@ public struct ProviderCall: Sendable {
     public var completionID: String
     /// Seconds since the epoch, for the `created` field.
     public var created: Int
+    /// Whether a native stream may pass through as it came; false when stream filters must read every
+    /// piece (guardrails), so it is decoded into chunks and written again in the client's API.
+    public var passthrough = true
 
     /// Creates a call.
     public init(

@@ -11,19 +11,19 @@ public struct ChunkFactory: Sendable {
         self.created = created
     }
 
-    /// A chunk with one choice carrying `delta` (and a finish reason on the last one).
-    public func delta(_ delta: JSONValue, finish: String? = nil) -> JSONValue {
+    /// A chunk with one choice (`index`) carrying `delta` (and a finish reason on the last one).
+    public func delta(_ delta: JSONValue, finish: String? = nil, index: Int = 0) -> JSONValue {
+        wrap(
+            .object([
+                ("index", .int(index)), ("delta", delta), ("finish_reason", finish.map { .string($0) } ?? .null),
+            ]))
+    }
+
+    /// A chunk carrying the one choice object `choice`.
+    public func wrap(_ choice: JSONValue) -> JSONValue {
         .object([
             ("id", .string(id)), ("object", .string("chat.completion.chunk")), ("created", .int(created)),
-            ("model", .string(model)),
-            (
-                "choices",
-                .array([
-                    .object([
-                        ("index", .int(0)), ("delta", delta), ("finish_reason", finish.map { .string($0) } ?? .null),
-                    ])
-                ])
-            ),
+            ("model", .string(model)), ("choices", .array([choice])),
         ])
     }
 

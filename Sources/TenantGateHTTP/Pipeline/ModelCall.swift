@@ -90,6 +90,8 @@ struct ModelCall: Sendable {
     var accountable: Bool
     /// Upstream: what served and what it reported.
     var served = Served()
+    /// Guard, egress and stream filter: what the tenant's policies did.
+    var policyTriggers: [PolicyTrigger] = []
     /// A whole answer not sent yet (streams are relayed as they come).
     var reply: PendingReply?
     /// The status the client got (499 when it left), and the error code, if any.

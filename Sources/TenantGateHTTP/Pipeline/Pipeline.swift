@@ -31,12 +31,13 @@ struct Pipeline: Sendable {
     let stages: [any Stage]
 
     static let chat = Pipeline(stages: [
-        ParseStage(), ModelStage(), GatesStage(), PromptStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
+        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), ReserveStage(), UpstreamStage(),
+        EgressStage(), ReplyStage(),
     ])
     /// `/v1/messages` is the chat pipeline: parse reads Anthropic's shape, reply writes it.
     static let messages = chat
     static let embeddings = Pipeline(stages: [
-        ParseStage(), GatesStage(), ModelStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
+        ParseStage(), GatesStage(), ModelStage(), GuardStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
     ])
     /// Free like upstream: a backend that cannot count is answered by the estimate, before any reservation.
     static let countTokens = Pipeline(stages: [

@@ -35,6 +35,8 @@ struct UpstreamStage: Stage {
         // Only Anthropic clients see it (in message_start, before the exact count arrives).
         let inputEstimate = call.api == .anthropic ? TokenEstimate.prompt(chat.promptText) : 0
         let created = Int(Posix.wallMicros() / 1_000_000)
+        // Mid-stream policies read every piece: native streams are decoded and written again.
+        let guarded = chat.stream && call.tenant.policies.any(.midstream)
         try router.serve(
             target.chain, tenant: call.tenant, started: { sink.headWritten }, onRetry: { retries += 1 }
         ) { candidate, index in
@@ -42,11 +44,12 @@ struct UpstreamStage: Stage {
             call.served.backend = candidate.backend.name
             call.served.fallbackUsed = index > 0
             call.served.retries = retries
-            let providerCall = ProviderCall(
+            var providerCall = ProviderCall(
                 chat: chat, model: candidate.model, backend: candidate.backend, completionID: call.completionID,
                 created: created, messages: messages, nativeSystem: call.nativeSystem,
                 anthropicVersion: UpstreamClient.headerValue(call.request.headers["anthropic-version"]),
                 anthropicBeta: UpstreamClient.headerValue(call.request.headers["anthropic-beta"]))
+            providerCall.passthrough = !guarded
             let writer = ReplyWriter(
                 api: call.api, includeUsage: chat.includeUsage, completionID: call.completionID,
                 model: candidate.name, inputEstimate: inputEstimate)
@@ -97,14 +100,18 @@ struct UpstreamStage: Stage {
         _ services: StageServices
     ) {
         var relay = StreamRelay(
-            writer: writer, filters: services.streamFilters, sink: services.sink, headers: call.answerHeaders)
+            writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+            headers: call.answerHeaders)
         relay.open()
         call.status = 200
+        defer { call.policyTriggers += UpstreamStage.triggers(relay) }
         let factory = ChunkFactory(id: call.completionID, model: call.served.model ?? "", created: created)
         for piece in pieces {
             guard relay.write([piece], usage: usage, usageChunk: { factory.usage($0) }) else {
-                call.status = 499
-                call.errorCode = "client_closed"
+                if relay.clientGone {
+                    call.status = 499
+                    call.errorCode = "client_closed"
+                }
                 return
             }
         }
@@ -119,7 +126,9 @@ struct UpstreamStage: Stage {
     ) throws {
         var decoder = decoder
         var relay = StreamRelay(
-            writer: writer, filters: services.streamFilters, sink: services.sink, headers: call.answerHeaders)
+            writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+            headers: call.answerHeaders)
+        defer { call.policyTriggers += UpstreamStage.triggers(relay) }
         var parser = SSEParser()
         var errorBody = [UInt8]()
         var broken = false
@@ -169,7 +178,9 @@ struct UpstreamStage: Stage {
         }
         call.status = 200
         var failure: GatewayError?
-        if let message = decoder.failure {
+        if relay.stoppedByFilter {
+            // A policy ended the answer: a proper end (content_filter) went out already.
+        } else if let message = decoder.failure {
             failure = .upstreamError("the upstream stream reported an error: \(message.prefix(300))")
         } else if broken {
             failure = .upstreamError("the upstream stream sent an oversized event")
@@ -184,6 +195,17 @@ struct UpstreamStage: Stage {
             if !(decoder.forwardsFailure && decoder.failure != nil) { relay.fail(failure) }
         }
         services.sink.flush()
+    }
+
+    /// The stream filters of this call: the worker's, then the tenant's mid-stream policies.
+    static func filters(_ call: ModelCall, _ services: StageServices) -> [any StreamFilter] {
+        guard call.tenant.policies.any(.midstream) else { return services.streamFilters }
+        return services.streamFilters + [PolicyFilter(engine: Guardrails.engine(call.tenant.policies))]
+    }
+
+    /// What the policy filter of `relay` recorded.
+    static func triggers(_ relay: StreamRelay) -> [PolicyTrigger] {
+        relay.filters.compactMap { $0 as? PolicyFilter }.flatMap(\.allTriggers)
     }
 
     // MARK: embeddings and token counts

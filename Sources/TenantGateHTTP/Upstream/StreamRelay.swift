@@ -6,6 +6,12 @@ import TenantGateServing
 protocol StreamFilter: Sendable {
     /// The pieces to pass on for `piece` (none to hold it back, several to release what was held).
     mutating func filter(_ piece: StreamPiece) -> [StreamPiece]
+    /// It ended the answer (a block): the relay stops reading the upstream.
+    var stopped: Bool { get }
+}
+
+extension StreamFilter {
+    var stopped: Bool { false }
 }
 
 /// Relays one answer stream to the client: provider pieces → stream filters → the client's API writer →
@@ -13,11 +19,13 @@ protocol StreamFilter: Sendable {
 /// fallback starts from the same state.
 struct StreamRelay {
     private var writer: ReplyWriter
-    private var filters: [any StreamFilter]
+    private(set) var filters: [any StreamFilter]
     private let sink: ResponseSink
     private let headers: [(String, String)]
     /// The client went away (a write or flush failed).
     private(set) var clientGone = false
+    /// A filter ended the answer.
+    private(set) var stoppedByFilter = false
 
     init(writer: ReplyWriter, filters: [any StreamFilter], sink: ResponseSink, headers: [(String, String)]) {
         self.writer = writer
@@ -58,10 +66,12 @@ struct StreamRelay {
                 }
             }
         }
-        guard !out.isEmpty else { return !clientGone }
-        sink.body(out)
-        if !sink.flush() { clientGone = true }
-        return !clientGone
+        if filters.contains(where: \.stopped) { stoppedByFilter = true }
+        if !out.isEmpty {
+            sink.body(out)
+            if !sink.flush() { clientGone = true }
+        }
+        return !clientGone && !stoppedByFilter
     }
 
     /// A final error event and a clean end, so SDKs raise instead of hanging.

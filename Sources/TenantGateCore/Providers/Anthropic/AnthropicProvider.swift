@@ -32,7 +32,7 @@ public struct AnthropicProvider: RemoteChatProvider, TokenCountingProvider {
     public func streamDecoder(_ call: ProviderCall) -> any StreamDecoder {
         AnthropicStreamDecoder(
             translator: AnthropicStreamTranslator(id: call.completionID, model: call.model.name, created: call.created),
-            native: call.messages != nil)
+            native: call.messages != nil && call.passthrough)
     }
 
     public func countTokensRequest(

@@ -1,0 +1,168 @@
+/// A tenant's compiled regular expression, matched with bounded work (the worker implements it over PCRE2).
+public protocol PatternMatching: Sendable {
+    /// Every non-overlapping match in `text`; throws when the match limits are reached.
+    func matches(in text: [UInt8]) throws -> [Range<Int>]
+}
+
+/// What one rule did (or, in shadow mode, would have done). Never holds the matched text.
+public struct PolicyTrigger: Sendable, Equatable {
+    public let policy: String
+    public let phase: PolicyPhase
+    public let action: PolicyAction
+    public let mode: PolicyMode
+    /// The detector family, `pattern` or `keywords`.
+    public let detector: String
+    /// Bytes matched (0 when the check failed and `on_error: closed` acted).
+    public let length: Int
+    /// The detector failed at run time.
+    public let failed: Bool
+
+    /// As stored with the execution.
+    public var json: JSONValue {
+        .object([
+            ("policy", .string(policy)), ("phase", .string(phase.rawValue)), ("action", .string(action.rawValue)),
+            ("mode", .string(mode.rawValue)), ("detector", .string(detector)), ("length", .int(length)),
+            ("failed", .bool(failed)),
+        ])
+    }
+
+    /// `name:action` with `(shadow)` when it changed nothing, for logs.
+    public var summary: String { "\(policy):\(action.rawValue)\(mode == .shadow ? "(shadow)" : "")" }
+}
+
+extension Array where Element == PolicyTrigger {
+    /// As stored with the execution: a JSON array.
+    public var json: JSONValue { .array(map(\.json)) }
+}
+
+/// The outcome of checking one text.
+public struct PolicyVerdict: Sendable {
+    /// The text to use (redactions applied); the input when nothing changed.
+    public var text: [UInt8]
+    /// The rule that blocks it, if one does (enforced).
+    public var blockedBy: Policy?
+    /// Messages of enforced `inject` rules that triggered.
+    public var injected: [String] = []
+    public var triggers: [PolicyTrigger] = []
+    /// Whether the text changed.
+    public var changed = false
+
+    /// A verdict on `text` with nothing found yet.
+    public init(text: [UInt8]) { self.text = text }
+}
+
+/// Runs a policy set's rules of one phase over text: finds matches on normalized text, maps them back to
+/// the original bytes, and applies the actions.
+public struct PolicyEngine: Sendable {
+    public let set: PolicySet
+    let folding: any ScalarFolding
+    let patterns: @Sendable (String) -> (any PatternMatching)?
+
+    /// An engine for `set`; `patterns` gives the compiled matcher of a tenant pattern (nil: cannot).
+    public init(
+        set: PolicySet, folding: any ScalarFolding, patterns: @escaping @Sendable (String) -> (any PatternMatching)?
+    ) {
+        self.set = set
+        self.folding = folding
+        self.patterns = patterns
+    }
+
+    /// One rule's match in original bytes.
+    struct Finding {
+        let rule: Policy
+        let range: Range<Int>
+        let failed: Bool
+    }
+
+    /// Matches of `phase`'s rules in `text`, in original byte ranges, by start.
+    func findings(_ text: [UInt8], phase: PolicyPhase) -> [Finding] {
+        let rules = set.rules.filter { $0.applies(to: phase) }
+        guard !rules.isEmpty, !text.isEmpty else { return [] }
+        let norm = NormalizedText(text, folding: folding)
+        var out: [Finding] = []
+        for rule in rules {
+            var spans: [Range<Int>] = []
+            var failed = false
+            switch rule.matcher {
+            case .detectors(let ids, _):
+                for id in ids {
+                    spans += Detectors.scan(id, norm.bytes).filter { $0.score >= rule.threshold }.map(\.range)
+                }
+            case .keywords(let list):
+                spans = list.matcher.scan(norm.bytes).map(\.range)
+            case .pattern(let pattern):
+                if let matcher = patterns(pattern), let found = try? matcher.matches(in: norm.bytes) {
+                    spans = found.filter { $0.count <= PolicySet.maxPatternSpan }
+                } else {
+                    failed = true
+                }
+            }
+            if failed {
+                if rule.onError == .closed { out.append(Finding(rule: rule, range: 0..<0, failed: true)) }
+                continue
+            }
+            for span in spans where !span.isEmpty {
+                out.append(Finding(rule: rule, range: norm.originalRange(span), failed: false))
+            }
+        }
+        return out.sorted { $0.range.lowerBound < $1.range.lowerBound }
+    }
+
+    /// Checks a whole text (a request message, or a whole answer).
+    public func check(_ text: [UInt8], phase: PolicyPhase) -> PolicyVerdict {
+        var verdict = PolicyVerdict(text: text)
+        let found = findings(text, phase: phase)
+        guard !found.isEmpty else { return verdict }
+        var redactions: [(Range<Int>, String)] = []
+        for finding in found {
+            verdict.triggers.append(trigger(finding, phase))
+            guard finding.rule.mode == .enforce else { continue }
+            switch finding.rule.action {
+            case .block where verdict.blockedBy == nil: verdict.blockedBy = finding.rule
+            case .redact:
+                if finding.failed {
+                    // A redaction that could not run withholds the whole text.
+                    redactions = [(0..<text.count, finding.rule.redaction)]
+                } else if redactions.last.map({ $0.0.upperBound <= finding.range.lowerBound }) ?? true {
+                    redactions.append((finding.range, finding.rule.redaction))
+                }
+            case .inject:
+                if let message = finding.rule.message, !verdict.injected.contains(message) {
+                    verdict.injected.append(message)
+                }
+            default: break
+            }
+        }
+        if !redactions.isEmpty {
+            verdict.text = PolicyEngine.apply(redactions, to: text)
+            verdict.changed = true
+        }
+        return verdict
+    }
+
+    func trigger(_ finding: Finding, _ phase: PolicyPhase) -> PolicyTrigger {
+        let detector: String
+        switch finding.rule.matcher {
+        case .detectors(_, let label): detector = label
+        case .pattern: detector = "pattern"
+        case .keywords: detector = "keywords"
+        }
+        return PolicyTrigger(
+            policy: finding.rule.name, phase: phase, action: finding.rule.action, mode: finding.rule.mode,
+            detector: detector, length: finding.range.count, failed: finding.failed)
+    }
+
+    /// `text` with each (sorted, non-overlapping) range replaced.
+    static func apply(_ redactions: [(Range<Int>, String)], to text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count)
+        var at = 0
+        for (range, replacement) in redactions {
+            out += text[at..<range.lowerBound]
+            out += Array(replacement.utf8)
+            at = range.upperBound
+        }
+        out += text[at...]
+        return out
+    }
+}

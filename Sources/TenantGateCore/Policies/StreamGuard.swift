@@ -1,0 +1,99 @@
+/// Mid-stream checking of one channel of an answer (one choice's text): text is released only once no
+/// rule can still match it. The last `holdBack` bytes of normalized text are held (enough to recognise any
+/// match that may have started there), and so is any match still touching the end of what arrived (it may
+/// grow). A closed match is redacted before a byte of it is released; a block releases nothing more.
+/// Each step scans only what is held plus a little released context: never the whole text again.
+public struct StreamGuard: Sendable {
+    private let engine: PolicyEngine
+    private let phase: PolicyPhase
+    /// Original bytes not released yet.
+    private var pending: [UInt8] = []
+    /// The last released bytes (word boundaries and context words need them).
+    private var context: [UInt8] = []
+    public private(set) var blockedBy: Policy?
+    public private(set) var triggers: [PolicyTrigger] = []
+    public private(set) var injected: [String] = []
+    /// Bytes of released context kept.
+    static let contextBytes = 64
+
+    /// A guard running `engine`'s rules of `phase` (mid-stream: midstream and egress rules).
+    public init(engine: PolicyEngine, phase: PolicyPhase = .midstream) {
+        self.engine = engine
+        self.phase = phase
+    }
+
+    /// Takes the next piece of text; returns what may be released now.
+    public mutating func feed(_ delta: [UInt8]) -> [UInt8] {
+        guard blockedBy == nil else { return [] }
+        pending += delta
+        return step(final: false)
+    }
+
+    /// The channel ended: checks and releases everything held.
+    public mutating func finish() -> [UInt8] {
+        guard blockedBy == nil else { return [] }
+        return step(final: true)
+    }
+
+    /// Bytes held now.
+    public var heldCount: Int { pending.count }
+
+    private mutating func step(final: Bool) -> [UInt8] {
+        guard !pending.isEmpty else { return [] }
+        let base = context.count
+        let text = context + pending
+        // The release limit, in pending coordinates.
+        var limit = pending.count
+        if !final {
+            let norm = NormalizedText(text, folding: engine.folding)
+            let cut = norm.bytes.count - engine.set.holdBack
+            limit =
+                cut <= 0 ? 0 : max(0, min(pending.count, norm.originalOffset(cut, originalCount: text.count) - base))
+        }
+        let found = engine.findings(text, phase: phase).filter { $0.failed || $0.range.upperBound > base }
+        var closed: [PolicyEngine.Finding] = []
+        for finding in found {
+            if !final && !finding.failed && finding.range.upperBound >= text.count {
+                // Still growing: hold it whole.
+                limit = min(limit, max(0, finding.range.lowerBound - base))
+            } else {
+                closed.append(finding)
+            }
+        }
+        // A closed match is decided: release through it (everything before it is decided too).
+        let openLimit =
+            found.filter { !final && !$0.failed && $0.range.upperBound >= text.count }
+            .map { max(0, $0.range.lowerBound - base) }.min() ?? pending.count
+        for finding in closed where !finding.failed {
+            limit = max(limit, min(openLimit, finding.range.upperBound - base))
+        }
+        var redactions: [(Range<Int>, String)] = []
+        for finding in closed {
+            let start = max(0, finding.range.lowerBound - base)
+            let end = max(start, finding.range.upperBound - base)
+            guard finding.failed || start < limit else { continue }
+            triggers.append(engine.trigger(finding, phase))
+            guard finding.rule.mode == .enforce else { continue }
+            switch finding.rule.action {
+            case .block:
+                blockedBy = finding.rule
+                pending = []
+                return []
+            case .redact:
+                if finding.failed {
+                    // A redaction that cannot run withholds everything held.
+                    redactions = [(0..<limit, finding.rule.redaction)]
+                } else if redactions.last.map({ $0.0.upperBound <= start }) ?? true {
+                    redactions.append((start..<min(end, limit), finding.rule.redaction))
+                }
+            case .inject:
+                if let message = finding.rule.message, !injected.contains(message) { injected.append(message) }
+            case .log, .audit: break
+            }
+        }
+        let released = PolicyEngine.apply(redactions, to: Array(pending[0..<limit]))
+        pending.removeFirst(limit)
+        context = Array((context + released).suffix(StreamGuard.contextBytes))
+        return released
+    }
+}
