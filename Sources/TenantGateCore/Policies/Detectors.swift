@@ -80,8 +80,16 @@ public enum Detectors {
         case .jwt: return jwts(text)
         case .entropy: return highEntropy(text)
         case .override, .roleSwitch, .jailbreak, .systemExtraction, .delimiter:
-            return PhraseLists.matcher(for: id).scan(text)
+            return PhraseLists.scan([id], text)
         }
+    }
+
+    /// Spans of every detector in `ids` (the phrase families in one pass).
+    public static func scan(_ ids: [DetectorID], _ text: [UInt8]) -> [Detection] {
+        let phrases = Set(ids.filter { PhraseLists.families.contains($0) })
+        var out = phrases.isEmpty ? [] : PhraseLists.scan(phrases, text)
+        for id in ids where !phrases.contains(id) { out += scan(id, text) }
+        return out
     }
 
     // MARK: character classes
@@ -98,13 +106,15 @@ public enum Detectors {
     /// and length; not part of a longer digit run.
     static func cards(_ t: [UInt8]) -> [Detection] {
         var out: [Detection] = []
+        var digits: [UInt8] = []
+        digits.reserveCapacity(24)
         var i = 0
         while i < t.count {
             guard isDigit(t[i]), i == 0 || !(isDigit(t[i - 1]) || t[i - 1] == 0x2E || isAlpha(t[i - 1])) else {
                 i += 1
                 continue
             }
-            var digits: [UInt8] = []
+            digits.removeAll(keepingCapacity: true)
             var j = i
             var lastDigit = i
             var separator: UInt8?
@@ -244,13 +254,15 @@ public enum Detectors {
     /// the 40 bytes before them.
     static func ssns(_ t: [UInt8]) -> [Detection] {
         var out: [Detection] = []
+        var digits: [Int] = []
+        digits.reserveCapacity(12)
         var i = 0
         while i + 9 <= t.count {
             guard isDigit(t[i]), i == 0 || !(isDigit(t[i - 1]) || t[i - 1] == 0x2D) else {
                 i += 1
                 continue
             }
-            var digits: [Int] = []
+            digits.removeAll(keepingCapacity: true)
             var j = i
             var separated = false
             while j < t.count, digits.count < 9 {
@@ -327,6 +339,8 @@ public enum Detectors {
     /// starting with 0 or 1, exchange not N11), never inside a longer digit run.
     static func phones(_ t: [UInt8]) -> [Detection] {
         var out: [Detection] = []
+        var digits: [Int] = []
+        digits.reserveCapacity(20)
         var i = 0
         while i < t.count {
             let plus = t[i] == 0x2B
@@ -338,7 +352,7 @@ public enum Detectors {
                 i += 1
                 continue
             }
-            var digits: [Int] = []
+            digits.removeAll(keepingCapacity: true)
             var j = plus ? i + 1 : i
             var last = i
             var groups = 0
@@ -369,11 +383,10 @@ public enum Detectors {
                 if (8...15).contains(digits.count), digits[0] != 0 { out.append(Detection(range: i..<end, score: 1)) }
                 continue
             }
-            var d = digits[...]
-            if d.count == 11, d.first == 1 { d = d.dropFirst() }
+            let skip = digits.count == 11 && digits[0] == 1 ? 1 : 0
             // A bare run of ten digits is an order number, not a phone number: NANP needs its separators.
-            guard d.count == 10, groups >= 3 else { continue }
-            let a = Array(d)
+            guard digits.count - skip == 10, groups >= 3 else { continue }
+            let a = digits[skip...].map { $0 }
             let areaOK = a[0] >= 2 && !(a[1] == 1 && a[2] == 1)
             let exchangeOK = a[3] >= 2 && !(a[4] == 1 && a[5] == 1)
             if areaOK && exchangeOK { out.append(Detection(range: i..<end, score: 1)) }
@@ -467,9 +480,11 @@ public enum Detectors {
     /// A prefix followed by at least `minBody` key characters, starting a word.
     static func prefixed(_ t: [UInt8], _ prefixes: [String], minBody: Int, not excluded: [String]) -> [Detection] {
         var out: [Detection] = []
+        var firsts = [Bool](repeating: false, count: 256)
+        for p in prefixes { if let b = p.utf8.first { firsts[Int(b)] = true } }
         var i = 0
         while i < t.count {
-            guard i == 0 || !isKeyChar(t[i - 1]) else {
+            guard firsts[Int(t[i])], i == 0 || !isKeyChar(t[i - 1]) else {
                 i += 1
                 continue
             }
@@ -506,7 +521,7 @@ public enum Detectors {
         var out: [Detection] = []
         var i = 0
         while i + 20 <= t.count {
-            if i == 0 || !isAlnum(t[i - 1]),
+            if t[i] == 0x41, i == 0 || !isAlnum(t[i - 1]),
                 ["AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"].contains(where: {
                     startsWith(t, i, $0)
                 }),
@@ -549,8 +564,13 @@ public enum Detectors {
         let n = Array(needle.utf8)
         guard let first = n.first, from < t.count else { return nil }
         var i = from
-        while i + n.count <= t.count {
-            if t[i] == first && t[i..<(i + n.count)].elementsEqual(n) { return i }
+        let last = t.count - n.count
+        while i <= last {
+            if t[i] == first {
+                var k = 1
+                while k < n.count && t[i + k] == n[k] { k += 1 }
+                if k == n.count { return i }
+            }
             i += 1
         }
         return nil

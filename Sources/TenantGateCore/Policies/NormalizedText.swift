@@ -29,12 +29,19 @@ public struct BasicFolding: ScalarFolding {
 public struct NormalizedText: Sendable {
     /// The normalized UTF-8 bytes.
     public private(set) var bytes: [UInt8] = []
-    /// For each normalized byte, the original byte offsets of the scalar it came from.
+    /// For each normalized byte, the original byte offsets of the scalar it came from (empty when the text
+    /// is ASCII: then normalized and original offsets are the same).
     private var starts: [Int32] = []
     private var ends: [Int32] = []
+    private var identity = false
 
     /// Normalizes `original` (UTF-8) with `folding`.
     public init(_ original: [UInt8], folding: any ScalarFolding) {
+        if NormalizedText.isASCII(original) {
+            bytes = original
+            identity = true
+            return
+        }
         bytes.reserveCapacity(original.count)
         starts.reserveCapacity(original.count)
         ends.reserveCapacity(original.count)
@@ -66,12 +73,31 @@ public struct NormalizedText: Sendable {
 
     /// The original byte range of the normalized range `range` (which must not be empty).
     public func originalRange(_ range: Range<Int>) -> Range<Int> {
-        Int(starts[range.lowerBound])..<Int(ends[range.upperBound - 1])
+        if identity { return range }
+        return Int(starts[range.lowerBound])..<Int(ends[range.upperBound - 1])
     }
 
     /// The original offset where normalized byte `index` starts (the original length past the end).
     public func originalOffset(_ index: Int, originalCount: Int) -> Int {
-        index < starts.count ? Int(starts[index]) : originalCount
+        if identity { return min(index, originalCount) }
+        return index < starts.count ? Int(starts[index]) : originalCount
+    }
+
+    /// Whether every byte is ASCII (eight at a time).
+    static func isASCII(_ bytes: [UInt8]) -> Bool {
+        var i = 0
+        let n = bytes.count
+        while i + 8 <= n {
+            var word: UInt64 = 0
+            for k in 0..<8 { word |= UInt64(bytes[i + k]) << (8 * UInt64(k)) }
+            if word & 0x8080_8080_8080_8080 != 0 { return false }
+            i += 8
+        }
+        while i < n {
+            if bytes[i] >= 0x80 { return false }
+            i += 1
+        }
+        return true
     }
 
     static func appendUTF8(_ s: Unicode.Scalar, to out: inout [UInt8]) {

@@ -6,15 +6,19 @@ public struct PhraseMatcher: Sendable {
     private let classCount: Int
     /// The automaton: `next[state * classCount + class]`.
     private let next: [Int32]
-    /// The phrase lengths (in collapsed bytes) ending at each state, longest first.
-    private let output: [[Int32]]
+    /// The (length in collapsed bytes, tag) of the phrases ending at each state, longest first.
+    private let output: [[(length: Int32, tag: Int32)]]
 
     /// An automaton for `phrases` (case-insensitive; inner whitespace matches any whitespace run).
-    public init(_ phrases: [String]) {
-        let cleaned = phrases.map { PhraseMatcher.collapse(Array($0.lowercased().utf8)).bytes }.filter { !$0.isEmpty }
+    public init(_ phrases: [String]) { self.init(tagged: phrases.map { ($0, 0) }) }
+
+    /// An automaton for several lists at once; each match reports the tag of its phrase.
+    public init(tagged phrases: [(String, Int)]) {
+        let cleaned = phrases.map { (PhraseMatcher.collapse(Array($0.0.lowercased().utf8)).bytes, Int32($0.1)) }
+            .filter { !$0.0.isEmpty }
         var classes = [UInt8](repeating: 0, count: 256)
         var count = 1
-        for phrase in cleaned {
+        for (phrase, _) in cleaned {
             for b in phrase where classes[Int(b)] == 0 {
                 classes[Int(b)] = UInt8(count)
                 count += 1
@@ -22,8 +26,8 @@ public struct PhraseMatcher: Sendable {
         }
         // The trie.
         var children: [[Int32]] = [[Int32](repeating: -1, count: count)]
-        var output: [[Int32]] = [[]]
-        for phrase in cleaned {
+        var output: [[(length: Int32, tag: Int32)]] = [[]]
+        for (phrase, tag) in cleaned {
             var state = 0
             for b in phrase {
                 let c = Int(classes[Int(b)])
@@ -34,7 +38,7 @@ public struct PhraseMatcher: Sendable {
                 }
                 state = Int(children[state][c])
             }
-            output[state].append(Int32(phrase.count))
+            output[state].append((Int32(phrase.count), tag))
         }
         // Failure links, breadth first, folded into a complete transition table.
         var next = [Int32](repeating: 0, count: children.count * count)
@@ -66,32 +70,48 @@ public struct PhraseMatcher: Sendable {
         self.classes = classes
         classCount = count
         self.next = next
-        self.output = output.map { $0.sorted(by: >) }
+        self.output = output.map { $0.sorted { $0.length > $1.length } }
     }
 
     /// Whole-word matches in `text` (normalized bytes), as ranges of `text`.
-    public func scan(_ text: [UInt8]) -> [Detection] {
+    public func scan(_ text: [UInt8]) -> [Detection] { scanTagged(text).map(\.0) }
+
+    /// Whole-word matches with the tag of the phrase that matched.
+    func scanTagged(_ text: [UInt8]) -> [(Detection, Int)] {
         let (collapsed, origin) = PhraseMatcher.collapse(text)
-        var out: [Detection] = []
+        var out: [(Detection, Int)] = []
         var state = 0
         var lastEnd = -1
         for (i, raw) in collapsed.enumerated() {
             let b = raw &- 0x41 < 26 ? raw | 0x20 : raw
             state = Int(next[state * classCount + Int(classes[Int(b)])])
-            guard let length = output[state].first else { continue }
+            guard let (length, tag) = output[state].first else { continue }
             let start = i + 1 - Int(length)
             guard start > lastEnd else { continue }
             let before = start == 0 || !Detectors.isWord(collapsed[start - 1]) || !Detectors.isWord(collapsed[start])
             let after = i + 1 == collapsed.count || !Detectors.isWord(collapsed[i + 1]) || !Detectors.isWord(raw)
             guard before && after else { continue }
-            out.append(Detection(range: Int(origin[start])..<(Int(origin[i]) + 1), score: 1))
+            let range = origin.isEmpty ? start..<(i + 1) : Int(origin[start])..<(Int(origin[i]) + 1)
+            out.append((Detection(range: range, score: 1), Int(tag)))
             lastEnd = i
         }
         return out
     }
 
-    /// `bytes` with every whitespace run as one space, and each kept byte's offset in `bytes`.
+    /// `bytes` with every whitespace run as one space, and each kept byte's offset in `bytes` (an empty map
+    /// when nothing had to change: then offsets are the same).
     static func collapse(_ bytes: [UInt8]) -> (bytes: [UInt8], origin: [Int32]) {
+        var plain = true
+        var previousSpace = false
+        for b in bytes {
+            let space = b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D
+            if space && (b != 0x20 || previousSpace) {
+                plain = false
+                break
+            }
+            previousSpace = space
+        }
+        if plain { return (bytes, []) }
         var out: [UInt8] = []
         var origin: [Int32] = []
         out.reserveCapacity(bytes.count)
@@ -151,11 +171,17 @@ public enum PhraseLists {
     /// The longest phrase, in bytes.
     static let longest = (override + roleSwitch + jailbreak + systemExtraction + delimiter).map(\.utf8.count).max() ?? 0
 
-    private static let matchers: [DetectorID: PhraseMatcher] = [
-        .override: PhraseMatcher(override), .roleSwitch: PhraseMatcher(roleSwitch),
-        .jailbreak: PhraseMatcher(jailbreak), .systemExtraction: PhraseMatcher(systemExtraction),
-        .delimiter: PhraseMatcher(delimiter),
-    ]
+    /// The families in tag order.
+    static let families: [DetectorID] = [.override, .roleSwitch, .jailbreak, .systemExtraction, .delimiter]
 
-    static func matcher(for id: DetectorID) -> PhraseMatcher { matchers[id] ?? PhraseMatcher([]) }
+    /// One automaton for every family: a text is read once whichever families a rule names.
+    static let all = PhraseMatcher(
+        tagged: [override, roleSwitch, jailbreak, systemExtraction, delimiter].enumerated().flatMap { tag, list in
+            list.map { ($0, tag) }
+        })
+
+    /// Matches of the families in `ids`.
+    static func scan(_ ids: Set<DetectorID>, _ text: [UInt8]) -> [Detection] {
+        all.scanTagged(text).filter { ids.contains(families[$0.1]) }.map(\.0)
+    }
 }

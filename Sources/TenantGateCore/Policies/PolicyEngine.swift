@@ -85,9 +85,7 @@ public struct PolicyEngine: Sendable {
             var failed = false
             switch rule.matcher {
             case .detectors(let ids, _):
-                for id in ids {
-                    spans += Detectors.scan(id, norm.bytes).filter { $0.score >= rule.threshold }.map(\.range)
-                }
+                spans = Detectors.scan(ids, norm.bytes).filter { $0.score >= rule.threshold }.map(\.range)
             case .keywords(let list):
                 spans = list.matcher.scan(norm.bytes).map(\.range)
             case .pattern(let pattern):
