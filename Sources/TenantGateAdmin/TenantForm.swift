@@ -20,6 +20,9 @@ enum TenantForm {
     static func document(_ form: Form, current: JSONValue?) -> ConfigNode {
         var base = current ?? .object([])
         for key in ownedKeys { base = base.removing(key) }
+        // The policies textarea (a JSON list of rules) owns `policies` when the form has it.
+        let policies = form["policies"]
+        if policies != nil { base = base.removing("policies") }
         for path in numberFields + ["budget.enforcement"] { base = remove(base, path) }
         var node = ConfigNode(json: base)
         func set(_ path: String, _ value: ConfigNode) {
@@ -73,6 +76,10 @@ enum TenantForm {
         }
         if let enforcement = form.text("budget.enforcement") { set("budget.enforcement", plain(enforcement)) }
         if form["auth_passthrough"] == "on" { set("auth_passthrough", plain("true")) }
+        if let policies, !policies.trimmingASCII().isEmpty {
+            // Not JSON: kept as text, which the schema refuses naming `policies` (shown under the field).
+            set("policies", (try? JSONParser.parse(policies)).map(ConfigNode.init(json:)) ?? text(policies))
+        }
         for (name, value) in form.fields where name.hasPrefix("upstream_keys.") && !value.trimmingASCII().isEmpty {
             set(name, text(value.trimmingASCII()))
         }
@@ -92,6 +99,10 @@ enum TenantForm {
             "\(model): " + (chain.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
         }.joined(separator: "\n")
         out["system_prompt"] = tenant["system_prompt"]?.stringValue ?? ""
+        out["policies"] =
+            (tenant["policies"]?.arrayValue).map { rules in
+                rules.isEmpty ? "" : "[\n" + rules.map { "  " + $0.jsonString }.joined(separator: ",\n") + "\n]"
+            } ?? ""
         out["prompt_mode"] = tenant["prompt_mode"]?.stringValue ?? ""
         for (name, value) in tenant["prompts"]?.objectValue ?? [] { out["prompts.\(name)"] = value.stringValue ?? "" }
         out["variables"] = (tenant["variables"]?.objectValue ?? []).map { "\($0): \($1.stringValue ?? "")" }
@@ -125,7 +136,9 @@ enum TenantForm {
         let prefix = "tenants.\(tenant)."
         guard error.path.hasPrefix(prefix) else { return nil }
         let path = String(error.path.dropFirst(prefix.count))
-        return fields.filter { path == $0 || path.hasPrefix($0 + ".") }.max { $0.count < $1.count }
+        return fields.filter { path == $0 || path.hasPrefix($0 + ".") || path.hasPrefix($0 + "[") }.max {
+            $0.count < $1.count
+        }
     }
 
     /// Items separated by commas or line breaks.

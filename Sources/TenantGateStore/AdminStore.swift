@@ -334,6 +334,24 @@ public struct AdminStore {
         }
     }
 
+    /// The tenant's latest executions that guardrail policies acted on: (time, request id, status, the
+    /// triggers as stored), newest first, among its last `scan` executions.
+    public func policyTriggers(tenant: String, limit: Int, scan: Int = 5_000) throws -> [(
+        atMs: Int64, requestID: String, status: Int, triggers: JSONValue
+    )] {
+        var out: [(atMs: Int64, requestID: String, status: Int, triggers: JSONValue)] = []
+        try db.statement(
+            """
+            SELECT at_ms, request_id, status, policy_triggers FROM (SELECT at_ms, id, request_id, status, policy_triggers
+              FROM executions WHERE tenant = ? ORDER BY at_ms DESC, id DESC LIMIT ?)
+            WHERE policy_triggers IS NOT NULL ORDER BY at_ms DESC, id DESC LIMIT ?
+            """
+        ).forEach([.text(tenant), .int(Int64(scan)), .int(Int64(limit))]) { r in
+            out.append((r.int(0), r.text(1), Int(r.int(2)), (try? JSONParser.parse(r.text(3))) ?? .array([])))
+        }
+        return out
+    }
+
     /// Execution rows matching `filter`, newest first, at most `limit` (keyset pagination on (at_ms, id)).
     /// Tenant and time use indexes; status and model are checked on at most `scanBudget` rows of that
     /// range, so every query is bounded: when the budget runs out first, `scannedTo` is the cursor to

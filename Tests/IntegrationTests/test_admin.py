@@ -371,6 +371,36 @@ def test_cli_changes_are_in_the_audit_log(admin_stack, browser):
     assert "cli:" in page and "Limited by CLI" in page
 
 
+def test_guardrail_policies_are_edited_shown_and_enforced(admin_stack, browser):
+    data = tenant_form(browser, "globex")
+    assert data["policies"] == ""
+    # A catastrophic pattern is refused at its field and nothing is saved.
+    data["policies"] = '[{"name": "slow", "phase": "egress", "pattern": "(a+)+$", "action": "redact"}]'
+    r = browser.post("/admin/tenants/globex", data)
+    assert r.status_code == 422 and "catastrophic" in r.text
+    assert "f-policies-error" in r.text.split('id="f-policies"', 1)[1][:600]
+    data["policies"] = "not json"
+    assert browser.post("/admin/tenants/globex", data).status_code == 422
+    data["policies"] = '[{"name": "no-parts", "phase": "egress", "keywords": ["part1"], "action": "redact"}]'
+    r = browser.post("/admin/tenants/globex", data)
+    assert r.status_code == 303, r.text
+
+    def redacted():
+        reply = httpx.post(f"{admin_stack.base}/tenant/globex/v1/chat/completions", verify=False, timeout=30,
+                           headers={"Authorization": f"Bearer {admin_stack.keys['globex']}"},
+                           json={"model": "mock-small", "messages": [{"role": "user", "content": "part1 please"}]})
+        return reply.status_code == 200 and "[REDACTED:no-parts]" in reply.json()["choices"][0]["message"]["content"]
+    assert wait_until(redacted, timeout=5)
+    page = browser.get("/admin/tenants/globex").text
+    assert "Guardrail policies" in page and "no-parts" in page and "redact" in page
+    # The form shows the saved rules again; an empty box removes them.
+    data = tenant_form(browser, "globex")
+    assert "no-parts" in data["policies"]
+    data["policies"] = ""
+    assert browser.post("/admin/tenants/globex", data).status_code == 303
+    assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'globex'")[0][0].find("no-parts") < 0
+
+
 def test_login_is_throttled_per_user(admin_stack):
     b = Browser(admin_stack)
     for _ in range(5):
@@ -426,3 +456,4 @@ def test_zz_login_is_throttled_per_address(admin_stack):
     for i in range(20):
         b.login(user=f"spray-{i}", password="guess")
     assert b.login(user="root").status_code == 429
+

@@ -43,6 +43,7 @@ enum TenantPage {
         let usage = try context.admin.tenantDaily(id, nowMs: context.nowMs, days: 30)
         body += Chart.dailySpend(
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
+        body += try policies(context, id: id)
         var filter = ExecutionFilter()
         filter.tenant = id
         let recent = try context.admin.executions(filter, limit: 20).rows
@@ -150,8 +151,49 @@ enum TenantPage {
             \(number("circuit_breaker.errors", "Errors to open"))\(number("circuit_breaker.within_s", "Within seconds"))
             \(number("circuit_breaker.cooldown_s", "Cooldown seconds"))\(number("audit.retention_days", "Execution log retention, days"))
             </div></fieldset>
+            <fieldset><legend>Guardrail policies</legend>\
+            \(Layout.textarea("policies", label: "This tenant's rules (a JSON list)", values: values, errors: errors, rows: 6, hint: "e.g. [{\"name\": \"cards\", \"phase\": \"egress\", \"detector\": \"pii.card\", \"action\": \"redact\"}, {\"preset\": \"secrets-block\"}]. Empty: only the defaults' rules."))
+            </fieldset>
             <fieldset><legend>Upstream keys</legend><p class="muted">Stored encrypted (AES-256-GCM); never shown again.</p>\(keyFields)</fieldset>
             <button type="submit">Save settings</button></form>
+            """
+    }
+
+    /// The effective rules (defaults' and the tenant's) and the latest executions they acted on.
+    private static func policies(_ context: AdminContext, id: String) throws -> HTML {
+        guard let set = context.config.tenants[id]?.policies, !set.rules.isEmpty else { return HTML() }
+        let rules = set.rules.map { rule -> HTML in
+            let matcher: String
+            switch rule.matcher {
+            case .detectors(_, let label): matcher = label
+            case .pattern(let pattern): matcher = "pattern " + pattern
+            case .keywords(let list): matcher = "keywords " + list.words.joined(separator: ", ")
+            }
+            return """
+                <tr><td>\(rule.name)</td><td>\(rule.phase.rawValue)</td><td>\(matcher)</td>\
+                <td>\(rule.action.rawValue)</td><td>\(rule.mode.rawValue)</td></tr>
+                """
+        }
+        let triggered = try context.admin.policyTriggers(tenant: id, limit: 20).map { row -> HTML in
+            let what = (row.triggers.arrayValue ?? []).map { t -> String in
+                let name = t["policy"]?.stringValue ?? "?"
+                let action = t["action"]?.stringValue ?? "?"
+                return t["mode"]?.stringValue == "shadow" ? "\(name): \(action) (shadow)" : "\(name): \(action)"
+            }.joined(separator: "; ")
+            return """
+                <tr><td>\(Layout.time(row.atMs))</td><td><code>\(row.requestID)</code></td><td>\(String(row.status))</td>\
+                <td>\(what)</td></tr>
+                """
+        }
+        return """
+            <section><h2>Guardrail policies</h2><p class="muted">Effective rules (defaults first); stream hold-back \
+            \(String(set.holdBack)) bytes.</p><div class="scroll"><table><thead><tr><th scope="col">Rule</th>\
+            <th scope="col">Phase</th><th scope="col">Matches</th><th scope="col">Action</th><th scope="col">Mode</th>\
+            </tr></thead><tbody>\(rules)</tbody></table></div>\
+            <h3>Recent triggers</h3>\(triggered.isEmpty ? "<p class=\"muted\">None among the latest executions.</p>" as HTML : """
+            <div class="scroll"><table><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Request</th>\
+            <th scope="col">Status</th><th scope="col">Policies</th></tr></thead><tbody>\(triggered)</tbody></table></div>
+            """)</section>
             """
     }
 
