@@ -8,6 +8,8 @@ public struct PhraseMatcher: Sendable {
     private let next: [Int32]
     /// The (length in collapsed bytes, tag) of the phrases ending at each state, longest first.
     private let output: [[(length: Int32, tag: Int32)]]
+    /// Each state's depth: how many bytes of a phrase it has read.
+    private let depth: [Int32]
 
     /// An automaton for `phrases` (case-insensitive; inner whitespace matches any whitespace run).
     public init(_ phrases: [String]) { self.init(tagged: phrases.map { ($0, 0) }) }
@@ -27,6 +29,7 @@ public struct PhraseMatcher: Sendable {
         // The trie.
         var children: [[Int32]] = [[Int32](repeating: -1, count: count)]
         var output: [[(length: Int32, tag: Int32)]] = [[]]
+        var depth: [Int32] = [0]
         for (phrase, tag) in cleaned {
             var state = 0
             for b in phrase {
@@ -35,6 +38,7 @@ public struct PhraseMatcher: Sendable {
                     children[state][c] = Int32(children.count)
                     children.append([Int32](repeating: -1, count: count))
                     output.append([])
+                    depth.append(depth[state] + 1)
                 }
                 state = Int(children[state][c])
             }
@@ -71,6 +75,7 @@ public struct PhraseMatcher: Sendable {
         classCount = count
         self.next = next
         self.output = output.map { $0.sorted { $0.length > $1.length } }
+        self.depth = depth
     }
 
     /// Whole-word matches in `text` (normalized bytes), as ranges of `text`.
@@ -96,6 +101,16 @@ public struct PhraseMatcher: Sendable {
             lastEnd = i
         }
         return out
+    }
+
+    /// How many bytes at the end of `collapsed` are the beginning of a phrase (0: none).
+    func pendingDepth(_ collapsed: [UInt8]) -> Int {
+        var state = 0
+        for raw in collapsed {
+            let b = raw &- 0x41 < 26 ? raw | 0x20 : raw
+            state = Int(next[state * classCount + Int(classes[Int(b)])])
+        }
+        return Int(depth[state])
     }
 
     /// `bytes` with every whitespace run as one space, and each kept byte's offset in `bytes` (an empty map

@@ -114,9 +114,11 @@ public struct Policy: Sendable, Equatable {
 /// of the same name replaces the default one; `mode: off` switches it off), presets expanded in place.
 public struct PolicySet: Sendable, Equatable {
     public let rules: [Policy]
-    /// Bytes of normalized text held back per stream channel: enough for any mid-stream rule to recognise a
-    /// match before its first byte would be released (a match still growing at the end is held whole).
+    /// The most bytes of normalized text a stream channel may hold back for its rules to recognise a match
+    /// (what is actually held is only what may still begin one; a match growing at the end is held whole).
     public let holdBack: Int
+    /// The tenant's `policy_hold_back`: a fixed tail instead of the detectors' own estimate.
+    public let holdBackOverride: Int?
 
     /// The empty set.
     public static let none = PolicySet(rules: [], holdBackOverride: nil)
@@ -124,6 +126,7 @@ public struct PolicySet: Sendable, Equatable {
     /// Creates a set; `holdBackOverride` replaces the computed hold-back (tenant-tunable).
     public init(rules: [Policy], holdBackOverride: Int?) {
         self.rules = rules
+        self.holdBackOverride = holdBackOverride
         let longest = rules.filter { $0.applies(to: .midstream) }.map { PolicySet.longestMatch($0.matcher) }.max()
         holdBack = holdBackOverride ?? longest ?? 0
     }

@@ -106,6 +106,25 @@ public struct PolicyEngine: Sendable {
         return out.sorted { $0.range.lowerBound < $1.range.lowerBound }
     }
 
+    /// The earliest normalized index of `text` at which a match of some rule of `phase` may be starting but
+    /// cannot be recognised yet: the stream guard releases nothing from there on. A tenant's explicit
+    /// `policy_hold_back` replaces it with a fixed tail.
+    func pendingStart(_ text: [UInt8], phase: PolicyPhase) -> Int {
+        if let fixed = set.holdBackOverride { return max(0, text.count - fixed) }
+        var start = text.count
+        for rule in set.rules where rule.applies(to: phase) {
+            switch rule.matcher {
+            case .detectors(let ids, _):
+                for id in ids { start = min(start, Detectors.pendingStart(id, text)) }
+            case .keywords(let list):
+                start = min(start, list.matcher.pendingStart(text))
+            case .pattern:
+                start = min(start, max(0, text.count - PolicySet.maxPatternSpan))
+            }
+        }
+        return start
+    }
+
     /// Checks a whole text (a request message, or a whole answer).
     public func check(_ text: [UInt8], phase: PolicyPhase) -> PolicyVerdict {
         var verdict = PolicyVerdict(text: text)

@@ -1,7 +1,7 @@
 /// Mid-stream checking of one channel of an answer (one choice's text): text is released only once no
-/// rule can still match it. The last `holdBack` bytes of normalized text are held (enough to recognise any
-/// match that may have started there), and so is any match still touching the end of what arrived (it may
-/// grow). A closed match is redacted before a byte of it is released; a block releases nothing more.
+/// rule can still match it. What may be the beginning of a match is held (each detector says where one may
+/// be starting in the tail: a run of digits for a card, a word that could become a key; at most its
+/// `longestMatch`), and so is any match still touching the end of what arrived (it may grow). A closed match is redacted before a byte of it is released; a block releases nothing more.
 /// Each step scans only what is held plus a little released context: never the whole text again.
 public struct StreamGuard: Sendable {
     private let engine: PolicyEngine
@@ -46,9 +46,8 @@ public struct StreamGuard: Sendable {
         var limit = pending.count
         if !final {
             let norm = NormalizedText(text, folding: engine.folding)
-            let cut = norm.bytes.count - engine.set.holdBack
-            limit =
-                cut <= 0 ? 0 : max(0, min(pending.count, norm.originalOffset(cut, originalCount: text.count) - base))
+            let cut = engine.pendingStart(norm.bytes, phase: phase)
+            limit = max(0, min(pending.count, norm.originalOffset(cut, originalCount: text.count) - base))
         }
         let found = engine.findings(text, phase: phase).filter { $0.failed || $0.range.upperBound > base }
         var closed: [PolicyEngine.Finding] = []
