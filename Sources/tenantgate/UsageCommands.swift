@@ -31,7 +31,7 @@ struct UsageCommand: ParsableCommand {
         try reporting {
             let periods = Periods(epochMs: Posix.wallMicros() / 1000)
             let first = since ?? "\(periods.month)-01"
-            let rows = try AccountingStore(try global.open()).usage(tenant: tenant, sinceDay: first, by: by, top: top)
+            let rows = try ExecutionLog(try global.open()).usage(tenant: tenant, sinceDay: first, by: by, top: top)
             if json {
                 print(
                     JSONValue.array(
@@ -71,7 +71,7 @@ struct PruneCommand: ParsableCommand {
             for (id, tenant) in config.tenants {
                 if let days = tenant.effective["audit"]?["retention_days"]?.intValue { retention[id] = days }
             }
-            let n = try AccountingStore(db).prune(
+            let n = try ExecutionLog(db).prune(
                 retentionDays: retention, defaultDays: 90, nowMs: Posix.wallMicros() / 1000)
             print("pruned \(n) execution rows")
         }

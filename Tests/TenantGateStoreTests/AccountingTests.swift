@@ -108,12 +108,13 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         try store.settle(reservation: nil, record: record("a", at: day0 - 100 * 86_400_000, cost: 5))
         try store.settle(reservation: nil, record: record("a", at: day0, cost: 7))
         try store.settle(reservation: nil, record: record("b", at: day0, cost: 11, status: 502))
-        let rows = try store.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: nil)
+        let log = ExecutionLog(db)
+        let rows = try log.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: nil)
         #expect(rows.map(\.key) == ["a", "b"])
         #expect(rows[0].requests == 2 && rows[0].costNano == 12 && rows[1].errors == 1)
-        #expect(try store.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: 1).map(\.key) == ["a"])
-        #expect(try store.prune(retentionDays: ["b": 1], defaultDays: 90, nowMs: day0 + 2 * 86_400_000) == 2)
-        #expect(try store.usage(tenant: "a", sinceDay: "2000-01-01", by: "day", top: nil).count == 2)
+        #expect(try log.usage(tenant: nil, sinceDay: "2000-01-01", by: "tenant", top: 1).map(\.key) == ["a"])
+        #expect(try log.prune(retentionDays: ["b": 1], defaultDays: 90, nowMs: day0 + 2 * 86_400_000) == 2)
+        #expect(try log.usage(tenant: "a", sinceDay: "2000-01-01", by: "day", top: nil).count == 2)
     }
 }
 

@@ -1,0 +1,168 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// One finished request, as the execution log keeps it.
+public struct ExecutionRecord: Sendable {
+    public var requestID: String
+    public var atMs: Int64
+    public var tenant: String
+    public var keyID: String?
+    public var endUser: String?
+    public var model: String?
+    public var backend: String?
+    public var status: Int
+    public var errorCode: String?
+    public var latencyMs: Int
+    public var upstreamMs: Int?
+    public var ttfbMs: Int?
+    public var usage: Usage
+    public var costNano: Int64
+    public var streamed: Bool
+    public var fallbackUsed: Bool
+    public var retries: Int
+    public var prompt: String?
+    /// W3C trace id (32 hex digits).
+    public var traceID: String?
+    /// For a rate refusal, which limit (`requests` or `tokens`); for a budget refusal, which budget.
+    public var refusedLimit: String?
+    /// What guardrail policies did to the request and its answer.
+    public var policyTriggers: [PolicyTrigger] = []
+
+    /// Creates a record.
+    public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
+        self.requestID = requestID
+        self.atMs = atMs
+        self.tenant = tenant
+        self.status = status
+        latencyMs = 0
+        usage = Usage(promptTokens: 0, completionTokens: 0)
+        costNano = 0
+        streamed = false
+        fallbackUsed = false
+        retries = 0
+    }
+}
+
+/// The execution log: one row per finished request with its daily and hourly rollups (written in the
+/// settlement's transaction by the limit ledger), and what is read back from it: usage reports and
+/// retention.
+public struct ExecutionLog {
+    let db: SQLiteConnection
+
+    /// The log over `db`.
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    /// Appends `record` and adds it to the rollups of `day` (inside the caller's transaction).
+    func append(_ record: ExecutionRecord, day: String) throws {
+        try db.statement(
+            """
+            INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
+              error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
+              streamed, fallback_used, retries, prompt, trace_id, policy_triggers)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        ).run([
+            .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
+            opt(record.endUser), opt(record.model), opt(record.backend), .int(Int64(record.status)),
+            opt(record.errorCode), .int(Int64(record.latencyMs)), opt(record.upstreamMs), opt(record.ttfbMs),
+            .int(Int64(record.usage.promptTokens)), .int(Int64(record.usage.completionTokens)),
+            .int(Int64(record.usage.cachedTokens)), .int(record.costNano), .int(record.streamed ? 1 : 0),
+            .int(record.fallbackUsed ? 1 : 0), .int(Int64(record.retries)), opt(record.prompt),
+            opt(record.traceID),
+            record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString),
+        ])
+        try db.statement(
+            """
+            INSERT INTO usage_daily(day, tenant, model, requests, errors, tokens_in, tokens_out, cost_nano)
+            VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
+            ON CONFLICT(day, tenant, model) DO UPDATE SET requests = requests + 1, errors = errors + ?4,
+              tokens_in = CAST(tokens_in + ?5 AS INTEGER), tokens_out = CAST(tokens_out + ?6 AS INTEGER), cost_nano = CAST(cost_nano + ?7 AS INTEGER)
+            """
+        ).run([
+            .text(day), .text(record.tenant), .text(record.model ?? ""),
+            .int(record.status >= 400 ? 1 : 0), .int(Int64(record.usage.promptTokens)),
+            .int(Int64(record.usage.completionTokens)), .int(record.costNano),
+        ])
+        try db.statement(
+            """
+            INSERT INTO usage_hourly(hour, tenant, requests, errors, cost_nano) VALUES (?1, ?2, 1, ?3, ?4)
+            ON CONFLICT(hour, tenant) DO UPDATE SET requests = requests + 1, errors = errors + ?3,
+              cost_nano = CAST(cost_nano + ?4 AS INTEGER)
+            """
+        ).run([
+            .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),
+            .int(record.costNano),
+        ])
+    }
+
+    private func opt(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
+    private func opt(_ i: Int?) -> SQLValue { i.map { .int(Int64($0)) } ?? .null }
+}
+
+/// One row of `tenantgate usage`.
+public struct UsageRow: Sendable {
+    public let key: String
+    public let requests: Int64
+    public let errors: Int64
+    public let tokensIn: Int64
+    public let tokensOut: Int64
+    public let costNano: Int64
+}
+
+extension ExecutionLog {
+    /// Usage from the daily rollups (never the raw execution rows), grouped by `day`, `model` or `tenant`,
+    /// most expensive first when `top` is given.
+    public func usage(tenant: String?, sinceDay: String, by: String, top: Int?) throws -> [UsageRow] {
+        let column: String
+        switch by {
+        case "day": column = "day"
+        case "model": column = "model"
+        default: column = "tenant"
+        }
+        var sql = """
+            SELECT \(column), SUM(requests), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost_nano)
+            FROM usage_daily WHERE day >= ?
+            """
+        var bindings: [SQLValue] = [.text(sinceDay)]
+        if let tenant {
+            sql += " AND tenant = ?"
+            bindings.append(.text(tenant))
+        }
+        sql += " GROUP BY 1"
+        sql += top != nil ? " ORDER BY 6 DESC, 1 LIMIT \(max(1, top ?? 1))" : " ORDER BY 1"
+        return try db.query(sql, bindings).map {
+            UsageRow(
+                key: $0[0].text ?? "", requests: $0[1].int ?? 0, errors: $0[2].int ?? 0, tokensIn: $0[3].int ?? 0,
+                tokensOut: $0[4].int ?? 0, costNano: $0[5].int ?? 0)
+        }
+    }
+
+    /// Deletes execution rows older than each tenant's retention, 1,000 rows per short transaction so
+    /// traffic is never stalled; rollups stay. Returns the number of rows deleted.
+    public func prune(retentionDays: [String: Int], defaultDays: Int, nowMs: Int64) throws -> Int {
+        var deleted = 0
+        let tenants = try db.query("SELECT DISTINCT tenant FROM executions").compactMap { $0[0].text }
+        for tenant in tenants {
+            let days = retentionDays[tenant] ?? defaultDays
+            let cutoff = nowMs - Int64(days) * 86_400_000
+            while true {
+                let n: Int = try db.transaction {
+                    try db.statement(
+                        """
+                        DELETE FROM executions WHERE id IN
+                          (SELECT id FROM executions WHERE tenant = ? AND at_ms < ? LIMIT 1000)
+                        """
+                    ).run([.text(tenant), .int(cutoff)])
+                    return db.changes
+                }
+                deleted += n
+                if n < 1000 { break }
+            }
+        }
+        // Hourly rollups serve only the dashboard's last 24 hours.
+        try db.transaction {
+            try db.statement("DELETE FROM usage_hourly WHERE hour < ?").run([.int(nowMs / 3_600_000 - 48)])
+        }
+        return deleted
+    }
+}
