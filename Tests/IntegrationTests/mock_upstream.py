@@ -61,6 +61,18 @@ def directive(body):
     return {}
 
 
+def given_pieces(d):
+    """A given answer (`text`, or `text_b64` for answers a request must not carry in clear), cut into
+    `chunk_chars`-character pieces; None when the directive gives none."""
+    text = d.get("text")
+    if "text_b64" in d:
+        text = __import__("base64").b64decode(d["text_b64"]).decode()
+    if text is None:
+        return None
+    size = int(d.get("chunk_chars", 3))
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
 def prompt_tokens(body):
     """A tokenizer stand-in: 1 token per 4 bytes of text, 3 per message (like real chat templates)."""
     total = 0
@@ -159,12 +171,8 @@ def make_handler(recorder):
                     "type": "invalid_request_error", "message": "max_tokens: Field required"}})
             n = min(int(d.get("chunks", 4)), body["max_tokens"])
             pieces = [f"part{i} " for i in range(n)]
-            if "text_b64" in d:  # the same, for answers a request must not carry in clear (secrets)
-                d["text"] = __import__("base64").b64decode(d["text_b64"]).decode()
-            if "text" in d:  # a given answer, streamed `chunk_chars` characters at a time
-                size = int(d.get("chunk_chars", 3))
-                pieces = [d["text"][i:i + size] for i in range(0, len(d["text"]), size)]
-                n = len(pieces)
+            pieces = given_pieces(d) or pieces
+            n = len(pieces)
             tools = body.get("tools") or []
             call = tools[0] if d.get("tool") and tools else None
             usage = {"input_tokens": prompt_tokens(body), "output_tokens": n,
@@ -223,12 +231,8 @@ def make_handler(recorder):
             if cap:
                 n = min(n, int(cap))
             pieces = [f"part{i} " for i in range(n)]
-            if "text_b64" in d:  # the same, for answers a request must not carry in clear (secrets)
-                d["text"] = __import__("base64").b64decode(d["text_b64"]).decode()
-            if "text" in d:  # a given answer, streamed `chunk_chars` characters at a time
-                size = int(d.get("chunk_chars", 3))
-                pieces = [d["text"][i:i + size] for i in range(0, len(d["text"]), size)]
-                n = len(pieces)
+            pieces = given_pieces(d) or pieces
+            n = len(pieces)
             text = "".join(pieces)
             usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": n}
             usage["total_tokens"] = usage["prompt_tokens"] + n

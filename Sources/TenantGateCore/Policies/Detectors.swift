@@ -468,6 +468,12 @@ public enum Detectors {
             j += 1
         }
         guard colons >= 3, groups >= 2, groups <= 8, doubled || groups == 8 else { return nil }
+        // Three colons in a row are no address.
+        var k = start
+        while k + 2 < j {
+            if t[k] == 0x3A && t[k + 1] == 0x3A && t[k + 2] == 0x3A { return nil }
+            k += 1
+        }
         if j < t.count, isAlnum(t[j]) { return nil }
         while j > start, t[j - 1] == 0x3A, !(j >= 2 && t[j - 2] == 0x3A) { j -= 1 }
         return j
