@@ -113,6 +113,7 @@ public final class ConfigCache: Sendable {
                     }
                     if ticks % 5 == 0 {
                         try Maintenance.checkpoint(conn)
+                        try CacheStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         // Reservations whose worker died are released once they expire.
                         let released = try AccountingStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         if released > 0 { log.event("reservations_expired", ["count": .int(released)], level: "warn") }

@@ -157,6 +157,19 @@ final class Gateway: Sendable {
         record.retries = call.served.retries
         record.refusedLimit = call.hold.refusedLimit
         record.policyTriggers = call.policyTriggers
+        if let cache = call.cache {
+            record.cache = cache.outcome
+            if cache.outcome != "miss" {
+                record.savedTokens = cache.savedTokens
+                record.savedNano = cache.savedNano
+                record.cacheHitKey = cache.key
+            }
+            // An answer a policy redacted or stopped is not kept, nor anything but a clean success.
+            let changed = call.policyTriggers.contains {
+                $0.mode == .enforce && ($0.action == .redact || $0.action == .block)
+            }
+            if !changed && call.status == 200 && call.errorCode == nil { record.cacheWrite = cache.write }
+        }
         if let claim = call.hold.leaseClaim {
             resources.leases.settle(claim, record: record)
         } else {
@@ -350,7 +363,7 @@ final class Gateway: Sendable {
             ("tokens_in", usage.map { .int($0.promptTokens) } ?? .null),
             ("tokens_out", usage.map { .int($0.completionTokens) } ?? .null),
             ("cost_usd", served?.costNano.map { .number(Money.usdString(nano: $0)) } ?? .null),
-            ("cache", .null),
+            ("cache", exchange.call?.cache.map { .string($0.outcome) } ?? .null),
             ("method", .string(request.method)),
             ("path", .string(request.path)),
         ]

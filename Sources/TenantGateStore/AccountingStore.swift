@@ -492,6 +492,12 @@ public struct AccountingStore {
                 }
             }
             try ExecutionLog(db).append(record, day: periods.day)
+            if let key = record.cacheHitKey {
+                try CacheStore(db).touch(tenant: record.tenant, key: key, nowMs: record.atMs)
+            }
+            if let write = record.cacheWrite {
+                try CacheStore(db).store(tenant: record.tenant, write, nowMs: record.atMs)
+            }
             try MetricCounters(db).count(record)
         }
     }

@@ -49,6 +49,9 @@ public struct ConfigStore {
         }
         for id in current.tenants.keys where next.tenants[id] == nil {
             try db.statement("DELETE FROM tenants WHERE id = ?").run([.text(id)])
+            // Its cache goes with it: a tenant created again under the id starts empty.
+            try db.statement("DELETE FROM cache_entries WHERE tenant = ?").run([.text(id)])
+            try db.statement("DELETE FROM cache_usage WHERE tenant = ?").run([.text(id)])
             // A deleted tenant's keys are revoked, so recreating the id does not revive them.
             try db.statement("UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL")
                 .run([.int(now), .text(id)])

@@ -27,6 +27,15 @@ public struct ExecutionRecord: Sendable {
     public var refusedLimit: String?
     /// What guardrail policies did to the request and its answer.
     public var policyTriggers: [PolicyTrigger] = []
+    /// The cache: `hit`, `semantic-hit` or `miss` where caching is on for the tenant.
+    public var cache: String?
+    /// What a hit saved (the tokens and cost its answer took when it was made).
+    public var savedTokens: Int64 = 0
+    public var savedNano: Int64 = 0
+    /// The entry a hit used (its use is recorded with the settlement).
+    public var cacheHitKey: [UInt8]?
+    /// An answer to keep, stored with the settlement.
+    public var cacheWrite: CacheWrite?
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
@@ -58,8 +67,8 @@ public struct ExecutionLog {
             """
             INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
               error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
-              streamed, fallback_used, retries, prompt, trace_id, policy_triggers)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              streamed, fallback_used, retries, prompt, trace_id, policy_triggers, cache, saved_tokens, saved_nano)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).run([
             .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
@@ -69,7 +78,9 @@ public struct ExecutionLog {
             .int(Int64(record.usage.cachedTokens)), .int(record.costNano), .int(record.streamed ? 1 : 0),
             .int(record.fallbackUsed ? 1 : 0), .int(Int64(record.retries)), opt(record.prompt),
             opt(record.traceID),
-            record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString),
+            record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString), opt(record.cache),
+            record.cache == nil ? .null : .int(record.savedTokens),
+            record.cache == nil ? .null : .int(record.savedNano),
         ])
         try db.statement(
             """

@@ -150,6 +150,24 @@ public enum Migrations {
         """
         ALTER TABLE executions ADD COLUMN policy_triggers TEXT;
         """,
+        // 8: the per-tenant response cache (the tenant leads every key), its per-tenant totals, and what each
+        // execution got from it.
+        """
+        CREATE TABLE cache_entries(
+            tenant TEXT NOT NULL, key BLOB NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+            used_ms INTEGER NOT NULL, hits INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL,
+            answer BLOB NOT NULL, tokens INTEGER NOT NULL, cost_nano INTEGER NOT NULL,
+            PRIMARY KEY (tenant, key)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX cache_entries_lru ON cache_entries(tenant, used_ms);
+        CREATE INDEX cache_entries_expiry ON cache_entries(expires_ms);
+        CREATE TABLE cache_usage(
+            tenant TEXT PRIMARY KEY, entries INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0
+        ) STRICT, WITHOUT ROWID;
+        ALTER TABLE executions ADD COLUMN cache TEXT;
+        ALTER TABLE executions ADD COLUMN saved_tokens INTEGER;
+        ALTER TABLE executions ADD COLUMN saved_nano INTEGER;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

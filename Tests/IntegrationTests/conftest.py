@@ -86,6 +86,15 @@ tenants:
   throttled:
     models: [fast, mock-small]
     rate_limit: {{requests_per_minute: 2}}
+  cached:
+    models: [fast, sonnet, mock-small]
+    cache: {{ttl_s: 60, max_entries: 4}}
+  cached2:
+    models: [fast, sonnet, mock-small]
+    cache: {{ttl_s: 60, max_entries: 4}}
+  cached-ttl:
+    models: [fast]
+    cache: {{ttl_s: 1, any_temperature: true}}
   guarded:
     models: [fast, sonnet, mock-small]
     rate_limit: {{requests_per_minute: 1000}}
@@ -200,7 +209,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "budgeted", "softy", "priced", "resilient",
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

@@ -176,7 +176,11 @@ extension ConfigSchema {
             "cooldown_s": .integer(min: 1, max: 86_400),
         ]),
         "audit": .object(["retention_days": .integer(min: 1, max: 3650), "capture_bodies": .boolean]),
-        "cache": .object(["ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0, max: 1)]),
+        "cache": .object([
+            "ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0.9, max: 1),
+            "max_entries": .integer(min: 1, max: 10_000_000), "max_bytes": .integer(min: 4096, max: 1 << 40),
+            "any_temperature": .boolean,
+        ]),
         "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
         "policies": .list(policy, maxCount: 64),
         "policy_hold_back": .integer(min: 0, max: 8192),

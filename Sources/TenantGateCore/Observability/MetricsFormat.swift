@@ -99,9 +99,11 @@ public enum MetricsFormat {
             flushHistogram()
             if name.hasSuffix("_sum_ms") {
                 line(String(name.dropLast(3)), labels, String(Double(value) / 1000))
-            } else if name == "tenantgate_cost_nano_total" {
-                header("tenantgate_cost_usd_total")
-                line("tenantgate_cost_usd_total", labels, String(Double(value) / 1e9))
+            } else if name.hasSuffix("_nano_total") {
+                // Money is counted in nano-USD and shown in USD.
+                let usd = String(name.dropLast("_nano_total".count)) + "_usd_total"
+                header(usd)
+                line(usd, labels, String(Double(value) / 1e9))
             } else {
                 if !(name.hasSuffix("_count") && help[String(name.dropLast(6))] != nil) { header(name) }
                 line(name, labels, String(value))

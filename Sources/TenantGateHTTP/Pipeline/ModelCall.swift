@@ -1,5 +1,6 @@
 import TenantGateCore
 import TenantGateServing
+import TenantGateStore
 import TenantGateSystem
 
 /// The model endpoints, each served by its own list of stages (`Pipeline`).
@@ -56,6 +57,20 @@ struct Served: Sendable {
     var ttfbMs: Int?
 }
 
+/// What the cache did for a call of a tenant whose cache is on.
+struct CacheState: Sendable {
+    let settings: CacheSettings
+    /// The entry's key, when the request is eligible.
+    var key: [UInt8]?
+    /// `hit` or `miss` (header, log, execution row).
+    var outcome = "miss"
+    /// What a hit saved.
+    var savedTokens: Int64 = 0
+    var savedNano: Int64 = 0
+    /// A fresh answer to keep (stored with the settlement unless a policy changed it).
+    var write: CacheWrite?
+}
+
 /// A whole answer waiting for the reply stage.
 struct PendingReply: Sendable {
     var status = 200
@@ -92,8 +107,12 @@ struct ModelCall: Sendable {
     var served = Served()
     /// Guard, egress and stream filter: what the tenant's policies did.
     var policyTriggers: [PolicyTrigger] = []
+    /// Cache: on for the tenant, the key when the request may be answered from it, what it did.
+    var cache: CacheState?
     /// A whole answer not sent yet (streams are relayed as they come).
     var reply: PendingReply?
+    /// A stream already went out (from the upstream or the cache).
+    var relayed = false
     /// The status the client got (499 when it left), and the error code, if any.
     var status = 0
     var errorCode: String?
@@ -114,9 +133,10 @@ struct ModelCall: Sendable {
     /// Headers of every answer the call gets: tenant, limits (also on errors).
     var baseHeaders: [(String, String)] { [("X-Tenant-ID", tenant.id.rawValue)] + hold.headers }
 
-    /// Headers of a successful answer: the base ones, the prompt and the model that served.
+    /// Headers of a successful answer: the base ones, the prompt, the model that served and the cache.
     var answerHeaders: [(String, String)] {
         var headers = baseHeaders
+        if let cache { headers.append(("X-TenantGate-Cache", cache.outcome)) }
         if let prompt { headers.append(("X-TenantGate-Prompt", "\(prompt.name)@\(prompt.version)")) }
         if target != nil, let model = served.model { headers.append(("X-TenantGate-Model", model)) }
         return headers

@@ -31,8 +31,8 @@ struct Pipeline: Sendable {
     let stages: [any Stage]
 
     static let chat = Pipeline(stages: [
-        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), ReserveStage(), UpstreamStage(),
-        EgressStage(), ReplyStage(),
+        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), ReserveStage(), CacheStage(),
+        UpstreamStage(), EgressStage(), ReplyStage(),
     ])
     /// `/v1/messages` is the chat pipeline: parse reads Anthropic's shape, reply writes it.
     static let messages = chat
@@ -55,7 +55,7 @@ struct Pipeline: Sendable {
 
     /// Runs the stages in order; once the call has its answer, only the stages that run then.
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
-        for stage in stages where call.reply == nil || stage.runsWhenAnswered {
+        for stage in stages where (call.reply == nil && !call.relayed) || stage.runsWhenAnswered {
             try stage.run(&call, services)
         }
     }

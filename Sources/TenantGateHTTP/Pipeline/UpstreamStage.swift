@@ -1,5 +1,6 @@
 import TenantGateCore
 import TenantGateServing
+import TenantGateStore
 import TenantGateSystem
 
 /// Calls the model through the fallback router and its provider: a whole answer is left for the reply
@@ -35,8 +36,10 @@ struct UpstreamStage: Stage {
         // Only Anthropic clients see it (in message_start, before the exact count arrives).
         let inputEstimate = call.api == .anthropic ? TokenEstimate.prompt(chat.promptText) : 0
         let created = Int(Posix.wallMicros() / 1_000_000)
-        // Mid-stream policies read every piece: native streams are decoded and written again.
-        let guarded = chat.stream && call.tenant.policies.any(.midstream)
+        // Mid-stream policies and the cache's recorder read every piece: native streams are decoded and
+        // written again.
+        let guarded = chat.stream && (call.tenant.policies.any(.midstream) || call.cache?.key != nil)
+        var fresh: JSONValue?
         try router.serve(
             target.chain, tenant: call.tenant, started: { sink.headWritten }, onRetry: { retries += 1 }
         ) { candidate, index in
@@ -59,8 +62,9 @@ struct UpstreamStage: Stage {
                 call.served.usage = answer.usage
                 call.served.upstreamMs = 0
                 if chat.stream {
-                    relayLocal(stream, usage: answer.usage, created: created, writer: writer, &call, services)
+                    fresh = relayLocal(stream, usage: answer.usage, created: created, writer: writer, &call, services)
                 } else {
+                    fresh = UpstreamStage.neutral(answer, call: providerCall)
                     reply(answer, writer: writer, &call)
                 }
             case .remote(let provider):
@@ -69,18 +73,49 @@ struct UpstreamStage: Stage {
                 let started = Posix.monotonicMs()
                 defer { call.served.upstreamMs = Int(Posix.monotonicMs() - started) }
                 if chat.stream {
-                    try relay(
+                    fresh = try relay(
                         outgoing, decoder: provider.streamDecoder(providerCall), chat: chat, writer: writer,
                         client: client, &call, services)
                 } else {
                     let (json, raw) = try client.fetchJSON(outgoing, limit: services.options.maxUpstreamBytes)
                     let answer = provider.answer(json, raw: raw, call: providerCall)
                     call.served.usage = answer.usage
+                    fresh = UpstreamStage.neutral(answer, call: providerCall)
                     reply(answer, writer: writer, &call)
                 }
             }
             call.served.retries = retries
             if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
+        }
+        keep(fresh, &call)
+    }
+
+    /// Hands a fresh, complete answer of an eligible request to the settlement, to be stored.
+    private func keep(_ fresh: JSONValue?, _ call: inout ModelCall) {
+        guard let fresh, let cache = call.cache, let key = cache.key, call.errorCode == nil,
+            call.status == 200 || call.reply?.status == 200, ResponseCache.storable(fresh)
+        else { return }
+        let usage = call.served.usage ?? Usage(promptTokens: 0, completionTokens: 0)
+        call.cache?.write = CacheWrite(
+            key: key, answer: fresh, tokens: Int64(usage.promptTokens.saturatingAdd(usage.completionTokens)),
+            costNano: call.served.costNano ?? 0, ttlMs: cache.settings.ttlMs, maxEntries: cache.settings.maxEntries,
+            maxBytes: cache.settings.maxBytes)
+    }
+
+    /// A whole answer in the provider-neutral (Chat Completions) shape the cache keeps.
+    static func neutral(_ answer: ProviderAnswer, call: ProviderCall) -> JSONValue? {
+        switch answer {
+        case .chat(let json, _, _): return json
+        case .native(let bytes, _):
+            // Only text and tool use replay faithfully; thinking or server tool blocks are not kept.
+            guard let json = try? JSONParser.parse(bytes),
+                (json["content"]?.arrayValue ?? []).allSatisfy({
+                    ["text", "tool_use"].contains($0["type"]?.stringValue ?? "")
+                })
+            else { return nil }
+            return AnthropicResponse.completion(
+                json, id: call.completionID, model: call.model.name, created: call.created
+            ).0
         }
     }
 
@@ -98,7 +133,7 @@ struct UpstreamStage: Stage {
     private func relayLocal(
         _ pieces: [StreamPiece], usage: Usage?, created: Int, writer: ReplyWriter, _ call: inout ModelCall,
         _ services: StageServices
-    ) {
+    ) -> JSONValue? {
         var relay = StreamRelay(
             writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
             headers: call.answerHeaders)
@@ -112,9 +147,10 @@ struct UpstreamStage: Stage {
                     call.status = 499
                     call.errorCode = "client_closed"
                 }
-                return
+                return nil
             }
         }
+        return UpstreamStage.recorded(relay, model: call.served.model ?? "")
     }
 
     /// Relays an upstream stream: SSE events → the provider's decoder → the relay. A failure before the
@@ -123,7 +159,7 @@ struct UpstreamStage: Stage {
     private func relay(
         _ outgoing: OutgoingRequest, decoder: any StreamDecoder, chat: ChatRequest, writer: ReplyWriter,
         client: UpstreamClient, _ call: inout ModelCall, _ services: StageServices
-    ) throws {
+    ) throws -> JSONValue? {
         var decoder = decoder
         var relay = StreamRelay(
             writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
@@ -167,7 +203,7 @@ struct UpstreamStage: Stage {
         if relay.clientGone {
             call.status = 499
             call.errorCode = "client_closed"
-            return
+            return nil
         }
         if !relay.opened {
             let head = try UpstreamClient.check(result, bodyTooLarge: false)
@@ -195,12 +231,26 @@ struct UpstreamStage: Stage {
             if !(decoder.forwardsFailure && decoder.failure != nil) { relay.fail(failure) }
         }
         services.sink.flush()
+        // Only a stream that ended well, untouched by a policy, is kept.
+        guard failure == nil, !relay.stoppedByFilter else { return nil }
+        return UpstreamStage.recorded(relay, model: call.served.model ?? "")
     }
 
-    /// The stream filters of this call: the worker's, then the tenant's mid-stream policies.
+    /// The stream filters of this call: the cache's recorder (what the upstream said), the worker's, then
+    /// the tenant's mid-stream policies.
     static func filters(_ call: ModelCall, _ services: StageServices) -> [any StreamFilter] {
-        guard call.tenant.policies.any(.midstream) else { return services.streamFilters }
-        return services.streamFilters + [PolicyFilter(engine: Guardrails.engine(call.tenant.policies))]
+        var filters: [any StreamFilter] =
+            call.cache?.key != nil && call.cache?.outcome == "miss" ? [CacheRecorder()] : []
+        filters += services.streamFilters
+        if call.tenant.policies.any(.midstream) {
+            filters.append(PolicyFilter(engine: Guardrails.engine(call.tenant.policies)))
+        }
+        return filters
+    }
+
+    /// The answer the cache recorder of `relay` rebuilt, if the stream finished.
+    static func recorded(_ relay: StreamRelay, model: String) -> JSONValue? {
+        relay.filters.compactMap { $0 as? CacheRecorder }.first?.recorder.completion(model: model)
     }
 
     /// What the policy filter of `relay` recorded.

@@ -1,0 +1,200 @@
+/// A tenant's cache settings (`cache:` in its effective configuration); caching is on when `ttl_s` > 0.
+public struct CacheSettings: Sendable, Equatable {
+    public let ttlMs: Int64
+    public let maxEntries: Int
+    public let maxBytes: Int64
+    /// Also cache answers sampled above temperature 0 (they are not deterministic: off by default).
+    public let anyTemperature: Bool
+
+    /// The settings of `tenant`, nil when its cache is off.
+    public init?(_ tenant: TenantConfig) {
+        guard let cache = tenant.effective["cache"], let ttl = cache["ttl_s"]?.intValue, ttl > 0 else { return nil }
+        ttlMs = Int64(ttl) * 1000
+        maxEntries = cache["max_entries"]?.intValue ?? 100_000
+        maxBytes = Int64(cache["max_bytes"]?.intValue ?? 256 << 20)
+        anyTemperature = cache["any_temperature"]?.boolValue ?? false
+    }
+}
+
+/// Which requests the cache may answer, and the bytes their key is the hash of.
+public enum ResponseCache {
+    /// The key format; bumping it makes every stored entry unreachable.
+    public static let formatVersion = "tenantgate-cache-1"
+
+    /// Why a request is not looked up (nil: it is eligible).
+    public static func ineligibility(
+        _ chat: ChatRequest, messages: MessagesRequest?, settings: CacheSettings, cacheControl: String?
+    ) -> String? {
+        if let control = cacheControl?.lowercased(), control.contains("no-store") || control.contains("no-cache") {
+            return "no-store"
+        }
+        guard chat.choices == 1 else { return "n" }
+        if !settings.anyTemperature {
+            guard let t = chat.body["temperature"]?.doubleValue, t == 0 else { return "temperature" }
+        }
+        for message in chat.messages {
+            let role = message["role"]?.stringValue ?? ""
+            if role == "tool" || role == "function" { return "tool-results" }
+        }
+        if let original = messages?.original {
+            for message in original["messages"]?.arrayValue ?? [] {
+                for block in message["content"]?.arrayValue ?? [] where block["type"]?.stringValue == "tool_result" {
+                    return "tool-results"
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The request fields an answer depends on, the tenant first, each length-prefixed: two different
+    /// requests (or tenants) never encode alike. Stream options are left out: a stream and a whole answer
+    /// share an entry.
+    public static func keyMaterial(
+        tenant: String, api: String, model: String, backend: String, chat: ChatRequest, messages: MessagesRequest?,
+        nativeSystem: String?
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        func field(_ bytes: [UInt8]) {
+            var n = UInt64(bytes.count)
+            for _ in 0..<8 {
+                out.append(UInt8(n & 0xFF))
+                n >>= 8
+            }
+            out += bytes
+        }
+        func field(_ text: String) { field(Array(text.utf8)) }
+        field(formatVersion)
+        field(tenant)
+        field(api)
+        field(model)
+        field(backend)
+        if let original = messages?.original {
+            // The Anthropic body goes upstream as it is: all of it counts, but for how it is delivered.
+            field(canonical(original.removing("stream").removing("metadata").removing("model")))
+            field(nativeSystem ?? "")
+        } else {
+            field(canonical(chat.body["messages"] ?? .null))
+            for name in [
+                "tools", "tool_choice", "functions", "function_call", "response_format", "temperature", "top_p",
+                "max_tokens", "max_completion_tokens", "seed", "stop", "n", "frequency_penalty", "presence_penalty",
+                "logit_bias", "logprobs", "top_logprobs", "reasoning_effort", "parallel_tool_calls",
+            ] {
+                field(name)
+                field(canonical(chat.body[name] ?? .null))
+            }
+        }
+        return out
+    }
+
+    /// JSON with every object's keys in order (numbers keep their text): equal documents, equal bytes.
+    public static func canonical(_ value: JSONValue) -> [UInt8] { sorted(value).bytes }
+
+    private static func sorted(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .object(let members): return .object(members.sorted { $0.0 < $1.0 }.map { ($0.0, sorted($0.1)) })
+        case .array(let items): return .array(items.map(sorted))
+        default: return value
+        }
+    }
+
+    /// Whether a provider-neutral answer can be replayed faithfully (text and tool calls only, one choice,
+    /// a proper finish).
+    public static func storable(_ answer: JSONValue) -> Bool {
+        guard let choices = answer["choices"]?.arrayValue, choices.count == 1, let choice = choices.first,
+            let reason = choice["finish_reason"]?.stringValue,
+            reason == "stop" || reason == "tool_calls"
+                || reason == "length"
+        else { return false }
+        return choice["message"]?["content"]?.stringValue != nil || choice["message"]?["tool_calls"] != nil
+    }
+
+    /// A cached answer as the pieces of a stream (role, content, tool calls, finish, end).
+    public static func replay(_ answer: JSONValue, chunks: ChunkFactory) -> [StreamPiece] {
+        guard let choice = answer["choices"]?.arrayValue?.first else { return [.end] }
+        let message = choice["message"] ?? .object([])
+        var pieces: [StreamPiece] = [
+            .chunk(chunks.delta(.object([("role", .string("assistant")), ("content", .string(""))])), raw: nil)
+        ]
+        if let text = message["content"]?.stringValue, !text.isEmpty {
+            pieces.append(.chunk(chunks.delta(.object([("content", .string(text))])), raw: nil))
+        }
+        for (i, call) in (message["tool_calls"]?.arrayValue ?? []).enumerated() {
+            let delta = JSONValue.object([
+                (
+                    "tool_calls",
+                    .array([
+                        .object([
+                            ("index", .int(i)), ("id", call["id"] ?? .string("call_\(i)")),
+                            ("type", .string("function")), ("function", call["function"] ?? .object([])),
+                        ])
+                    ])
+                )
+            ])
+            pieces.append(.chunk(chunks.delta(delta), raw: nil))
+        }
+        let reason = choice["finish_reason"]?.stringValue ?? "stop"
+        pieces.append(.chunk(chunks.delta(.object([]), finish: reason), raw: nil))
+        pieces.append(.end)
+        return pieces
+    }
+}
+
+/// Rebuilds a whole Chat Completions answer from the chunks of a stream (to store it once it finished).
+public struct StreamRecorder: Sendable {
+    private var text = ""
+    private var calls: [Int: (id: String, name: String, arguments: String)] = [:]
+    private var finish: String?
+    private var choices = Set<Int>()
+
+    /// Creates an empty recorder.
+    public init() {}
+
+    /// Takes one chunk.
+    public mutating func record(_ chunk: JSONValue) {
+        for choice in chunk["choices"]?.arrayValue ?? [] {
+            choices.insert(choice["index"]?.intValue ?? 0)
+            let delta = choice["delta"]
+            if let piece = delta?["content"]?.stringValue { text += piece }
+            for call in delta?["tool_calls"]?.arrayValue ?? [] {
+                let i = call["index"]?.intValue ?? 0
+                var entry = calls[i] ?? ("", "", "")
+                if let id = call["id"]?.stringValue { entry.id = id }
+                if let name = call["function"]?["name"]?.stringValue { entry.name += name }
+                if let args = call["function"]?["arguments"]?.stringValue { entry.arguments += args }
+                calls[i] = entry
+            }
+            if let reason = choice["finish_reason"]?.stringValue { finish = reason }
+        }
+    }
+
+    /// The answer, when the stream had one choice and finished.
+    public func completion(model: String) -> JSONValue? {
+        guard choices.count <= 1, let finish else { return nil }
+        var message: [(String, JSONValue)] = [("role", .string("assistant")), ("content", .string(text))]
+        if !calls.isEmpty {
+            message.append(
+                (
+                    "tool_calls",
+                    .array(
+                        calls.sorted { $0.key < $1.key }.map { _, call in
+                            .object([
+                                ("id", .string(call.id)), ("type", .string("function")),
+                                (
+                                    "function",
+                                    .object([("name", .string(call.name)), ("arguments", .string(call.arguments))])
+                                ),
+                            ])
+                        })
+                ))
+        }
+        return .object([
+            ("object", .string("chat.completion")), ("model", .string(model)),
+            (
+                "choices",
+                .array([
+                    .object([("index", .int(0)), ("message", .object(message)), ("finish_reason", .string(finish))])
+                ])
+            ),
+        ])
+    }
+}

@@ -1,0 +1,69 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// The response cache: after the reservation (a hit still counts against the rate limits), before the
+/// upstream. A hit answers in the client's API and delivery (a stored stream can be a whole answer and
+/// back), charges no tokens and records what it saved; a miss leaves the key for the upstream stage to
+/// store the fresh answer under.
+struct CacheStage: Stage {
+    let name = "cache"
+
+    func run(_ call: inout ModelCall, _ services: StageServices) throws {
+        guard case .chat(let chat, let messages) = call.input, let target = call.target,
+            let settings = CacheSettings(call.tenant)
+        else { return }
+        call.cache = CacheState(settings: settings)
+        guard
+            ResponseCache.ineligibility(
+                chat, messages: messages, settings: settings, cacheControl: call.request.headers["cache-control"])
+                == nil
+        else { return }
+        let key = Crypto.sha256(
+            ResponseCache.keyMaterial(
+                tenant: call.tenant.id.rawValue, api: call.api == .anthropic ? "anthropic" : "openai",
+                model: target.name, backend: target.backend.name, chat: chat, messages: messages,
+                nativeSystem: call.nativeSystem))
+        call.cache?.key = key
+        let tenant = call.tenant.id.rawValue
+        let now = Posix.wallMicros() / 1000
+        // A store failure is a miss, never an error.
+        let found = try? services.resources.readers.with {
+            try CacheStore($0).lookup(tenant: tenant, key: key, nowMs: now)
+        }
+        guard let hit = found.flatMap({ $0 }) else { return }
+        call.cache?.outcome = "hit"
+        call.cache?.savedTokens = hit.tokens
+        call.cache?.savedNano = hit.costNano
+        call.served.model = target.name
+        call.served.backend = target.backend.name
+        call.served.usage = Usage(promptTokens: 0, completionTokens: 0)
+        call.served.costNano = 0
+        call.served.upstreamMs = 0
+        let created = Int(Posix.wallMicros() / 1_000_000)
+        let chunks = ChunkFactory(id: call.completionID, model: target.name, created: created)
+        let writer = ReplyWriter(
+            api: call.api, includeUsage: chat.includeUsage, completionID: call.completionID, model: target.name,
+            inputEstimate: 0)
+        let none = Usage(promptTokens: 0, completionTokens: 0)
+        if call.streamed {
+            var relay = StreamRelay(
+                writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+                headers: call.answerHeaders)
+            relay.open()
+            call.status = 200
+            call.relayed = true
+            _ = relay.write(ResponseCache.replay(hit.answer, chunks: chunks), usage: none, usageChunk: chunks.usage)
+            call.policyTriggers += UpstreamStage.triggers(relay)
+            if relay.clientGone {
+                call.status = 499
+                call.errorCode = "client_closed"
+            }
+            services.sink.flush()
+        } else {
+            let answer = hit.answer.setting("id", .string(call.completionID)).setting("created", .int(created))
+                .setting("usage", none.openAI)
+            call.reply = PendingReply(body: writer.completion(answer, raw: nil, usage: none))
+        }
+    }
+}

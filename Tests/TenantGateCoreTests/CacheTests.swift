@@ -1,0 +1,110 @@
+import Testing
+
+@testable import TenantGateCore
+
+@Suite struct ResponseCacheTests {
+    func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(json.utf8)) }
+
+    func material(_ tenant: String, _ json: String, model: String = "m") throws -> [UInt8] {
+        ResponseCache.keyMaterial(
+            tenant: tenant, api: "openai", model: model, backend: "b", chat: try chat(json), messages: nil,
+            nativeSystem: nil)
+    }
+
+    @Test func theTenantAndEveryAnswerShapingFieldAreInTheKey() throws {
+        let base = #"{"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#
+        let a = try material("a", base)
+        #expect(a == (try material("a", base)))
+        #expect(a != (try material("b", base)))
+        #expect(a != (try material("a", base, model: "other")))
+        for changed in [
+            #"{"temperature":0,"messages":[{"role":"user","content":"hi!"}]}"#,
+            #"{"temperature":0,"seed":1,"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"stop":["x"],"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"response_format":{"type":"json_object"},"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#,
+        ] {
+            #expect(a != (try material("a", changed)), "\(changed)")
+        }
+        // Key order and streaming do not matter: a stream and a whole answer share the entry.
+        #expect(a == (try material("a", #"{"messages":[{"content":"hi","role":"user"}],"temperature":0}"#)))
+        #expect(
+            a == (try material("a", #"{"stream":true,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#)))
+        // Length prefixes: moving bytes between fields changes the key.
+        #expect((try material("ab", base)) != (try material("a", base, model: "bm")))
+    }
+
+    @Test func eligibility() throws {
+        let tenant = try #require(
+            try GatewayConfig(
+                state: ConfigState().merging(
+                    try ConfigState.validateFile(
+                        ConfigNode(
+                            json: try JSONParser.parse(
+                                #"{"backends":{"d":{"provider":"mock"}},"models":{"m":{"backend":"d"}},"tenants":{"t":{"models":["m"],"cache":{"ttl_s":60}}}}"#
+                            ))), prune: false), keys: [], version: 1
+            ).tenants["t"])
+        let settings = try #require(CacheSettings(tenant))
+        func why(_ json: String, control: String? = nil) throws -> String? {
+            ResponseCache.ineligibility(try chat(json), messages: nil, settings: settings, cacheControl: control)
+        }
+        #expect(try why(#"{"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#) == nil)
+        #expect(try why(#"{"messages":[{"role":"user","content":"hi"}]}"#) == "temperature")
+        #expect(try why(#"{"temperature":0.2,"messages":[{"role":"user","content":"hi"}]}"#) == "temperature")
+        #expect(try why(#"{"temperature":0,"n":2,"messages":[{"role":"user","content":"hi"}]}"#) == "n")
+        #expect(
+            try why(
+                #"{"temperature":0,"messages":[{"role":"user","content":"hi"},{"role":"tool","content":"42","tool_call_id":"c"}]}"#
+            )
+                == "tool-results")
+        #expect(
+            try why(#"{"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#, control: "No-Cache")
+                == "no-store")
+    }
+
+    @Test func aStreamRecordedIsTheAnswerReplayed() throws {
+        let chunks = ChunkFactory(id: "c", model: "m", created: 1)
+        let answer = JSONValue.object([
+            (
+                "choices",
+                .array([
+                    .object([
+                        ("index", .int(0)),
+                        (
+                            "message",
+                            .object([
+                                ("role", .string("assistant")), ("content", .string("Hello there")),
+                                (
+                                    "tool_calls",
+                                    .array([
+                                        .object([
+                                            ("id", .string("call_1")), ("type", .string("function")),
+                                            (
+                                                "function",
+                                                .object([("name", .string("f")), ("arguments", .string("{\"a\":1}"))])
+                                            ),
+                                        ])
+                                    ])
+                                ),
+                            ])
+                        ), ("finish_reason", .string("tool_calls")),
+                    ])
+                ])
+            )
+        ])
+        #expect(ResponseCache.storable(answer))
+        var recorder = StreamRecorder()
+        for piece in ResponseCache.replay(answer, chunks: chunks) {
+            if case .chunk(let json, _) = piece { recorder.record(json) }
+        }
+        let again = try #require(recorder.completion(model: "m"))
+        #expect(again["choices"]?.arrayValue?.first?["message"] == answer["choices"]?.arrayValue?.first?["message"])
+        #expect(again["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue == "tool_calls")
+        // An unfinished stream is not an answer.
+        var cut = StreamRecorder()
+        cut.record(chunks.delta(.object([("content", .string("Hel"))])))
+        #expect(cut.completion(model: "m") == nil)
+    }
+}
