@@ -18,7 +18,6 @@ extension Gateway {
         "tenantgate_cache_hits_total": (
             "counter", "Answers served from the cache, by tenant and kind (hit, semantic-hit)."
         ),
-        "tenantgate_cache_lookups_total": ("counter", "Cache lookups by tenant and outcome (hit, semantic-hit, miss)."),
         "tenantgate_cache_saved_usd_total": ("counter", "Cost the cache saved, in USD, by tenant."),
         "tenantgate_policy_triggers_total": (
             "counter", "Guardrail policy triggers by tenant, policy, action and mode (shadow: recorded only)."

@@ -162,7 +162,7 @@ final class Gateway: Sendable {
             if cache.outcome != "miss" {
                 record.savedTokens = cache.savedTokens
                 record.savedNano = cache.savedNano
-                record.cacheHitKey = cache.key
+                if cache.touch { record.cacheHitKey = cache.key }
             }
             // An answer a policy redacted or stopped is not kept, nor anything but a clean success.
             let changed = call.policyTriggers.contains {

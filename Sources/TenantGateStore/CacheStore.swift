@@ -8,6 +8,10 @@ public struct CachedAnswer: Sendable {
     /// Tokens and cost the answer took when it was made (what a hit saves).
     public let tokens: Int64
     public let costNano: Int64
+    /// When it was last used (the LRU order is kept to `touchEveryMs`).
+    public let usedMs: Int64
+    /// When it expires.
+    public let expiresMs: Int64
 }
 
 /// An answer to keep, handed to the settlement with its execution.
@@ -59,14 +63,23 @@ public struct CacheStore {
     public func lookup(tenant: String, key: [UInt8], nowMs: Int64) throws -> CachedAnswer? {
         guard
             let row = try db.statement(
-                "SELECT answer, tokens, cost_nano FROM cache_entries WHERE tenant = ? AND key = ? AND expires_ms > ?"
+                """
+                SELECT answer, tokens, cost_nano, used_ms, expires_ms FROM cache_entries
+                WHERE tenant = ? AND key = ? AND expires_ms > ?
+                """
             ).all([.text(tenant), .blob(key), .int(nowMs)]).first
         else { return nil }
         guard let bytes = row[0].blob, let answer = try? JSONParser.parse(bytes), case .object = answer else {
             return nil
         }
-        return CachedAnswer(answer: answer, tokens: row[1].int ?? 0, costNano: row[2].int ?? 0)
+        return CachedAnswer(
+            answer: answer, tokens: row[1].int ?? 0, costNano: row[2].int ?? 0, usedMs: row[3].int ?? 0,
+            expiresMs: row[4].int ?? 0)
     }
+
+    /// How stale an entry's last-use time may get before a hit records it again: the LRU order is kept to
+    /// ten seconds, so a hot entry costs one write every ten seconds, not one per hit.
+    public static let touchEveryMs: Int64 = 10_000
 
     /// A hit: the entry was used now (LRU order and hit count). Inside the settlement's transaction.
     func touch(tenant: String, key: [UInt8], nowMs: Int64) throws {

@@ -25,7 +25,6 @@ public struct MetricCounters {
             try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
         }
         if let kind = record.cache {
-            try add("tenantgate_cache_lookups_total", "tenant=\"\(tenant)\",kind=\"\(kind)\"", 1)
             if kind != "miss" {
                 try add("tenantgate_cache_hits_total", "tenant=\"\(tenant)\",kind=\"\(kind)\"", 1)
                 try add("tenantgate_cache_saved_nano_total", "tenant=\"\(tenant)\"", record.savedNano)

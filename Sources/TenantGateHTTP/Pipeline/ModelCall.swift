@@ -64,6 +64,8 @@ struct CacheState: Sendable {
     var key: [UInt8]?
     /// `hit` or `miss` (header, log, execution row).
     var outcome = "miss"
+    /// A hit whose entry's last use should be recorded (LRU order).
+    var touch = false
     /// What a hit saved.
     var savedTokens: Int64 = 0
     var savedNano: Int64 = 0
