@@ -78,7 +78,8 @@ public struct AdminApp: AdminResponder {
             case ("POST", "keys/revoke"): return try TenantPage.revokeKey(context, tenant: id)
             case ("POST", "rollback"): return try TenantPage.rollback(context, tenant: id)
             case ("POST", "delete"): return try TenantPage.delete(context, tenant: id)
-            case (_, "keys"), (_, "keys/revoke"), (_, "rollback"), (_, "delete"), (_, ""):
+            case ("POST", "cache/purge"): return try TenantPage.purgeCache(context, tenant: id)
+            case (_, "keys"), (_, "keys/revoke"), (_, "rollback"), (_, "delete"), (_, "cache/purge"), (_, ""):
                 throw AdminProblem.methodNotAllowed
             default: throw AdminProblem.notFound
             }

@@ -134,10 +134,13 @@ public struct CacheStore {
         ).run([.text(tenant), .int(entries), .int(bytes)])
     }
 
-    /// Deletes every entry of `tenant` (nil: of every tenant); returns how many.
+    /// Deletes every entry of `tenant` (nil: of every tenant) in a transaction of its own; returns how many.
     @discardableResult
-    public func purge(tenant: String?) throws -> Int {
-        try db.transaction {
+    public func purge(tenant: String?) throws -> Int { try db.transaction { try purgeRows(tenant: tenant) } }
+
+    /// `purge` inside the caller's transaction (an audit entry commits with it).
+    public func purgeRows(tenant: String?) throws -> Int {
+        do {
             let n: Int
             if let tenant {
                 try db.statement("DELETE FROM cache_entries WHERE tenant = ?").run([.text(tenant)])

@@ -401,6 +401,24 @@ def test_guardrail_policies_are_edited_shown_and_enforced(admin_stack, browser):
     assert admin_stack.sql("SELECT json FROM tenants WHERE id = 'globex'")[0][0].find("no-parts") < 0
 
 
+def test_cache_figures_and_purge(admin_stack, browser):
+    body = {"model": "fast", "temperature": 0, "messages": [{"role": "user", "content": "admin-cache-probe"}]}
+    for _ in range(2):
+        httpx.post(f"{admin_stack.base}/tenant/cached/v1/chat/completions", verify=False, timeout=30,
+                   headers={"Authorization": f"Bearer {admin_stack.keys['cached']}"}, json=body)
+    assert wait_until(lambda: admin_stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cached'")[0][0] >= 1)
+    page = browser.get("/admin/tenants/cached").text
+    assert "Response cache" in page and "Purge cached" in page
+    # Without the CSRF token nothing is purged.
+    assert browser.post("/admin/tenants/cached/cache/purge", {"go": "1"}, csrf=False).status_code == 403
+    assert admin_stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cached'")[0][0] >= 1
+    r = browser.post("/admin/tenants/cached/cache/purge", {})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/tenants/cached?done=purged"
+    assert admin_stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cached'")[0][0] == 0
+    assert admin_stack.sql("SELECT action FROM admin_audit WHERE target = 'cached' ORDER BY id DESC LIMIT 1") == [
+        ("cache_purge",)]
+
+
 def test_login_is_throttled_per_user(admin_stack):
     b = Browser(admin_stack)
     for _ in range(5):

@@ -7,6 +7,7 @@ enum TenantPage {
     static let flashes = [
         "saved": "Saved. Every worker serves with the new settings within a second.",
         "revoked": "Key revoked.", "rolledback": "Prompt rolled back.", "created": "Tenant created.",
+        "purged": "Cache purged. Every worker misses from within a second.",
     ]
 
     static func show(
@@ -44,6 +45,7 @@ enum TenantPage {
         body += Chart.dailySpend(
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
         body += try policies(context, id: id)
+        body += try cache(context, id: id)
         var filter = ExecutionFilter()
         filter.tenant = id
         let recent = try context.admin.executions(filter, limit: 20).rows
@@ -156,6 +158,24 @@ enum TenantPage {
             </fieldset>
             <fieldset><legend>Upstream keys</legend><p class="muted">Stored encrypted (AES-256-GCM); never shown again.</p>\(keyFields)</fieldset>
             <button type="submit">Save settings</button></form>
+            """
+    }
+
+    /// The tenant's cache: entries, hit rate and saved USD over 24 hours, and a purge button.
+    private static func cache(_ context: AdminContext, id: String) throws -> HTML {
+        guard let stats = try CacheStore(context.db).stats(tenant: id, nowMs: context.nowMs).first,
+            context.config.tenants[id].flatMap(CacheSettings.init) != nil || stats.entries > 0
+        else { return HTML() }
+        let lookups = stats.recentHits + stats.recentMisses
+        let rate = lookups == 0 ? "–" : "\(stats.recentHits * 100 / lookups) %"
+        return """
+            <section><h2>Response cache</h2><table><tbody>\
+            <tr><th scope="row">Entries</th><td>\(String(stats.entries)) (\(String(stats.bytes / 1024)) KiB)</td></tr>\
+            <tr><th scope="row">Hit rate, 24 h</th><td>\(rate) of \(String(lookups)) lookups</td></tr>\
+            <tr><th scope="row">Saved, 24 h</th><td>USD \(Money.usdString(nano: stats.savedNano))</td></tr>\
+            </tbody></table>\
+            <form method="post" action="/admin/tenants/\(id)/cache/purge">\(Layout.csrf(context.session))\
+            <button type="submit">Purge \(id)'s cache</button></form></section>
             """
     }
 
@@ -321,6 +341,18 @@ enum TenantPage {
                 atMs: context.nowMs)
         }
         return try show(context, tenant: id, newKey: key, notice: "Key created.")
+    }
+
+    /// Deletes the tenant's cached answers, audited.
+    static func purgeCache(_ context: AdminContext, tenant id: String) throws -> AdminReply {
+        let admin = context.admin
+        try admin.transaction {
+            let n = try CacheStore(context.db).purgeRows(tenant: id)
+            try admin.audit(
+                user: context.user, address: context.address, action: "cache_purge", target: id,
+                before: JSONValue.object([("entries", .int(n))]).jsonString, after: nil, atMs: context.nowMs)
+        }
+        return .redirect("/admin/tenants/\(id)?done=purged")
     }
 
     static func revokeKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
