@@ -159,6 +159,14 @@ final class Gateway: Sendable {
         record.policyTriggers = call.policyTriggers
         if let cache = call.cache {
             record.cache = cache.outcome
+            if cache.outcome == "miss" && cache.embeddingNano + Int64(cache.embeddingTokens) > 0 {
+                // The question's embedding is billed with the call it was made for.
+                record.usage = Usage(
+                    promptTokens: record.usage.promptTokens.saturatingAdd(cache.embeddingTokens),
+                    completionTokens: record.usage.completionTokens, cachedTokens: record.usage.cachedTokens,
+                    cacheWriteTokens: record.usage.cacheWriteTokens)
+                record.costNano = record.costNano.saturatingAdd(cache.embeddingNano)
+            }
             if cache.outcome != "miss" {
                 record.savedTokens = cache.savedTokens
                 record.savedNano = cache.savedNano

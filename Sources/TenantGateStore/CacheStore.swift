@@ -23,6 +23,8 @@ public struct CacheWrite: Sendable {
     public let ttlMs: Int64
     public let maxEntries: Int
     public let maxBytes: Int64
+    /// For the semantic cache: the scope, the question's unit vector and its signature.
+    public var semantic: (scope: [UInt8], vector: [Float], signature: String)?
 
     /// Creates a write.
     public init(
@@ -102,6 +104,15 @@ public struct CacheStore {
             .int(Int64(answer.count)), .blob(answer), .int(write.tokens), .int(write.costNano),
         ])
         try adjust(tenant: tenant, entries: 1, bytes: Int64(answer.count))
+        if let semantic = write.semantic {
+            try db.statement(
+                "INSERT OR REPLACE INTO cache_vectors(tenant, scope, key, vector, words) VALUES (?, ?, ?, ?, ?)"
+            ).run([
+                .text(tenant), .blob(semantic.scope), .blob(write.key), .blob(CacheStore.bytes(semantic.vector)),
+                .text(semantic.signature),
+            ])
+            try bumpGeneration(tenant)
+        }
         while true {
             let usage = try db.statement("SELECT entries, bytes FROM cache_usage WHERE tenant = ?")
                 .all([.text(tenant)]).first
@@ -123,6 +134,56 @@ public struct CacheStore {
         else { return }
         try db.statement("DELETE FROM cache_entries WHERE tenant = ? AND key = ?").run([.text(tenant), .blob(key)])
         try adjust(tenant: tenant, entries: -1, bytes: -size)
+        try db.statement("DELETE FROM cache_vectors WHERE tenant = ? AND key = ?").run([.text(tenant), .blob(key)])
+        if db.changes > 0 { try bumpGeneration(tenant) }
+    }
+
+    private func bumpGeneration(_ tenant: String) throws {
+        try db.statement("UPDATE cache_usage SET generation = generation + 1 WHERE tenant = ?").run([.text(tenant)])
+    }
+
+    /// The tenant's semantic generation: it changes whenever its vectors do (a purge resets it).
+    public func generation(tenant: String) throws -> Int64 {
+        try db.statement("SELECT generation FROM cache_usage WHERE tenant = ?").all([.text(tenant)]).first?[0].int ?? -1
+    }
+
+    /// Every vector of `tenant` in `scope`: (entry key, unit vector, signature).
+    public func vectors(tenant: String, scope: [UInt8]) throws -> [(key: [UInt8], vector: [Float], signature: String)] {
+        var out: [(key: [UInt8], vector: [Float], signature: String)] = []
+        try db.statement("SELECT key, vector, words FROM cache_vectors WHERE tenant = ? AND scope = ?").forEach(
+            [.text(tenant), .blob(scope)]
+        ) { row in
+            var key: [UInt8] = []
+            var raw: [UInt8] = []
+            row.appendBlob(0, to: &key)
+            row.appendBlob(1, to: &raw)
+            out.append((key, CacheStore.floats(raw), row.text(2)))
+        }
+        return out
+    }
+
+    /// Little-endian IEEE 754 floats.
+    static func bytes(_ vector: [Float]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(vector.count * 4)
+        for value in vector {
+            let bits = value.bitPattern
+            out += [UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24)]
+        }
+        return out
+    }
+
+    static func floats(_ bytes: [UInt8]) -> [Float] {
+        var out: [Float] = []
+        out.reserveCapacity(bytes.count / 4)
+        var i = 0
+        while i + 4 <= bytes.count {
+            let bits =
+                UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
+            out.append(Float(bitPattern: bits))
+            i += 4
+        }
+        return out
     }
 
     private func adjust(tenant: String, entries: Int64, bytes: Int64) throws {
@@ -145,10 +206,12 @@ public struct CacheStore {
             if let tenant {
                 try db.statement("DELETE FROM cache_entries WHERE tenant = ?").run([.text(tenant)])
                 n = db.changes
+                try db.statement("DELETE FROM cache_vectors WHERE tenant = ?").run([.text(tenant)])
                 try db.statement("DELETE FROM cache_usage WHERE tenant = ?").run([.text(tenant)])
             } else {
                 try db.statement("DELETE FROM cache_entries").run()
                 n = db.changes
+                try db.statement("DELETE FROM cache_vectors").run()
                 try db.statement("DELETE FROM cache_usage").run()
             }
             return n

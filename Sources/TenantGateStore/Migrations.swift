@@ -168,6 +168,16 @@ public enum Migrations {
         ALTER TABLE executions ADD COLUMN saved_tokens INTEGER;
         ALTER TABLE executions ADD COLUMN saved_nano INTEGER;
         """,
+        // 9: the semantic cache's vectors (a tenant's scope: model, parameters, system prompt), and a
+        // generation per tenant that tells workers to reload their in-memory copy.
+        """
+        CREATE TABLE cache_vectors(
+            tenant TEXT NOT NULL, scope BLOB NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL, words TEXT NOT NULL,
+            PRIMARY KEY (tenant, scope, key)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX cache_vectors_key ON cache_vectors(tenant, key);
+        ALTER TABLE cache_usage ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

@@ -287,6 +287,14 @@ public struct SQLiteRow {
         out.append(contentsOf: UnsafeBufferPointer(start: ptr, count: Int(sqlite3_column_bytes(stmt, index))))
     }
 
+    /// Appends column `index`'s blob bytes to `out`.
+    public func appendBlob(_ index: Int32, to out: inout [UInt8]) {
+        guard let ptr = sqlite3_column_blob(stmt, index) else { return }
+        // Valid until the next step; copied into `out` now.
+        out.append(
+            contentsOf: UnsafeRawBufferPointer(start: ptr, count: Int(sqlite3_column_bytes(stmt, index))))
+    }
+
     /// Whether column `index`'s text equals `bytes`.
     public func textEquals(_ index: Int32, _ bytes: [UInt8]) -> Bool {
         guard let ptr = sqlite3_column_text(stmt, index) else { return bytes.isEmpty }

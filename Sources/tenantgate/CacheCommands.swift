@@ -1,12 +1,13 @@
 import ArgumentParser
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateStore
 import TenantGateSystem
 
 struct CacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cache", abstract: "The response cache: figures per tenant, and purging.",
-        subcommands: [Stats.self, Purge.self])
+        subcommands: [Stats.self, Purge.self, Bench.self])
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -58,6 +59,20 @@ struct CacheCommand: ParsableCommand {
             try reporting {
                 let n = try CacheStore(try global.open()).purge(tenant: tenant)
                 print("purged \(n) cached answer(s)")
+            }
+        }
+    }
+
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Semantic lookup: comparing a question with 1k, 10k, 20k and 50k cached 1536-d vectors that all share its signature (the worst case; one core)."
+        )
+
+        func run() throws {
+            for count in [1_000, 10_000, 20_000, 50_000] {
+                let ms = GuardrailTools.semanticScanMs(count: count)
+                print("\(count) entries\t\(Double((ms * 100).rounded()) / 100) ms")
             }
         }
     }

@@ -173,3 +173,39 @@ def test_cache_metrics(stack):
         return ('tenantgate_cache_hits_total{tenant="cached",kind="hit"}' in text
                 and "tenantgate_cache_saved_usd_total" in text)
     assert wait_until(counted)
+
+
+def test_semantic_hits_are_strict_and_the_tenants_own(stack):
+    tag = uuid.uuid4().hex[:6]
+    question = f"What is the capital of France {tag}?"
+    first = ask(stack, "semantic", question)
+    assert first.headers["x-tenantgate-cache"] == "miss"
+    assert wait_until(lambda: stack.sql("SELECT COUNT(*) FROM cache_vectors WHERE tenant = 'semantic'")[0][0] >= 1)
+    # A paraphrase with the same content words in the same order: a semantic hit, with its similarity.
+    r = ask(stack, "semantic", f"Capital of France {tag}, please?")
+    assert r.headers["x-tenantgate-cache"] == "semantic-hit", r.headers
+    assert float(r.headers["x-tenantgate-cache-similarity"]) >= 0.9
+    assert r.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+    assert upstream_seen(stack, tag) == 1
+    # Billed only the question's embedding.
+    assert wait_until(lambda: stack.sql(
+        "SELECT cache, tokens_out, tokens_in > 0 FROM executions WHERE tenant = 'semantic' ORDER BY id DESC LIMIT 1")
+        == [("semantic-hit", 0, 1)])
+    # A request may raise the threshold, never lower it.
+    strict = ask(stack, "semantic", f"Capital of France {tag}, please?", headers={"X-TenantGate-Cache-Threshold": "0.5"})
+    assert strict.headers["x-tenantgate-cache"] in ("hit", "semantic-hit")
+    # Negations, numbers and swapped entities are misses even where the vectors are close.
+    for stored, asked in [
+        (f"Is Paris safe for tourists at night in the summer months {tag}", f"Is Paris not safe for tourists at night in the summer months {tag}"),
+        (f"Flights from Paris to Rome in May {tag}", f"Flights from Rome to Paris in May {tag}"),
+        (f"List 5 museums in Paris open late on Fridays for students with cards {tag}", f"List 6 museums in Paris open late on Fridays for students with cards {tag}"),
+    ]:
+        assert ask(stack, "semantic", stored).headers["x-tenantgate-cache"] == "miss"
+        assert wait_until(lambda: ask(stack, "semantic", stored).headers["x-tenantgate-cache"] == "hit")
+        assert ask(stack, "semantic", asked).headers["x-tenantgate-cache"] == "miss", asked
+    # Another tenant with the same settings never gets the entry.
+    assert ask(stack, "semantic2", f"Capital of France {tag}, please?").headers["x-tenantgate-cache"] == "miss"
+    # Without the flag, only exact repeats hit.
+    ask(stack, "cached", question)
+    assert wait_until(lambda: ask(stack, "cached", question).headers["x-tenantgate-cache"] == "hit")
+    assert ask(stack, "cached", f"Capital of France {tag}, please?").headers["x-tenantgate-cache"] == "miss"

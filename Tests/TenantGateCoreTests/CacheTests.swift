@@ -107,4 +107,44 @@ import Testing
         cut.record(chunks.delta(.object([("content", .string("Hel"))])))
         #expect(cut.completion(model: "m") == nil)
     }
+
+    func cosine(_ a: String, _ b: String) -> Double {
+        let (x, y) = (MockProvider.embedding(a), MockProvider.embedding(b))
+        return zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+
+    @Test func semanticSignaturesCatchWhatTheVectorsMiss() {
+        let same = ("What is the capital of France?", "Capital of France, please?")
+        #expect(SemanticCache.signature(same.0) == SemanticCache.signature(same.1))
+        #expect(cosine(same.0, same.1) > 0.999)
+        let pairs = [
+            (
+                "Is Paris safe for tourists at night in the summer months",
+                "Is Paris not safe for tourists at night in the summer months"
+            ),
+            ("Flights from Paris to Rome in May", "Flights from Rome to Paris in May"),
+            (
+                "List 5 museums in Paris open late on Fridays for students with cards",
+                "List 6 museums in Paris open late on Fridays for students with cards"
+            ),
+        ]
+        for (a, b) in pairs {
+            // Close enough in the mock embedding space to pass a 0.9 threshold…
+            #expect(cosine(a, b) >= 0.85, "\(a)")
+            // …and refused by the signature.
+            #expect(SemanticCache.signature(a) != SemanticCache.signature(b), "\(a)")
+        }
+        #expect(SemanticCache.signature("I don't like it") == SemanticCache.signature("I do not like it"))
+        #expect(
+            SemanticCache.question(
+                try! ChatRequest.parse(
+                    Array(#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"q"}]}"#.utf8)))
+                == "q")
+        #expect(
+            SemanticCache.question(
+                try! ChatRequest.parse(
+                    Array(
+                        #"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}"#
+                            .utf8))) == nil)
+    }
 }

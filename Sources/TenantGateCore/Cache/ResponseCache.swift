@@ -5,6 +5,10 @@ public struct CacheSettings: Sendable, Equatable {
     public let maxBytes: Int64
     /// Also cache answers sampled above temperature 0 (they are not deterministic: off by default).
     public let anyTemperature: Bool
+    /// The semantic cache's cosine threshold (at least `SemanticCache.floor`), and the catalog model that
+    /// embeds questions (through its own backend, billed to the tenant).
+    public let semanticThreshold: Double
+    public let embeddingModel: String?
 
     /// The settings of `tenant`, nil when its cache is off.
     public init?(_ tenant: TenantConfig) {
@@ -13,6 +17,9 @@ public struct CacheSettings: Sendable, Equatable {
         maxEntries = cache["max_entries"]?.intValue ?? 100_000
         maxBytes = Int64(cache["max_bytes"]?.intValue ?? 256 << 20)
         anyTemperature = cache["any_temperature"]?.boolValue ?? false
+        semanticThreshold = max(
+            SemanticCache.floor, cache["semantic_threshold"]?.doubleValue ?? SemanticCache.defaultThreshold)
+        embeddingModel = cache["embedding_model"]?.stringValue
     }
 }
 

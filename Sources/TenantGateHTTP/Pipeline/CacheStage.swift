@@ -36,15 +36,21 @@ struct CacheStage: Stage {
             hit = found.flatMap { $0 }
             if let hit { HotCache.shared.put(tenant: tenant, key: key, hit, nowMs: now) }
         }
+        var similarity: Float?
+        if hit == nil, let found = semantic(chat, messages: messages, target: target, &call, services) {
+            (hit, similarity) = (found.0, found.1)
+        }
         guard let hit else { return }
-        call.cache?.outcome = "hit"
+        call.cache?.outcome = similarity == nil ? "hit" : "semantic-hit"
+        call.cache?.similarity = similarity
         call.cache?.touch = hit.usedMs < now - CacheStore.touchEveryMs
         call.cache?.savedTokens = hit.tokens
         call.cache?.savedNano = hit.costNano
         call.served.model = target.name
         call.served.backend = target.backend.name
-        call.served.usage = Usage(promptTokens: 0, completionTokens: 0)
-        call.served.costNano = 0
+        // A hit is free; a semantic one costs its question's embedding.
+        call.served.usage = Usage(promptTokens: call.cache?.embeddingTokens ?? 0, completionTokens: 0)
+        call.served.costNano = call.cache?.embeddingNano ?? 0
         call.served.upstreamMs = 0
         let created = Int(Posix.wallMicros() / 1_000_000)
         let chunks = ChunkFactory(id: call.completionID, model: target.name, created: created)
@@ -71,6 +77,85 @@ struct CacheStage: Stage {
                 .setting("usage", none.openAI)
             call.reply = PendingReply(body: writer.completion(answer, raw: nil, usage: none))
         }
+    }
+}
+
+extension CacheStage {
+    /// The semantic cache, for a single-turn request of a tenant with the `semantic_cache` flag: the most
+    /// similar stored question in the same scope (model, parameters, system prompt) whose content words,
+    /// numbers and negations are the same, at or above the threshold; then its entry. Leaves the vector
+    /// for storing the fresh answer on a miss.
+    func semantic(
+        _ chat: ChatRequest, messages: MessagesRequest?, target: Target, _ call: inout ModelCall,
+        _ services: StageServices
+    ) -> (CachedAnswer, Float)? {
+        guard let settings = call.cache?.settings, let question = SemanticCache.question(chat),
+            call.tenant.feature("semantic_cache", subject: call.subject),
+            let embedded = CacheStage.embed(question, settings: settings, call: call, services: services)
+        else { return nil }
+        call.cache?.embeddingTokens = embedded.tokens
+        call.cache?.embeddingNano = embedded.costNano
+        let tenant = call.tenant.id.rawValue
+        let scope = Crypto.sha256(
+            ResponseCache.keyMaterial(
+                tenant: tenant, api: call.api == .anthropic ? "anthropic" : "openai", model: target.name,
+                backend: target.backend.name, chat: (try? ChatRequest.validate(SemanticCache.scopeBody(chat))) ?? chat,
+                messages: nil, nativeSystem: call.nativeSystem))
+        let signature = SemanticCache.signature(question)
+        call.cache?.semantic = (scope, embedded.vector, signature)
+        // A request may raise the threshold, never lower it.
+        var threshold = settings.semanticThreshold
+        if let asked = call.request.headers["x-tenantgate-cache-threshold"].flatMap(Double.init), asked <= 1 {
+            threshold = max(threshold, asked)
+        }
+        let now = Posix.wallMicros() / 1000
+        let found: (CachedAnswer, Float)?? = try? services.resources.readers.with { db in
+            let entries = try SemanticIndex.shared.entries(tenant: tenant, scope: scope, signature: signature, db: db)
+            guard
+                let (entry, similarity) = SemanticIndex.best(
+                    SemanticIndex.pack(embedded.vector), signature: signature, in: entries),
+                Double(similarity) >= threshold,
+                let answer = try CacheStore(db).lookup(tenant: tenant, key: entry.key, nowMs: now)
+            else { return nil }
+            call.cache?.key = entry.key
+            return (answer, similarity)
+        }
+        return found.flatMap { $0 }
+    }
+
+    /// The question's unit vector from the tenant's embedding model (its own backend; the mock embeds in
+    /// process), with its tokens and cost; nil when it cannot be had (then the lookup is a plain miss).
+    static func embed(_ text: String, settings: CacheSettings, call: ModelCall, services: StageServices) -> (
+        vector: [Float], tokens: Int, costNano: Int64
+    )? {
+        guard let name = settings.embeddingModel, let model = call.config.models[name],
+            let backend = call.config.backends[model.backend],
+            let request = try? EmbeddingsRequest.parse(
+                JSONValue.object([("model", .string(name)), ("input", .string(text))]).bytes)
+        else { return nil }
+        let json: JSONValue
+        switch Provider.of(backend.provider) {
+        case .local(let local):
+            guard let embeddings = local as? any LocalEmbeddingsProvider else { return nil }
+            json = embeddings.embeddings(request, model: model).body
+        case .remote(let remote):
+            guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
+            let client = UpstreamClient(
+                transport: services.resources.curl, principal: call.principal, requestID: call.request.requestID,
+                trace: call.trace)
+            guard
+                let outgoing = try? client.outgoing(
+                    embeddings.embeddingsRequest(request, model: model, backend: backend), backend: backend,
+                    stream: false),
+                let (fetched, _) = try? client.fetchJSON(outgoing, limit: 16 << 20)
+            else { return nil }
+            json = fetched
+        }
+        guard let values = json["data"]?.arrayValue?.first?["embedding"]?.arrayValue?.compactMap(\.doubleValue),
+            !values.isEmpty, values.count <= 16_384
+        else { return nil }
+        let tokens = json["usage"]?["prompt_tokens"]?.intValue ?? TokenEstimate.text(text)
+        return (SemanticCache.unit(values), tokens, Money.cost(Usage(promptTokens: tokens, completionTokens: 0), model))
     }
 }
 

@@ -71,6 +71,12 @@ struct CacheState: Sendable {
     var savedNano: Int64 = 0
     /// A fresh answer to keep (stored with the settlement unless a policy changed it).
     var write: CacheWrite?
+    /// Semantic cache: the cosine of a semantic hit; the question's scope, vector and signature (stored
+    /// with a fresh answer); what embedding the question cost.
+    var similarity: Float?
+    var semantic: (scope: [UInt8], vector: [Float], signature: String)?
+    var embeddingTokens = 0
+    var embeddingNano: Int64 = 0
 }
 
 /// A whole answer waiting for the reply stage.
@@ -138,7 +144,12 @@ struct ModelCall: Sendable {
     /// Headers of a successful answer: the base ones, the prompt, the model that served and the cache.
     var answerHeaders: [(String, String)] {
         var headers = baseHeaders
-        if let cache { headers.append(("X-TenantGate-Cache", cache.outcome)) }
+        if let cache {
+            headers.append(("X-TenantGate-Cache", cache.outcome))
+            if let similarity = cache.similarity {
+                headers.append(("X-TenantGate-Cache-Similarity", String(Double((similarity * 1000).rounded()) / 1000)))
+            }
+        }
         if let prompt { headers.append(("X-TenantGate-Prompt", "\(prompt.name)@\(prompt.version)")) }
         if target != nil, let model = served.model { headers.append(("X-TenantGate-Model", model)) }
         return headers

@@ -96,10 +96,12 @@ struct UpstreamStage: Stage {
             call.status == 200 || call.reply?.status == 200, ResponseCache.storable(fresh)
         else { return }
         let usage = call.served.usage ?? Usage(promptTokens: 0, completionTokens: 0)
-        call.cache?.write = CacheWrite(
+        var write = CacheWrite(
             key: key, answer: fresh, tokens: Int64(usage.promptTokens.saturatingAdd(usage.completionTokens)),
             costNano: call.served.costNano ?? 0, ttlMs: cache.settings.ttlMs, maxEntries: cache.settings.maxEntries,
             maxBytes: cache.settings.maxBytes)
+        write.semantic = cache.semantic
+        call.cache?.write = write
     }
 
     /// A whole answer in the provider-neutral (Chat Completions) shape the cache keeps.

@@ -45,19 +45,25 @@ public enum MockProvider {
 }
 
 extension MockProvider {
-    /// A deterministic unit vector of `dimensions` floats for `text`.
+    /// A deterministic unit vector of `dimensions` floats for `text`: the sum of one pseudo-random vector
+    /// per content word (`SemanticCache.contentWords`), normalized. Texts with the same content words point
+    /// the same way whatever their order; each different word moves the vector (a bag of words, enough to
+    /// demonstrate similarity).
     public static func embedding(_ text: String, dimensions: Int = 16) -> [Double] {
-        var state: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            state ^= UInt64(byte)
-            state &*= 0x0000_0100_0000_01B3
-        }
-        var values: [Double] = []
-        for _ in 0..<dimensions {
-            state ^= state >> 33
-            state &*= 0xff51_afd7_ed55_8ccd
-            state ^= state >> 29
-            values.append(Double(Int64(bitPattern: state % 2_000_001) - 1_000_000) / 1_000_000)
+        var values = [Double](repeating: 0, count: dimensions)
+        let words = SemanticCache.contentWords(text)
+        for word in words.isEmpty ? [text] : words {
+            var state: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in word.utf8 {
+                state ^= UInt64(byte)
+                state &*= 0x0000_0100_0000_01B3
+            }
+            for i in 0..<dimensions {
+                state ^= state >> 33
+                state &*= 0xff51_afd7_ed55_8ccd
+                state ^= state >> 29
+                values[i] += Double(Int64(bitPattern: state % 2_000_001) - 1_000_000) / 1_000_000
+            }
         }
         let norm = values.reduce(0) { $0 + $1 * $1 }.squareRoot()
         return norm > 0 ? values.map { $0 / norm } : values
