@@ -209,3 +209,17 @@ def test_semantic_hits_are_strict_and_the_tenants_own(stack):
     ask(stack, "cached", question)
     assert wait_until(lambda: ask(stack, "cached", question).headers["x-tenantgate-cache"] == "hit")
     assert ask(stack, "cached", f"Capital of France {tag}, please?").headers["x-tenantgate-cache"] == "miss"
+
+
+def test_an_answer_a_policy_redacted_is_not_kept(stack):
+    tag = uuid.uuid4().hex[:6]
+    content = f"{tag} " + '#mock {"text": "card 4111 1111 1111 1111 ok", "chunk_chars": 4}'
+    first = ask(stack, "cachedguard", content)
+    assert "[REDACTED:pii.card]" in first.json()["choices"][0]["message"]["content"]
+    assert wait_until(lambda: stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'cachedguard'")[0][0] >= 1)
+    assert ask(stack, "cachedguard", content).headers["x-tenantgate-cache"] == "miss"
+    assert stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cachedguard'")[0][0] == 0
+    # An answer the policy left alone is kept.
+    clean = f"{tag} clean " + '#mock {"text": "nothing to hide", "chunk_chars": 4}'
+    ask(stack, "cachedguard", clean)
+    assert wait_until(lambda: ask(stack, "cachedguard", clean).headers["x-tenantgate-cache"] == "hit")
