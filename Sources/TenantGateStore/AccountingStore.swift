@@ -495,10 +495,35 @@ public struct AccountingStore {
             if let key = record.cacheHitKey {
                 try CacheStore(db).touch(tenant: record.tenant, key: key, nowMs: record.atMs)
             }
+            try auditRequestEvents(record)
             if let write = record.cacheWrite {
                 try CacheStore(db).store(tenant: record.tenant, write, nowMs: record.atMs)
             }
             try MetricCounters(db).count(record)
+        }
+    }
+
+    /// Policy triggers and limit refusals go into the tenant's audit chain with the settlement. An audit
+    /// key that cannot be opened (a master key gone) must not stop accounting: the event is then missing,
+    /// which `audit verify` cannot see, but the chain stays whole.
+    private func auditRequestEvents(_ record: ExecutionRecord) throws {
+        guard !record.policyTriggers.isEmpty || record.refusedLimit != nil,
+            let chain = try? AuditChain(db)
+        else { return }
+        let actor = record.keyID.map { "key:\($0)" } ?? "request"
+        if !record.policyTriggers.isEmpty {
+            try chain.append(
+                tenant: record.tenant, kind: "policy_trigger", actor: actor,
+                body: .object([("request_id", .string(record.requestID)), ("triggers", record.policyTriggers.json)]),
+                atMs: record.atMs)
+        }
+        if let limit = record.refusedLimit {
+            try chain.append(
+                tenant: record.tenant, kind: "limit_refused", actor: actor,
+                body: .object([
+                    ("request_id", .string(record.requestID)), ("limit", .string(limit)),
+                    ("status", .int(record.status)),
+                ]), atMs: record.atMs)
         }
     }
 

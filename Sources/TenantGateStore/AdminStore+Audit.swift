@@ -25,6 +25,16 @@ extension AdminStore {
             .int(atMs), .text(user), .text(address), .text(action), .text(target), before.map { .text($0) } ?? .null,
             after.map { .text($0) } ?? .null,
         ])
+        // The tamper-evident trail: the tenant's chain when the target is a tenant, else the system's.
+        let isTenant =
+            try db.statement("SELECT 1 FROM tenants WHERE id = ?").all([.text(target)]).first != nil
+            || action.hasPrefix("tenant_")
+        var body: [(String, JSONValue)] = [("target", .string(target)), ("address", .string(address))]
+        if let before { body.append(("before", (try? JSONParser.parse(before)) ?? .string(before))) }
+        if let after { body.append(("after", (try? JSONParser.parse(after)) ?? .string(after))) }
+        try AuditChain(db).append(
+            tenant: isTenant && TenantID(target) != nil ? target : AuditChain.system, kind: action, actor: user,
+            body: .object(body), atMs: atMs)
     }
 
     /// Audit entries for a configuration change made outside the admin page (the CLI): one per tenant that

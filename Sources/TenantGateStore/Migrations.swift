@@ -178,6 +178,21 @@ public enum Migrations {
         CREATE INDEX cache_vectors_key ON cache_vectors(tenant, key);
         ALTER TABLE cache_usage ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
         """,
+        // 10: the tamper-evident audit trail: one HMAC chain per tenant (and `_system`), the head of each
+        // chain (so a cut tail shows), and the chain's key, sealed under the master key.
+        """
+        CREATE TABLE audit_events(
+            tenant TEXT NOT NULL, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+            actor TEXT NOT NULL, body TEXT NOT NULL, prev_mac BLOB NOT NULL, mac BLOB NOT NULL,
+            PRIMARY KEY (tenant, seq)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX audit_events_time ON audit_events(tenant, ts_ms);
+        CREATE TABLE audit_heads(
+            tenant TEXT PRIMARY KEY, seq INTEGER NOT NULL, mac BLOB NOT NULL, head_mac BLOB NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE audit_key(id INTEGER PRIMARY KEY CHECK (id = 1), sealed INTEGER NOT NULL, key BLOB NOT NULL)
+            STRICT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

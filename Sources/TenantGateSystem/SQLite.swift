@@ -45,9 +45,12 @@ public enum SQLValue: Sendable, Equatable {
 public final class SQLiteConnection {
     private var handle: OpaquePointer?
     private var cache: [String: SQLiteStatement] = [:]
+    /// The database file.
+    public let path: String
 
     /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout.
     public init(path: String, cacheKiB: Int = 512) throws {
+        self.path = path
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)

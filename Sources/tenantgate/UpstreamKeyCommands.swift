@@ -63,6 +63,12 @@ struct UpstreamKeysCommand: ParsableCommand {
                     // the commit bumps the config version, and then find the new key in place.
                     try db.transaction {
                         count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
+                        // The audit key is re-sealed too: the chains keep verifying under the new master key.
+                        try AuditChain.reseal(db, from: old, to: new)
+                        try AdminStore(db).audit(
+                            user: "cli", address: "local", action: "master_key_rotate", target: AuditChain.system,
+                            before: nil, after: JSONValue.object([("upstream_keys", .int(count))]).jsonString,
+                            atMs: Posix.wallMicros() / 1000)
                         guard Posix.writeFileSynced(temp, Array((Crypto.hex(new) + "\n").utf8), mode: 0o600) else {
                             throw CLIError("cannot write \(temp)")
                         }

@@ -60,7 +60,8 @@ struct UsageCommand: ParsableCommand {
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "prune", abstract: "Delete execution rows past each tenant's audit.retention_days (default 90).")
+        commandName: "prune",
+        abstract: "Delete execution rows and audit events past each tenant's audit.retention_days (default 90).")
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
@@ -71,9 +72,26 @@ struct PruneCommand: ParsableCommand {
             for (id, tenant) in config.tenants {
                 if let days = tenant.effective["audit"]?["retention_days"]?.intValue { retention[id] = days }
             }
-            let n = try ExecutionLog(db).prune(
-                retentionDays: retention, defaultDays: 90, nowMs: Posix.wallMicros() / 1000)
+            let now = Posix.wallMicros() / 1000
+            let n = try ExecutionLog(db).prune(retentionDays: retention, defaultDays: 90, nowMs: now)
             print("pruned \(n) execution rows")
+            // The audit trail keeps the same retention, each chain re-anchored before its oldest events go.
+            let chain = try AuditChain(db)
+            var events = 0
+            for tenant in try chain.tenants() {
+                let days = retention[tenant] ?? 90
+                events += try chain.prune(tenant: tenant, beforeMs: now - Int64(days) * 86_400_000, nowMs: now)
+            }
+            if events > 0 {
+                try db.transaction {
+                    try AdminStore(db).audit(
+                        user: "cli", address: "local", action: "prune", target: AuditChain.system, before: nil,
+                        after: JSONValue.object([("execution_rows", .int(n)), ("audit_events", .int(events))])
+                            .jsonString,
+                        atMs: now)
+                }
+            }
+            print("pruned \(events) audit events (each chain re-anchored)")
         }
     }
 }

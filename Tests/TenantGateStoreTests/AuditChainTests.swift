@@ -1,0 +1,108 @@
+import Testing
+
+@testable import TenantGateCore
+@testable import TenantGateStore
+@testable import TenantGateSystem
+
+@Suite struct AuditChainTests {
+    let master = [UInt8](repeating: 7, count: 32)
+
+    /// A database with two tenants' chains of five events each.
+    func filled() throws -> (SQLiteConnection, AuditChain) {
+        let db = try tempDB()
+        let chain = try AuditChain(db, masterKey: master)
+        try db.transaction {
+            for i in 0..<5 {
+                for tenant in ["acme", "globex"] {
+                    try chain.append(
+                        tenant: tenant, kind: "tenant_update", actor: "root",
+                        body: .object([("n", .int(i)), ("who", .string(tenant))]), atMs: 1_000 + Int64(i) * 1_000)
+                }
+            }
+        }
+        return (db, chain)
+    }
+
+    func fault(_ db: SQLiteConnection, _ chain: AuditChain, _ tenant: String = "acme") throws -> AuditFault? {
+        try chain.verify(tenant: tenant).first
+    }
+
+    @Test func anIntactChainVerifiesAndContinuesAcrossRestarts() throws {
+        let (db, chain) = try filled()
+        #expect(try chain.verify(tenant: nil).isEmpty)
+        // A new process (a new chain object, the key opened again) continues the same chain.
+        let again = try AuditChain(db, masterKey: master)
+        let seq = try db.transaction {
+            try again.append(tenant: "acme", kind: "key_create", actor: "cli", body: .object([]), atMs: 9_000)
+        }
+        #expect(seq == 6)
+        #expect(try again.verify(tenant: nil).isEmpty)
+        #expect(again.keyCheck == chain.keyCheck)
+    }
+
+    @Test func everyTamperingIsFoundAtItsSeq() throws {
+        var (db, chain) = try filled()
+        try db.execute("UPDATE audit_events SET body = '{\"n\":9}' WHERE tenant = 'acme' AND seq = 3")
+        #expect(try fault(db, chain)?.seq == 3)
+        #expect(try fault(db, chain, "globex") == nil)
+
+        (db, chain) = try filled()
+        try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 2")
+        #expect(try fault(db, chain)?.seq == 2)
+
+        (db, chain) = try filled()
+        // Swap two rows' places.
+        try db.execute("UPDATE audit_events SET seq = -1 WHERE tenant = 'acme' AND seq = 2")
+        try db.execute("UPDATE audit_events SET seq = 2 WHERE tenant = 'acme' AND seq = 3")
+        try db.execute("UPDATE audit_events SET seq = 3 WHERE tenant = 'acme' AND seq = -1")
+        #expect(try fault(db, chain)?.seq == 2)
+
+        (db, chain) = try filled()
+        // A forged row with an unkeyed hash in place of the MAC.
+        let prev = try db.query("SELECT mac FROM audit_events WHERE tenant = 'acme' AND seq = 5")[0][0].blob ?? []
+        try db.execute("UPDATE audit_heads SET seq = 6 WHERE tenant = 'acme'")
+        try db.statement(
+            "INSERT INTO audit_events(tenant, seq, ts_ms, kind, actor, body, prev_mac, mac) VALUES ('acme', 6, 9000, 'x', 'me', '{}', ?, ?)"
+        ).run([.blob(prev), .blob(Crypto.sha256(Array("acme6x".utf8)))])
+        #expect(try fault(db, chain)?.seq == 6)
+
+        (db, chain) = try filled()
+        // The tail cut off.
+        try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq >= 4")
+        #expect(try fault(db, chain)?.reason.contains("cut off") == true)
+
+        (db, chain) = try filled()
+        // Another tenant's row replayed into this chain.
+        try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 4")
+        try db.execute(
+            "INSERT INTO audit_events SELECT 'acme', seq, ts_ms, kind, actor, body, prev_mac, mac FROM audit_events WHERE tenant = 'globex' AND seq = 4"
+        )
+        #expect(try fault(db, chain)?.seq == 4)
+
+        // The wrong key fails at the first event.
+        let (db2, _) = try filled()
+        try db2.execute("DELETE FROM audit_key")
+        let other = try AuditChain(db2, masterKey: master)
+        #expect(try other.verify(tenant: "acme").first?.seq == 1)
+    }
+
+    @Test func retentionReanchorsAndTheRestStillVerifies() throws {
+        let (db, chain) = try filled()
+        #expect(try chain.prune(tenant: "acme", beforeMs: 3_500, nowMs: 10_000) == 3)
+        #expect(try chain.verify(tenant: nil).isEmpty)
+        #expect(try chain.events(tenant: "acme").first?.seq == 4)
+        // Deleting past the anchor is still found.
+        try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 4")
+        #expect(try chain.verify(tenant: "acme").first != nil)
+    }
+
+    @Test func theKeyIsSealedUnderTheMasterKeyAndSurvivesItsRotation() throws {
+        let (db, chain) = try filled()
+        #expect(try db.query("SELECT sealed FROM audit_key")[0][0].int == 1)
+        #expect(throws: (any Error).self) { try AuditChain(db, masterKey: nil) }
+        let next = [UInt8](repeating: 9, count: 32)
+        try db.transaction { try AuditChain.reseal(db, from: master, to: next) }
+        let rotated = try AuditChain(db, masterKey: next)
+        #expect(try rotated.verify(tenant: nil).isEmpty && rotated.keyCheck == chain.keyCheck)
+    }
+}
