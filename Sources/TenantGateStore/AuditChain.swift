@@ -40,9 +40,15 @@ public struct AuditChain {
         key = try AuditChain.key(db, masterKey: masterKey)
     }
 
-    /// The chain over `db`, with the master key found next to it (or in `TENANTGATE_MASTER_KEY`).
+    /// The chain over `db`, with the master key found next to it (or in `TENANTGATE_MASTER_KEY`); a master
+    /// key rotated since this process read it is read again.
     public init(_ db: SQLiteConnection) throws {
-        try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
+        do {
+            try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
+        } catch {
+            AuditChain.masterKeys.withLock { $0[db.path] = nil }
+            try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
+        }
     }
 
     private static let masterKeys = Locked<[String: [UInt8]?]>([:])
@@ -112,15 +118,8 @@ public struct AuditChain {
     func mac(tenant: String, seq: Int64, tsMs: Int64, kind: String, actor: String, body: String, prev: [UInt8])
         -> [UInt8]
     {
-        var message: [UInt8] = []
-        func field(_ bytes: [UInt8]) {
-            var n = UInt64(bytes.count)
-            for _ in 0..<8 {
-                message.append(UInt8(n & 0xFF))
-                n >>= 8
-            }
-            message += bytes
-        }
+        var message = LengthPrefixed()
+        func field(_ bytes: [UInt8]) { message.field(bytes) }
         field(Array("tenantgate-audit-1".utf8))
         field(Array(tenant.utf8))
         field(Array(String(seq).utf8))
@@ -129,7 +128,7 @@ public struct AuditChain {
         field(Array(actor.utf8))
         field(Array(body.utf8))
         field(prev)
-        return Crypto.hmacSHA256(key: key, message: message)
+        return Crypto.hmacSHA256(key: key, message: message.bytes)
     }
 
     private func headMAC(tenant: String, seq: Int64, mac: [UInt8]) -> [UInt8] {

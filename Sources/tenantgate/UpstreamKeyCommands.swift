@@ -63,12 +63,14 @@ struct UpstreamKeysCommand: ParsableCommand {
                     // the commit bumps the config version, and then find the new key in place.
                     try db.transaction {
                         count = try ConfigStore(db).reencryptUpstreamKeysInTransaction(from: old, to: new)
-                        // The audit key is re-sealed too: the chains keep verifying under the new master key.
-                        try AuditChain.reseal(db, from: old, to: new)
+                        // The event is chained while the audit key still opens under the old master key; then
+                        // the audit key (the same key) is re-sealed under the new one, so every chain keeps
+                        // verifying.
                         try AdminStore(db).audit(
                             user: "cli", address: "local", action: "master_key_rotate", target: AuditChain.system,
                             before: nil, after: JSONValue.object([("upstream_keys", .int(count))]).jsonString,
                             atMs: Posix.wallMicros() / 1000)
+                        try AuditChain.reseal(db, from: old, to: new)
                         guard Posix.writeFileSynced(temp, Array((Crypto.hex(new) + "\n").utf8), mode: 0o600) else {
                             throw CLIError("cannot write \(temp)")
                         }

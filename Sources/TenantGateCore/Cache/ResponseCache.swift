@@ -60,16 +60,9 @@ public enum ResponseCache {
         tenant: String, api: String, model: String, backend: String, chat: ChatRequest, messages: MessagesRequest?,
         nativeSystem: String?
     ) -> [UInt8] {
-        var out: [UInt8] = []
-        func field(_ bytes: [UInt8]) {
-            var n = UInt64(bytes.count)
-            for _ in 0..<8 {
-                out.append(UInt8(n & 0xFF))
-                n >>= 8
-            }
-            out += bytes
-        }
-        func field(_ text: String) { field(Array(text.utf8)) }
+        var out = LengthPrefixed()
+        func field(_ bytes: [UInt8]) { out.field(bytes) }
+        func field(_ text: String) { out.field(text) }
         field(formatVersion)
         field(tenant)
         field(api)
@@ -90,7 +83,7 @@ public enum ResponseCache {
                 field(canonical(chat.body[name] ?? .null))
             }
         }
-        return out
+        return out.bytes
     }
 
     /// JSON with every object's keys in order (numbers keep their text): equal documents, equal bytes.
