@@ -157,6 +157,7 @@ final class Gateway: Sendable {
         record.retries = call.served.retries
         record.refusedLimit = call.hold.refusedLimit
         record.policyTriggers = call.policyTriggers
+        record.auditCapture = call.tenant.effective["audit"]?["capture_requests"]?.boolValue ?? false
         if let cache = call.cache {
             record.cache = cache.outcome
             if cache.outcome == "miss" && cache.embeddingNano + Int64(cache.embeddingTokens) > 0 {

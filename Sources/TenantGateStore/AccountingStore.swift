@@ -162,6 +162,12 @@ public struct AccountingStore {
                     let (id, status, lease) = try reserveOne(
                         tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
                         expiresMs: job.expiresMs, leaseMs: job.leaseMs, leaseFactor: job.leaseFactor)
+                    for (budget, percent) in status.crossed {
+                        // Into the tenant's audit chain with the reservation (never at the cost of admission).
+                        try? AuditChain(db).append(
+                            tenant: job.tenant, kind: "budget_threshold", actor: "accounting",
+                            body: .object([("budget", .string(budget)), ("percent", .int(percent))]), atMs: job.nowMs)
+                    }
                     return .success(Admission(id: id, status: status, lease: lease))
                 } catch let refusal as LimitRefusal {
                     return .failure(refusal)
@@ -507,7 +513,7 @@ public struct AccountingStore {
     /// key that cannot be opened (a master key gone) must not stop accounting: the event is then missing,
     /// which `audit verify` cannot see, but the chain stays whole.
     private func auditRequestEvents(_ record: ExecutionRecord) throws {
-        guard !record.policyTriggers.isEmpty || record.refusedLimit != nil,
+        guard !record.policyTriggers.isEmpty || record.refusedLimit != nil || record.auditCapture,
             let chain = try? AuditChain(db)
         else { return }
         let actor = record.keyID.map { "key:\($0)" } ?? "request"
@@ -516,6 +522,19 @@ public struct AccountingStore {
                 tenant: record.tenant, kind: "policy_trigger", actor: actor,
                 body: .object([("request_id", .string(record.requestID)), ("triggers", record.policyTriggers.json)]),
                 atMs: record.atMs)
+        }
+        if record.auditCapture {
+            // `audit.capture_requests`: the execution row's fields, never prompt or answer text.
+            var body: [(String, JSONValue)] = [
+                ("request_id", .string(record.requestID)), ("status", .int(record.status)),
+                ("model", record.model.map { .string($0) } ?? .null),
+                ("tokens_in", .int(record.usage.promptTokens)), ("tokens_out", .int(record.usage.completionTokens)),
+                ("cost_nano", .int(Int(record.costNano))), ("latency_ms", .int(record.latencyMs)),
+            ]
+            if let code = record.errorCode { body.append(("error", .string(code))) }
+            if let cache = record.cache { body.append(("cache", .string(cache))) }
+            try chain.append(
+                tenant: record.tenant, kind: "request", actor: actor, body: .object(body), atMs: record.atMs)
         }
         if let limit = record.refusedLimit {
             try chain.append(

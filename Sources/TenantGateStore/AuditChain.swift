@@ -61,6 +61,9 @@ public struct AuditChain {
         return key
     }
 
+    /// Audit keys this process opened, by their sealed form and the master key that opened them.
+    private static let opened = Locked<[[UInt8]: [UInt8]]>([:])
+
     static func key(_ db: SQLiteConnection, masterKey: [UInt8]?) throws -> [UInt8] {
         let aad = Array("tenantgate audit key".utf8)
         if let row = try db.statement("SELECT sealed, key FROM audit_key WHERE id = 1").all().first,
@@ -70,7 +73,14 @@ public struct AuditChain {
             guard let masterKey else {
                 throw StoreError.invalid("the audit key is sealed under a master key that is not configured")
             }
-            return try Crypto.open(stored, key: masterKey, aad: aad)
+            let id = Crypto.sha256(stored + masterKey)
+            if let known = opened.withLock({ $0[id] }) { return known }
+            let key = try Crypto.open(stored, key: masterKey, aad: aad)
+            opened.withLock {
+                if $0.count > 16 { $0.removeAll() }
+                $0[id] = key
+            }
+            return key
         }
         let fresh = try Crypto.randomBytes(32)
         let sealed = try masterKey.map { try Crypto.seal(fresh, key: $0, aad: aad) }

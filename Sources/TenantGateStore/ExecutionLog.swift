@@ -36,6 +36,8 @@ public struct ExecutionRecord: Sendable {
     public var cacheHitKey: [UInt8]?
     /// An answer to keep, stored with the settlement.
     public var cacheWrite: CacheWrite?
+    /// `audit.capture_requests`: the request goes into the tenant's audit chain too.
+    public var auditCapture = false
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {

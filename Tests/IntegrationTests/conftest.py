@@ -92,6 +92,10 @@ tenants:
   cached2:
     models: [fast, sonnet, mock-small]
     cache: {{ttl_s: 60, max_entries: 4}}
+  audited:
+    models: [mock-small]
+    rate_limit: {{requests_per_minute: 100000}}
+    audit: {{capture_requests: true}}
   cachedguard:
     models: [fast]
     cache: {{ttl_s: 60}}
@@ -221,7 +225,7 @@ class Stack:
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
         self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "budgeted", "softy", "priced", "resilient",
+        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

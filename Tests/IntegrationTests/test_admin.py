@@ -369,6 +369,10 @@ def test_cli_changes_are_in_the_audit_log(admin_stack, browser):
     assert all("tg_" not in (r[4] or "") + (r[5] or "") for r in rows)  # key secrets never recorded
     page = browser.get("/admin/audit?target=limited").text
     assert "cli:" in page and "Limited by CLI" in page
+    # The same changes are in the tenant's tamper-evident chain, which verifies.
+    assert "Audit chain <code>limited</code>" in page and "verified" in page
+    kinds = [k for (k,) in admin_stack.sql("SELECT kind FROM audit_events WHERE tenant = 'limited' ORDER BY seq")]
+    assert "tenant_update" in kinds and "key_create" in kinds and "key_revoke" in kinds
 
 
 def test_guardrail_policies_are_edited_shown_and_enforced(admin_stack, browser):

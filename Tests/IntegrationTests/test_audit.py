@@ -52,3 +52,36 @@ def test_a_tampered_copy_fails_naming_the_seq(stack, tmp_path):
                          text=True, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 1
     assert f"globex: seq {seq}:" in out.stderr and "MAC differs" in out.stderr
+
+
+def test_requests_from_8_workers_make_one_contiguous_chain(big_stack):
+    s = big_stack
+    import threading
+    statuses = []
+    lock = threading.Lock()
+
+    def send(n):
+        with s.client() as c:
+            for i in range(n):
+                r = c.post("/tenant/audited/v1/chat/completions", headers={"Authorization": f"Bearer {s.keys['audited']}"},
+                           json={"model": "mock-small", "messages": [{"role": "user", "content": f"audited {i}"}]})
+                with lock:
+                    statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=send, args=(25,)) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses.count(200) == 400
+    assert wait_until(lambda: s.sql("SELECT COUNT(*) FROM audit_events WHERE tenant = 'audited' AND kind = 'request'")[0][0]
+                      == 400, timeout=15)
+    seqs = [q for (q,) in s.sql("SELECT seq FROM audit_events WHERE tenant = 'audited' ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    workers = {json.loads(b).get("request_id", "") for (b,) in s.sql(
+        "SELECT body FROM audit_events WHERE tenant = 'audited' AND kind = 'request'")}
+    assert len(workers) == 400
+    out = s.cli("audit", "verify", "--tenant", "audited")
+    assert out.returncode == 0
+    # Execution-row fields only: no prompt text.
+    assert not s.sql("SELECT COUNT(*) FROM audit_events WHERE tenant = 'audited' AND body LIKE '%audited %'")[0][0]

@@ -23,8 +23,19 @@ enum AuditPage {
             let scope = target.map { "target=\($0)&" } ?? ""
             next = "<p><a rel=\"next\" href=\"/admin/audit?\(scope)before=\(last.id)\">Older →</a></p>"
         }
+        // The tamper-evident chain of the tenant shown (or of the system): its length and whether it verifies.
+        let chainName = target ?? AuditChain.system
+        var chainStatus = HTML()
+        if let chain = try? AuditChain(context.db) {
+            let length = (try? chain.events(tenant: chainName).count) ?? 0
+            let faults = (try? chain.verify(tenant: chainName)) ?? []
+            chainStatus =
+                faults.isEmpty
+                ? "<p class=\"ok\">Audit chain <code>\(chainName)</code>: \(String(length)) events, verified (key check \(chain.keyCheck)).</p>"
+                : "<p class=\"error\" role=\"alert\">Audit chain <code>\(chainName)</code> does not verify: \(faults[0].description)</p>"
+        }
         let body: HTML = """
-            <h1>Audit log\(target.map { " of \($0)" } ?? "")</h1>
+            <h1>Audit log\(target.map { " of \($0)" } ?? "")</h1>\(chainStatus)
             <div class="scroll"><table class="audit"><thead><tr><th scope="col">Time (UTC)</th><th scope="col">User</th>\
             <th scope="col">Address</th><th scope="col">Action</th><th scope="col">Tenant</th><th scope="col">Change</th>\
             </tr></thead><tbody>\(rows)</tbody></table></div>\(next)

@@ -175,7 +175,9 @@ extension ConfigSchema {
             "errors": .integer(min: 1, max: 1_000_000), "within_s": .integer(min: 1, max: 86_400),
             "cooldown_s": .integer(min: 1, max: 86_400),
         ]),
-        "audit": .object(["retention_days": .integer(min: 1, max: 3650), "capture_bodies": .boolean]),
+        "audit": .object([
+            "retention_days": .integer(min: 1, max: 3650), "capture_requests": .boolean, "capture_bodies": .boolean,
+        ]),
         "cache": .object([
             "ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0.9, max: 1),
             "max_entries": .integer(min: 1, max: 10_000_000), "max_bytes": .integer(min: 4096, max: 1 << 40),
