@@ -54,6 +54,8 @@ public struct Admission: Sendable {
 public struct AccountingStore {
     private let db: SQLiteConnection
     static let window: Int64 = 60_000
+    /// Request-path audit events of the settlement being written, chained once at its end.
+    private let audit = AuditBuffer()
 
     /// Wraps a connection.
     public init(_ db: SQLiteConnection) { self.db = db }
@@ -397,6 +399,7 @@ public struct AccountingStore {
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
     public func settle(_ items: [Settlement]) throws {
         try db.transaction {
+            defer { audit.events.removeAll() }
             for item in items {
                 switch item {
                 case .request(let reservation, let record): try settleOne(reservation: reservation, record: record)
@@ -408,6 +411,8 @@ public struct AccountingStore {
                 case .cancel(let reservation): try cancel(reservation: reservation)
                 }
             }
+            // One read and one write of each chain's head for the whole batch.
+            if !audit.events.isEmpty, let chain = try? AuditChain(db) { try chain.append(audit.events) }
         }
     }
 
@@ -513,15 +518,16 @@ public struct AccountingStore {
     /// key that cannot be opened (a master key gone) must not stop accounting: the event is then missing,
     /// which `audit verify` cannot see, but the chain stays whole.
     private func auditRequestEvents(_ record: ExecutionRecord) throws {
-        guard !record.policyTriggers.isEmpty || record.refusedLimit != nil || record.auditCapture,
-            let chain = try? AuditChain(db)
-        else { return }
+        guard !record.policyTriggers.isEmpty || record.refusedLimit != nil || record.auditCapture else { return }
         let actor = record.keyID.map { "key:\($0)" } ?? "request"
+        func add(_ kind: String, _ body: [(String, JSONValue)]) {
+            audit.events.append(
+                AuditChain.Pending(
+                    tenant: record.tenant, kind: kind, actor: actor, body: .object(body), atMs: record.atMs))
+        }
         if !record.policyTriggers.isEmpty {
-            try chain.append(
-                tenant: record.tenant, kind: "policy_trigger", actor: actor,
-                body: .object([("request_id", .string(record.requestID)), ("triggers", record.policyTriggers.json)]),
-                atMs: record.atMs)
+            add(
+                "policy_trigger", [("request_id", .string(record.requestID)), ("triggers", record.policyTriggers.json)])
         }
         if record.auditCapture {
             // `audit.capture_requests`: the execution row's fields, never prompt or answer text.
@@ -533,16 +539,12 @@ public struct AccountingStore {
             ]
             if let code = record.errorCode { body.append(("error", .string(code))) }
             if let cache = record.cache { body.append(("cache", .string(cache))) }
-            try chain.append(
-                tenant: record.tenant, kind: "request", actor: actor, body: .object(body), atMs: record.atMs)
+            add("request", body)
         }
         if let limit = record.refusedLimit {
-            try chain.append(
-                tenant: record.tenant, kind: "limit_refused", actor: actor,
-                body: .object([
-                    ("request_id", .string(record.requestID)), ("limit", .string(limit)),
-                    ("status", .int(record.status)),
-                ]), atMs: record.atMs)
+            add(
+                "limit_refused",
+                [("request_id", .string(record.requestID)), ("limit", .string(limit)), ("status", .int(record.status))])
         }
     }
 
@@ -595,4 +597,9 @@ public struct AccountingStore {
             try monthCounter(AccountingStore.globalScope, periods.month).nano
         )
     }
+}
+
+/// Audit events gathered while a settlement batch is written (the store is a value; this is its scratch).
+final class AuditBuffer {
+    var events: [AuditChain.Pending] = []
 }

@@ -102,26 +102,60 @@ public struct AuditChain {
         Crypto.hex(Array(Crypto.hmacSHA256(key: key, message: Array("check".utf8)).prefix(8)))
     }
 
+    /// An event to chain.
+    public struct Pending: Sendable {
+        public let tenant: String
+        public let kind: String
+        public let actor: String
+        public let body: JSONValue
+        public let atMs: Int64
+    }
+
+    /// Appends `events` in order (inside the caller's transaction), reading and writing each chain's head
+    /// once.
+    public func append(_ events: [Pending]) throws {
+        var heads: [String: (seq: Int64, mac: [UInt8])] = [:]
+        for event in events {
+            var head = heads[event.tenant]
+            if head == nil {
+                let row = try db.statement("SELECT seq, mac FROM audit_heads WHERE tenant = ?").all([
+                    .text(event.tenant)
+                ])
+                .first
+                head = (row?[0].int ?? 0, row?[1].blob ?? AuditChain.genesis)
+            }
+            guard let (last, prev) = head else { continue }
+            let seq = last + 1
+            let text = event.body.jsonString
+            let mac = self.mac(
+                tenant: event.tenant, seq: seq, tsMs: event.atMs, kind: event.kind, actor: event.actor, body: text,
+                prev: prev)
+            try db.statement(
+                "INSERT INTO audit_events(tenant, seq, ts_ms, kind, actor, body, prev_mac, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ).run([
+                .text(event.tenant), .int(seq), .int(event.atMs), .text(event.kind), .text(event.actor), .text(text),
+                .blob(prev), .blob(mac),
+            ])
+            heads[event.tenant] = (seq, mac)
+        }
+        for (tenant, head) in heads {
+            try db.statement(
+                """
+                INSERT INTO audit_heads(tenant, seq, mac, head_mac) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT(tenant) DO UPDATE SET seq = ?2, mac = ?3, head_mac = ?4
+                """
+            ).run([
+                .text(tenant), .int(head.seq), .blob(head.mac),
+                .blob(headMAC(tenant: tenant, seq: head.seq, mac: head.mac)),
+            ])
+        }
+    }
+
     /// Appends an event to `tenant`'s chain; call inside the transaction that makes the change.
     @discardableResult
     public func append(tenant: String, kind: String, actor: String, body: JSONValue, atMs: Int64) throws -> Int64 {
-        let head = try db.statement("SELECT seq, mac FROM audit_heads WHERE tenant = ?").all([.text(tenant)]).first
-        let seq = (head?[0].int ?? 0) + 1
-        let prev = head?[1].blob ?? AuditChain.genesis
-        let text = body.jsonString
-        let mac = self.mac(tenant: tenant, seq: seq, tsMs: atMs, kind: kind, actor: actor, body: text, prev: prev)
-        try db.statement(
-            "INSERT INTO audit_events(tenant, seq, ts_ms, kind, actor, body, prev_mac, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ).run([
-            .text(tenant), .int(seq), .int(atMs), .text(kind), .text(actor), .text(text), .blob(prev), .blob(mac),
-        ])
-        try db.statement(
-            """
-            INSERT INTO audit_heads(tenant, seq, mac, head_mac) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT(tenant) DO UPDATE SET seq = ?2, mac = ?3, head_mac = ?4
-            """
-        ).run([.text(tenant), .int(seq), .blob(mac), .blob(headMAC(tenant: tenant, seq: seq, mac: mac))])
-        return seq
+        try append([Pending(tenant: tenant, kind: kind, actor: actor, body: body, atMs: atMs)])
+        return try db.statement("SELECT seq FROM audit_heads WHERE tenant = ?").all([.text(tenant)]).first?[0].int ?? 0
     }
 
     /// HMAC over every field, each length-prefixed (8 bytes, little-endian), the previous MAC last.
