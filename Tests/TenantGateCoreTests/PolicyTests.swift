@@ -419,6 +419,20 @@ enum Samples {
         #expect(released.count >= 50)
     }
 
+    @Test func aMatchThatNeverClosesCannotGrowTheHeldTextWithoutBound() {
+        let rule = Policy(
+            name: "pem", phase: .egress, matcher: .detectors([.privateKey], label: "secret.pem"), action: .redact)
+        var guarded = StreamGuard(engine: engine([rule]))
+        var out = guarded.feed(Array("ok -----BEGIN PRIVATE KEY-----\n".utf8))
+        let line = [UInt8](repeating: 0x41, count: 64 << 10)
+        for _ in 0..<20 { out += guarded.feed(line) }
+        #expect(guarded.heldCount <= StreamGuard.maxHeld)
+        // Nothing of the key went out: the channel ended as a block.
+        #expect(!String(decoding: out, as: UTF8.self).contains("AAAA"))
+        #expect(!String(decoding: out, as: UTF8.self).contains("BEGIN"))
+        #expect(guarded.blockedBy?.name == "pem")
+    }
+
     @Test func aBlockMidStreamReleasesNothingOfTheMatchAndStops() {
         let rule = Policy(name: "b", phase: .egress, matcher: .detectors([.card], label: "pii.card"), action: .block)
         var guarded = StreamGuard(engine: engine([rule]))

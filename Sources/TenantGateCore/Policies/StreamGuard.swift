@@ -15,6 +15,10 @@ public struct StreamGuard: Sendable {
     public private(set) var injected: [String] = []
     /// Bytes of released context kept.
     static let contextBytes = 64
+    /// Most bytes held at once: past it, a match that is still growing ends the channel as a block (a
+    /// hostile upstream cannot grow a worker's memory by opening a match and never closing it, nor get the
+    /// rest of it out by making it long).
+    public static let maxHeld = 1 << 20
 
     /// A guard running `engine`'s rules of `phase` (mid-stream: midstream and egress rules).
     public init(engine: PolicyEngine, phase: PolicyPhase = .midstream) {
@@ -26,6 +30,17 @@ public struct StreamGuard: Sendable {
     public mutating func feed(_ delta: [UInt8]) -> [UInt8] {
         guard blockedBy == nil else { return [] }
         pending += delta
+        if pending.count > StreamGuard.maxHeld {
+            let text = context + pending
+            if let growing = engine.findings(text, phase: phase).first(where: {
+                !$0.failed && $0.range.upperBound >= text.count
+            }) {
+                triggers.append(engine.trigger(growing, phase))
+                blockedBy = growing.rule
+                pending = []
+                return []
+            }
+        }
         return step(final: false)
     }
 
