@@ -76,12 +76,7 @@ struct GuardStage: Stage {
         case .chat(let chat, let messages):
             if let messages {
                 // An Anthropic client's own body goes upstream natively: check (and rewrite) that one.
-                var original = messages.original
-                for key in ["system", "messages"] {
-                    guard let part = original[key] else { continue }
-                    original = original.setting(
-                        key, Guardrails.rewrite(part, key: key, engine: engine, verdict: &verdict))
-                }
+                var original = GuardStage.rewrite(messages.original, engine: engine, verdict: &verdict)
                 if let blocked = verdict.blockedBy { return try refuse(blocked, verdict, &call) }
                 if !verdict.injected.isEmpty {
                     let note = verdict.injected.joined(separator: "\n")
@@ -113,10 +108,25 @@ struct GuardStage: Stage {
                 Guardrails.rewrite(embed.body["input"] ?? .null, key: "input", engine: engine, verdict: &verdict))
             if let blocked = verdict.blockedBy { return try refuse(blocked, verdict, &call) }
             if verdict.changed { call.input = .embeddings(try EmbeddingsRequest.parse(body.bytes)) }
-        case .countTokens, .none:
+        case .countTokens(let messages):
+            // The text is sent upstream to be counted: the same rules apply (no inject: nothing answers).
+            let original = GuardStage.rewrite(messages.original, engine: engine, verdict: &verdict)
+            if let blocked = verdict.blockedBy { return try refuse(blocked, verdict, &call) }
+            if verdict.changed { call.input = .countTokens(try MessagesAPI.parse(json: original)) }
+        case .none:
             return
         }
         call.policyTriggers += verdict.triggers
+    }
+
+    /// An Anthropic body with its `system` and `messages` checked (and rewritten) by `engine`.
+    static func rewrite(_ original: JSONValue, engine: PolicyEngine, verdict: inout PolicyVerdict) -> JSONValue {
+        var out = original
+        for key in ["system", "messages"] {
+            guard let part = original[key] else { continue }
+            out = out.setting(key, Guardrails.rewrite(part, key: key, engine: engine, verdict: &verdict))
+        }
+        return out
     }
 
     private func refuse(_ rule: Policy, _ verdict: PolicyVerdict, _ call: inout ModelCall) throws {

@@ -41,7 +41,8 @@ struct Pipeline: Sendable {
     ])
     /// Free like upstream: a backend that cannot count is answered by the estimate, before any reservation.
     static let countTokens = Pipeline(stages: [
-        ParseStage(), GatesStage(), ModelStage(), EstimateStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
+        ParseStage(), GatesStage(), ModelStage(), GuardStage(), EstimateStage(), ReserveStage(), UpstreamStage(),
+        ReplyStage(),
     ])
 
     static func of(_ endpoint: Endpoint) -> Pipeline {
