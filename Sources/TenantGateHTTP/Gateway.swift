@@ -160,7 +160,7 @@ final class Gateway: Sendable {
         record.auditCapture = call.tenant.effective["audit"]?["capture_requests"]?.boolValue ?? false
         if let cache = call.cache {
             record.cache = cache.outcome
-            if cache.outcome == "miss" && cache.embeddingNano + Int64(cache.embeddingTokens) > 0 {
+            if cache.outcome == "miss" && (cache.embeddingNano > 0 || cache.embeddingTokens > 0) {
                 // The question's embedding is billed with the call it was made for.
                 record.usage = Usage(
                     promptTokens: record.usage.promptTokens.saturatingAdd(cache.embeddingTokens),

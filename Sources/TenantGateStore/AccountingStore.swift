@@ -166,9 +166,14 @@ public struct AccountingStore {
                         expiresMs: job.expiresMs, leaseMs: job.leaseMs, leaseFactor: job.leaseFactor)
                     for (budget, percent) in status.crossed {
                         // Into the tenant's audit chain with the reservation (never at the cost of admission).
-                        try? AuditChain(db).append(
-                            tenant: job.tenant, kind: "budget_threshold", actor: "accounting",
-                            body: .object([("budget", .string(budget)), ("percent", .int(percent))]), atMs: job.nowMs)
+                        AuditChain.appendBestEffort(
+                            db,
+                            [
+                                AuditChain.Pending(
+                                    tenant: job.tenant, kind: "budget_threshold", actor: "accounting",
+                                    body: .object([("budget", .string(budget)), ("percent", .int(percent))]),
+                                    atMs: job.nowMs)
+                            ])
                     }
                     return .success(Admission(id: id, status: status, lease: lease))
                 } catch let refusal as LimitRefusal {
@@ -412,7 +417,7 @@ public struct AccountingStore {
                 }
             }
             // One read and one write of each chain's head for the whole batch.
-            if !audit.events.isEmpty, let chain = try? AuditChain(db) { try chain.append(audit.events) }
+            AuditChain.appendBestEffort(db, audit.events)
         }
     }
 

@@ -151,6 +151,23 @@ public struct AuditChain {
         }
     }
 
+    /// For events of the request path, which must never fail the write they ride on: appends `events` inside
+    /// a savepoint of the caller's transaction, so a failure (an audit key that cannot be opened, a full
+    /// disk) leaves nothing half-written and the chains whole; returns whether they were chained.
+    @discardableResult
+    public static func appendBestEffort(_ db: SQLiteConnection, _ events: [Pending]) -> Bool {
+        guard !events.isEmpty, (try? db.execute("SAVEPOINT audit")) != nil else { return false }
+        do {
+            try AuditChain(db).append(events)
+            try db.execute("RELEASE audit")
+            return true
+        } catch {
+            _ = try? db.execute("ROLLBACK TO audit")
+            _ = try? db.execute("RELEASE audit")
+            return false
+        }
+    }
+
     /// Appends an event to `tenant`'s chain; call inside the transaction that makes the change.
     @discardableResult
     public func append(tenant: String, kind: String, actor: String, body: JSONValue, atMs: Int64) throws -> Int64 {

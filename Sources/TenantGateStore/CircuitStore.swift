@@ -68,10 +68,14 @@ public struct CircuitStore {
     }
 
     private func open(_ writer: SQLiteConnection, _ tenant: String, _ backend: String, until: Int64) throws {
-        try? AuditChain(writer).append(
-            tenant: tenant, kind: "circuit_open", actor: "circuit",
-            body: .object([("backend", .string(backend)), ("until_ms", .int(Int(until)))]),
-            atMs: Posix.wallMicros() / 1000)
+        AuditChain.appendBestEffort(
+            writer,
+            [
+                AuditChain.Pending(
+                    tenant: tenant, kind: "circuit_open", actor: "circuit",
+                    body: .object([("backend", .string(backend)), ("until_ms", .int(Int(until)))]),
+                    atMs: Posix.wallMicros() / 1000)
+            ])
         try writer.statement(
             """
             INSERT INTO circuit_state(tenant, backend, open_until_ms, probing) VALUES (?1, ?2, ?3, 0)
@@ -85,9 +89,13 @@ public struct CircuitStore {
         try writer.withTransaction { writer in
             try writer.statement("DELETE FROM circuit_state WHERE tenant = ? AND backend = ?")
                 .run([.text(tenant), .text(backend)])
-            try? AuditChain(writer).append(
-                tenant: tenant, kind: "circuit_close", actor: "circuit", body: .object([("backend", .string(backend))]),
-                atMs: Posix.wallMicros() / 1000)
+            AuditChain.appendBestEffort(
+                writer,
+                [
+                    AuditChain.Pending(
+                        tenant: tenant, kind: "circuit_close", actor: "circuit",
+                        body: .object([("backend", .string(backend))]), atMs: Posix.wallMicros() / 1000)
+                ])
             try writer.statement("DELETE FROM circuit_failures WHERE tenant = ? AND backend = ?")
                 .run([.text(tenant), .text(backend)])
         }

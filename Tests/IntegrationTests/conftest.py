@@ -122,6 +122,7 @@ tenants:
       - {{name: injection, phase: ingress, detector: "inject.*", action: log}}
       - {{name: codes, phase: egress, pattern: "ZX-[0-9]{{4}}", action: redact, replacement: "[code]"}}
       - {{name: stop-keys, phase: egress, detector: secret.pem, action: block, message: "Withheld."}}
+      - {{name: brief, phase: ingress, keywords: [remind-me], action: inject, message: "Keep it brief."}}
   budgeted:
     models: [fast]
     budget: {{daily_tokens: 300, enforcement: hard}}

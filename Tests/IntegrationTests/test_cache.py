@@ -191,9 +191,6 @@ def test_semantic_hits_are_strict_and_the_tenants_own(stack):
     assert wait_until(lambda: stack.sql(
         "SELECT cache, tokens_out, tokens_in > 0 FROM executions WHERE tenant = 'semantic' ORDER BY id DESC LIMIT 1")
         == [("semantic-hit", 0, 1)])
-    # A request may raise the threshold, never lower it.
-    strict = ask(stack, "semantic", f"Capital of France {tag}, please?", headers={"X-TenantGate-Cache-Threshold": "0.5"})
-    assert strict.headers["x-tenantgate-cache"] in ("hit", "semantic-hit")
     # Negations, numbers and swapped entities are misses even where the vectors are close.
     for stored, asked in [
         (f"Is Paris safe for tourists at night in the summer months {tag}", f"Is Paris not safe for tourists at night in the summer months {tag}"),

@@ -78,6 +78,19 @@ def test_ingress_block_reaches_no_upstream_and_reserves_nothing(stack):
     assert info.value.body["error"]["type"] == "permission_error"
 
 
+def test_inject_adds_to_the_system_prompt_in_whichever_form_it_came(stack):
+    marker = "inject-" + __import__("uuid").uuid4().hex[:6]
+    r = httpx.post(f"{stack.base}/tenant/guarded/v1/messages", verify=False, timeout=30,
+                   headers={"x-api-key": stack.keys["guarded"], "anthropic-version": "2023-06-01"},
+                   json={"model": "sonnet", "max_tokens": 20,
+                         "system": [{"type": "text", "text": "You are a pirate."}],
+                         "messages": [{"role": "user", "content": f"{marker} remind-me please"}]})
+    assert r.status_code == 200, r.text
+    sent = [q["body"] for q in stack.upstream_requests() if marker in json.dumps(q["body"])][-1]
+    texts = [b["text"] for b in sent["system"]] if isinstance(sent["system"], list) else [sent["system"]]
+    assert "You are a pirate." in texts[0] and any("Keep it brief." in t for t in texts)
+
+
 def test_count_tokens_is_checked_like_a_request(stack):
     r = httpx.post(f"{stack.base}/tenant/guarded/v1/messages/count_tokens", verify=False, timeout=30,
                    headers={"x-api-key": stack.keys["guarded"], "anthropic-version": "2023-06-01"},

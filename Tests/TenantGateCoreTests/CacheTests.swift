@@ -113,6 +113,25 @@ import Testing
         return zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
     }
 
+    @Test(
+        arguments: [
+            ("0.5", 0.95), ("0.99", 0.99), ("1", 1.0), ("1.5", 0.95), ("nan", 0.95), ("-inf", 0.95), ("x", 0.95),
+        ] as [(String, Double)])
+    func aRequestMayRaiseTheThresholdNeverLowerIt(_ header: String, _ expected: Double) {
+        #expect(SemanticCache.threshold(tenant: 0.95, requested: header) == expected)
+        #expect(SemanticCache.threshold(tenant: 0.95, requested: nil) == 0.95)
+    }
+
+    @Test func aRecordedStreamTooLargeToKeepIsNotKept() {
+        var recorder = StreamRecorder()
+        let chunks = ChunkFactory(id: "c", model: "m", created: 1)
+        let piece = String(repeating: "x", count: 64 << 10)
+        for _ in 0..<20 { recorder.record(chunks.delta(.object([("content", .string(piece))]))) }
+        recorder.record(chunks.delta(.object([]), finish: "stop"))
+        #expect(recorder.overflowed)
+        #expect(recorder.completion(model: "m") == nil)
+    }
+
     @Test func semanticSignaturesCatchWhatTheVectorsMiss() {
         let same = ("What is the capital of France?", "Capital of France, please?")
         #expect(SemanticCache.signature(same.0) == SemanticCache.signature(same.1))

@@ -105,4 +105,19 @@ import Testing
         let rotated = try AuditChain(db, masterKey: next)
         #expect(try rotated.verify(tenant: nil).isEmpty && rotated.keyCheck == chain.keyCheck)
     }
+
+    @Test func anAuditKeyThatCannotBeOpenedNeverStopsAccounting() throws {
+        let (db, _) = try filled()  // the key is sealed under a master key this process cannot find
+        var record = ExecutionRecord(requestID: "r-1", atMs: 5_000, tenant: "acme", status: 200)
+        record.policyTriggers = [
+            PolicyTrigger(
+                policy: "cards", phase: .egress, action: .redact, mode: .enforce, detector: "pii.card", length: 19,
+                failed: false)
+        ]
+        try AccountingStore(db).settle(reservation: nil, record: record)
+        #expect(try db.query("SELECT COUNT(*) FROM executions WHERE request_id = 'r-1'")[0][0].int == 1)
+        // Nothing half-written: the chain still ends where it did, and verifies.
+        #expect(try db.query("SELECT MAX(seq) FROM audit_events WHERE tenant = 'acme'")[0][0].int == 5)
+        #expect(try AuditChain(db, masterKey: master).verify(tenant: nil).isEmpty)
+    }
 }

@@ -141,6 +141,11 @@ public enum ResponseCache {
 
 /// Rebuilds a whole Chat Completions answer from the chunks of a stream (to store it once it finished).
 public struct StreamRecorder: Sendable {
+    /// Answers larger than this are not kept (and not held in memory to be kept).
+    public static let maxBytes = 1 << 20
+    private var bytes = 0
+    /// The stream outgrew `maxBytes`: nothing is recorded any more.
+    public private(set) var overflowed = false
     private var text = ""
     private var calls: [Int: (id: String, name: String, arguments: String)] = [:]
     private var finish: String?
@@ -151,17 +156,31 @@ public struct StreamRecorder: Sendable {
 
     /// Takes one chunk.
     public mutating func record(_ chunk: JSONValue) {
+        guard !overflowed else { return }
         for choice in chunk["choices"]?.arrayValue ?? [] {
             choices.insert(choice["index"]?.intValue ?? 0)
             let delta = choice["delta"]
-            if let piece = delta?["content"]?.stringValue { text += piece }
+            if let piece = delta?["content"]?.stringValue {
+                text += piece
+                bytes = bytes.saturatingAdd(piece.utf8.count)
+            }
             for call in delta?["tool_calls"]?.arrayValue ?? [] {
                 let i = call["index"]?.intValue ?? 0
                 var entry = calls[i] ?? ("", "", "")
                 if let id = call["id"]?.stringValue { entry.id = id }
                 if let name = call["function"]?["name"]?.stringValue { entry.name += name }
-                if let args = call["function"]?["arguments"]?.stringValue { entry.arguments += args }
+                if let args = call["function"]?["arguments"]?.stringValue {
+                    entry.arguments += args
+                    bytes = bytes.saturatingAdd(args.utf8.count)
+                }
                 calls[i] = entry
+            }
+            if bytes > StreamRecorder.maxBytes {
+                // Too large to keep: let go of what was recorded.
+                overflowed = true
+                text = ""
+                calls = [:]
+                return
             }
             if let reason = choice["finish_reason"]?.stringValue { finish = reason }
         }
@@ -169,7 +188,7 @@ public struct StreamRecorder: Sendable {
 
     /// The answer, when the stream had one choice and finished.
     public func completion(model: String) -> JSONValue? {
-        guard choices.count <= 1, let finish else { return nil }
+        guard !overflowed, choices.count <= 1, let finish else { return nil }
         var message: [(String, JSONValue)] = [("role", .string("assistant")), ("content", .string(text))]
         if !calls.isEmpty {
             message.append(

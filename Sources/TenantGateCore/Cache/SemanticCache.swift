@@ -5,6 +5,13 @@ public enum SemanticCache {
     public static let defaultThreshold = 0.95
     public static let floor = 0.90
 
+    /// The threshold a lookup uses: the tenant's, raised (never lowered) by a request's
+    /// `X-TenantGate-Cache-Threshold` when that is a number no larger than 1.
+    public static func threshold(tenant: Double, requested: String?) -> Double {
+        guard let asked = requested.flatMap(Double.init), asked.isFinite, asked <= 1 else { return tenant }
+        return max(tenant, asked)
+    }
+
     /// The one user message of a single-turn request (system prompts before it allowed), else nil.
     public static func question(_ chat: ChatRequest) -> String? {
         var question: String?

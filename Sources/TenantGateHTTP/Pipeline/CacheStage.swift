@@ -104,10 +104,8 @@ extension CacheStage {
         let signature = SemanticCache.signature(question)
         call.cache?.semantic = (scope, embedded.vector, signature)
         // A request may raise the threshold, never lower it.
-        var threshold = settings.semanticThreshold
-        if let asked = call.request.headers["x-tenantgate-cache-threshold"].flatMap(Double.init), asked <= 1 {
-            threshold = max(threshold, asked)
-        }
+        let threshold = SemanticCache.threshold(
+            tenant: settings.semanticThreshold, requested: call.request.headers["x-tenantgate-cache-threshold"])
         let now = Posix.wallMicros() / 1000
         let found: (CachedAnswer, Float)?? = try? services.resources.readers.with { db in
             let entries = try SemanticIndex.shared.entries(tenant: tenant, scope: scope, signature: signature, db: db)
@@ -154,7 +152,8 @@ extension CacheStage {
         guard let values = json["data"]?.arrayValue?.first?["embedding"]?.arrayValue?.compactMap(\.doubleValue),
             !values.isEmpty, values.count <= 16_384
         else { return nil }
-        let tokens = json["usage"]?["prompt_tokens"]?.intValue ?? TokenEstimate.text(text)
+        // An upstream's count is clamped like every reported usage (no value can trap the worker).
+        let tokens = Bounds.reportedTokens(json["usage"]?["prompt_tokens"]?.intValue ?? TokenEstimate.text(text))
         return (SemanticCache.unit(values), tokens, Money.cost(Usage(promptTokens: tokens, completionTokens: 0), model))
     }
 }

@@ -79,9 +79,16 @@ struct GuardStage: Stage {
                 var original = GuardStage.rewrite(messages.original, engine: engine, verdict: &verdict)
                 if let blocked = verdict.blockedBy { return try refuse(blocked, verdict, &call) }
                 if !verdict.injected.isEmpty {
+                    // Added to the system prompt, whichever form it has (a string or a list of text blocks).
                     let note = verdict.injected.joined(separator: "\n")
-                    let system = original["system"]?.stringValue.map { $0 + "\n\n" + note } ?? note
-                    original = original.setting("system", .string(system))
+                    let system: JSONValue
+                    switch original["system"] {
+                    case .string(let text)?: system = .string(text + "\n\n" + note)
+                    case .array(let blocks)?:
+                        system = .array(blocks + [.object([("type", .string("text")), ("text", .string(note))])])
+                    default: system = .string(note)
+                    }
+                    original = original.setting("system", system)
                     verdict.changed = true
                 }
                 if verdict.changed {
@@ -271,6 +278,15 @@ struct PolicyFilter: StreamFilter {
                 }
                 if let calls = delta["tool_calls"]?.arrayValue {
                     var held = arguments[index] ?? [:]
+                    // Arguments are held whole until the choice ends; past the guard's limit a tool call is
+                    // not something to hold in memory: the choice ends as filtered.
+                    let heldBytes = held.values.reduce(0) { $0.saturatingAdd($1.count) }
+                    if heldBytes > StreamGuard.maxHeld {
+                        out += flushKept(&kept, json)
+                        out.append(end(index))
+                        stopped = true
+                        return out + [.end]
+                    }
                     delta = delta.setting(
                         "tool_calls",
                         .array(
