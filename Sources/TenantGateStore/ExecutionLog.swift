@@ -38,6 +38,8 @@ public struct ExecutionRecord: Sendable {
     public var cacheWrite: CacheWrite?
     /// `audit.capture_requests`: the request goes into the tenant's audit chain too.
     public var auditCapture = false
+    /// What retrieval added to a chat call: `{"collection", "chunks", "ms"}` as compact JSON.
+    public var retrieval: String?
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
@@ -69,8 +71,9 @@ public struct ExecutionLog {
             """
             INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
               error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
-              streamed, fallback_used, retries, prompt, trace_id, policy_triggers, cache, saved_tokens, saved_nano)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              streamed, fallback_used, retries, prompt, trace_id, policy_triggers, cache, saved_tokens, saved_nano,
+              retrieval)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).run([
             .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
@@ -82,7 +85,7 @@ public struct ExecutionLog {
             opt(record.traceID),
             record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString), opt(record.cache),
             record.cache == nil ? .null : .int(record.savedTokens),
-            record.cache == nil ? .null : .int(record.savedNano),
+            record.cache == nil ? .null : .int(record.savedNano), opt(record.retrieval),
         ])
         try db.statement(
             """

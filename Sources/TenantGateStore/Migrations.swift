@@ -193,6 +193,34 @@ public enum Migrations {
         CREATE TABLE audit_key(id INTEGER PRIMARY KEY CHECK (id = 1), sealed INTEGER NOT NULL, key BLOB NOT NULL)
             STRICT;
         """,
+        // 11: per-tenant document collections. Composite foreign keys tie every document and chunk to its
+        // tenant's collection (a chunk cannot be written into another tenant's collection); each collection
+        // has its own FTS5 index, `doc_fts_<collection id>`, made by `DocumentStore` (its BM25 statistics
+        // are the collection's alone). Executions record what retrieval added.
+        """
+        CREATE TABLE doc_collections(
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
+            embedding_model TEXT, documents INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (tenant, name), UNIQUE (tenant, id)
+        ) STRICT;
+        CREATE TABLE doc_documents(
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, collection INTEGER NOT NULL, uid TEXT NOT NULL,
+            source TEXT, format TEXT NOT NULL, hash BLOB NOT NULL, bytes INTEGER NOT NULL,
+            chunks INTEGER NOT NULL, created_ms INTEGER NOT NULL, text TEXT NOT NULL,
+            UNIQUE (tenant, uid), UNIQUE (tenant, collection, hash), UNIQUE (tenant, collection, id),
+            FOREIGN KEY (tenant, collection) REFERENCES doc_collections(tenant, id) ON DELETE CASCADE
+        ) STRICT;
+        CREATE TABLE doc_chunks(
+            id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, collection INTEGER NOT NULL, document INTEGER NOT NULL,
+            seq INTEGER NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL, vector BLOB,
+            UNIQUE (document, seq),
+            FOREIGN KEY (tenant, collection, document) REFERENCES doc_documents(tenant, collection, id)
+                ON DELETE CASCADE
+        ) STRICT;
+        CREATE INDEX doc_chunks_collection ON doc_chunks(tenant, collection);
+        ALTER TABLE executions ADD COLUMN retrieval TEXT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

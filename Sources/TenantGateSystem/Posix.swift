@@ -237,8 +237,8 @@ public final class Locked<Value>: @unchecked Sendable {  // every access to `val
 }
 
 extension Posix {
-    /// The whole file at `path` as UTF-8, if it is readable, valid and at most `limit` bytes.
-    public static func readFile(_ path: String, limit: Int) -> String? {
+    /// The bytes of the file at `path`, if it is readable and at most `limit` bytes.
+    public static func readFileBytes(_ path: String, limit: Int) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { Glibc.close(fd) }
@@ -251,7 +251,12 @@ extension Posix {
             bytes.append(contentsOf: buf[0..<n])
             if bytes.count > limit { return nil }
         }
-        return String(validating: bytes, as: UTF8.self)
+        return bytes
+    }
+
+    /// The whole file at `path` as UTF-8, if it is readable, valid and at most `limit` bytes.
+    public static func readFile(_ path: String, limit: Int) -> String? {
+        readFileBytes(path, limit: limit).flatMap { String(validating: $0, as: UTF8.self) }
     }
 }
 

@@ -97,6 +97,9 @@ public final class SQLiteConnection {
         if let cached = cache[sql] {
             return cached
         }
+        // Statements naming per-collection tables differ by table; the cache starts over rather than grow
+        // without bound (a statement still held by a caller stays valid: it owns its handle).
+        if cache.count >= 512 { cache.removeAll(keepingCapacity: true) }
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc) }

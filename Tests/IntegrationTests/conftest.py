@@ -183,6 +183,30 @@ tenants:
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
+  docs:
+    models: [fast, mock-small]
+    documents: {{chunk_tokens: 64, overlap_tokens: 8}}
+  docsquota:
+    models: [fast]
+    documents: {{max_documents: 3, max_collections: 2, max_bytes: 4096}}
+  docs2:
+    models: [fast, mock-small]
+    documents: {{chunk_tokens: 64, overlap_tokens: 8}}
+  docsrag:
+    models: [fast, sonnet, mock-small]
+    system_prompt: "You are the Docsrag assistant."
+    retrieval: {{collection: kb, k: 2, max_context_tokens: 400}}
+    rate_limit: {{requests_per_minute: 100000}}
+    budget: {{daily_usd: 1000}}
+  docsguard:
+    models: [fast]
+    retrieval: {{collection: kb, k: 3}}
+    policies:
+      - {{name: no-plans, phase: ingress, keywords: [secret-plan-x], action: block, message: "Not from documents."}}
+      - {{name: mails, phase: ingress, detector: pii.email, action: redact}}
+  nodocs:
+    models: [fast]
+    features: {{documents: false}}
   priced:
     models: [fast, patient-model]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -228,7 +252,7 @@ class Stack:
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
-                       "counted"):
+                       "counted", "docs", "docsquota", "docs2", "docsrag", "docsguard", "nodocs"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

@@ -184,6 +184,16 @@ extension ConfigSchema {
             "any_temperature": .boolean, "embedding_model": .string(maxLength: 256),
         ]),
         "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
+        "documents": .object([
+            "max_bytes": .integer(min: 1024, max: 1 << 40), "max_documents": .integer(min: 1, max: 100_000_000),
+            "max_collections": .integer(min: 1, max: 100_000), "chunk_tokens": .integer(min: 64, max: 8192),
+            "overlap_tokens": .integer(min: 0, max: 2048), "embedding_model": .string(maxLength: 256),
+        ]),
+        "retrieval": .object([
+            "collection": .string(maxLength: 64), "k": .integer(min: 1, max: 20),
+            "max_context_tokens": .integer(min: 1, max: 100_000), "mode": .oneOf(SearchMode.allCases.map(\.rawValue)),
+            "template": .string(maxLength: 8192), "sources_field": .boolean,
+        ]),
         "policies": .list(policy, maxCount: 64),
         "policy_hold_back": .integer(min: 0, max: 8192),
     ]

@@ -17,6 +17,12 @@ public enum GatewayError: Error, Equatable, Sendable {
     case modelNotAllowed(String)
     case tenantNotFound
     case notFound
+    /// A named thing of the tenant's (a collection, a document) that does not exist for it.
+    case missing(String)
+    /// A name already taken.
+    case conflict(String)
+    /// A per-tenant storage quota would be exceeded.
+    case quotaExceeded(String)
     case methodNotAllowed
     case requestTooLarge(limit: Int)
     case unsupportedMediaType
@@ -41,7 +47,9 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt: return 400
         case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return 401
         case .tenantMismatch, .featureDisabled, .modelNotAllowed, .policyBlocked: return 403
-        case .tenantNotFound, .notFound: return 404
+        case .tenantNotFound, .notFound, .missing: return 404
+        case .conflict: return 409
+        case .quotaExceeded: return 403
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
         case .rateLimited, .budgetExceeded, .concurrencyLimited: return 429
@@ -58,7 +66,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         switch self {
         case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt, .requestTooLarge,
             .unsupportedMediaType,
-            .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed:
+            .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed, .missing, .conflict, .quotaExceeded:
             return "invalid_request_error"
         case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return "authentication_error"
         case .tenantMismatch, .featureDisabled: return "permission_error"
@@ -92,7 +100,9 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .policyBlocked: return "policy_blocked"
         case .modelNotAllowed: return "model_not_allowed"
         case .tenantNotFound: return "tenant_not_found"
-        case .notFound: return "not_found"
+        case .notFound, .missing: return "not_found"
+        case .conflict: return "already_exists"
+        case .quotaExceeded: return "quota_exceeded"
         case .methodNotAllowed: return "method_not_allowed"
         case .requestTooLarge: return "request_too_large"
         case .unsupportedMediaType: return "unsupported_media_type"
@@ -132,6 +142,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .modelNotAllowed(let model): return "Model '\(model)' is not available to this tenant."
         case .tenantNotFound: return "Unknown tenant."
         case .notFound: return "Not found."
+        case .missing(let what): return "\(what) not found."
+        case .conflict(let why), .quotaExceeded(let why): return why
         case .methodNotAllowed: return "Method not allowed."
         case .requestTooLarge(let limit): return "Request body exceeds \(limit) bytes."
         case .unsupportedMediaType: return "Content-Type must be application/json."

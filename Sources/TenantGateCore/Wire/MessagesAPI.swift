@@ -54,9 +54,9 @@ public enum MessagesAPI {
             throw GatewayError.invalidRequest(
                 "\(name.prefix(64)): this field is not supported by the gateway", param: String(name.prefix(64)))
         }
-        for (name, _) in json["metadata"]?.objectValue ?? [] where name != "user_id" && name != "prompt" {
+        for (name, _) in json["metadata"]?.objectValue ?? [] where !["user_id", "prompt", "retrieval"].contains(name) {
             throw GatewayError.invalidRequest(
-                "metadata.\(name.prefix(64)): only user_id (and TenantGate's prompt) are accepted",
+                "metadata.\(name.prefix(64)): only user_id (and TenantGate's prompt and retrieval) are accepted",
                 param: "metadata.\(name.prefix(64))")
         }
         var nativeOnly: [String] = []
@@ -70,12 +70,12 @@ public enum MessagesAPI {
 
     /// The body sent to an Anthropic backend: the client's own, with the upstream model, the system prompt
     /// the prompt stage produced (only when a tenant template applied; otherwise the client's `system`,
-    /// blocks and `cache_control` included, is kept) and TenantGate's `metadata.prompt` removed.
+    /// blocks and `cache_control` included, is kept) and TenantGate's `metadata.prompt` and `metadata.retrieval` removed.
     public static func nativeBody(_ original: JSONValue, upstreamModel: String, system: String?) -> JSONValue {
         var body = original.setting("model", .string(upstreamModel))
         if let system { body = system.isEmpty ? body.removing("system") : body.setting("system", .string(system)) }
-        if let metadata = body["metadata"], metadata["prompt"] != nil {
-            let rest = metadata.removing("prompt")
+        if let metadata = body["metadata"], metadata["prompt"] != nil || metadata["retrieval"] != nil {
+            let rest = metadata.removing("prompt").removing("retrieval")
             body = rest.objectValue?.isEmpty == true ? body.removing("metadata") : body.setting("metadata", rest)
         }
         return body
@@ -186,8 +186,9 @@ public enum MessagesAPI {
             if let user = try ChatRequest.user(metadata["user_id"], field: "metadata.user_id") {
                 out.append(("user", .string(user)))
             }
-            // TenantGate's named prompt templates travel in metadata, as with Chat Completions.
-            if let prompt = metadata["prompt"] { out.append(("metadata", .object([("prompt", prompt)]))) }
+            // TenantGate's named prompt templates and retrieval travel in metadata, as with Chat Completions.
+            let own = ["prompt", "retrieval"].compactMap { name in metadata[name].map { (name, $0) } }
+            if !own.isEmpty { out.append(("metadata", .object(own))) }
         }
         return .object(out)
     }

@@ -126,35 +126,13 @@ extension CacheStage {
     static func embed(_ text: String, settings: CacheSettings, call: ModelCall, services: StageServices) -> (
         vector: [Float], tokens: Int, costNano: Int64
     )? {
-        guard let name = settings.embeddingModel, let model = call.config.models[name],
-            let backend = call.config.backends[model.backend],
-            let request = try? EmbeddingsRequest.parse(
-                JSONValue.object([("model", .string(name)), ("input", .string(text))]).bytes)
+        guard let name = settings.embeddingModel,
+            let embedded = Embedder(
+                config: call.config, principal: call.principal, request: call.request, trace: call.trace,
+                resources: services.resources
+            ).embed([text], model: name), let vector = embedded.vectors.first
         else { return nil }
-        let json: JSONValue
-        switch Provider.of(backend.provider) {
-        case .local(let local):
-            guard let embeddings = local as? any LocalEmbeddingsProvider else { return nil }
-            json = embeddings.embeddings(request, model: model).body
-        case .remote(let remote):
-            guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
-            let client = UpstreamClient(
-                transport: services.resources.curl, principal: call.principal, requestID: call.request.requestID,
-                trace: call.trace)
-            guard
-                let outgoing = try? client.outgoing(
-                    embeddings.embeddingsRequest(request, model: model, backend: backend), backend: backend,
-                    stream: false),
-                let (fetched, _) = try? client.fetchJSON(outgoing, limit: 16 << 20)
-            else { return nil }
-            json = fetched
-        }
-        guard let values = json["data"]?.arrayValue?.first?["embedding"]?.arrayValue?.compactMap(\.doubleValue),
-            !values.isEmpty, values.count <= 16_384
-        else { return nil }
-        // An upstream's count is clamped like every reported usage (no value can trap the worker).
-        let tokens = Bounds.reportedTokens(json["usage"]?["prompt_tokens"]?.intValue ?? TokenEstimate.text(text))
-        return (SemanticCache.unit(values), tokens, Money.cost(Usage(promptTokens: tokens, completionTokens: 0), model))
+        return (vector, embedded.tokens, embedded.costNano)
     }
 }
 

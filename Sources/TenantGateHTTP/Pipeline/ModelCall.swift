@@ -117,6 +117,8 @@ struct ModelCall: Sendable {
     var policyTriggers: [PolicyTrigger] = []
     /// Cache: on for the tenant, the key when the request may be answered from it, what it did.
     var cache: CacheState?
+    /// Retrieve: the chunks added to the system prompt.
+    var retrieval: RetrievalState?
     /// A whole answer not sent yet (streams are relayed as they come).
     var reply: PendingReply?
     /// A stream already went out (from the upstream or the cache).
@@ -151,6 +153,7 @@ struct ModelCall: Sendable {
             }
         }
         if let prompt { headers.append(("X-TenantGate-Prompt", "\(prompt.name)@\(prompt.version)")) }
+        if let retrieval { headers.append(("X-TenantGate-Sources", retrieval.header)) }
         if target != nil, let model = served.model { headers.append(("X-TenantGate-Model", model)) }
         return headers
     }

@@ -31,8 +31,8 @@ struct Pipeline: Sendable {
     let stages: [any Stage]
 
     static let chat = Pipeline(stages: [
-        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), ReserveStage(), CacheStage(),
-        UpstreamStage(), EgressStage(), ReplyStage(),
+        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), RetrievalStage(), ReserveStage(),
+        CacheStage(), UpstreamStage(), EgressStage(), ReplyStage(),
     ])
     /// `/v1/messages` is the chat pipeline: parse reads Anthropic's shape, reply writes it.
     static let messages = chat

@@ -43,8 +43,14 @@ struct ReplyStage: Stage {
     var runsWhenAnswered: Bool { true }
 
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
-        guard let reply = call.reply else { return }
+        guard var reply = call.reply else { return }
         call.status = reply.status
+        if let retrieval = call.retrieval, retrieval.sourcesField, reply.status == 200,
+            let answer = try? JSONParser.parse(reply.body), case .object = answer
+        {
+            // The chunks the answer was given, beside it (SDKs keep unknown fields; a tenant can turn it off).
+            reply.body = answer.setting("tenantgate", .object([("sources", retrieval.sources)])).bytes
+        }
         services.sink.send(reply.status, reply.body, headers: call.answerHeaders)
     }
 }

@@ -1,0 +1,92 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// What embedding a search or an ingestion cost (billed to the tenant as an execution of its model).
+struct EmbeddingSpend {
+    let model: String
+    let tokens: Int
+    let costNano: Int64
+}
+
+/// Searches one of a tenant's collections: BM25 over the collection's own FTS5 index, cosine similarity
+/// over its chunk vectors (brute force), or both fused by reciprocal rank.
+struct DocumentSearcher {
+    let tenant: String
+    let resources: ThreadResources
+    let embedder: Embedder
+
+    /// Candidates each ranking contributes to a hybrid fusion, per result wanted.
+    static let hybridDepth = 4
+
+    func search(_ request: SearchRequest, in collection: CollectionInfo) throws -> (
+        [FoundChunk], EmbeddingSpend?
+    ) {
+        let match = try FullTextQuery.match(request.query)
+        switch request.mode {
+        case .bm25:
+            return (try bm25(match, collection, k: request.k).map(\.1), nil)
+        case .vector, .hybrid:
+            guard let model = collection.embeddingModel else {
+                throw GatewayError.invalidRequest(
+                    "Collection '\(collection.name)' has no embedding model: only mode bm25 can search it.",
+                    param: "mode")
+            }
+            guard let embedded = embedder.embed([request.query], model: model), let query = embedded.vectors.first
+            else { throw GatewayError.upstreamError("the embedding model '\(model)' did not answer") }
+            let spend = EmbeddingSpend(model: model, tokens: embedded.tokens, costNano: embedded.costNano)
+            let depth = request.mode == .vector ? request.k : min(request.k * DocumentSearcher.hybridDepth, 200)
+            let nearest = try resources.readers.with { db in
+                DocumentSearcher.nearest(
+                    query, in: try DocumentStore(db).vectors(tenant: tenant, collection: collection), k: depth)
+            }
+            if request.mode == .vector {
+                let chunks = try resources.readers.with {
+                    try DocumentStore($0).chunks(tenant: tenant, collection: collection, ids: nearest)
+                }
+                return (chunks, spend)
+            }
+            let lexical = try bm25(match, collection, k: depth)
+            let fused = ReciprocalRank.fuse([lexical.map(\.0), nearest.map(\.0)], limit: request.k)
+            let known = Dictionary(lexical.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+            let missing = fused.filter { known[$0.0] == nil }
+            let fetched = try resources.readers.with {
+                try DocumentStore($0).chunks(tenant: tenant, collection: collection, ids: missing)
+            }
+            var byID: [Int64: FoundChunk] = [:]
+            for (id, chunk) in zip(missing.map(\.0), fetched) { byID[id] = chunk }
+            let chunks: [FoundChunk] = fused.compactMap { id, score in
+                guard let chunk = known[id] ?? byID[id] else { return nil }
+                return FoundChunk(
+                    documentID: chunk.documentID, source: chunk.source, seq: chunk.seq, text: chunk.text, score: score)
+            }
+            return (chunks, spend)
+        }
+    }
+
+    private func bm25(_ match: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
+        try resources.readers.with {
+            try DocumentStore($0).searchBM25(tenant: tenant, collection: collection, match: match, k: k)
+        }
+    }
+
+    /// The `k` vectors most similar to `query` (dot products of unit vectors), best first.
+    static func nearest(_ query: [Float], in vectors: [(Int64, [Float])], k: Int) -> [(Int64, Double)] {
+        var best: [(Int64, Double)] = []
+        for (id, vector) in vectors where vector.count == query.count {
+            let score = Double(SemanticCache.similarity(query, vector))
+            if best.count < k {
+                best.append((id, score))
+                if best.count == k { best.sort { $0.1 > $1.1 } }
+            } else if let last = best.last, score > last.1 {
+                best[best.count - 1] = (id, score)
+                var i = best.count - 1
+                while i > 0 && best[i].1 > best[i - 1].1 {
+                    best.swapAt(i, i - 1)
+                    i -= 1
+                }
+            }
+        }
+        return best.sorted { $0.1 > $1.1 }
+    }
+}
