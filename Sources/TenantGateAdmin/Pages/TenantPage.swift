@@ -46,6 +46,7 @@ enum TenantPage {
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
         body += try policies(context, id: id)
         body += try cache(context, id: id)
+        body += try documents(context, id: id)
         var filter = ExecutionFilter()
         filter.tenant = id
         let recent = try context.admin.executions(filter, limit: 20).rows
@@ -177,6 +178,68 @@ enum TenantPage {
             <form method="post" action="/admin/tenants/\(id)/cache/purge">\(Layout.csrf(context.session))\
             <button type="submit">Purge \(id)'s cache</button></form></section>
             """
+    }
+
+    /// The tenant's document collections with their newest documents, and a BM25 search box
+    /// (`?collection=…&q=…` on this page; read-only, so a GET).
+    private static func documents(_ context: AdminContext, id: String) throws -> HTML {
+        let store = DocumentStore(context.db)
+        let collections = try store.collections(tenant: id)
+        guard !collections.isEmpty else { return HTML() }
+        var body: HTML = """
+            <section id="documents"><h2>Documents</h2><div class="scroll"><table><thead><tr>\
+            <th scope="col">Collection</th><th scope="col">Documents</th><th scope="col">Chunks</th>\
+            <th scope="col">Size</th><th scope="col">Embedding model</th></tr></thead><tbody>
+            """
+        for c in collections {
+            body += """
+                <tr><td>\(c.name)</td><td>\(String(c.documents))</td><td>\(String(c.chunks))</td>\
+                <td>\(String(c.bytes / 1024)) KiB</td><td>\(c.embeddingModel ?? "–")</td></tr>
+                """
+        }
+        body += "</tbody></table></div>"
+        for c in collections where c.documents > 0 {
+            let newest = try store.documents(tenant: id, collection: c.name, limit: 10)
+            body += """
+                <details><summary>\(c.name): newest \(String(newest.count)) of \(String(c.documents))</summary>\
+                <table><thead><tr><th scope="col">Id</th><th scope="col">Source</th><th scope="col">Format</th>\
+                <th scope="col">Bytes</th><th scope="col">Chunks</th></tr></thead><tbody>
+                """
+            for d in newest {
+                body += """
+                    <tr><td><code>\(d.id)</code></td><td>\(d.source ?? "–")</td><td>\(d.format)</td>\
+                    <td>\(String(d.bytes))</td><td>\(String(d.chunks))</td></tr>
+                    """
+            }
+            body += "</tbody></table></details>"
+        }
+        let asked = context.request.queryValue("q") ?? ""
+        let picked = context.request.queryValue("collection") ?? collections[0].name
+        var options = HTML()
+        for c in collections {
+            options += "<option\(c.name == picked ? " selected" : "")>\(c.name)</option>"
+        }
+        body += """
+            <form method="get" action="/admin/tenants/\(id)#documents" class="inline" role="search">\
+            <label>Collection <select name="collection">\(options)</select></label> \
+            <label>Search <input type="search" name="q" value="\(asked)" maxlength="4096"></label> \
+            <button type="submit">Search (BM25)</button></form>
+            """
+        if !asked.isEmpty, let collection = collections.first(where: { $0.name == picked }) {
+            guard !FullTextQuery.terms(asked).isEmpty else {
+                return body + "<p class=\"muted\">The query has no words to search for.</p></section>"
+            }
+            let found = try store.searchBM25(tenant: id, collection: collection, query: asked, k: 10).map(\.1)
+            body += "<ol class=\"results\">"
+            for hit in found {
+                body += """
+                    <li><code>\(hit.chunkID)</code> \(hit.source ?? "") <small class="muted">score \
+                    \(ContextBlock.score(hit.score))</small><br>\(String(hit.text.prefix(300)))</li>
+                    """
+            }
+            body += found.isEmpty ? "<li class=\"muted\">No match.</li></ol>" : "</ol>"
+        }
+        return body + "</section>"
     }
 
     /// The effective rules (defaults' and the tenant's) and the latest executions they acted on.

@@ -89,8 +89,13 @@ public enum FullTextQuery {
         guard !words.isEmpty else {
             throw .invalidRequest("'query' has no words to search for.", param: "query")
         }
+        return expression(words)
+    }
+
+    /// `terms` (from `terms(_:)`) as quoted string tokens joined by `OR`.
+    public static func expression(_ terms: [String]) -> String {
         // A word holds only letters and digits, so no quote can end its string token early.
-        return words.map { "\"" + $0 + "\"" }.joined(separator: " OR ")
+        terms.map { "\"" + $0 + "\"" }.joined(separator: " OR ")
     }
 }
 

@@ -22,10 +22,10 @@ struct DocumentSearcher {
     func search(_ request: SearchRequest, in collection: CollectionInfo) throws -> (
         [FoundChunk], EmbeddingSpend?
     ) {
-        let match = try FullTextQuery.match(request.query)
+        _ = try FullTextQuery.match(request.query)
         switch request.mode {
         case .bm25:
-            return (try bm25(match, collection, k: request.k).map(\.1), nil)
+            return (try bm25(request.query, collection, k: request.k).map(\.1), nil)
         case .vector, .hybrid:
             guard let model = collection.embeddingModel else {
                 throw GatewayError.invalidRequest(
@@ -46,7 +46,7 @@ struct DocumentSearcher {
                 }
                 return (chunks, spend)
             }
-            let lexical = try bm25(match, collection, k: depth)
+            let lexical = try bm25(request.query, collection, k: depth)
             let fused = ReciprocalRank.fuse([lexical.map(\.0), nearest.map(\.0)], limit: request.k)
             let known = Dictionary(lexical.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
             let missing = fused.filter { known[$0.0] == nil }
@@ -64,9 +64,9 @@ struct DocumentSearcher {
         }
     }
 
-    private func bm25(_ match: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
+    private func bm25(_ query: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
         try resources.readers.with {
-            try DocumentStore($0).searchBM25(tenant: tenant, collection: collection, match: match, k: k)
+            try DocumentStore($0).searchBM25(tenant: tenant, collection: collection, query: query, k: k)
         }
     }
 
