@@ -80,3 +80,132 @@ tg_nginx() {
     local home="$1"; shift
     nginx -p "$home/run" -c "$home/run/nginx.conf" -e "$home/log/nginx-error.log" "$@"
 }
+
+# Writes the wrapper a web server runs: $2/tenantgate.fcgi for the home $1 (binary in $1/bin). The same
+# binary serves FastCGI (mod_fcgid, spawn-fcgi: fd 0 is a listening socket) or one CGI request.
+tg_write_wrapper() {
+    local home="$1" dest="$2"
+    mkdir -p "$dest"
+    cat > "$dest/tenantgate.fcgi" <<WRAP
+#!/bin/sh
+# TenantGate under a web server (FastCGI or CGI: the binary tells which from fd 0). Written by scripts/lib.sh.
+TENANTGATE_HOME='$home'
+export TENANTGATE_HOME
+exec '$home/bin/tenantgate' worker --threads 2 --max-body ${TENANTGATE_MAX_BODY:-1048576} --log '$home/log/tenantgate.log'
+WRAP
+    chmod 755 "$dest/tenantgate.fcgi"
+}
+
+# Renders a private Apache (no root, one port) serving TenantGate in one of the shared-hosting setups:
+#   tg_render_apache HOME MODE PORT [PREFIX]
+#   MODE fcgid:    the vhost include (conf.d/apache/tenantgate-fcgid.conf), wrapper in HOME/cgi
+#   MODE htaccess: a web directory HOME/www/PREFIX with conf.d/apache/htaccess and the wrapper (mod_fcgid)
+#   MODE cgi:      as htaccess, with the wrapper run as classic CGI (mod_cgid)
+# The result is HOME/run/apache/httpd.conf; start it with tg_apache HOME start.
+tg_render_apache() {
+    local home mode="$2" port="$3" prefix="${4:-llm}"
+    home="$(cd "$1" && pwd)"
+    local run="$home/run/apache" mods=/usr/lib/apache2/modules
+    mkdir -p "$run/fcgid" "$run/www" "$home/log"
+    local body=""
+    case "$mode" in
+        fcgid)
+            tg_write_wrapper "$home" "$home/cgi"
+            sed -e "s|@HOME@|$home|g" -e "s|@CGI@|$home/cgi|g" -e "s|@MAX_BODY@|${TENANTGATE_MAX_BODY:-1048576}|g" \
+                "$TG_ROOT/conf.d/apache/tenantgate-fcgid.conf" > "$run/tenantgate-fcgid.conf"
+            body="Include $run/tenantgate-fcgid.conf"
+            ;;
+        htaccess|cgi)
+            tg_write_wrapper "$home" "$run/www/$prefix"
+            sed -e "s|@PREFIX@|$prefix|g" -e "s|@MAX_BODY@|${TENANTGATE_MAX_BODY:-1048576}|g" \
+                "$TG_ROOT/conf.d/apache/htaccess" > "$run/www/$prefix/.htaccess"
+            if [ "$mode" = cgi ]; then
+                sed -i -e 's|^AddHandler fcgid-script .fcgi|AddHandler cgi-script .fcgi|' "$run/www/$prefix/.htaccess"
+            fi
+            body="FcgidInitialEnv TENANTGATE_HOME $home
+FcgidOutputBufferSize 0
+FcgidMaxRequestLen ${TENANTGATE_MAX_BODY:-1048576}
+FcgidIOTimeout 3600
+FcgidBusyTimeout 3600
+FcgidMaxProcessesPerClass 32
+LimitRequestBody ${TENANTGATE_MAX_BODY:-1048576}"
+            ;;
+        *) echo "tg_render_apache: unknown mode $mode" >&2; return 2 ;;
+    esac
+    cat > "$run/httpd.conf" <<CONF
+# A private Apache for TenantGate ($mode), rendered by scripts/lib.sh.
+ServerRoot "$run"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$run/httpd.pid"
+DefaultRuntimeDir "$run"
+ErrorLog "$home/log/apache-error.log"
+LogLevel warn
+LogFormat "%h %t \"%r\" %>s %b %D" timed
+CustomLog "$home/log/apache-access.log" timed
+LoadModule mpm_event_module $mods/mod_mpm_event.so
+LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule mime_module $mods/mod_mime.so
+LoadModule rewrite_module $mods/mod_rewrite.so
+LoadModule unique_id_module $mods/mod_unique_id.so
+LoadModule headers_module $mods/mod_headers.so
+LoadModule fcgid_module $mods/mod_fcgid.so
+LoadModule cgid_module $mods/mod_cgid.so
+TypesConfig /etc/mime.types
+ScriptSock "$run/cgid.sock"
+FcgidIPCDir "$run/fcgid"
+FcgidProcessTableFile "$run/fcgid/table"
+MaxRequestWorkers 150
+ThreadsPerChild 25
+Timeout 3600
+DocumentRoot "$run/www"
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory "$run/www">
+    AllowOverride FileInfo Options AuthConfig
+    Options FollowSymLinks
+    Require all granted
+</Directory>
+$body
+CONF
+}
+
+# Starts or stops the private Apache of a home: tg_apache HOME start|stop. As root it runs as 'nobody'
+# (Apache refuses to serve as root), so the home is handed to that user first.
+tg_apache() {
+    local home="$1" action="$2" run="$1/run/apache"
+    local as=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R nobody:nogroup "$home"
+        as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    fi
+    case "$action" in
+        start) "${as[@]}" apache2 -f "$run/httpd.conf" -k start ;;
+        stop)
+            [ -s "$run/httpd.pid" ] || return 0
+            local pid
+            pid="$(cat "$run/httpd.pid")"
+            "${as[@]}" apache2 -f "$run/httpd.conf" -k stop 2>/dev/null || true
+            # -k stop only signals: wait for the server (and its FastCGI processes) to be gone.
+            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            rm -f "$run/httpd.pid"
+            ;;
+    esac
+}
+
+# Renders the nginx snippet for an existing server {}: tg_render_snippet HOME PREFIX OUTDIR writes
+# OUTDIR/tenantgate-locations.conf (include it inside the server block) and the FastCGI params it uses.
+# The pool's socket is TENANTGATE_FASTCGI (default unix:HOME/run/tenantgate.sock).
+tg_render_snippet() {
+    local home prefix="$2" out="$3"
+    home="$(cd "$1" && pwd)"
+    case "$prefix" in /*[!/]) ;; *) echo "tg_render_snippet: PREFIX must start with / and not end with /" >&2; return 2 ;; esac
+    mkdir -p "$out"
+    cp "$TG_ROOT/conf.d/tenantgate_fastcgi.params" "$out/tenantgate_fastcgi.params"
+    sed -e "s|@PREFIX@|$prefix|g" -e "s|@FASTCGI@|${TENANTGATE_FASTCGI:-unix:$home/run/tenantgate.sock}|g" \
+        -e "s|@PARAMS@|$out/tenantgate_fastcgi.params|g" -e "s|@PUBLIC@|$TG_ROOT/public|g" \
+        -e "s|@MAX_BODY@|${TENANTGATE_MAX_BODY:-1048576}|g" \
+        "$TG_ROOT/conf.d/snippets/tenantgate-locations.conf" > "$out/tenantgate-locations.conf"
+}

@@ -42,13 +42,28 @@ public struct AdminApp: AdminResponder {
             ("X-Frame-Options", "DENY"), ("Referrer-Policy", "same-origin"), ("X-Content-Type-Options", "nosniff"),
             ("Cache-Control", "no-store"),
         ]
-        headers += reply.headers
+        // Mounted under a prefix (the nginx snippet in another site): links, forms, redirects and the
+        // session cookie's path move under it.
+        let prefix = request.prefix
+        func mounted(_ text: String) -> String {
+            prefix.isEmpty
+                ? text
+                : text.replacingAll("\"/admin", with: "\"\(prefix)/admin").replacingAll(
+                    "\"/static/", with: "\"\(prefix)/static/")
+        }
+        headers += reply.headers.map { name, value in
+            (
+                name,
+                prefix.isEmpty || name != "Set-Cookie"
+                    ? value : value.replacingAll("Path=/admin", with: "Path=\(prefix)/admin")
+            )
+        }
         if let location = reply.location {
-            headers.append(("Location", location))
+            headers.append(("Location", location.hasPrefix("/") ? prefix + location : location))
             sink.head(status: reply.status, headers: headers + [("Content-Length", "0")])
             return reply.status
         }
-        let body = Array(reply.body.text.utf8)
+        let body = Array(mounted(reply.body.text).utf8)
         headers += [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", String(body.count))]
         sink.head(status: reply.status, headers: headers)
         sink.body(body)

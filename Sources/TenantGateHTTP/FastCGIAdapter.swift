@@ -2,13 +2,26 @@ import TenantGateCore
 import TenantGateServing
 import TenantGateSystem
 
-/// Turns a FastCGI request into a `Request` and a `ResponseSink`; always writes `Status:` and ends the request.
+/// What a front end hands a worker for one request: FastCGI (nginx, Apache mod_fcgid, spawn-fcgi,
+/// systemd) or classic CGI (one request per process).
+protocol FrontEndConnection: AnyObject {
+    func params() -> [String: String]
+    func readBody(limit: Int, expected: Int?) -> BodyRead
+    @discardableResult func write(_ bytes: [UInt8]) -> Bool
+    @discardableResult func flush() -> Bool
+    var clientGone: Bool { get }
+}
+
+extension FastCGIRequest: FrontEndConnection {}
+extension CGIConnection: FrontEndConnection {}
+
+/// Writes a response in the CGI form FastCGI also uses (`Status:` and headers, a blank line, the body).
 final class FastCGISink: ResponseSink {
-    private let request: FastCGIRequest
+    private let request: any FrontEndConnection
     private(set) var headWritten = false
     private(set) var status = 0
 
-    init(_ request: FastCGIRequest) { self.request = request }
+    init(_ request: any FrontEndConnection) { self.request = request }
 
     func head(status: Int, headers: [(String, String)]) {
         guard !headWritten else { return }
@@ -16,8 +29,9 @@ final class FastCGISink: ResponseSink {
         self.status = status
         var text = "Status: \(status) \(HTTPStatus.reason(status))\r\n"
         for (name, value) in headers {
-            // Header values we write never contain CR/LF; strip them defensively.
-            let clean = value.filter { $0 != "\r" && $0 != "\n" }
+            // Header values we write never contain CR/LF; strip them defensively, byte by byte ("\r\n" is a
+            // single Character in Swift, so a Character filter would let the pair through).
+            let clean = String(decoding: value.utf8.filter { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
             text += "\(name): \(clean)\r\n"
         }
         text += "\r\n"
@@ -33,23 +47,33 @@ final class FastCGISink: ResponseSink {
 
 enum FastCGIAdapter {
     /// Builds the request; a too-large body is reported as nil body.
-    static func makeRequest(_ fcgi: FastCGIRequest, maxBody: Int) -> (Request, tooLarge: Bool) {
-        let params = fcgi.params()
+    ///
+    /// The front end's routing params (`TG_ROUTE`, `TG_TENANT`, `TG_PATH`) are set by its configuration,
+    /// never by a client. Apache sets them with `RewriteRule … [E=…]`; in an `.htaccess` the rewrite is an
+    /// internal redirect and Apache renames them `REDIRECT_TG_…`, which count the same. Without a
+    /// request id from the front end (nginx's `$request_id`; Apache's `UNIQUE_ID`) one is made.
+    static func makeRequest(_ connection: any FrontEndConnection, maxBody: Int) -> (Request, tooLarge: Bool) {
+        let params = connection.params()
         var headers: [String: String] = [:]
         headers.reserveCapacity(16)
         for (key, value) in params where key.hasPrefix("HTTP_") { headers[headerName(key)] = value }
         if let type = params["CONTENT_TYPE"] { headers["content-type"] = type }
-        let path = params["TG_PATH"] ?? params["DOCUMENT_URI"] ?? params["SCRIPT_NAME"] ?? "/"
-        let tenant = params["TG_TENANT"].flatMap { $0.isEmpty ? nil : $0 }
+        func routing(_ name: String) -> String? { params[name] ?? params["REDIRECT_" + name] }
+        let path = routing("TG_PATH") ?? params["DOCUMENT_URI"] ?? params["SCRIPT_NAME"] ?? "/"
+        let tenant = routing("TG_TENANT").flatMap { $0.isEmpty ? nil : $0 }
+        let requestID =
+            params["REQUEST_ID"] ?? params["UNIQUE_ID"]
+            ?? ((try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(Posix.wallMicros()))
         var request = Request(
-            method: params["REQUEST_METHOD"] ?? "GET", path: path, query: params["QUERY_STRING"] ?? "",
-            headers: headers, pathTenant: tenant, requestID: params["REQUEST_ID"] ?? "",
-            remoteAddr: params["REMOTE_ADDR"] ?? "", route: Route(param: params["TG_ROUTE"]))
+            method: params["REQUEST_METHOD"] ?? "GET", path: path.isEmpty ? "/" : path,
+            query: params["QUERY_STRING"] ?? "", headers: headers, pathTenant: tenant, requestID: requestID,
+            remoteAddr: params["REMOTE_ADDR"] ?? "", route: Route(param: routing("TG_ROUTE")))
+        if let prefix = routing("TG_PREFIX"), Request.isPrefix(prefix) { request.prefix = prefix }
         let expected = params["CONTENT_LENGTH"].flatMap { Int($0) }
         if request.method == "GET" || request.method == "HEAD" || expected == 0 {
             return (request, false)
         }
-        switch fcgi.readBody(limit: maxBody, expected: expected) {
+        switch connection.readBody(limit: maxBody, expected: expected) {
         case .body(let bytes):
             request.body = bytes
             return (request, false)

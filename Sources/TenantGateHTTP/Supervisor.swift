@@ -16,6 +16,8 @@ public final class Supervisor {
     private var failures = 0
     private let countersPath: String?
     private var counters: SharedCounters?
+    /// Whether systemd passed the listening socket (then `listen` is only for the log).
+    private let inherited = Posix.systemdListenFD >= 0
 
     /// Creates a supervisor; `workerArgs` are passed to `tenantgate worker`. With `countersPath`, the
     /// workers share in-flight counters in that file (made anew here), each on its own row.
@@ -35,7 +37,8 @@ public final class Supervisor {
     public func run() -> Int32 {
         Posix.block(Posix.controlSignals)
         Posix.ignore(Signal.pipe)
-        let fd = FastCGI.openSocket(listen)
+        // systemd socket activation hands the listening socket over as fd 3 (LISTEN_FDS, LISTEN_PID).
+        let fd = inherited ? Posix.systemdListenFD : FastCGI.openSocket(listen)
         guard fd >= 0 else {
             log.event("pool_error", ["error": .string("cannot listen on \(listen)")], level: "error")
             return 1
@@ -50,7 +53,9 @@ public final class Supervisor {
                 return 1
             }
         }
-        log.event("pool_start", ["listen": .string(listen), "workers": .int(workers)])
+        log.event(
+            "pool_start",
+            ["listen": .string(inherited ? "systemd socket (fd 3)" : listen), "workers": .int(workers)])
         for _ in 0..<workers { spawn(exe, fd) }
         var restartAt: Int64?
         while true {
@@ -146,7 +151,8 @@ public final class Supervisor {
             Posix.kill(pid, Signal.term)
         }
         waitFor(Array(children.keys), timeoutMs: drainTimeoutMs + 1000)
-        if listen.hasPrefix("unix:") { Posix.unlink(String(listen.dropFirst(5))) }
+        // A socket systemd made belongs to systemd (it keeps listening for the next start).
+        if listen.hasPrefix("unix:") && !inherited { Posix.unlink(String(listen.dropFirst(5))) }
         log.event("pool_exit")
     }
 }

@@ -76,10 +76,12 @@ public final class Worker: Sendable {
         Posix.raiseOpenFileLimit()
         FastCGI.initialize()
         CurlGlobal.initialize()
-        guard !FastCGI.isCGI else {
+        // Not on a FastCGI socket: a classic CGI request (the web server set GATEWAY_INTERFACE), or a mistake.
+        let cgi = FastCGI.isCGI
+        if cgi && Posix.env("GATEWAY_INTERFACE") == nil {
             log.event(
-                "worker_error", ["error": .string("fd 0 is not a listening socket (plain CGI is not supported)")],
-                level: "error")
+                "worker_error",
+                ["error": .string("fd 0 is not a listening socket, and this is not a CGI request")], level: "error")
             return 2
         }
         let configs: ConfigCache
@@ -89,7 +91,7 @@ public final class Worker: Sendable {
             log.event("worker_error", ["error": .string("cannot load configuration: \(error)")], level: "error")
             return 1
         }
-        configs.startPolling()
+        if !cgi { configs.startPolling() }
         let shared = options.countersPath.flatMap { SharedCounters(path: $0, create: false) }
         if options.countersPath != nil && shared == nil {
             log.event("worker_error", ["error": .string("cannot map the pool's in-flight counters")], level: "error")
@@ -121,6 +123,16 @@ public final class Worker: Sendable {
         }
         let leases = services.leases
         let settlements = services.settlements
+        if cgi {
+            // One request, then every settlement and lease written back before the process ends.
+            let connection = CGIConnection()
+            let (request, tooLarge) = FastCGIAdapter.makeRequest(connection, maxBody: options.maxBodyBytes)
+            gateway.handle(
+                request, tooLarge: tooLarge, sink: FastCGISink(connection), resources: ThreadResources(services))
+            leases.retireExpired(nowMs: Posix.wallMicros() / 1000, all: true)
+            settlements.flush()
+            return 0
+        }
         let start: @Sendable (Int) -> OSThread? = { [self] index in
             OSThread.start { [self] in
                 self.serve(slot: index, gateway: gateway, resources: ThreadResources(services), log: log)

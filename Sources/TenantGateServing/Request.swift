@@ -29,6 +29,9 @@ public struct Request: Sendable {
     /// nginx's `$request_id`.
     public var requestID: String
     public var remoteAddr: String
+    /// Where the front end mounts the gateway in its URL space (`TG_PREFIX`, e.g. `/llm` for the nginx
+    /// snippet inside another site); empty at the root. Only pages that link to themselves use it.
+    public var prefix = ""
 
     /// Creates a request.
     public init(
@@ -44,6 +47,19 @@ public struct Request: Sendable {
         self.pathTenant = pathTenant
         self.requestID = requestID
         self.remoteAddr = remoteAddr
+    }
+
+    /// Whether `prefix` is a mount point a front end may set: `/` and up to 64 letters, digits, `/`, `.`,
+    /// `_` or `-`, no `..`, no trailing `/`.
+    public static func isPrefix(_ prefix: String) -> Bool {
+        let bytes = Array(prefix.utf8)
+        guard bytes.count >= 2, bytes.count <= 65, bytes.first == 0x2F, bytes.last != 0x2F,
+            !prefix.contains("..") && !prefix.contains("//")
+        else { return false }
+        return bytes.allSatisfy {
+            (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+                || [0x2F, 0x2E, 0x5F, 0x2D].contains($0)
+        }
     }
 
     /// The first value of a query parameter (percent-decoding `%XX` and `+`); nil when absent or not UTF-8.
@@ -100,17 +116,22 @@ public enum HTTPStatus {
     public static func reason(_ status: Int) -> String {
         switch status {
         case 200: return "OK"
+        case 201: return "Created"
         case 204: return "No Content"
+        case 301: return "Moved Permanently"
         case 302: return "Found"
+        case 303: return "See Other"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 403: return "Forbidden"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
+        case 409: return "Conflict"
         case 413: return "Payload Too Large"
         case 415: return "Unsupported Media Type"
         case 422: return "Unprocessable Entity"
         case 429: return "Too Many Requests"
+        case 499: return "Client Closed Request"
         case 500: return "Internal Server Error"
         case 502: return "Bad Gateway"
         case 503: return "Service Unavailable"

@@ -152,6 +152,18 @@ public enum Posix {
     /// Closes a file descriptor.
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// The listening socket systemd passed (socket activation: LISTEN_PID is this process, LISTEN_FDS at
+    /// least 1 and fd 3 a socket), as fd 3; else -1.
+    public static var systemdListenFD: Int32 {
+        guard let pid = env("LISTEN_PID").flatMap({ Int32($0) }), pid == getpid(),
+            let count = env("LISTEN_FDS").flatMap({ Int($0) }), count >= 1
+        else { return -1 }
+        var info = stat()
+        // Only a socket is a listening socket to hand on (else the pool binds `--listen` itself).
+        guard fstat(3, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return -1 }
+        return 3
+    }
+
     /// The value of an environment variable.
     public static func env(_ name: String) -> String? {
         guard let v = getenv(name) else { return nil }

@@ -37,6 +37,16 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
     return False
 
 
+def read_sql(db, query, *args):
+    """Rows of a query on a gateway database, opened read-only."""
+    import sqlite3
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(query, args).fetchall()
+    finally:
+        conn.close()
+
+
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 
 CONFIG = """
@@ -215,8 +225,10 @@ tenants:
 
 
 class Stack:
-    def __init__(self, workers=2, threads=64, spawn_fcgi=False):
+    def __init__(self, workers=2, threads=64, spawn_fcgi=False, socket_activation=False):
         self.spawn_fcgi = spawn_fcgi
+        self.socket_activation = socket_activation
+        self.listener = None
         self.home = Path(tempfile.mkdtemp(prefix="tg-it-"))
         self.upstream = MockUpstream().start()
         self.https_port = free_port()
@@ -260,6 +272,13 @@ class Stack:
             self.pool = subprocess.Popen(
                 ["spawn-fcgi", "-n", "-s", f"{self.home}/run/tenantgate.sock", "--", BIN, "worker", "--threads",
                  str(self.threads), "--log", str(self.log_path)], env=self.env)
+        elif self.socket_activation:
+            # As systemd does: the socket is made by someone else and handed over as fd 3, with LISTEN_FDS
+            # and LISTEN_PID naming the process that gets it (the shell's pid survives its exec).
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(f"{self.home}/run/tenantgate.sock")
+            self.listener.listen(1024)
+            self.pool = self.activated(["--workers", str(self.workers), "--threads", str(self.threads)])
         else:
             self.pool = subprocess.Popen(
                 [BIN, "serve", "--listen", f"unix:{self.home}/run/tenantgate.sock", "--workers", str(self.workers),
@@ -270,13 +289,16 @@ class Stack:
         assert wait_until(lambda: httpx.get(self.base + "/readyz", verify=False).status_code == 200), "stack not ready"
         return self
 
+    def activated(self, args):
+        """`serve` started as systemd starts it: the listener at fd 3, LISTEN_FDS=1, LISTEN_PID its pid."""
+        fd = self.listener.fileno()
+        return subprocess.Popen(
+            ["sh", "-c", 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"', "sh", BIN, "serve", "--listen",
+             f"unix:{self.home}/run/tenantgate.sock", "--log", str(self.log_path), *args],
+            env=self.env, pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
+
     def sql(self, query, *args):
-        import sqlite3
-        conn = sqlite3.connect(f"file:{self.home}/tenantgate.db?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute(query, args).fetchall()
-        finally:
-            conn.close()
+        return read_sql(self.home / "tenantgate.db", query, *args)
 
     def worker_pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.pool.pid)], capture_output=True, text=True).stdout

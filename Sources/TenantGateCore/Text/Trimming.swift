@@ -8,3 +8,28 @@ extension StringProtocol {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+extension String {
+    /// Every occurrence of `target` replaced by `replacement` (byte-wise, left to right, not overlapping).
+    public func replacingAll(_ target: String, with replacement: String) -> String {
+        let bytes = Array(utf8)
+        let needle = Array(target.utf8)
+        guard !needle.isEmpty, bytes.count >= needle.count else { return self }
+        let with = Array(replacement.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == needle[0] && i + needle.count <= bytes.count
+                && bytes[i..<(i + needle.count)].elementsEqual(needle)
+            {
+                out.append(contentsOf: with)
+                i += needle.count
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
