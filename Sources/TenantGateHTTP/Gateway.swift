@@ -158,6 +158,7 @@ final class Gateway: Sendable {
         record.refusedLimit = call.hold.refusedLimit
         record.policyTriggers = call.policyTriggers
         record.auditCapture = call.tenant.effective["audit"]?["capture_requests"]?.boolValue ?? false
+        record.endpoint = call.endpoint.rawValue
         if let cache = call.cache {
             record.cache = cache.outcome
             if cache.outcome == "miss" && (cache.embeddingNano > 0 || cache.embeddingTokens > 0) {
@@ -244,6 +245,8 @@ final class Gateway: Sendable {
         case "/v1/messages": endpoint = .messages
         case "/v1/messages/count_tokens": endpoint = .countTokens
         case "/v1/embeddings": endpoint = .embeddings
+        case "/v1/responses": endpoint = .responses
+        case let path where path.hasPrefix("/v1/responses/"): endpoint = nil
         case "/v1/models", "/v1/tenant-info", "/v1/collections": endpoint = nil
         case let path where path.hasPrefix("/v1/collections/"): endpoint = nil
         default: throw GatewayError.notFound
@@ -285,6 +288,8 @@ final class Gateway: Sendable {
             if let spend {
                 bill(spend, request: request, principal: principal, trace: exchange.trace, resources: resources)
             }
+        case (_, nil) where request.path.hasPrefix("/v1/responses/"):
+            exchange.status = try storedResponse(request, tenant: principal.tenant, sink: sink, resources: resources)
         case ("GET", nil) where request.path == "/v1/models":
             exchange.status = 200
             sink.json(200, models(principal.tenant, config), headers: tenantHeader)
@@ -302,6 +307,54 @@ final class Gateway: Sendable {
         default:
             throw GatewayError.methodNotAllowed
         }
+    }
+
+    /// `GET|DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`: the tenant's stored
+    /// responses (flag `responses_api`). Another tenant's id, or one never issued, is `404` like an unknown one.
+    private func storedResponse(
+        _ request: Request, tenant: TenantConfig, sink: ResponseSink, resources: ThreadResources
+    )
+        throws -> Int
+    {
+        let subject = request.queryValue("user") ?? ""
+        guard tenant.feature("responses_api", subject: subject) else {
+            throw GatewayError.featureDisabled("responses_api")
+        }
+        let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(3).map(String.init)
+        guard let id = parts.first, parts.count <= 2 else { throw GatewayError.notFound }
+        let owner = tenant.id.rawValue
+        let missing = GatewayError.missing("Response with id '\(ResponseStore.isID(id) ? id : "?")'")
+        let headers = [("X-Tenant-ID", owner)]
+        switch (request.method, parts.count > 1 ? parts[1] : nil) {
+        case ("GET", nil):
+            guard let response = try resources.readers.with({ try ResponseStore($0).response(tenant: owner, id: id) })
+            else { throw missing }
+            sink.json(200, response, headers: headers)
+        case ("DELETE", nil):
+            guard try resources.writer.withTransaction({ try ResponseStore($0).delete(tenant: owner, id: id) }) else {
+                throw missing
+            }
+            sink.json(
+                200, .object([("id", .string(id)), ("object", .string("response.deleted")), ("deleted", .bool(true))]),
+                headers: headers)
+        case ("GET", "input_items"):
+            guard let items = try resources.readers.with({ try ResponseStore($0).inputItems(tenant: owner, id: id) })
+            else { throw missing }
+            // Newest first by default (OpenAI's `order=desc`); `order=asc` gives them as sent.
+            let ordered = request.queryValue("order") == "asc" ? items : items.reversed()
+            let limit = min(max(request.queryValue("limit").flatMap { Int($0) } ?? 20, 1), 100)
+            let page = Array(ordered.prefix(limit))
+            sink.json(
+                200,
+                .object([
+                    ("object", .string("list")), ("data", .array(page)),
+                    ("first_id", page.first?["id"] ?? .null), ("last_id", page.last?["id"] ?? .null),
+                    ("has_more", .bool(ordered.count > page.count)),
+                ]), headers: headers)
+        case (_, nil), (_, "input_items"): throw GatewayError.methodNotAllowed
+        default: throw GatewayError.notFound
+        }
+        return 200
     }
 
     /// `GET /readyz`: the schema is current and every stored upstream key opens; returns the status sent.

@@ -55,6 +55,7 @@ public struct ConfigStore {
             try db.statement("DELETE FROM cache_vectors WHERE tenant = ?").run([.text(id)])
             // So do its document collections (documents, chunks and each collection's index).
             try DocumentStore(db).deleteTenant(id)
+            try ResponseStore(db).deleteTenant(id)
             // A deleted tenant's keys are revoked, so recreating the id does not revive them.
             try db.statement("UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL")
                 .run([.int(now), .text(id)])

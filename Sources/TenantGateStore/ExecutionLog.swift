@@ -40,6 +40,8 @@ public struct ExecutionRecord: Sendable {
     public var auditCapture = false
     /// What retrieval added to a chat call: `{"collection", "chunks", "ms"}` as compact JSON.
     public var retrieval: String?
+    /// The endpoint: chat, messages, embeddings, count_tokens, responses (nil for other rows).
+    public var endpoint: String?
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {
@@ -72,8 +74,8 @@ public struct ExecutionLog {
             INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
               error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
               streamed, fallback_used, retries, prompt, trace_id, policy_triggers, cache, saved_tokens, saved_nano,
-              retrieval)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              retrieval, endpoint)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).run([
             .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
@@ -85,7 +87,7 @@ public struct ExecutionLog {
             opt(record.traceID),
             record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString), opt(record.cache),
             record.cache == nil ? .null : .int(record.savedTokens),
-            record.cache == nil ? .null : .int(record.savedNano), opt(record.retrieval),
+            record.cache == nil ? .null : .int(record.savedNano), opt(record.retrieval), opt(record.endpoint),
         ])
         try db.statement(
             """

@@ -221,6 +221,17 @@ public enum Migrations {
         CREATE INDEX doc_chunks_collection ON doc_chunks(tenant, collection);
         ALTER TABLE executions ADD COLUMN retrieval TEXT;
         """,
+        // 12: stored Responses API responses, under their tenant (one turn each: the chain of a
+        // previous_response_id is walked back), and the endpoint of each execution.
+        """
+        CREATE TABLE stored_responses(
+            tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL, previous TEXT,
+            response TEXT NOT NULL, input_items TEXT NOT NULL, turn TEXT NOT NULL, bytes INTEGER NOT NULL,
+            PRIMARY KEY (tenant, id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX stored_responses_age ON stored_responses(tenant, created_ms);
+        ALTER TABLE executions ADD COLUMN endpoint TEXT;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new file).

@@ -61,7 +61,9 @@ struct UsageCommand: ParsableCommand {
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
-        abstract: "Delete execution rows and audit events past each tenant's audit.retention_days (default 90).")
+        abstract:
+            "Delete execution rows and audit events past each tenant's audit.retention_days (default 90), stored responses past responses.retention_days (30)."
+    )
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
@@ -92,6 +94,15 @@ struct PruneCommand: ParsableCommand {
                 }
             }
             print("pruned \(events) audit events (each chain re-anchored)")
+            // Stored Responses API responses: responses.retention_days (default 30, OpenAI's).
+            var kept: [String: Int] = [:]
+            for (id, tenant) in config.tenants {
+                if let days = tenant.effective["responses"]?["retention_days"]?.intValue { kept[id] = days }
+            }
+            let responses = try db.transaction {
+                try ResponseStore(db).prune(retentionDays: kept, defaultDays: 30, nowMs: now)
+            }
+            print("pruned \(responses) stored responses")
         }
     }
 }

@@ -217,6 +217,18 @@ tenants:
   nodocs:
     models: [fast]
     features: {{documents: false}}
+  responder:
+    models: [fast, sonnet, mock-small]
+    rate_limit: {{requests_per_minute: 100000}}
+    budget: {{daily_usd: 1000}}
+  responder2:
+    models: [fast]
+  narrow:
+    models: [fast]
+    rate_limit: {{requests_per_minute: 3}}
+  noresp:
+    models: [fast]
+    features: {{responses_api: false}}
   priced:
     models: [fast, patient-model]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -264,7 +276,8 @@ class Stack:
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
-                       "counted", "docs", "docsquota", "docs2", "docsrag", "docsguard", "nodocs"):
+                       "counted", "docs", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
+                       "narrow", "noresp"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:

@@ -2,7 +2,7 @@
 
 Behaviour is scripted per request by a directive in the last user message: `#mock {"status": 500}`.
 Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE] / message_stop),
-broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool), cache_read,
+broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool, in both APIs), cache_read,
 cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream),
 usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream).
 POST .../chat/completions speaks OpenAI, POST .../v1/messages speaks Anthropic (and requires
@@ -238,6 +238,38 @@ def make_handler(recorder):
             usage["total_tokens"] = usage["prompt_tokens"] + n
             if isinstance(d.get("usage"), dict):
                 usage = d["usage"]
+            tools = body.get("tools") or []
+            if d.get("tool") and tools:
+                # A call of the first offered function tool, with arguments {"city": "Paris"}.
+                name = tools[0].get("function", {}).get("name", "")
+                arguments = json.dumps({"city": "Paris"})
+                usage = {"prompt_tokens": prompt_tokens(body), "completion_tokens": 7}
+                usage["total_tokens"] = usage["prompt_tokens"] + 7
+                if not body.get("stream"):
+                    return self.send_json(200, {
+                        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body.get("model"),
+                        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                            "role": "assistant", "content": None, "tool_calls": [{
+                                "id": "call_mock1", "type": "function",
+                                "function": {"name": name, "arguments": arguments}}]}}],
+                        "usage": usage})
+                self.start_stream()
+                base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
+                        "model": body.get("model")}
+                head = {"index": 0, "id": "call_mock1", "type": "function", "function": {"name": name, "arguments": ""}}
+                chunks = [{"role": "assistant", "content": None, "tool_calls": [head]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:8]}}]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": arguments[8:]}}]}]
+                for delta in chunks:
+                    self.wfile.write(b"data: " + json.dumps({**base, "choices": [
+                        {"index": 0, "delta": delta, "finish_reason": None}]}).encode() + b"\n\n")
+                self.wfile.write(b"data: " + json.dumps({**base, "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).encode() + b"\n\n")
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self.wfile.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                return
             if not body.get("stream"):
                 if d.get("broken_json"):
                     data = b'{"id": "x", "choices": [ {'

@@ -88,6 +88,25 @@ def tenant_form(b, tenant):
     return data
 
 
+def test_the_tenant_page_shows_collections_documents_and_a_search_box(admin_stack, browser):
+    s = admin_stack
+    h = {"Authorization": f"Bearer {s.keys['docs']}"}
+    base = f"{s.base}/tenant/docs/v1/collections"
+    assert httpx.post(base, json={"name": "handbook"}, headers=h, verify=False).status_code == 201
+    doc = httpx.post(f"{base}/handbook/documents", headers=h, verify=False,
+                     json={"text": "Holiday policy: twenty days of leave a year.", "source": "<script>x</script>.md"}
+                     ).json()
+    page = browser.get("/admin/tenants/docs").text
+    assert "handbook" in page and doc["id"] in page
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;.md" in page
+    found = browser.get("/admin/tenants/docs", params={"collection": "handbook", "q": "holiday leave"}).text
+    assert f"{doc['id']}#0" in found and "twenty days" in found
+    hostile = browser.get("/admin/tenants/docs", params={"collection": "handbook", "q": '"><img src=x>'}).text
+    assert '"><img src=x>' not in hostile and "No match." in hostile
+    # Another tenant's page shows none of it.
+    assert "handbook" not in browser.get("/admin/tenants/docs2").text
+
+
 def test_pages_need_a_login(admin_stack):
     with httpx.Client(base_url=admin_stack.base, verify=False) as c:
         r = c.get("/admin/")
@@ -480,21 +499,3 @@ def test_zz_login_is_throttled_per_address(admin_stack):
     assert b.login(user="root").status_code == 429
 
 
-
-def test_the_tenant_page_shows_collections_documents_and_a_search_box(admin_stack, browser):
-    s = admin_stack
-    h = {"Authorization": f"Bearer {s.keys['docs']}"}
-    base = f"{s.base}/tenant/docs/v1/collections"
-    assert httpx.post(base, json={"name": "handbook"}, headers=h, verify=False).status_code == 201
-    doc = httpx.post(f"{base}/handbook/documents", headers=h, verify=False,
-                     json={"text": "Holiday policy: twenty days of leave a year.", "source": "<script>x</script>.md"}
-                     ).json()
-    page = browser.get("/admin/tenants/docs").text
-    assert "handbook" in page and doc["id"] in page
-    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;.md" in page
-    found = browser.get("/admin/tenants/docs", params={"collection": "handbook", "q": "holiday leave"}).text
-    assert f"{doc['id']}#0" in found and "twenty days" in found
-    hostile = browser.get("/admin/tenants/docs", params={"collection": "handbook", "q": '"><img src=x>'}).text
-    assert '"><img src=x>' not in hostile and "No match." in hostile
-    # Another tenant's page shows none of it.
-    assert "handbook" not in browser.get("/admin/tenants/docs2").text

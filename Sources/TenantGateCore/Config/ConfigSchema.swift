@@ -189,6 +189,9 @@ extension ConfigSchema {
             "max_collections": .integer(min: 1, max: 100_000), "chunk_tokens": .integer(min: 64, max: 8192),
             "overlap_tokens": .integer(min: 0, max: 2048), "embedding_model": .string(maxLength: 256),
         ]),
+        "responses": .object([
+            "max_stored": .integer(min: 1, max: 10_000_000), "retention_days": .integer(min: 1, max: 3650),
+        ]),
         "retrieval": .object([
             "collection": .string(maxLength: 64), "k": .integer(min: 1, max: 20),
             "max_context_tokens": .integer(min: 1, max: 100_000), "mode": .oneOf(SearchMode.allCases.map(\.rawValue)),

@@ -4,6 +4,7 @@ public enum FeatureFlags {
     /// The gates the gateway itself enforces, with their values when nothing is configured.
     public static let builtins: [String: Bool] = [
         "streaming": true, "embeddings": true, "messages_api": true, "tools": true, "documents": true,
+        "responses_api": true,
         "semantic_cache": false,
     ]
 

@@ -54,9 +54,8 @@ struct CacheStage: Stage {
         call.served.upstreamMs = 0
         let created = Int(Posix.wallMicros() / 1_000_000)
         let chunks = ChunkFactory(id: call.completionID, model: target.name, created: created)
-        let writer = ReplyWriter(
-            api: call.api, includeUsage: chat.includeUsage, completionID: call.completionID, model: target.name,
-            inputEstimate: 0)
+        let writer = ReplyWriter.of(
+            call, model: target.name, includeUsage: chat.includeUsage, inputEstimate: 0, services: services)
         let none = Usage(promptTokens: 0, completionTokens: 0)
         if call.streamed {
             var relay = StreamRelay(

@@ -202,6 +202,48 @@ struct EgressStage: Stage {
                 next.append(choice.setting("message", message))
             }
             out = json.setting("choices", .array(next))
+        } else if call.api == .responses, let items = json["output"]?.arrayValue {
+            var blocked: Policy?
+            var notes: [String] = []
+            var next: [JSONValue] = []
+            for item in items {
+                switch item["type"]?.stringValue {
+                case "message":
+                    let parts = (item["content"]?.arrayValue ?? []).map { part -> JSONValue in
+                        guard let text = part["text"]?.stringValue else { return part }
+                        let (checked, rule, injected) = check(text)
+                        blocked = blocked ?? rule
+                        notes += injected
+                        return part.setting("text", .string(checked))
+                    }
+                    next.append(item.setting("content", .array(parts)))
+                case "function_call":
+                    let (checked, rule, _) = check(item["arguments"]?.stringValue ?? "")
+                    blocked = blocked ?? rule
+                    next.append(item.setting("arguments", .string(checked)))
+                default: next.append(item)
+                }
+            }
+            out = json.setting("output", .array(next))
+            if let blocked {
+                let id = (items.first?["id"]?.stringValue).map { $0 + "_policy" } ?? "msg_policy"
+                out = out.setting(
+                    "output",
+                    .array([ResponsesAPI.messageItem(id: id, text: blocked.message ?? "", status: "completed")])
+                )
+                .setting("status", .string("incomplete"))
+                .setting("incomplete_details", .object([("reason", .string("content_filter"))]))
+                changed = true
+            } else if !notes.isEmpty {
+                let id = "msg_policy_note"
+                out = out.setting(
+                    "output",
+                    .array(
+                        next + [
+                            ResponsesAPI.messageItem(id: id, text: notes.joined(separator: "\n"), status: "completed")
+                        ]))
+                changed = true
+            }
         } else if call.api == .anthropic, let blocks = json["content"]?.arrayValue {
             var blocked: Policy?
             var notes: [String] = []

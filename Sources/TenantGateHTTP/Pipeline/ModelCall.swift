@@ -4,11 +4,25 @@ import TenantGateStore
 import TenantGateSystem
 
 /// The model endpoints, each served by its own list of stages (`Pipeline`).
-enum Endpoint: Sendable {
-    case chat, messages, countTokens, embeddings
+enum Endpoint: String, Sendable {
+    case chat, messages, countTokens = "count_tokens", embeddings, responses
 
     /// The API its answers and errors are written in.
-    var api: ClientAPI { self == .messages || self == .countTokens ? .anthropic : .openAI }
+    var api: ClientAPI {
+        switch self {
+        case .messages, .countTokens: return .anthropic
+        case .responses: return .responses
+        case .chat, .embeddings: return .openAI
+        }
+    }
+}
+
+/// A Responses API call: the request, its response id (fixed before anything is sent) and whether to keep
+/// the response.
+struct ResponsesState: Sendable {
+    let request: ResponsesRequest
+    let id: String
+    let createdAt: Int
 }
 
 /// The request as the parse stage validated it.
@@ -117,6 +131,8 @@ struct ModelCall: Sendable {
     var policyTriggers: [PolicyTrigger] = []
     /// Cache: on for the tenant, the key when the request may be answered from it, what it did.
     var cache: CacheState?
+    /// Parse: the Responses API request, for the responses endpoint.
+    var responses: ResponsesState?
     /// Retrieve: the chunks added to the system prompt.
     var retrieval: RetrievalState?
     /// A whole answer not sent yet (streams are relayed as they come).

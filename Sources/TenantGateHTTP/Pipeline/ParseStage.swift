@@ -1,5 +1,7 @@
 import TenantGateCore
 import TenantGateServing
+import TenantGateStore
+import TenantGateSystem
 
 /// Validates the body in the endpoint's API and records who the call is for.
 struct ParseStage: Stage {
@@ -18,6 +20,23 @@ struct ParseStage: Stage {
             let messages = try MessagesAPI.parse(body)
             call.input = .chat(messages.chat, messages: messages)
             (requested, user, call.streamed) = (messages.chat.model, messages.chat.user, messages.chat.stream)
+        case .responses:
+            let request = try ResponsesAPI.parse(body)
+            var previous: [JSONValue] = []
+            if let id = request.previousResponseID {
+                // Another tenant's id, or one never issued, is not found: exactly like an unknown one.
+                guard
+                    let conversation = try services.resources.readers.with({
+                        try ResponseStore($0).conversation(tenant: call.tenant.id.rawValue, id: id)
+                    })
+                else { throw GatewayError.missing("Previous response with id '\(id.prefix(64))'") }
+                previous = conversation
+            }
+            let chat = try request.chat(previous: previous)
+            call.input = .chat(chat, messages: nil)
+            call.responses = ResponsesState(
+                request: request, id: ResponseStore.newID(), createdAt: Int(Posix.wallMicros() / 1_000_000))
+            (requested, user, call.streamed) = (chat.model, chat.user, chat.stream)
         case .embeddings:
             let embed = try EmbeddingsRequest.parse(body)
             call.input = .embeddings(embed)
@@ -88,6 +107,9 @@ struct GatesStage: Stage {
         let beta = call.request.headers["anthropic-beta"] != nil
         switch call.input {
         case .chat(let chat, let messages):
+            if call.endpoint == .responses && !tenant.feature("responses_api", subject: subject) {
+                throw GatewayError.featureDisabled("responses_api")
+            }
             if let messages {
                 guard tenant.feature("messages_api", subject: subject) else {
                     throw GatewayError.featureDisabled("messages_api")

@@ -36,6 +36,9 @@ struct Pipeline: Sendable {
     ])
     /// `/v1/messages` is the chat pipeline: parse reads Anthropic's shape, reply writes it.
     static let messages = chat
+    /// So is `/v1/responses`: parse reads the Responses shape (and the stored conversation it continues),
+    /// reply writes response objects and events and keeps the response when asked to.
+    static let responses = chat
     static let embeddings = Pipeline(stages: [
         ParseStage(), GatesStage(), ModelStage(), GuardStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
     ])
@@ -51,6 +54,7 @@ struct Pipeline: Sendable {
         case .messages: return messages
         case .embeddings: return embeddings
         case .countTokens: return countTokens
+        case .responses: return responses
         }
     }
 

@@ -51,6 +51,12 @@ struct ReplyStage: Stage {
             // The chunks the answer was given, beside it (SDKs keep unknown fields; a tenant can turn it off).
             reply.body = answer.setting("tenantgate", .object([("sources", retrieval.sources)])).bytes
         }
+        // A whole Responses API answer is kept (after egress policies) before the client has it.
+        if reply.status == 200, let keeper = ResponsesKeeper(call, services: services),
+            let response = try? JSONParser.parse(reply.body)
+        {
+            keeper.keep(response)
+        }
         services.sink.send(reply.status, reply.body, headers: call.answerHeaders)
     }
 }

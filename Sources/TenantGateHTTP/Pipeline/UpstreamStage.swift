@@ -53,9 +53,9 @@ struct UpstreamStage: Stage {
                 anthropicVersion: UpstreamClient.headerValue(call.request.headers["anthropic-version"]),
                 anthropicBeta: UpstreamClient.headerValue(call.request.headers["anthropic-beta"]))
             providerCall.passthrough = !guarded
-            let writer = ReplyWriter(
-                api: call.api, includeUsage: chat.includeUsage, completionID: call.completionID,
-                model: candidate.name, inputEstimate: inputEstimate)
+            let writer = ReplyWriter.of(
+                call, model: candidate.name, includeUsage: chat.includeUsage, inputEstimate: inputEstimate,
+                services: services)
             switch Provider.of(candidate.backend.provider) {
             case .local(let provider):
                 let (answer, stream) = provider.answer(providerCall)

@@ -4,6 +4,8 @@ import TenantGateCore
 enum ClientAPI {
     case openAI
     case anthropic
+    /// OpenAI's Responses API (errors in OpenAI's shape).
+    case responses
 }
 
 /// Writes a provider-neutral (Chat Completions shaped) answer to the client in its own API: whole
@@ -17,14 +19,27 @@ struct ReplyWriter {
     let model: String
     private var messages: MessagesStream
     private var sentUsage = false
+    /// A Responses API call: its stream, and what sees the final response before the client does.
+    private var responses: ResponsesStream?
+    private let responsesState: ResponsesState?
+    private let onFinal: @Sendable (JSONValue) -> Void
 
-    init(api: ClientAPI, includeUsage: Bool, completionID: String, model: String, inputEstimate: Int) {
+    init(
+        api: ClientAPI, includeUsage: Bool, completionID: String, model: String, inputEstimate: Int,
+        responses: ResponsesState? = nil, onFinal: @escaping @Sendable (JSONValue) -> Void = { _ in }
+    ) {
         self.api = api
         self.includeUsage = includeUsage
         self.model = model
         self.completionID = completionID
         messageID = "msg_" + completionID.dropFirst("chatcmpl-".count)
         messages = MessagesStream(id: messageID, model: model, inputEstimate: inputEstimate)
+        responsesState = responses
+        self.onFinal = onFinal
+        if let responses {
+            self.responses = ResponsesStream(
+                id: responses.id, request: responses.request.original, model: model, createdAt: responses.createdAt)
+        }
     }
 
     /// The body of a whole answer. `raw` are the upstream's own bytes of `json`, forwarded unchanged to
@@ -34,6 +49,12 @@ struct ReplyWriter {
         case .openAI: return raw ?? json.bytes
         case .anthropic:
             return MessagesAPI.message(fromCompletion: json, id: messageID, model: model, usage: usage).bytes
+        case .responses:
+            guard let state = responsesState else { return json.bytes }
+            return ResponsesAPI.response(
+                fromCompletion: json, id: state.id, request: state.request.original, model: model,
+                createdAt: state.createdAt, usage: usage
+            ).bytes
         }
     }
 
@@ -41,6 +62,7 @@ struct ReplyWriter {
     mutating func chunk(_ json: JSONValue, raw: String?) -> [UInt8] {
         switch api {
         case .anthropic: return messages.feed(json)
+        case .responses: return responses?.feed(json) ?? []
         case .openAI:
             if json["usage"].map({ $0 != .null }) == true {
                 // A usage-only chunk reaches the client only if it asked for usage.
@@ -55,6 +77,7 @@ struct ReplyWriter {
     mutating func done(usage: Usage?, usageChunk: (Usage) -> JSONValue) -> [UInt8] {
         switch api {
         case .anthropic: return messages.finish(usage: usage)
+        case .responses: return responses?.finish(usage: usage, beforeFinal: onFinal) ?? []
         case .openAI:
             var out = [UInt8]()
             if includeUsage, !sentUsage, let usage { out = SSEParser.frame(data: usageChunk(usage).jsonString) }
@@ -66,6 +89,9 @@ struct ReplyWriter {
     func failure(_ error: GatewayError) -> [UInt8] {
         switch api {
         case .anthropic: return messages.failure(error)
+        case .responses:
+            var stream = responses
+            return stream?.failure(error) ?? []
         case .openAI: return SSEParser.frame(data: error.body.jsonString) + SSEParser.frame(data: "[DONE]")
         }
     }

@@ -78,6 +78,8 @@ public struct MockChatProvider: LocalChatProvider, LocalEmbeddingsProvider {
     public func answer(_ call: ProviderCall) -> (answer: ProviderAnswer, stream: [StreamPiece]) {
         let reply = MockProvider.replyText(for: call.chat)
         let usage = MockProvider.usage(for: call.chat, reply: reply)
+        // Cut to the request's max_tokens, the answer says so, as real backends do.
+        let finish = call.chat.maxTokens.map { reply.utf8.count >= $0 * 4 } == true ? "length" : "stop"
         let chunks = ChunkFactory(id: call.completionID, model: call.model.name, created: call.created)
         guard call.chat.stream else {
             let body = JSONValue.object([
@@ -89,7 +91,7 @@ public struct MockChatProvider: LocalChatProvider, LocalEmbeddingsProvider {
                         .object([
                             ("index", .int(0)),
                             ("message", .object([("role", .string("assistant")), ("content", .string(reply))])),
-                            ("finish_reason", .string("stop")),
+                            ("finish_reason", .string(finish)),
                         ])
                     ])
                 ),
@@ -103,7 +105,7 @@ public struct MockChatProvider: LocalChatProvider, LocalEmbeddingsProvider {
         for piece in MockProvider.chunks(reply) {
             pieces.append(.chunk(chunks.delta(.object([("content", .string(piece))])), raw: nil))
         }
-        pieces.append(.chunk(chunks.delta(.object([]), finish: "stop"), raw: nil))
+        pieces.append(.chunk(chunks.delta(.object([]), finish: finish), raw: nil))
         pieces.append(.end)
         return (.chat(.null, raw: nil, usage: usage), pieces)
     }

@@ -1,0 +1,56 @@
+import TenantGateCore
+import TenantGateStore
+import TenantGateSystem
+
+/// Keeps a Responses API response (`store: true`, OpenAI's default) under its tenant: written before the
+/// client sees the final event or the whole answer, so a `previous_response_id` sent right after finds it.
+struct ResponsesKeeper: Sendable {
+    let state: ResponsesState
+    let tenant: String
+    let maxStored: Int
+    let writer: SharedWriter
+    let log: AppLog
+
+    /// Most responses a tenant keeps (`responses.max_stored`), and for how long (`responses.retention_days`).
+    static let defaultMaxStored = 10_000
+    static let defaultRetentionDays = 30
+
+    init?(_ call: ModelCall, services: StageServices) {
+        guard let state = call.responses, state.request.store else { return nil }
+        self.state = state
+        tenant = call.tenant.id.rawValue
+        maxStored = call.tenant.effective["responses"]?["max_stored"]?.intValue ?? ResponsesKeeper.defaultMaxStored
+        writer = services.resources.writer
+        log = services.log
+    }
+
+    func keep(_ response: JSONValue) {
+        guard let status = response["status"]?.stringValue, status == "completed" || status == "incomplete" else {
+            return
+        }
+        let output = response["output"]?.arrayValue ?? []
+        let stored = StoredResponse(
+            id: state.id, createdMs: Int64(state.createdAt) * 1000, previous: state.request.previousResponseID,
+            response: response, inputItems: state.request.inputItems,
+            turn: ResponsesAPI.conversation(input: state.request.messages, output: output))
+        do {
+            try writer.withTransaction { try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored) }
+        } catch {
+            log.event(
+                "response_store_failed", ["tenant": .string(tenant), "error": .string("\(error)")], level: "error")
+        }
+    }
+}
+
+extension ReplyWriter {
+    /// The writer for a call's answer from `model`: in the client's API, and for a Responses API call that
+    /// keeps its response, storing the final response before it goes out.
+    static func of(
+        _ call: ModelCall, model: String, includeUsage: Bool, inputEstimate: Int, services: StageServices
+    ) -> ReplyWriter {
+        let keeper = ResponsesKeeper(call, services: services)
+        return ReplyWriter(
+            api: call.api, includeUsage: includeUsage, completionID: call.completionID, model: model,
+            inputEstimate: inputEstimate, responses: call.responses, onFinal: { keeper?.keep($0) })
+    }
+}

@@ -1,0 +1,145 @@
+import TenantGateCore
+import TenantGateSystem
+
+/// A response to keep (`store: true`).
+public struct StoredResponse: Sendable {
+    public let id: String
+    public let createdMs: Int64
+    public let previous: String?
+    /// The response object as the client got it.
+    public let response: JSONValue
+    /// The request's own input items, as `input_items` lists them.
+    public let inputItems: [JSONValue]
+    /// This turn as Chat Completions messages: the input, then the output as an assistant message.
+    public let turn: [JSONValue]
+
+    public init(
+        id: String, createdMs: Int64, previous: String?, response: JSONValue, inputItems: [JSONValue],
+        turn: [JSONValue]
+    ) {
+        self.id = id
+        self.createdMs = createdMs
+        self.previous = previous
+        self.response = response
+        self.inputItems = inputItems
+        self.turn = turn
+    }
+}
+
+/// Stored Responses API responses. The tenant leads the primary key and every statement names it, so an
+/// id of another tenant, or one the gateway never issued, is simply not found. Ids are random
+/// (`resp_` + 48 hex digits). Each tenant keeps at most `maxStored` (the oldest go first) for its
+/// retention.
+public struct ResponseStore {
+    private let db: SQLiteConnection
+
+    public init(_ db: SQLiteConnection) { self.db = db }
+
+    /// Most turns a `previous_response_id` chain is followed back.
+    public static let maxChain = 512
+    /// Most bytes of conversation a chain may bring back.
+    public static let maxChainBytes = 8 << 20
+
+    /// A fresh, unguessable response id.
+    public static func newID() -> String {
+        "resp_"
+            + ((try? Crypto.randomBytes(24)).map(Crypto.hex)
+                ?? Crypto.hex(Crypto.sha256(Array(String(Posix.wallMicros()).utf8))))
+    }
+
+    /// Whether `id` has the shape of an id this gateway issues.
+    public static func isID(_ id: String) -> Bool {
+        let bytes = Array(id.utf8)
+        return bytes.count == 53 && id.hasPrefix("resp_")
+            && bytes.dropFirst(5).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// Keeps a response (in its own transaction, or the caller's), dropping the tenant's oldest beyond
+    /// `maxStored`.
+    public func save(_ stored: StoredResponse, tenant: String, maxStored: Int) throws {
+        let response = stored.response.jsonString
+        let items = JSONValue.array(stored.inputItems).jsonString
+        let turn = JSONValue.array(stored.turn).jsonString
+        let bytes = response.utf8.count + items.utf8.count + turn.utf8.count
+        try db.statement(
+            """
+            INSERT INTO stored_responses(tenant, id, created_ms, previous, response, input_items, turn, bytes)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        ).run([
+            .text(tenant), .text(stored.id), .int(stored.createdMs), stored.previous.map { .text($0) } ?? .null,
+            .text(response), .text(items), .text(turn), .int(Int64(bytes)),
+        ])
+        try db.statement(
+            """
+            DELETE FROM stored_responses WHERE tenant = ?1 AND id IN (
+              SELECT id FROM stored_responses WHERE tenant = ?1 ORDER BY created_ms DESC LIMIT -1 OFFSET ?2)
+            """
+        ).run([.text(tenant), .int(Int64(max(1, maxStored)))])
+    }
+
+    /// The response object, if the tenant has it.
+    public func response(tenant: String, id: String) throws -> JSONValue? {
+        guard ResponseStore.isID(id),
+            let text = try db.statement("SELECT response FROM stored_responses WHERE tenant = ? AND id = ?")
+                .all([.text(tenant), .text(id)]).first?[0].text
+        else { return nil }
+        return try? JSONParser.parse(text)
+    }
+
+    /// The request's input items, if the tenant has the response.
+    public func inputItems(tenant: String, id: String) throws -> [JSONValue]? {
+        guard ResponseStore.isID(id),
+            let text = try db.statement("SELECT input_items FROM stored_responses WHERE tenant = ? AND id = ?")
+                .all([.text(tenant), .text(id)]).first?[0].text
+        else { return nil }
+        return (try? JSONParser.parse(text))?.arrayValue ?? []
+    }
+
+    /// The whole conversation up to and including response `id` (its chain walked back), as Chat
+    /// Completions messages; nil if the tenant has no such response, or the chain is broken or too long.
+    public func conversation(tenant: String, id: String) throws -> [JSONValue]? {
+        guard ResponseStore.isID(id) else { return nil }
+        var turns: [[JSONValue]] = []
+        var next: String? = id
+        var bytes = 0
+        let lookup = try db.statement("SELECT previous, turn, bytes FROM stored_responses WHERE tenant = ? AND id = ?")
+        while let current = next {
+            guard turns.count < ResponseStore.maxChain,
+                let row = try lookup.all([.text(tenant), .text(current)]).first,
+                let turn = row[1].text.flatMap({ try? JSONParser.parse($0) })?.arrayValue
+            else { return nil }
+            bytes += Int(row[2].int ?? 0)
+            guard bytes <= ResponseStore.maxChainBytes else { return nil }
+            turns.append(turn)
+            next = row[0].text
+        }
+        return turns.reversed().flatMap { $0 }
+    }
+
+    /// Deletes a response; false if the tenant has none by that id.
+    public func delete(tenant: String, id: String) throws -> Bool {
+        guard ResponseStore.isID(id) else { return false }
+        try db.statement("DELETE FROM stored_responses WHERE tenant = ? AND id = ?").run([.text(tenant), .text(id)])
+        return db.changes > 0
+    }
+
+    /// Deletes what is older than each tenant's retention (days; `defaultDays` for the others).
+    public func prune(retentionDays: [String: Int], defaultDays: Int, nowMs: Int64) throws -> Int {
+        var removed = 0
+        let tenants = try db.statement("SELECT DISTINCT tenant FROM stored_responses").all().compactMap { $0[0].text }
+        for tenant in tenants {
+            let days = Int64(retentionDays[tenant] ?? defaultDays)
+            try db.statement("DELETE FROM stored_responses WHERE tenant = ? AND created_ms < ?").run([
+                .text(tenant), .int(nowMs - days * 86_400_000),
+            ])
+            removed += db.changes
+        }
+        return removed
+    }
+
+    /// Deletes every response of a deleted tenant.
+    public func deleteTenant(_ tenant: String) throws {
+        try db.statement("DELETE FROM stored_responses WHERE tenant = ?").run([.text(tenant)])
+    }
+}
