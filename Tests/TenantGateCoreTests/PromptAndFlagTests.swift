@@ -120,7 +120,7 @@ func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(js
         #expect(t.feature("beta_ui", subject: "u") == true)
         #expect(t.feature("unknown_flag", subject: "u") == false)
         let all = Dictionary(uniqueKeysWithValues: FeatureFlags.all(tenant: t, subject: "u"))
-        #expect(all["beta_ui"] == true && all["streaming"] == false && all.count == 7)
+        #expect(all["beta_ui"] == true && all["streaming"] == false && all.count == 8)
     }
 
     @Test func rolloutOfTenPercentIsWithinOnePercentAndStable() throws {
