@@ -61,12 +61,14 @@ backends:
   demo: {{provider: mock}}
   patient: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 60000, first_byte_timeout_ms: 60000, max_retries: 0}}
   claude: {{provider: anthropic, base_url: "http://127.0.0.1:{up}", api_key_env: TG_TEST_ANTHROPIC_KEY, timeout_ms: 3000}}
+  upnative: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, responses: native}}
   sluggish: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 8000, first_byte_timeout_ms: 400, max_retries: 0}}
 models:
   fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
   backup: {{backend: up2, upstream_model: upstream-backup, input_per_mtok: 2, output_per_mtok: 4}}
   gone: {{backend: dead, upstream_model: whatever}}
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
+  native-fast: {{backend: upnative, upstream_model: upstream-native-v1, input_per_mtok: 1, output_per_mtok: 2}}
   sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
   slowpoke: {{backend: sluggish, upstream_model: slow-model}}
   patient-model: {{backend: patient, upstream_model: patient-up, input_per_mtok: 1, output_per_mtok: 2}}
@@ -218,11 +220,12 @@ tenants:
     models: [fast]
     features: {{documents: false}}
   responder:
-    models: [fast, sonnet, mock-small]
+    models: [fast, sonnet, mock-small, native-fast]
     rate_limit: {{requests_per_minute: 100000}}
     budget: {{daily_usd: 1000}}
   responder2:
-    models: [fast]
+    models: [fast, native-fast]
+    system_prompt: "Responder2 rules."
   narrow:
     models: [fast]
     rate_limit: {{requests_per_minute: 3}}

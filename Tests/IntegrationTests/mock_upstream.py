@@ -5,7 +5,7 @@ Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without 
 broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool, in both APIs), cache_read,
 cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream),
 usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream).
-POST .../chat/completions speaks OpenAI, POST .../v1/messages speaks Anthropic (and requires
+POST .../chat/completions speaks OpenAI, POST .../v1/responses OpenAI's Responses API, POST .../v1/messages speaks Anthropic (and requires
 `anthropic-version` and `max_tokens`, like the real API). Every request is recorded (GET /_requests,
 POST /_reset).
 """
@@ -143,6 +143,8 @@ def make_handler(recorder):
                 return self.messages(body, d)
             if self.path.endswith("/chat/completions"):
                 return self.chat(body, d)
+            if self.path.endswith("/v1/responses"):
+                return self.responses_api(body, d)
             if self.path.endswith("/embeddings"):
                 inputs = body.get("input")
                 inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -152,6 +154,50 @@ def make_handler(recorder):
                 return self.send_json(200, {"object": "list", "data": data, "model": body.get("model"),
                                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
             self.send_json(404, {"error": {"message": "unknown path"}})
+
+        def responses_api(self, body, d):
+            """OpenAI's Responses API, natively: a text answer of four pieces, whole or as typed events."""
+            pieces = [f"native{i} " for i in range(4)]
+            text = "".join(pieces)
+            usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                     "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+            item = {"id": "msg_up1", "type": "message", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+            response = {"id": "resp_upstream1", "object": "response", "created_at": 1, "status": "completed",
+                        "model": body.get("model"), "output": [item], "parallel_tool_calls": True,
+                        "tool_choice": "auto", "tools": [], "usage": usage, "store": body.get("store")}
+            if not body.get("stream"):
+                return self.send_json(200, response)
+            self.start_stream()
+            seq = 0
+
+            def event(kind, value):
+                nonlocal seq
+                payload = {"type": kind, **value, "sequence_number": seq}
+                seq += 1
+                self.wfile.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
+                self.wfile.flush()
+
+            progress = {**response, "status": "in_progress", "output": [], "usage": None}
+            event("response.created", {"response": progress})
+            event("response.in_progress", {"response": progress})
+            event("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress",
+                                                                             "content": []}})
+            event("response.content_part.added", {"item_id": "msg_up1", "output_index": 0, "content_index": 0,
+                                                  "part": {"type": "output_text", "text": "", "annotations": []}})
+            for piece in pieces:
+                if d.get("chunk_delay_ms"):
+                    time.sleep(d["chunk_delay_ms"] / 1000)
+                event("response.output_text.delta", {"item_id": "msg_up1", "output_index": 0, "content_index": 0,
+                                                     "delta": piece, "logprobs": []})
+            if d.get("cut"):
+                return
+            event("response.output_text.done", {"item_id": "msg_up1", "output_index": 0, "content_index": 0,
+                                                "text": text, "logprobs": []})
+            event("response.content_part.done", {"item_id": "msg_up1", "output_index": 0, "content_index": 0,
+                                                 "part": item["content"][0]})
+            event("response.output_item.done", {"output_index": 0, "item": item})
+            event("response.completed", {"response": response})
 
         def start_stream(self):
             self.send_response(200)

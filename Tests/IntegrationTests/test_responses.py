@@ -228,3 +228,36 @@ def test_deleting_a_tenant_deletes_its_responses(stack):
     assert stack.sql("SELECT COUNT(*) FROM stored_responses WHERE tenant = 'doomed-resp'")[0][0] >= 1
     stack.cli("tenant", "delete", "doomed-resp")
     assert stack.sql("SELECT COUNT(*) FROM stored_responses WHERE tenant = 'doomed-resp'")[0][0] == 0
+
+
+def test_a_native_responses_backend_gets_the_request_as_written(stack):
+    c = client(stack)
+    marker = uuid.uuid4().hex[:8]
+    first = c.responses.create(model="fast", input=f"first turn {marker}")
+    r = c.responses.create(model="native-fast", input=f"native {marker}", previous_response_id=first.id,
+                           instructions="Native.", metadata={"k": "v"})
+    assert r.id.startswith("resp_") and len(r.id) == 53 and r.id != "resp_upstream1"
+    assert r.output_text == "native0 native1 native2 native3 " and r.model == "native-fast"
+    upstream = [q for q in sent(stack, marker) if q["path"].endswith("/v1/responses")][-1]
+    body = upstream["body"]
+    # As written: the upstream model, nothing stored upstream, the earlier turn expanded into input items.
+    assert body["model"] == "upstream-native-v1" and body["store"] is False and "previous_response_id" not in body
+    assert body["instructions"] == "Native." and body["metadata"] == {"k": "v"}
+    assert body["input"][0] == {"type": "message", "role": "user", "content": f"first turn {marker}"}
+    assert body["input"][1]["role"] == "assistant" and body["input"][-1]["content"] == f"native {marker}"
+    assert c.responses.retrieve(r.id).output_text == r.output_text
+    assert wait_until(lambda: stack.sql(
+        "SELECT endpoint, tokens_in, tokens_out, model FROM executions WHERE tenant = 'responder' "
+        "ORDER BY id DESC LIMIT 1") == [("responses", 11, 4, "native-fast")])
+    # Streamed natively: the upstream's events, with the gateway's id, stored before the final one.
+    with c.responses.stream(model="native-fast", input="native stream") as s:
+        events = list(s)
+        final = s.get_final_response()
+    assert [e.type for e in events][0] == "response.created" and events[-1].type == "response.completed"
+    assert final.id.startswith("resp_") and final.id != "resp_upstream1" and final.usage.output_tokens == 4
+    assert all(getattr(e, "response", None) is None or e.response.id == final.id for e in events)
+    assert c.responses.retrieve(final.id).output_text == final.output_text
+    # A tenant prompt changes what the upstream must see: that call is translated to Chat Completions.
+    marker2 = uuid.uuid4().hex[:8]
+    client(stack, "responder2").responses.create(model="native-fast", input=f"prompted {marker2}")
+    assert sent(stack, marker2)[-1]["path"].endswith("/chat/completions")

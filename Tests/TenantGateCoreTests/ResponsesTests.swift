@@ -116,3 +116,56 @@ import Testing
         #expect(events.last?["response"] == final)
     }
 }
+
+@Suite struct ResponsesNativeTests {
+    @Test func theBodyIsTheClientsWithTheConversationExpanded() throws {
+        let request = try ResponsesAPI.parse(
+            Array(
+                #"{"model":"m","input":"now","previous_response_id":"resp_x","metadata":{"prompt":"p","k":"v"}}"#.utf8))
+        let previous: [JSONValue] = [
+            .object([("role", .string("user")), ("content", .string("before"))]),
+            try JSONParser.parse(
+                #"{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]}"#
+            ),
+            .object([("role", .string("tool")), ("tool_call_id", .string("c1")), ("content", .string("out"))]),
+        ]
+        let body = ResponsesNative.body(request, previous: previous, upstreamModel: "up-1")
+        #expect(body["model"]?.stringValue == "up-1" && body["store"] == .bool(false))
+        #expect(body["previous_response_id"] == nil && body["metadata"] == .object([("k", .string("v"))]))
+        let types = (body["input"]?.arrayValue ?? []).map { $0["type"]?.stringValue ?? $0["role"]?.stringValue ?? "" }
+        #expect(types == ["message", "function_call", "function_call_output", "user"])
+    }
+
+    @Test func streamEventsKeepTheirShapeWithTheGatewaysID() throws {
+        let final = Box()
+        var decoder = ResponsesNativeDecoder(
+            id: "resp_ours", model: "catalog", request: .object([("store", .bool(true))]),
+            beforeFinal: { response in final.value = response })
+        let delta = decoder.decode(
+            SSEEvent(
+                event: "response.output_text.delta",
+                data: #"{"type":"response.output_text.delta","delta":"hi","sequence_number":3}"#))
+        #expect(String(decoding: frameBytes(delta), as: UTF8.self).contains(#""delta":"hi""#))
+        _ = decoder.decode(
+            SSEEvent(
+                event: "response.completed",
+                data:
+                    #"{"type":"response.completed","sequence_number":4,"response":{"id":"resp_up","model":"up","output":[],"usage":{"input_tokens":5,"output_tokens":2}}}"#
+            ))
+        #expect(decoder.ended && decoder.usage == Usage(promptTokens: 5, completionTokens: 2))
+        #expect(final.value?["id"]?.stringValue == "resp_ours")
+        #expect(final.value?["model"]?.stringValue == "catalog")
+    }
+
+    func frameBytes(_ pieces: [StreamPiece]) -> [UInt8] {
+        pieces.flatMap { piece -> [UInt8] in
+            if case .frame(let bytes) = piece { return bytes }
+            return []
+        }
+    }
+}
+
+/// What a closure saw (written and read on one thread in these tests).
+final class Box: @unchecked Sendable {
+    var value: JSONValue?
+}

@@ -238,6 +238,7 @@ extension ConfigSchema {
         "retry_budget_ms": .integer(min: 0, max: 600_000),
         "first_byte_timeout_ms": .integer(min: 100, max: 3_600_000),
         "anthropic_version": .string(maxLength: 64),
+        "responses": .oneOf(["native", "translate"]),
     ])
 
     /// One catalog model.

@@ -24,6 +24,9 @@ public struct BackendConfig: Sendable, Equatable {
     public let retryBackoffMs: Int
     /// Retrying stops once this much time has passed since the first attempt.
     public let retryBudgetMs: Int
+    /// `responses: native`: an OpenAI backend that serves the Responses API itself gets such requests as
+    /// they are (else they are translated to Chat Completions).
+    public var responsesNative = false
 }
 
 /// A tenant's circuit breaker per backend: `errors` failures within `within_s` open it for `cooldown_s`.
@@ -210,6 +213,7 @@ public struct GatewayConfig: Sendable {
                 maxRetries: json["max_retries"]?.intValue ?? 2,
                 retryBackoffMs: json["retry_backoff_ms"]?.intValue ?? 100,
                 retryBudgetMs: json["retry_budget_ms"]?.intValue ?? 5_000)
+            backends[name]?.responsesNative = provider == .openai && json["responses"]?.stringValue == "native"
         }
         var models: [String: ModelConfig] = [:]
         for (name, json) in state.models {

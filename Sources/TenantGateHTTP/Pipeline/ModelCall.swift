@@ -23,6 +23,8 @@ struct ResponsesState: Sendable {
     let request: ResponsesRequest
     let id: String
     let createdAt: Int
+    /// The stored conversation a `previous_response_id` continues (Chat Completions messages).
+    var previous: [JSONValue] = []
 }
 
 /// The request as the parse stage validated it.

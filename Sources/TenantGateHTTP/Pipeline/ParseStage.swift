@@ -35,7 +35,8 @@ struct ParseStage: Stage {
             let chat = try request.chat(previous: previous)
             call.input = .chat(chat, messages: nil)
             call.responses = ResponsesState(
-                request: request, id: ResponseStore.newID(), createdAt: Int(Posix.wallMicros() / 1_000_000))
+                request: request, id: ResponseStore.newID(), createdAt: Int(Posix.wallMicros() / 1_000_000),
+                previous: previous)
             (requested, user, call.streamed) = (chat.model, chat.user, chat.stream)
         case .embeddings:
             let embed = try EmbeddingsRequest.parse(body)

@@ -56,6 +56,14 @@ struct UpstreamStage: Stage {
             let writer = ReplyWriter.of(
                 call, model: candidate.name, includeUsage: chat.includeUsage, inputEstimate: inputEstimate,
                 services: services)
+            if candidate.backend.responsesNative, let state = call.responses, UpstreamStage.nativeResponses(call) {
+                fresh = nil
+                try native(
+                    state, candidate: candidate, chat: chat, writer: writer, client: client, &call, services)
+                call.served.retries = retries
+                if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
+                return
+            }
             switch Provider.of(candidate.backend.provider) {
             case .local(let provider):
                 let (answer, stream) = provider.answer(providerCall)
@@ -88,6 +96,48 @@ struct UpstreamStage: Stage {
             if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
         }
         keep(fresh, &call)
+    }
+
+    /// Whether a Responses API call may go to a `responses: native` backend as the client wrote it: only
+    /// when no stage changed what the upstream must see (a tenant prompt, retrieved context, a guardrail
+    /// rewrite) and nothing has to read the answer piece by piece (mid-stream policies, the cache).
+    static func nativeResponses(_ call: ModelCall) -> Bool {
+        call.prompt == nil && call.retrieval == nil && call.cache?.key == nil
+            && !call.tenant.policies.any(.midstream)
+            && !call.policyTriggers.contains { $0.mode == .enforce && ($0.action == .redact || $0.action == .inject) }
+    }
+
+    /// A Responses API call served by the backend's own `/responses` (nothing stored upstream; the
+    /// earlier conversation sent as input items); the answer keeps the upstream's shape with the gateway's
+    /// id.
+    private func native(
+        _ state: ResponsesState, candidate: (name: String, model: ModelConfig, backend: BackendConfig),
+        chat: ChatRequest, writer: ReplyWriter, client: UpstreamClient, _ call: inout ModelCall,
+        _ services: StageServices
+    ) throws {
+        let body = ResponsesNative.body(
+            state.request, previous: state.previous, upstreamModel: candidate.model.upstreamModel)
+        let outgoing = try client.outgoing(
+            ProviderRequest(url: candidate.backend.baseURL + "/responses", body: body), backend: candidate.backend,
+            stream: chat.stream)
+        let started = Posix.monotonicMs()
+        defer { call.served.upstreamMs = Int(Posix.monotonicMs() - started) }
+        if chat.stream {
+            let keeper = ResponsesKeeper(call, services: services)
+            let decoder = ResponsesNativeDecoder(
+                id: state.id, model: candidate.name, request: state.request.original,
+                beforeFinal: { keeper?.keep($0) })
+            _ = try relay(outgoing, decoder: decoder, chat: chat, writer: writer, client: client, &call, services)
+        } else {
+            let (json, _) = try client.fetchJSON(outgoing, limit: services.options.maxUpstreamBytes)
+            guard json["output"]?.arrayValue != nil else {
+                throw GatewayError.upstreamError("the upstream's answer is not a response object")
+            }
+            let response = ResponsesNative.rewrite(
+                json, id: state.id, model: candidate.name, request: state.request.original)
+            call.served.usage = ResponsesNative.usage(response)
+            call.reply = PendingReply(body: response.bytes)
+        }
     }
 
     /// Hands a fresh, complete answer of an eligible request to the settlement, to be stored.
