@@ -76,6 +76,7 @@ enum FastCGIAdapter {
         switch connection.readBody(limit: maxBody, expected: expected) {
         case .body(let bytes):
             request.body = bytes
+            request.bodyIncomplete = expected.map { bytes.count < $0 } ?? false
             return (request, false)
         case .tooLarge:
             return (request, true)

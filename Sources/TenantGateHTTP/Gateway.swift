@@ -108,6 +108,9 @@ final class Gateway: Sendable {
         var failure: GatewayError?
         do {
             if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }
+            if request.bodyIncomplete {
+                throw GatewayError.invalidRequest("The request body ended before its Content-Length.")
+            }
             try route(request, sink: sink, resources: resources, exchange: &exchange)
         } catch let retryable as RetryableUpstream {
             failure = retryable.error
@@ -180,38 +183,13 @@ final class Gateway: Sendable {
             }
             if !changed && call.status == 200 && call.errorCode == nil { record.cacheWrite = cache.write }
         }
-        if let retrieval = call.retrieval {
-            record.retrieval = retrieval.record
-            // The question's embedding (vector and hybrid retrieval) is billed with the call it was made for.
-            record.usage = Usage(
-                promptTokens: record.usage.promptTokens.saturatingAdd(retrieval.embeddingTokens),
-                completionTokens: record.usage.completionTokens, cachedTokens: record.usage.cachedTokens,
-                cacheWriteTokens: record.usage.cacheWriteTokens)
-            record.costNano = record.costNano.saturatingAdd(retrieval.embeddingNano)
-        }
+        // The question's embedding (vector and hybrid retrieval) is an execution of its own, settled already.
+        record.retrieval = call.retrieval?.record
         if let claim = call.hold.leaseClaim {
             resources.leases.settle(claim, record: record)
         } else {
             resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
         }
-    }
-
-    /// An embedding the gateway made for a tenant outside a model call (document chunks, a search
-    /// query): one execution row of the embedding model, settled like any call (counted, not reserved).
-    func bill(
-        _ spend: EmbeddingSpend, request: Request, principal: Principal, trace: TraceContext,
-        resources: ThreadResources
-    ) {
-        var record = ExecutionRecord(
-            requestID: request.requestID, atMs: Posix.wallMicros() / 1000, tenant: principal.tenant.id.rawValue,
-            status: 200)
-        record.keyID = principal.key.id
-        record.model = spend.model
-        record.backend = configs.config.models[spend.model]?.backend
-        record.usage = Usage(promptTokens: spend.tokens, completionTokens: 0)
-        record.costNano = spend.costNano
-        record.traceID = trace.traceID
-        resources.settlements.enqueue(reservation: nil, record: record)
     }
 
     private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, exchange: inout Exchange)
@@ -282,12 +260,8 @@ final class Gateway: Sendable {
         case (_, nil) where request.path.hasPrefix("/v1/collections"):
             let documents = DocumentsEndpoint(
                 principal: principal, config: config, request: request, trace: exchange.trace, sink: sink,
-                resources: resources)
-            let (status, spend) = try documents.respond()
-            exchange.status = status
-            if let spend {
-                bill(spend, request: request, principal: principal, trace: exchange.trace, resources: resources)
-            }
+                resources: resources, log: log)
+            exchange.status = try documents.respond().0
         case (_, nil) where request.path.hasPrefix("/v1/responses/"):
             exchange.status = try storedResponse(request, tenant: principal.tenant, sink: sink, resources: resources)
         case ("GET", nil) where request.path == "/v1/models":

@@ -32,6 +32,8 @@ public struct Request: Sendable {
     /// Where the front end mounts the gateway in its URL space (`TG_PREFIX`, e.g. `/llm` for the nginx
     /// snippet inside another site); empty at the root. Only pages that link to themselves use it.
     public var prefix = ""
+    /// The body ended before the `Content-Length` the front end announced (a front end that cut it).
+    public var bodyIncomplete = false
 
     /// Creates a request.
     public init(

@@ -198,6 +198,9 @@ tenants:
   docs:
     models: [fast, mock-small]
     documents: {{chunk_tokens: 64, overlap_tokens: 8}}
+  docsbudget:
+    models: [mock-small]
+    budget: {{daily_usd: 0.00001, enforcement: hard}}
   docsquota:
     models: [fast]
     documents: {{max_documents: 3, max_collections: 2, max_bytes: 4096}}
@@ -279,7 +282,7 @@ class Stack:
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
-                       "counted", "docs", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
+                       "counted", "docs", "docsbudget", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"

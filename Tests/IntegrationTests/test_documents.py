@@ -457,3 +457,16 @@ def test_deleting_a_tenant_deletes_its_collections(stack):
     for table in ("doc_collections", "doc_documents", "doc_chunks"):
         assert stack.sql(f"SELECT COUNT(*) FROM {table} WHERE tenant = 'doomed-docs'")[0][0] == 0
     assert stack.sql("SELECT COUNT(*) FROM sqlite_master WHERE name = ?", f"doc_fts_{cid}")[0][0] == 0
+
+
+def test_embedding_documents_is_held_against_the_tenants_budget(stack):
+    # docsbudget has USD 0.00001 a day, hard: embedding 2 KB (a token per byte at most, USD 0.15/M) exceeds it.
+    name = fresh(stack, "docsbudget", embedding_model="mock-small")
+    r = api(stack, "docsbudget", "POST", f"/{name}/documents", json={"text": "budget words " * 160})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", r.text
+    assert api(stack, "docsbudget", "GET", f"/{name}").json()["documents"] == 0
+    # A small one fits, and its embedding is settled as an execution of the model.
+    assert api(stack, "docsbudget", "POST", f"/{name}/documents", json={"text": "tiny"}).status_code == 201
+    assert wait_until(lambda: stack.sql(
+        "SELECT endpoint, model FROM executions WHERE tenant = 'docsbudget' ORDER BY id DESC LIMIT 1")
+        == [("embeddings", "mock-small")])

@@ -64,6 +64,13 @@ final class ScriptedConnection: FrontEndConnection {
         #expect(other.requestID != request.requestID)
     }
 
+    @Test func aBodyShorterThanItsContentLengthIsMarked() {
+        let cut = ScriptedConnection(["REQUEST_METHOD": "POST", "CONTENT_LENGTH": "10"], body: Array("{}".utf8))
+        #expect(FastCGIAdapter.makeRequest(cut, maxBody: 100).0.bodyIncomplete)
+        let whole = ScriptedConnection(["REQUEST_METHOD": "POST", "CONTENT_LENGTH": "2"], body: Array("{}".utf8))
+        #expect(!FastCGIAdapter.makeRequest(whole, maxBody: 100).0.bodyIncomplete)
+    }
+
     @Test func bodiesOverTheLimitAreReported() {
         let big = ScriptedConnection(["REQUEST_METHOD": "POST", "CONTENT_LENGTH": "500"])
         #expect(FastCGIAdapter.makeRequest(big, maxBody: 100).tooLarge)

@@ -9,12 +9,60 @@ struct EmbeddingSpend {
     let costNano: Int64
 }
 
+/// Embeddings the documents API makes for a tenant, held against its limits and budgets like any model
+/// call: the worst case (a token per byte) is reserved first, the reported usage settled after (a
+/// failed call settles nothing used).
+struct BilledEmbedder {
+    let embedder: Embedder
+    let principal: Principal
+    let requestID: String
+    let traceID: String
+    let log: AppLog
+
+    func embed(_ texts: [String], model name: String) throws -> ([[Float]], EmbeddingSpend) {
+        let resources = embedder.resources
+        guard let model = embedder.config.models[name], let backend = embedder.config.backends[model.backend] else {
+            throw GatewayError.upstreamError("the embedding model '\(name)' is not in the catalog")
+        }
+        let bound = texts.reduce(0) { $0.saturatingAdd($1.utf8.count) }
+        let need = Reservation(
+            promptTokens: bound, completionTokens: 0,
+            costNano: Money.cost(Usage(promptTokens: bound, completionTokens: 0), model))
+        var hold = Hold()
+        try ReserveStage.reserve(
+            tenant: principal.tenant, need: need, backend: backend, resources: resources, log: log,
+            requestID: requestID, hold: &hold)
+        var record = ExecutionRecord(
+            requestID: requestID, atMs: Posix.wallMicros() / 1000, tenant: principal.tenant.id.rawValue, status: 200)
+        record.keyID = principal.key.id
+        record.model = name
+        record.backend = model.backend
+        record.traceID = traceID
+        record.endpoint = "embeddings"
+        let result = embedder.embed(texts, model: name)
+        if let result {
+            record.usage = Usage(promptTokens: result.tokens, completionTokens: 0)
+            record.costNano = result.costNano
+        } else {
+            record.status = 502
+            record.errorCode = "upstream_error"
+        }
+        if let claim = hold.leaseClaim {
+            resources.leases.settle(claim, record: record)
+        } else {
+            resources.settlements.enqueue(reservation: hold.reservationID, record: record)
+        }
+        guard let result else { throw GatewayError.upstreamError("the embedding model '\(name)' did not answer") }
+        return (result.vectors, EmbeddingSpend(model: name, tokens: result.tokens, costNano: result.costNano))
+    }
+}
+
 /// Searches one of a tenant's collections: BM25 over the collection's own FTS5 index, cosine similarity
 /// over its chunk vectors (brute force), or both fused by reciprocal rank.
 struct DocumentSearcher {
     let tenant: String
     let resources: ThreadResources
-    let embedder: Embedder
+    let embedder: BilledEmbedder
 
     /// Candidates each ranking contributes to a hybrid fusion, per result wanted.
     static let hybridDepth = 4
@@ -32,9 +80,10 @@ struct DocumentSearcher {
                     "Collection '\(collection.name)' has no embedding model: only mode bm25 can search it.",
                     param: "mode")
             }
-            guard let embedded = embedder.embed([request.query], model: model), let query = embedded.vectors.first
-            else { throw GatewayError.upstreamError("the embedding model '\(model)' did not answer") }
-            let spend = EmbeddingSpend(model: model, tokens: embedded.tokens, costNano: embedded.costNano)
+            let (vectors, spend) = try embedder.embed([request.query], model: model)
+            guard let query = vectors.first else {
+                throw GatewayError.upstreamError("the embedding model '\(model)' did not answer")
+            }
             let depth = request.mode == .vector ? request.k : min(request.k * DocumentSearcher.hybridDepth, 200)
             let nearest = try resources.readers.with { db in
                 DocumentSearcher.nearest(

@@ -13,6 +13,7 @@ struct DocumentsEndpoint {
     let trace: TraceContext
     let sink: ResponseSink
     let resources: ThreadResources
+    let log: AppLog
 
     var tenant: String { principal.tenant.id.rawValue }
     var settings: DocumentSettings { DocumentSettings(principal.tenant.effective["documents"]) }
@@ -204,11 +205,9 @@ struct DocumentsEndpoint {
         }
         var spend: EmbeddingSpend?
         if let model = collection.embeddingModel {
-            guard let embedded = embedder.embed(document.chunks, model: model) else {
-                throw GatewayError.upstreamError("the embedding model '\(model)' did not answer")
-            }
-            document.vectors = embedded.vectors
-            spend = EmbeddingSpend(model: model, tokens: embedded.tokens, costNano: embedded.costNano)
+            let (vectors, cost) = try billed.embed(document.chunks, model: model)
+            document.vectors = vectors
+            spend = cost
         }
         let (info, duplicate) = try resources.writer.withTransaction { db in
             try DocumentStore(db).add(
@@ -223,11 +222,17 @@ struct DocumentsEndpoint {
         Embedder(config: config, principal: principal, request: request, trace: trace, resources: resources)
     }
 
+    /// Embeddings held against the tenant's limits and budgets, each an execution of the model.
+    private var billed: BilledEmbedder {
+        BilledEmbedder(
+            embedder: embedder, principal: principal, requestID: request.requestID, traceID: trace.traceID, log: log)
+    }
+
     private func search(_ name: String) throws -> (Int, EmbeddingSpend?) {
         let query = try SearchRequest.parse(try jsonBody())
         let collection = try collection(name)
         let started = Posix.monotonicMs()
-        let (chunks, spend) = try DocumentSearcher(tenant: tenant, resources: resources, embedder: embedder).search(
+        let (chunks, spend) = try DocumentSearcher(tenant: tenant, resources: resources, embedder: billed).search(
             query, in: collection)
         let body = JSONValue.object([
             ("object", .string("list")), ("collection", .string(name)), ("mode", .string(query.mode.rawValue)),

@@ -9,10 +9,6 @@ struct RetrievalState: Sendable {
     let chunks: [FoundChunk]
     let ms: Int
     let sourcesField: Bool
-    /// What embedding the question cost (vector and hybrid modes), billed with the call.
-    var embeddingModel: String?
-    var embeddingTokens = 0
-    var embeddingNano: Int64 = 0
 
     /// The execution row's `retrieval` column.
     var record: String {
@@ -87,10 +83,12 @@ struct RetrievalStage: Stage {
         // A collection without vectors is searched by BM25 whatever the mode.
         let mode = collection.embeddingModel == nil ? SearchMode.bm25 : settings.mode
         let query = String(decoding: Array(text.utf8.suffix(SearchRequest.maxQueryBytes)), as: UTF8.self)
-        let embedder = Embedder(
-            config: call.config, principal: call.principal, request: call.request, trace: call.trace,
-            resources: services.resources)
-        let (found, spend) = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
+        let embedder = BilledEmbedder(
+            embedder: Embedder(
+                config: call.config, principal: call.principal, request: call.request, trace: call.trace,
+                resources: services.resources), principal: call.principal, requestID: call.request.requestID,
+            traceID: call.trace.traceID, log: services.log)
+        let (found, _) = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
             .search(SearchRequest(query: query, k: settings.k, mode: mode), in: collection)
         guard let (rendered, used) = ContextBlock.render(found, settings: settings) else { return }
         let context = try guarded(rendered, &call)
@@ -115,15 +113,9 @@ struct RetrievalStage: Stage {
             }
         }
         call.input = .chat(chat, messages: messages)
-        var state = RetrievalState(
+        call.retrieval = RetrievalState(
             collection: collection.name, chunks: used, ms: Int(Posix.monotonicMs() - started),
             sourcesField: settings.sourcesField)
-        if let spend {
-            state.embeddingModel = spend.model
-            state.embeddingTokens = spend.tokens
-            state.embeddingNano = spend.costNano
-        }
-        call.retrieval = state
     }
 
     /// The context after the tenant's ingress policies: a block refuses the call, a redaction rewrites it.
