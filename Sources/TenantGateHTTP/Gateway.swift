@@ -258,10 +258,14 @@ final class Gateway: Sendable {
             let services = StageServices(sink: sink, resources: resources, log: log, options: options)
             try Pipeline.of(endpoint).run(&call, services)
         case (_, nil) where request.path.hasPrefix("/v1/collections"):
+            // Adding documents and searching may call the tenant's embedding model: they take a slot of the
+            // tenant's fair share like any model call.
+            if request.method == "POST" { try concurrency.admit(principal.tenant) }
+            defer { if request.method == "POST" { concurrency.release(principal.tenant) } }
             let documents = DocumentsEndpoint(
                 principal: principal, config: config, request: request, trace: exchange.trace, sink: sink,
                 resources: resources, log: log)
-            exchange.status = try documents.respond().0
+            exchange.status = try documents.respond()
         case (_, nil) where request.path.hasPrefix("/v1/responses/"):
             exchange.status = try storedResponse(request, tenant: principal.tenant, sink: sink, resources: resources)
         case ("GET", nil) where request.path == "/v1/models":

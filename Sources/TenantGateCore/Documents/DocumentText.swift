@@ -88,6 +88,7 @@ public enum HTMLText {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var i = 0
+        var nextClose = 0
         var skipUntil: String?
         while i < bytes.count {
             let byte = bytes[i]
@@ -96,7 +97,17 @@ public enum HTMLText {
                     i = find(Array("-->".utf8), in: bytes, from: i + 4).map { $0 + 3 } ?? bytes.count
                     continue
                 }
-                guard let close = bytes[(i + 1)...].firstIndex(of: UInt8(ascii: ">")) else { break }
+                // A tag ends within 4 KiB; a '<' without one is text. The next '>' is found once and reused
+                // by every '<' before it, so a hostile run of '<' stays linear.
+                if nextClose <= i {
+                    nextClose = bytes[(i + 1)...].firstIndex(of: UInt8(ascii: ">")) ?? bytes.count
+                }
+                guard nextClose < bytes.count, nextClose - i <= 4096 else {
+                    if skipUntil == nil { out.append(byte) }
+                    i += 1
+                    continue
+                }
+                let close = nextClose
                 let (name, closing) = tagName(bytes[(i + 1)..<close])
                 i = close + 1
                 if let waiting = skipUntil {

@@ -2,13 +2,6 @@ import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
-/// What embedding a search or an ingestion cost (billed to the tenant as an execution of its model).
-struct EmbeddingSpend {
-    let model: String
-    let tokens: Int
-    let costNano: Int64
-}
-
 /// Embeddings the documents API makes for a tenant, held against its limits and budgets like any model
 /// call: the worst case (a token per byte) is reserved first, the reported usage settled after (a
 /// failed call settles nothing used).
@@ -19,7 +12,7 @@ struct BilledEmbedder {
     let traceID: String
     let log: AppLog
 
-    func embed(_ texts: [String], model name: String) throws -> ([[Float]], EmbeddingSpend) {
+    func embed(_ texts: [String], model name: String) throws -> [[Float]] {
         let resources = embedder.resources
         guard let model = embedder.config.models[name], let backend = embedder.config.backends[model.backend] else {
             throw GatewayError.upstreamError("the embedding model '\(name)' is not in the catalog")
@@ -53,7 +46,7 @@ struct BilledEmbedder {
             resources.settlements.enqueue(reservation: hold.reservationID, record: record)
         }
         guard let result else { throw GatewayError.upstreamError("the embedding model '\(name)' did not answer") }
-        return (result.vectors, EmbeddingSpend(model: name, tokens: result.tokens, costNano: result.costNano))
+        return result.vectors
     }
 }
 
@@ -67,20 +60,18 @@ struct DocumentSearcher {
     /// Candidates each ranking contributes to a hybrid fusion, per result wanted.
     static let hybridDepth = 4
 
-    func search(_ request: SearchRequest, in collection: CollectionInfo) throws -> (
-        [FoundChunk], EmbeddingSpend?
-    ) {
+    func search(_ request: SearchRequest, in collection: CollectionInfo) throws -> [FoundChunk] {
         _ = try FullTextQuery.match(request.query)
         switch request.mode {
         case .bm25:
-            return (try bm25(request.query, collection, k: request.k).map(\.1), nil)
+            return try bm25(request.query, collection, k: request.k).map(\.1)
         case .vector, .hybrid:
             guard let model = collection.embeddingModel else {
                 throw GatewayError.invalidRequest(
                     "Collection '\(collection.name)' has no embedding model: only mode bm25 can search it.",
                     param: "mode")
             }
-            let (vectors, spend) = try embedder.embed([request.query], model: model)
+            let vectors = try embedder.embed([request.query], model: model)
             guard let query = vectors.first else {
                 throw GatewayError.upstreamError("the embedding model '\(model)' did not answer")
             }
@@ -93,7 +84,7 @@ struct DocumentSearcher {
                 let chunks = try resources.readers.with {
                     try DocumentStore($0).chunks(tenant: tenant, collection: collection, ids: nearest)
                 }
-                return (chunks, spend)
+                return chunks
             }
             let lexical = try bm25(request.query, collection, k: depth)
             let fused = ReciprocalRank.fuse([lexical.map(\.0), nearest.map(\.0)], limit: request.k)
@@ -109,7 +100,7 @@ struct DocumentSearcher {
                 return FoundChunk(
                     documentID: chunk.documentID, source: chunk.source, seq: chunk.seq, text: chunk.text, score: score)
             }
-            return (chunks, spend)
+            return chunks
         }
     }
 

@@ -19,16 +19,16 @@ struct DocumentsEndpoint {
     var settings: DocumentSettings { DocumentSettings(principal.tenant.effective["documents"]) }
     var headers: [(String, String)] { [("X-Tenant-ID", tenant)] }
 
-    /// Answers the request; returns the status sent and what embedding it paid for.
-    func respond() throws -> (Int, EmbeddingSpend?) {
+    /// Answers the request; returns the status sent.
+    func respond() throws -> Int {
         let subject = request.queryValue("user") ?? principal.key.id
         guard principal.tenant.feature("documents", subject: subject) else {
             throw GatewayError.featureDisabled("documents")
         }
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(3).map(String.init)
         switch (request.method, parts.count) {
-        case ("GET", 0): return (list(), nil)
-        case ("POST", 0): return (try create(), nil)
+        case ("GET", 0): return list()
+        case ("POST", 0): return try create()
         case (_, 0): throw GatewayError.methodNotAllowed
         default: break
         }
@@ -39,12 +39,12 @@ struct DocumentsEndpoint {
                 param: "name")
         }
         switch (request.method, parts.count > 1 ? parts[1] : nil, parts.count) {
-        case ("GET", nil, 1): return (try show(name), nil)
-        case ("DELETE", nil, 1): return (try deleteCollection(name), nil)
-        case ("GET", "documents", 2): return (try listDocuments(name), nil)
+        case ("GET", nil, 1): return try show(name)
+        case ("DELETE", nil, 1): return try deleteCollection(name)
+        case ("GET", "documents", 2): return try listDocuments(name)
         case ("POST", "documents", 2): return try addDocument(name)
-        case ("GET", "documents", 3): return (try showDocument(name, parts[2]), nil)
-        case ("DELETE", "documents", 3): return (try deleteDocument(name, parts[2]), nil)
+        case ("GET", "documents", 3): return try showDocument(name, parts[2])
+        case ("DELETE", "documents", 3): return try deleteDocument(name, parts[2])
         case ("POST", "search", 2): return try search(name)
         case (_, nil, 1), (_, "documents", 2), (_, "documents", 3), (_, "search", 2):
             throw GatewayError.methodNotAllowed
@@ -186,7 +186,7 @@ struct DocumentsEndpoint {
         return (Array(text.utf8), source, try DocumentFormat.detect(named: named, filename: source, contentType: nil))
     }
 
-    private func addDocument(_ name: String) throws -> (Int, EmbeddingSpend?) {
+    private func addDocument(_ name: String) throws -> Int {
         let collection = try collection(name)
         let (bytes, source, format) = try incoming()
         if let source, !Bounds.isIdentifier(source) {
@@ -201,19 +201,16 @@ struct DocumentsEndpoint {
         if let existing = try resources.readers.with({
             try DocumentStore($0).duplicate(tenant: tenant, collection: collection, hash: document.hash)
         }) {
-            return (send(200, existing.json(duplicate: true)), nil)
+            return send(200, existing.json(duplicate: true))
         }
-        var spend: EmbeddingSpend?
         if let model = collection.embeddingModel {
-            let (vectors, cost) = try billed.embed(document.chunks, model: model)
-            document.vectors = vectors
-            spend = cost
+            document.vectors = try billed.embed(document.chunks, model: model)
         }
         let (info, duplicate) = try resources.writer.withTransaction { db in
             try DocumentStore(db).add(
                 document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000)
         }
-        return (send(duplicate ? 200 : 201, info.json(duplicate: duplicate)), spend)
+        return send(duplicate ? 200 : 201, info.json(duplicate: duplicate))
     }
 
     // MARK: search
@@ -228,16 +225,16 @@ struct DocumentsEndpoint {
             embedder: embedder, principal: principal, requestID: request.requestID, traceID: trace.traceID, log: log)
     }
 
-    private func search(_ name: String) throws -> (Int, EmbeddingSpend?) {
+    private func search(_ name: String) throws -> Int {
         let query = try SearchRequest.parse(try jsonBody())
         let collection = try collection(name)
         let started = Posix.monotonicMs()
-        let (chunks, spend) = try DocumentSearcher(tenant: tenant, resources: resources, embedder: billed).search(
+        let chunks = try DocumentSearcher(tenant: tenant, resources: resources, embedder: billed).search(
             query, in: collection)
         let body = JSONValue.object([
             ("object", .string("list")), ("collection", .string(name)), ("mode", .string(query.mode.rawValue)),
             ("data", .array(chunks.map(\.json))), ("search_ms", .int(Int(Posix.monotonicMs() - started))),
         ])
-        return (send(200, body), spend)
+        return send(200, body)
     }
 }

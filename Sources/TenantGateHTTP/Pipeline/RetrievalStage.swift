@@ -88,7 +88,7 @@ struct RetrievalStage: Stage {
                 config: call.config, principal: call.principal, request: call.request, trace: call.trace,
                 resources: services.resources), principal: call.principal, requestID: call.request.requestID,
             traceID: call.trace.traceID, log: services.log)
-        let (found, _) = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
+        let found = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
             .search(SearchRequest(query: query, k: settings.k, mode: mode), in: collection)
         guard let (rendered, used) = ContextBlock.render(found, settings: settings) else { return }
         let context = try guarded(rendered, &call)
