@@ -28,7 +28,9 @@ final class SettleQueue: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     private let room = DispatchSemaphore(value: 0)
     /// One flush at a time: the writer thread's, or the drain's.
-    private let flushing = Locked(())
+    // A byte, not `()`: a zero-size value has no storage of its own, and ThreadSanitizer then sees the
+    // inout access at an address it shares with a neighbouring allocation (a false race).
+    private let flushing = Locked(false)
     private let writer: SharedWriter
     private let log: AppLog
     /// Largest batch written in one transaction.

@@ -17,7 +17,7 @@ private enum BusyHandler {
 /// Write transactions of one process take turns here first, so threads of a worker queue on a mutex
 /// instead of polling SQLite's file lock (only processes contend for that). A performance measure, not a
 /// safety one: a connection is never shared without an owner that serialises its use (`SharedWriter`).
-private let processWriteLock = Locked(())
+private let processWriteLock = Locked(false)  // a byte: see SettleQueue.flushing
 
 /// An error reported by SQLite, with its result code and message.
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
