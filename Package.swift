@@ -28,6 +28,8 @@ let package = Package(
         ),
         // The domain: no C, no I/O.
         .target(name: "TenantGateCore"),
+        // The fuzz targets (scripts/fuzz builds them with libFuzzer; the unit tests replay their corpora).
+        .target(name: "TenantGateFuzzTargets", dependencies: ["TenantGateCore"]),
         .target(
             name: "TenantGateStore",
             dependencies: ["TenantGateCore", "TenantGateSystem", "Yams"]
@@ -51,7 +53,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore"]),
+        .testTarget(name: "TenantGateCoreTests", dependencies: ["TenantGateCore", "TenantGateFuzzTargets"]),
         .testTarget(
             name: "TenantGateAdminTests", dependencies: ["TenantGateAdmin", "TenantGateServing", "TenantGateCore"]
         ),
