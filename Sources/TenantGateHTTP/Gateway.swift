@@ -267,7 +267,7 @@ final class Gateway: Sendable {
                 resources: resources, log: log)
             exchange.status = try documents.respond()
         case (_, nil) where request.path.hasPrefix("/v1/responses/"):
-            exchange.status = try storedResponse(request, tenant: principal.tenant, sink: sink, resources: resources)
+            exchange.status = try storedResponse(request, principal: principal, sink: sink, resources: resources)
         case ("GET", nil) where request.path == "/v1/models":
             exchange.status = 200
             sink.json(200, models(principal.tenant, config), headers: tenantHeader)
@@ -290,12 +290,11 @@ final class Gateway: Sendable {
     /// `GET|DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`: the tenant's stored
     /// responses (flag `responses_api`). Another tenant's id, or one never issued, is `404` like an unknown one.
     private func storedResponse(
-        _ request: Request, tenant: TenantConfig, sink: ResponseSink, resources: ThreadResources
-    )
-        throws -> Int
-    {
-        let subject = request.queryValue("user") ?? ""
-        guard tenant.feature("responses_api", subject: subject) else {
+        _ request: Request, principal: Principal, sink: ResponseSink, resources: ThreadResources
+    ) throws -> Int {
+        // Flags roll out by the same subject as the model calls (the key when no user is named).
+        let tenant = principal.tenant
+        guard tenant.feature("responses_api", subject: principal.subject ?? principal.key.id) else {
             throw GatewayError.featureDisabled("responses_api")
         }
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(3).map(String.init)

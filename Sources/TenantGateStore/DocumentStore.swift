@@ -182,7 +182,7 @@ public struct DocumentStore {
                 "The tenant already has \(usedDocuments) documents (documents.max_documents is \(settings.maxDocuments))."
             )
         }
-        guard usedBytes.addingReportingOverflow(bytes).partialValue <= settings.maxBytes else {
+        guard usedBytes.saturatingAdd(bytes) <= settings.maxBytes else {
             throw GatewayError.quotaExceeded(
                 "The document (\(bytes) bytes) would take the tenant's documents past documents.max_bytes (\(settings.maxBytes))."
             )
