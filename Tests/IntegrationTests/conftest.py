@@ -213,6 +213,10 @@ tenants:
     retrieval: {{collection: kb, k: 2, max_context_tokens: 400}}
     rate_limit: {{requests_per_minute: 100000}}
     budget: {{daily_usd: 1000}}
+  docstight:
+    models: [capped]
+    retrieval: {{collection: kb, k: 1, max_context_tokens: 2000}}
+    rate_limit: {{tokens_per_minute: 300}}
   docsguard:
     models: [fast]
     retrieval: {{collection: kb, k: 3}}
@@ -282,7 +286,7 @@ class Stack:
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
-                       "counted", "docs", "docsbudget", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
+                       "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
