@@ -53,6 +53,8 @@ public final class Worker: Sendable {
 
     /// Threads started at once; the rest start as load needs them.
     static let initialThreads = 16
+    /// How long a blocked accept waits before it looks for a drain; a drain takes up to this long.
+    static let acceptWakeMs = 1000
 
     private let options: WorkerOptions
     private let draining = Locked(false)
@@ -139,6 +141,8 @@ public final class Worker: Sendable {
             }
         }
         starter.withLock { $0 = start }
+        // Idle accepts wake up this often to see a drain (fd 0 is the listening socket).
+        FastCGI.setAcceptTimeout(0, ms: Worker.acceptWakeMs)
         for _ in 0..<min(options.threads, Worker.initialThreads) {
             guard grow() else {
                 log.event("worker_error", ["error": .string("cannot start thread")], level: "error")
@@ -199,9 +203,10 @@ public final class Worker: Sendable {
             let table = slots.withLock { $0 }
             // Wait for every thread to leave: a thread inside accept may be holding a fresh connection.
             if table.states.allSatisfy({ $0 == .exited }) { return }
-            // Interrupt threads blocked in accept or on an idle kept connection (never busy ones: that
-            // would break their I/O).
-            for (i, state) in table.states.enumerated() where state == .accepting || state == .pinned {
+            // Accepting threads leave at their next accept timeout: a signal could land after libfcgi's
+            // accept, while it waits for or reads the params, and it would then drop that connection.
+            // Threads waiting on an idle kept connection are interrupted (the web server retries those).
+            for (i, state) in table.states.enumerated() where state == .pinned {
                 table.threads[i]?.signal(Signal.usr1)
             }
             Posix.sleepMs(10)
@@ -247,8 +252,9 @@ public final class Worker: Sendable {
                 for _ in 0..<max(1, running / 4) { grow() }
             }
             if rc < 0 {
-                // -104 (connection reset) and EINTR happen under load: try again.
-                if rc != -104 && rc != -4 { Posix.sleepMs(5) }
+                // -104 (connection reset) and EINTR happen under load, -11 when an idle accept times out:
+                // try again.
+                if rc != -104 && rc != -4 && rc != -11 { Posix.sleepMs(5) }
                 continue
             }
             let (request, tooLarge) = FastCGIAdapter.makeRequest(fcgi, maxBody: options.maxBodyBytes)

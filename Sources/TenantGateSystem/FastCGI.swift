@@ -32,6 +32,13 @@ public enum FastCGI {
         return fd
     }
 
+    /// Makes a blocked accept on `fd` return after `ms` (-11, EAGAIN), so that accepting threads notice a
+    /// shutdown without being signalled. Shared by every process on the socket; false if `fd` is no socket.
+    @discardableResult
+    public static func setAcceptTimeout(_ fd: Int32, ms: Int) -> Bool {
+        tg_fcgx_accept_timeout(fd, Int32(clamping: ms)) == 0
+    }
+
     /// Tells libfcgi that the process is shutting down: accepts interrupted by a signal stop retrying.
     public static func markShutdownPending() {
         FCGX_ShutdownPending()
@@ -70,7 +77,9 @@ public final class FastCGIRequest {
     /// Waits for the next request; returns 0 or a negative errno.
     public func accept() -> Int32 {
         clientGone = false
-        return FCGX_Accept_r(raw)
+        let rc = FCGX_Accept_r(raw)
+        if rc == 0 { tg_fcgx_clear_timeout(raw) }
+        return rc
     }
 
     /// Completes the current request (flushes, and closes the connection unless the web server keeps it).
