@@ -20,6 +20,13 @@ final class FastCGISink: ResponseSink {
     private let request: any FrontEndConnection
     private(set) var headWritten = false
     private(set) var status = 0
+    /// Written but not yet handed to the front end (sent at the next flush or at `release`).
+    private var pending: [UInt8] = []
+    /// The answer's last bytes, held until `release`.
+    private var tail: [UInt8] = []
+    /// Whether anything has reached the front end.
+    private var sent = false
+    private var gone = false
 
     init(_ request: any FrontEndConnection) { self.request = request }
 
@@ -27,6 +34,10 @@ final class FastCGISink: ResponseSink {
         guard !headWritten else { return }
         headWritten = true
         self.status = status
+        pending = FastCGISink.headBytes(status: status, headers: headers)
+    }
+
+    private static func headBytes(status: Int, headers: [(String, String)]) -> [UInt8] {
         var text = "Status: \(status) \(HTTPStatus.reason(status))\r\n"
         for (name, value) in headers {
             // Header values we write never contain CR/LF; strip them defensively, byte by byte ("\r\n" is a
@@ -35,14 +46,46 @@ final class FastCGISink: ResponseSink {
             text += "\(name): \(clean)\r\n"
         }
         text += "\r\n"
-        request.write(Array(text.utf8))
+        return Array(text.utf8)
     }
 
-    func body(_ bytes: [UInt8]) -> Bool { request.write(bytes) }
+    func body(_ bytes: [UInt8]) -> Bool {
+        pending += bytes
+        return !clientGone
+    }
 
-    func flush() -> Bool { request.flush() }
+    func flush() -> Bool {
+        if !pending.isEmpty {
+            sent = true
+            if !request.write(pending) { gone = true }
+            pending.removeAll(keepingCapacity: true)
+        }
+        if !request.flush() { gone = true }
+        return !gone
+    }
 
-    var clientGone: Bool { request.clientGone }
+    func last(_ bytes: [UInt8]) { tail += bytes }
+
+    func replaceEnd(status: Int, body: [UInt8], tail: [UInt8]) {
+        if sent {
+            self.tail = tail
+        } else {
+            pending = FastCGISink.headBytes(
+                status: status,
+                headers: [("Content-Type", "application/json"), ("Content-Length", String(body.count))])
+            self.status = status
+            self.tail = body
+        }
+    }
+
+    func release() {
+        let rest = pending + tail
+        pending = []
+        tail = []
+        if !rest.isEmpty && !request.write(rest) { gone = true }
+    }
+
+    var clientGone: Bool { gone || request.clientGone }
 }
 
 enum FastCGIAdapter {

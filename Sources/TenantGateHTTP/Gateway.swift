@@ -132,14 +132,31 @@ final class Gateway: Sendable {
             exchange.status = call.status
             exchange.errorCode = call.errorCode
         }
-        if request.route != .api && request.route != .admin { return }
+        if request.route != .api && request.route != .admin {
+            sink.release()
+            return
+        }
         let latency = Int(Posix.monotonicMs() - started)
-        if let call = exchange.call, call.accountable { settle(call, latencyMs: latency, resources: resources) }
+        if let call = exchange.call, call.accountable {
+            // The end of the answer waits until its execution row and settlement are written: whatever the
+            // client saw succeed is in the books even if this worker is killed a moment later.
+            let seq = settle(call, latencyMs: latency, resources: resources)
+            if !resources.settlements.waitWritten(seq) {
+                let error = GatewayError.serviceUnavailable("The request could not be recorded; it was not served.")
+                exchange.status = error.status
+                exchange.errorCode = error.code
+                sink.replaceEnd(
+                    status: error.status, body: ReplyWriter.errorBody(error, api: api).bytes,
+                    tail: call.streamed ? ReplyWriter.failureTail(error, api: call.api) : [])
+            }
+        }
+        sink.release()
         logRequest(request, exchange, latencyMs: latency)
     }
 
-    /// Queues the execution row and the settlement of what the call held (group-committed by `SettleQueue`).
-    private func settle(_ call: ModelCall, latencyMs: Int, resources: ThreadResources) {
+    /// Queues the execution row and the settlement of what the call held (group-committed by `SettleQueue`);
+    /// returns its sequence number in the queue.
+    private func settle(_ call: ModelCall, latencyMs: Int, resources: ThreadResources) -> Int64 {
         var record = ExecutionRecord(
             requestID: call.request.requestID, atMs: Posix.wallMicros() / 1000, tenant: call.tenant.id.rawValue,
             status: call.status)
@@ -185,11 +202,8 @@ final class Gateway: Sendable {
         }
         // The question's embedding (vector and hybrid retrieval) is an execution of its own, settled already.
         record.retrieval = call.retrieval?.record
-        if let claim = call.hold.leaseClaim {
-            resources.leases.settle(claim, record: record)
-        } else {
-            resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
-        }
+        if let claim = call.hold.leaseClaim { return resources.leases.settle(claim, record: record) }
+        return resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
     }
 
     private func route(_ request: Request, sink: ResponseSink, resources: ThreadResources, exchange: inout Exchange)

@@ -171,12 +171,14 @@ final class LeaseBook: Sendable {
     }
 
     /// Queues the settlement of a request admitted from a lease; its unused worst case returns to the lease.
-    func settle(_ claim: Claim, record: ExecutionRecord) {
+    /// Returns the settlement's sequence number in the queue.
+    @discardableResult
+    func settle(_ claim: Claim, record: ExecutionRecord) -> Int64 {
         let lease = claim.lease
         let consumed = AccountingStore.consumed(record)
         let used = consumed ? Int64(record.usage.promptTokens + record.usage.completionTokens) : 0
         let usedNano = consumed ? record.costNano : 0
-        leases.withLock { _ in
+        return leases.withLock { _ -> Int64 in
             lease.inFlight -= 1
             lease.inFlightTokens -= claim.tokens
             if consumed { lease.consumedRequests += 1 }
@@ -187,13 +189,14 @@ final class LeaseBook: Sendable {
                 lease.nano = lease.nano.saturatingAdd(claim.nano - min(usedNano, claim.nano))
             }
             // Queued under the lock: the lease's settlements and its retirement reach the store in order.
-            settlements.enqueue(.leased(lease: lease.id, record: record))
+            let seq = settlements.enqueue(.leased(lease: lease.id, record: record))
             if lease.retired && lease.inFlight == 0 {
                 settlements.enqueue(
                     .retire(
                         lease: lease.id, tokens: 0, nano: 0, requests: lease.consumedRequests,
                         windowTokens: lease.usedTokens, final: true))
             }
+            return seq
         }
     }
 

@@ -22,6 +22,13 @@ final class SettleQueue: Sendable {
         var items: [Settlement] = []
         /// Request threads waiting for room.
         var waiting = 0
+        /// Sequence number of the next item queued, and of the first item not yet written (or dropped).
+        var nextSeq: Int64 = 0
+        var doneSeq: Int64 = 0
+        /// Request threads waiting for their item to be written: (its sequence number, its wake-up).
+        var committers: [(seq: Int64, wake: DispatchSemaphore)] = []
+        /// The sequence numbers of the latest dropped batches (their waiters are told so).
+        var dropped: [Range<Int64>] = []
     }
 
     private let state = Locked(State())
@@ -47,30 +54,68 @@ final class SettleQueue: Sendable {
         self.log = log
     }
 
-    /// Queues one settlement.
-    func enqueue(reservation: Int64?, record: ExecutionRecord) {
+    /// Queues one settlement; returns its sequence number (for `waitWritten`).
+    @discardableResult
+    func enqueue(reservation: Int64?, record: ExecutionRecord) -> Int64 {
         enqueue(.request(reservation: reservation, record: record))
     }
 
     /// Queues one item (a request's, a leased request's settlement, or a lease's retirement); waits for
-    /// room while the queue is full.
-    func enqueue(_ item: Settlement) {
+    /// room while the queue is full. Returns the item's sequence number.
+    @discardableResult
+    func enqueue(_ item: Settlement) -> Int64 {
         while true {
-            let (added, first) = state.withLock { s -> (Bool, Bool) in
+            let (seq, first) = state.withLock { s -> (Int64?, Bool) in
                 guard s.items.count < SettleQueue.capacity else {
                     s.waiting += 1
-                    return (false, false)
+                    return (nil, false)
                 }
                 s.items.append(item)
-                return (true, s.items.count == 1)
+                defer { s.nextSeq += 1 }
+                return (s.nextSeq, s.items.count == 1)
             }
-            if added {
+            if let seq {
                 if first { wake.signal() }
-                return
+                return seq
             }
             wake.signal()
             room.wait()
         }
+    }
+
+    /// Waits until the item numbered `seq` is in the database; false if it was dropped (the store kept
+    /// refusing it). Someone waiting makes the writer skip its commit delay.
+    func waitWritten(_ seq: Int64) -> Bool {
+        let wake = DispatchSemaphore(value: 0)
+        let pending = state.withLock { s -> Bool in
+            guard seq >= s.doneSeq else { return false }
+            s.committers.append((seq, wake))
+            return true
+        }
+        if pending {
+            self.wake.signal()
+            wake.wait()
+        }
+        return state.withLock { s in !s.dropped.contains { $0.contains(seq) } }
+    }
+
+    /// Marks every item before `seq` as done (written or dropped) and wakes their waiters.
+    private func done(until seq: Int64, dropped: Bool) {
+        let woken = state.withLock { s -> [DispatchSemaphore] in
+            if dropped {
+                if s.dropped.count == 64 { s.dropped.removeFirst() }
+                s.dropped.append(s.doneSeq..<seq)
+            }
+            s.doneSeq = max(s.doneSeq, seq)
+            var woken: [DispatchSemaphore] = []
+            s.committers.removeAll { entry in
+                guard entry.seq < seq else { return false }
+                woken.append(entry.wake)
+                return true
+            }
+            return woken
+        }
+        for wake in woken { wake.signal() }
     }
 
     /// Items waiting now.
@@ -82,7 +127,8 @@ final class SettleQueue: Sendable {
             while true {
                 wake.wait()
                 // Commit delay: concurrent requests finishing within a millisecond share the transaction.
-                Posix.sleepMs(SettleQueue.commitDelayMs)
+                // Not when a request waits for its row: what queues during this commit shares the next.
+                if state.withLock({ $0.committers.isEmpty }) { Posix.sleepMs(SettleQueue.commitDelayMs) }
                 flush()
             }
         }
@@ -93,14 +139,16 @@ final class SettleQueue: Sendable {
         flushing.withLock { _ in
             var attempts = 0
             while true {
-                let batch = state.withLock { s -> [Settlement] in
+                let (batch, end) = state.withLock { s -> ([Settlement], Int64) in
                     let n = min(s.items.count, SettleQueue.maxBatch)
                     defer { s.items.removeFirst(n) }
-                    return Array(s.items.prefix(n))
+                    // The queue holds the items numbered nextSeq - count ..< nextSeq, in order.
+                    return (Array(s.items.prefix(n)), s.nextSeq - Int64(s.items.count) + Int64(n))
                 }
                 if batch.isEmpty { return }
                 do {
                     try writer.accounting { try $0.settle(batch) }
+                    done(until: end, dropped: false)
                     attempts = 0
                     let waiting = state.withLock { s -> Int in
                         defer { s.waiting = 0 }
@@ -111,6 +159,7 @@ final class SettleQueue: Sendable {
                     attempts += 1
                     guard attempts < SettleQueue.maxAttempts else {
                         drop(batch, error)
+                        done(until: end, dropped: true)
                         attempts = 0
                         continue
                     }

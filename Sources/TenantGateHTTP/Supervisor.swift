@@ -113,7 +113,10 @@ public final class Supervisor {
             let wasRetiring = retiring.remove(pid) != nil
             if wasRetiring { continue }
             let lived = Posix.monotonicMs() - started
-            failures = lived < 10_000 ? failures + 1 : 0
+            // Killed from outside (SIGKILL: an operator, the OOM killer) is not a crash loop: replaced after
+            // the shortest pause. Exits and crashes of its own back off while they come young.
+            let killed = status & 0x7f == Signal.kill
+            if !killed { failures = lived < 10_000 ? failures + 1 : 0 }
             log.event(
                 "worker_died",
                 ["worker_pid": .int(Int(pid)), "status": .int(Int(status)), "lived_ms": .int(Int(lived))],

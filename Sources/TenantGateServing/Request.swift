@@ -90,9 +90,22 @@ public protocol ResponseSink: AnyObject {
     @discardableResult func flush() -> Bool
     /// Whether the head was written.
     var headWritten: Bool { get }
+    /// The response's last bytes: held back until `release()`, so that a client never sees an answer end
+    /// before its settlement is written.
+    func last(_ bytes: [UInt8])
+    /// The settlement failed: instead of what is held, a whole `status` response with `body` if nothing
+    /// has been sent yet, else `tail` after what was sent (a stream's error event).
+    func replaceEnd(status: Int, body: [UInt8], tail: [UInt8])
+    /// Sends everything held back (called once, when the request is done).
+    func release()
 }
 
 extension ResponseSink {
+    /// Sinks that hold nothing back write the last bytes at once.
+    public func last(_ bytes: [UInt8]) { body(bytes) }
+    public func replaceEnd(status: Int, body: [UInt8], tail: [UInt8]) {}
+    public func release() {}
+
     /// A complete JSON response.
     public func json(_ status: Int, _ value: JSONValue, headers: [(String, String)] = []) {
         send(status, value.bytes, headers: headers)
@@ -103,7 +116,7 @@ extension ResponseSink {
         head(
             status: status,
             headers: [("Content-Type", "application/json"), ("Content-Length", String(bytes.count))] + headers)
-        body(bytes)
+        last(bytes)
     }
 
     /// An OpenAI-shaped error.

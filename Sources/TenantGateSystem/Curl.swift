@@ -154,6 +154,9 @@ public final class CurlClient {
         _ = tg_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.totalTimeoutMs)
         _ = tg_curl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
         _ = tg_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        // Offer every encoding libcurl decodes (gzip, deflate, br, zstd as built) and get plain bytes back:
+        // smaller transfers, and an upstream or proxy that compresses unasked still reads.
+        _ = tg_curl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, "")
         _ = tg_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
         _ = tg_curl_setopt_write(handle, CurlCallbacks.write)
         _ = tg_curl_setopt_header(handle, CurlCallbacks.header)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fault_upstream import FaultUpstream
 from mock_upstream import MockUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,8 @@ backends:
   claude: {{provider: anthropic, base_url: "http://127.0.0.1:{up}", api_key_env: TG_TEST_ANTHROPIC_KEY, timeout_ms: 3000}}
   upnative: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, responses: native}}
   sluggish: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 8000, first_byte_timeout_ms: 400, max_retries: 0}}
+  faulty: {{provider: openai, base_url: "http://127.0.0.1:{fault}/v1", timeout_ms: 1500, first_byte_timeout_ms: 800, max_retries: 0}}
+  faultdead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 1500, max_retries: 0}}
 models:
   fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
   backup: {{backend: up2, upstream_model: upstream-backup, input_per_mtok: 2, output_per_mtok: 4}}
@@ -71,6 +74,8 @@ models:
   native-fast: {{backend: upnative, upstream_model: upstream-native-v1, input_per_mtok: 1, output_per_mtok: 2}}
   sonnet: {{backend: claude, upstream_model: claude-sonnet-4-5, input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.75, max_tokens: 64}}
   slowpoke: {{backend: sluggish, upstream_model: slow-model}}
+  fault-model: {{backend: faulty, upstream_model: fault-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 64}}
+  fault-dead: {{backend: faultdead, upstream_model: whatever, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 64}}
   patient-model: {{backend: patient, upstream_model: patient-up, input_per_mtok: 1, output_per_mtok: 2}}
   capped: {{backend: up, upstream_model: capped-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 50}}
   capped-new: {{backend: up, upstream_model: capped-new-up, max_tokens: 40, max_tokens_field: max_completion_tokens}}
@@ -239,6 +244,10 @@ tenants:
   noresp:
     models: [fast]
     features: {{responses_api: false}}
+  faulty:
+    models: [fault-model, fault-dead]
+    budget: {{daily_usd: 1000}}
+    circuit_breaker: {{errors: 1000000, within_s: 1, cooldown_s: 1}}
   priced:
     models: [fast, patient-model]
     budget: {{daily_usd: 1000, monthly_usd: 10000}}
@@ -253,6 +262,7 @@ class Stack:
         self.listener = None
         self.home = Path(tempfile.mkdtemp(prefix="tg-it-"))
         self.upstream = MockUpstream().start()
+        self.faults = FaultUpstream().start()
         self.https_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)
@@ -282,12 +292,12 @@ class Stack:
     def start(self):
         self.lib(f'tg_init_home "{self.home}" && tg_render_nginx "{self.home}"')
         config = self.home / "config.yaml"
-        config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port()))
+        config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port(), fault=self.faults.port))
         self.cli("config", "import", str(config))
         for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
-                       "narrow", "noresp"):
+                       "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
         self.log_path = self.home / "log" / "tenantgate.log"
         if self.spawn_fcgi:
@@ -337,6 +347,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.pool.kill()
         self.upstream.stop()
+        self.faults.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 
     def client(self, **kw):

@@ -94,8 +94,35 @@ final class ScriptedConnection: FrontEndConnection {
         let connection = ScriptedConnection([:])
         let sink = FastCGISink(connection)
         sink.json(201, .object([("ok", .bool(true))]), headers: [("X-A", "1\r\nInjected: yes")])
+        // A whole answer is held until the request is done (its settlement written).
+        #expect(connection.written.isEmpty)
+        sink.release()
         let text = String(decoding: connection.written, as: UTF8.self)
         #expect(text.hasPrefix("Status: 201 Created\r\n"))
         #expect(text.contains("X-A: 1Injected: yes\r\n") && text.hasSuffix("{\"ok\":true}"))
+    }
+
+    @Test func aFailedSettlementReplacesWhatTheClientHasNotSeen() {
+        // Nothing sent yet: the whole answer becomes the error.
+        let plain = ScriptedConnection([:])
+        let sink = FastCGISink(plain)
+        sink.json(200, .object([("answer", .string("secret"))]))
+        sink.replaceEnd(status: 503, body: Array("{\"e\":1}".utf8), tail: [])
+        sink.release()
+        let text = String(decoding: plain.written, as: UTF8.self)
+        #expect(text.hasPrefix("Status: 503 Service Unavailable\r\n") && text.hasSuffix("{\"e\":1}"))
+        #expect(!text.contains("secret") && !text.contains("200"))
+        // A stream already under way: its held end becomes the error tail.
+        let streamed = ScriptedConnection([:])
+        let relay = FastCGISink(streamed)
+        relay.head(status: 200, headers: [])
+        relay.body(Array("data: 1\n\n".utf8))
+        relay.flush()
+        relay.last(Array("data: [DONE]\n\n".utf8))
+        #expect(!String(decoding: streamed.written, as: UTF8.self).contains("[DONE]"))
+        relay.replaceEnd(status: 503, body: [], tail: Array("data: {\"error\":1}\n\n".utf8))
+        relay.release()
+        let events = String(decoding: streamed.written, as: UTF8.self)
+        #expect(events.hasSuffix("data: 1\n\ndata: {\"error\":1}\n\n") && !events.contains("[DONE]"))
     }
 }

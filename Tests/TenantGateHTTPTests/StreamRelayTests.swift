@@ -90,11 +90,14 @@ struct HoldAndShout: StreamFilter {
         let chunk =
             #"{"choices":[{"index":0,"delta":{"content":"abc"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#
         #expect(openAI.decode(SSEEvent(event: nil, data: chunk)).count == 1)
-        #expect(
-            openAI.decode(SSEEvent(event: nil, data: "not json")) == [.unparsed(SSEEvent(event: nil, data: "not json"))]
-        )
+        #expect(openAI.decode(SSEEvent(event: nil, data: "not json")).isEmpty)
         #expect(openAI.decode(SSEEvent(event: nil, data: "[DONE]")) == [.end])
         #expect(openAI.ended && openAI.streamedTextBytes == 3 && openAI.usage?.completionTokens == 2)
         #expect(openAI.decode(SSEEvent(event: nil, data: chunk)).isEmpty)
+        // An upstream's error event ends the stream as a failure (the gateway writes its own error event).
+        var failing = OpenAICompatibleProvider().streamDecoder(
+            ProviderCall(chat: chat, model: model, backend: backend, completionID: "c", created: 1))
+        #expect(failing.decode(SSEEvent(event: nil, data: #"{"error":{"message":"model fell over"}}"#)).isEmpty)
+        #expect(failing.failure == "model fell over")
     }
 }

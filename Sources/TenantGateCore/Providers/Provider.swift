@@ -82,8 +82,6 @@ public enum StreamPiece: Sendable, Equatable {
     case chunk(JSONValue, raw: String?)
     /// An event already in the client's API (native Anthropic), passed through.
     case frame([UInt8])
-    /// An upstream event that is not JSON (passed to OpenAI clients as it came).
-    case unparsed(SSEEvent)
     /// The stream ended well: the writer closes it in the client's API.
     case end
 }
@@ -116,8 +114,9 @@ extension StreamDecoder {
 public protocol RemoteChatProvider: Sendable {
     /// The upstream request for `call`; refuses what the provider cannot take.
     func request(_ call: ProviderCall) throws(GatewayError) -> ProviderRequest
-    /// A whole 2xx answer (`json` is `raw` parsed, an object).
-    func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) -> ProviderAnswer
+    /// A whole 2xx answer (`json` is `raw` parsed, an object); refuses one that is not the provider's
+    /// answer shape (a hostile or broken upstream), so that the client never gets it as a success.
+    func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) throws(GatewayError) -> ProviderAnswer
     /// A decoder for the answer stream of `call`.
     func streamDecoder(_ call: ProviderCall) -> any StreamDecoder
 }

@@ -17,10 +17,12 @@ public struct SSEParser: Sendable {
 
     /// Feeds bytes; returns the events completed by them. Nil if one event grew beyond the limit.
     public mutating func feed(_ bytes: [UInt8]) -> [SSEEvent]? {
+        // The buffer holds one unfinished event with no blank line in it: only its last two bytes can
+        // begin one, so scanning resumes there (rescanning it all made a long event quadratic).
+        var i = max(0, buffer.count - 2)
         buffer.append(contentsOf: bytes)
         var events: [SSEEvent] = []
         var start = 0
-        var i = 0
         while i < buffer.count {
             // An event ends at an empty line: "\n\n" or "\r\n\r\n" (or mixed).
             if buffer[i] == 0x0A {

@@ -371,7 +371,7 @@ struct PolicyFilter: StreamFilter {
                 }
             }
             return out + [.end]
-        case .frame, .unparsed:
+        case .frame:
             return [piece]
         }
     }

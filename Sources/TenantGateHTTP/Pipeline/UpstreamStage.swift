@@ -86,7 +86,7 @@ struct UpstreamStage: Stage {
                         client: client, &call, services)
                 } else {
                     let (json, raw) = try client.fetchJSON(outgoing, limit: services.options.maxUpstreamBytes)
-                    let answer = provider.answer(json, raw: raw, call: providerCall)
+                    let answer = try provider.answer(json, raw: raw, call: providerCall)
                     call.served.usage = answer.usage
                     fresh = UpstreamStage.neutral(answer, call: providerCall)
                     reply(answer, writer: writer, &call)
@@ -227,10 +227,7 @@ struct UpstreamStage: Stage {
                 errorBody.append(contentsOf: bytes)
                 return errorBody.count <= 1 << 20
             }
-            if !relay.opened {
-                relay.open()
-                firstByteMs = Int(Posix.monotonicMs() - started)
-            }
+            if firstByteMs == nil { firstByteMs = Int(Posix.monotonicMs() - started) }
             guard let events = parser.feed(bytes) else {
                 broken = true
                 return false
@@ -262,9 +259,7 @@ struct UpstreamStage: Stage {
             if !(200..<300).contains(head.status) {
                 throw UpstreamClient.failure(head.status, errorBody, retryAfter: head.headers["retry-after"])
             }
-            relay.open()
         }
-        call.status = 200
         var failure: GatewayError?
         if relay.stoppedByFilter {
             // A policy ended the answer: a proper end (content_filter) went out already.
@@ -277,6 +272,11 @@ struct UpstreamStage: Stage {
         } else if !decoder.ended {
             failure = .upstreamError(decoder.missingEnd)
         }
+        // Nothing reached the client yet (no event it would see: an empty or non-SSE 2xx body, a stream
+        // cut before its first event): a plain error answer, retried or passed to a fallback like any.
+        if !relay.opened, let failure { throw failure }
+        relay.open()
+        call.status = 200
         if let failure {
             call.errorCode = failure.code
             // A native stream already carried the upstream's own error event.

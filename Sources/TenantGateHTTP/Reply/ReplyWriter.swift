@@ -96,6 +96,20 @@ struct ReplyWriter {
         }
     }
 
+    /// The error event that ends a stream whose writer is gone (its settlement failed after the answer).
+    static func failureTail(_ error: GatewayError, api: ClientAPI) -> [UInt8] {
+        switch api {
+        case .anthropic: return SSEParser.frame(data: MessagesAPI.errorBody(error).jsonString, event: "error")
+        case .responses:
+            let body = JSONValue.object([
+                ("type", .string("error")), ("code", .string(error.code)), ("message", .string(error.message)),
+                ("param", .null),
+            ])
+            return SSEParser.frame(data: body.jsonString, event: "error")
+        case .openAI: return SSEParser.frame(data: error.body.jsonString) + SSEParser.frame(data: "[DONE]")
+        }
+    }
+
     /// A whole error answer's body.
     static func errorBody(_ error: GatewayError, api: ClientAPI) -> JSONValue {
         api == .anthropic ? MessagesAPI.errorBody(error) : error.body

@@ -51,6 +51,7 @@ struct StreamRelay {
     /// client is gone.
     mutating func write(_ pieces: [StreamPiece], usage: Usage?, usageChunk: (Usage) -> JSONValue) -> Bool {
         var out = [UInt8]()
+        var end = [UInt8]()
         for piece in pieces {
             var passed = [piece]
             for index in filters.indices {
@@ -60,23 +61,25 @@ struct StreamRelay {
                 switch piece {
                 case .chunk(let json, let raw): out += writer.chunk(json, raw: raw)
                 case .frame(let bytes): out += bytes
-                case .unparsed(let event):
-                    if writer.api == .openAI { out += SSEParser.frame(data: event.data, event: event.event) }
-                case .end: out += writer.done(usage: usage, usageChunk: usageChunk)
+                case .end: end += writer.done(usage: usage, usageChunk: usageChunk)
                 }
             }
         }
         if filters.contains(where: \.stopped) { stoppedByFilter = true }
+        // The client's stream opens with its first event: a failure before it is a plain error answer.
+        if !out.isEmpty || !end.isEmpty { open() }
         if !out.isEmpty {
             sink.body(out)
             if !sink.flush() { clientGone = true }
         }
+        // The stream's end is held until its settlement is written (`ResponseSink.last`).
+        if !end.isEmpty { sink.last(end) }
         return !clientGone && !stoppedByFilter
     }
 
     /// A final error event and a clean end, so SDKs raise instead of hanging.
     func fail(_ error: GatewayError) {
-        sink.body(writer.failure(error))
+        sink.last(writer.failure(error))
     }
 }
 

@@ -110,11 +110,19 @@ struct UpstreamClient {
     }
 
     static func upstreamFailure(_ status: Int, _ body: [UInt8]) -> GatewayError {
-        if [400, 404, 422].contains(status), let json = try? JSONParser.parse(body),
-            let message = json["error"]?["message"]?.stringValue
-        {
+        if [400, 404, 422].contains(status), let json = try? JSONParser.parse(body), let message = rejection(json) {
             return .invalidRequest("Upstream rejected the request: \(message.prefix(500))")
         }
         return .upstreamError("the upstream answered HTTP \(status)")
+    }
+
+    /// The message of an upstream's refusal of the request: OpenAI's and Anthropic's `error.message`,
+    /// vLLM's top-level `message`, FastAPI's `detail` (a string, or a list of `{msg}`). Nil when the body
+    /// says no such thing (an HTML 404 is a wrong route, the operator's problem: 502).
+    static func rejection(_ json: JSONValue) -> String? {
+        if let message = json["error"]?["message"]?.stringValue ?? json["message"]?.stringValue { return message }
+        if let detail = json["detail"]?.stringValue { return detail }
+        let messages = (json["detail"]?.arrayValue ?? []).compactMap { $0["msg"]?.stringValue }
+        return messages.isEmpty ? nil : messages.joined(separator: "; ")
     }
 }

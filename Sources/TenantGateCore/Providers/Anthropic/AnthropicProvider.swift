@@ -22,7 +22,9 @@ public struct AnthropicProvider: RemoteChatProvider, TokenCountingProvider {
         return ProviderRequest(url: url, body: body, headers: headers)
     }
 
-    public func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) -> ProviderAnswer {
+    public func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) throws(GatewayError) -> ProviderAnswer {
+        guard let content = json["content"]?.arrayValue, content.allSatisfy({ $0["type"]?.stringValue != nil })
+        else { throw .upstreamError("the upstream's answer is not a message") }
         if call.messages != nil { return .native(raw, usage: Usage(anthropic: json["usage"])) }
         let (completion, usage) = AnthropicResponse.completion(
             json, id: call.completionID, model: call.model.name, created: call.created)

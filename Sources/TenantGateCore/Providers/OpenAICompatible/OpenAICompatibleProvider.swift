@@ -20,8 +20,12 @@ public struct OpenAICompatibleProvider: RemoteChatProvider, EmbeddingsProvider {
         return ProviderRequest(url: call.backend.baseURL + "/chat/completions", body: body)
     }
 
-    public func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) -> ProviderAnswer {
-        .chat(json, raw: raw, usage: Usage(openAI: json["usage"]))
+    public func answer(_ json: JSONValue, raw: [UInt8], call: ProviderCall) throws(GatewayError) -> ProviderAnswer {
+        // Every choice an object with a message object: what clients index into without checking.
+        guard let choices = json["choices"]?.arrayValue, !choices.isEmpty,
+            choices.allSatisfy({ $0["message"]?.objectValue != nil })
+        else { throw .upstreamError("the upstream's answer is not a chat completion") }
+        return .chat(json, raw: raw, usage: Usage(openAI: json["usage"]))
     }
 
     public func streamDecoder(_ call: ProviderCall) -> any StreamDecoder {
@@ -42,7 +46,8 @@ public struct OpenAIStreamDecoder: StreamDecoder {
     public private(set) var ended = false
     public private(set) var usage: Usage?
     public private(set) var streamedTextBytes = 0
-    public var failure: String? { nil }
+    /// The upstream's own error event (`{"error": {"message": …}}`), if one came.
+    public private(set) var failure: String?
     public var missingEnd: String { "the upstream stream ended without [DONE]" }
 
     /// Creates a decoder whose usage chunk carries the ids of `chunks`.
@@ -54,7 +59,13 @@ public struct OpenAIStreamDecoder: StreamDecoder {
             ended = true
             return [.end]
         }
-        guard let json = try? JSONParser.parse(event.data) else { return [.unparsed(event)] }
+        // Data that is not JSON would make every OpenAI SDK raise mid-stream: it is left out.
+        guard let json = try? JSONParser.parse(event.data) else { return [] }
+        if let error = json["error"], error.objectValue != nil {
+            // The gateway ends the stream with its own error event (with a code SDKs recognise).
+            failure = String((error["message"]?.stringValue ?? "an error event").prefix(300))
+            return []
+        }
         streamedTextBytes += json.chatTextBytes
         if let reported = Usage(openAI: json["usage"]) { usage = reported }
         return [.chunk(json, raw: event.data)]
