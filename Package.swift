@@ -21,10 +21,14 @@ let package = Package(
         .systemLibrary(name: "CUtf8proc", providers: [.apt(["libutf8proc-dev"])]),
         // Atomics on memory shared between worker processes (no library: compiler built-ins).
         .systemLibrary(name: "CAtomics"),
+        // A fault-injecting SQLite VFS for the storage-fault tests (C: SQLite's VFS is a C interface).
+        .target(name: "CSQLiteFaults", dependencies: ["CSQLite"]),
         // The only Swift module that imports C.
         .target(
             name: "TenantGateSystem",
-            dependencies: ["CFastCGI", "CSQLite", "CCurl", "COpenSSL", "CAtomics", "CPCRE2", "CUtf8proc"]
+            dependencies: [
+                "CFastCGI", "CSQLite", "CSQLiteFaults", "CCurl", "COpenSSL", "CAtomics", "CPCRE2", "CUtf8proc",
+            ]
         ),
         // The domain: no C, no I/O.
         .target(name: "TenantGateCore"),

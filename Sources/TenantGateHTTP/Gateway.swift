@@ -116,6 +116,10 @@ final class Gateway: Sendable {
             failure = retryable.error
         } catch let error as GatewayError {
             failure = error
+        } catch let error as SQLiteError where error.isStorageFailure {
+            // The disk is full, a write failed or the database stayed locked past the busy timeout: the
+            // transaction rolled back, nothing changed; the client may retry later.
+            failure = .serviceUnavailable("the database cannot take the write now (\(error.reason))")
         } catch {
             failure = .internalError
         }
@@ -138,10 +142,13 @@ final class Gateway: Sendable {
         }
         let latency = Int(Posix.monotonicMs() - started)
         if let call = exchange.call, call.accountable {
-            // The end of the answer waits until its execution row and settlement are written: whatever the
-            // client saw succeed is in the books even if this worker is killed a moment later.
+            // The end of a successful answer waits until its execution row and settlement are written:
+            // whatever the client saw succeed is in the books even if this worker is killed a moment later.
+            // (An error answer does not wait: its row follows, and a store that just failed it may still be
+            // failing.)
             let seq = settle(call, latencyMs: latency, resources: resources)
-            if !resources.settlements.waitWritten(seq) {
+            let succeeded = failure == nil && (200..<300).contains(call.status) && call.errorCode == nil
+            if succeeded && !resources.settlements.waitWritten(seq) {
                 let error = GatewayError.serviceUnavailable("The request could not be recorded; it was not served.")
                 exchange.status = error.status
                 exchange.errorCode = error.code

@@ -48,6 +48,9 @@ final class SettleQueue: Sendable {
     static let maxAttempts = 20
     /// How long the writer waits after the first item arrives, for more to share its transaction.
     static let commitDelayMs = 1
+    /// How long a request waits for its settlement before it answers 503 (the store is stuck: busy past
+    /// its timeout, or refusing writes).
+    static let waitLimitMs = 15_000
 
     init(writer: SharedWriter, log: AppLog) {
         self.writer = writer
@@ -84,8 +87,9 @@ final class SettleQueue: Sendable {
     }
 
     /// Waits until the item numbered `seq` is in the database; false if it was dropped (the store kept
-    /// refusing it). Someone waiting makes the writer skip its commit delay.
-    func waitWritten(_ seq: Int64) -> Bool {
+    /// refusing it) or not written within `timeoutMs` (it may still be, later). Someone waiting makes the
+    /// writer skip its commit delay.
+    func waitWritten(_ seq: Int64, timeoutMs: Int = SettleQueue.waitLimitMs) -> Bool {
         let wake = DispatchSemaphore(value: 0)
         let pending = state.withLock { s -> Bool in
             guard seq >= s.doneSeq else { return false }
@@ -94,7 +98,16 @@ final class SettleQueue: Sendable {
         }
         if pending {
             self.wake.signal()
-            wake.wait()
+            if wake.wait(timeout: .now() + .milliseconds(timeoutMs)) == .timedOut {
+                let gone = state.withLock { s -> Bool in
+                    let before = s.committers.count
+                    s.committers.removeAll { $0.wake === wake }
+                    return s.committers.count < before
+                }
+                // Still queued: not written in time. (Woken meanwhile: the signal is owed, take it.)
+                if gone { return false }
+                wake.wait()
+            }
         }
         return state.withLock { s in !s.dropped.contains { $0.contains(seq) } }
     }

@@ -1,4 +1,5 @@
 import CSQLite
+import CSQLiteFaults
 
 #if canImport(Glibc)
     import Glibc
@@ -29,6 +30,22 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
     /// True when a UNIQUE or PRIMARY KEY constraint refused the write.
     public var isConstraint: Bool { code & 0xff == SQLITE_CONSTRAINT }
+    /// True when the storage, not the statement, failed: busy or locked past the timeout, disk or database
+    /// full (`TENANTGATE_DB_MAX_MB`), an I/O error, a read-only or unopenable file.
+    public var isStorageFailure: Bool {
+        [SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_NOMEM]
+            .contains(code & 0xff)
+    }
+    /// A short reason for a storage failure, for error messages (never a path or SQL).
+    public var reason: String {
+        switch code & 0xff {
+        case SQLITE_BUSY, SQLITE_LOCKED: return "busy"
+        case SQLITE_FULL: return "full"
+        case SQLITE_IOERR: return "I/O error"
+        case SQLITE_READONLY: return "read-only"
+        default: return "unavailable"
+        }
+    }
     public var description: String { "sqlite error \(code): \(message)" }
 }
 
@@ -48,12 +65,13 @@ public final class SQLiteConnection {
     /// The database file.
     public let path: String
 
-    /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout.
-    public init(path: String, cacheKiB: Int = 512) throws {
+    /// Opens (creating if needed) the database at `path` in WAL mode with a busy timeout; `vfs` names
+    /// another SQLite VFS (the storage-fault tests' `SQLiteFaults.vfs`).
+    public init(path: String, cacheKiB: Int = 512, vfs: String? = nil) throws {
         self.path = path
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, vfs)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close_v2(db)
@@ -68,6 +86,13 @@ public final class SQLiteConnection {
         try execute("PRAGMA cache_size=-\(cacheKiB)")
         // After the WAL starts over, its file is cut back to 64 MiB.
         try execute("PRAGMA journal_size_limit=67108864")
+        if let pages = SQLiteConnection.maxPages { try execute("PRAGMA max_page_count=\(pages)") }
+    }
+
+    /// `TENANTGATE_DB_MAX_MB`: the database may not grow past this many MiB (4 KiB pages); a write that
+    /// would is refused (SQLITE_FULL) and rolled back, so the disk never fills under the gateway.
+    static let maxPages: Int? = Posix.env("TENANTGATE_DB_MAX_MB").flatMap { Int($0) }.flatMap {
+        $0 > 0 && $0 <= 1 << 24 ? $0 * 256 : nil
     }
 
     deinit {
@@ -309,4 +334,48 @@ public struct SQLiteRow {
         // Compared in place, before the next step.
         return UnsafeBufferPointer(start: ptr, count: count).elementsEqual(bytes)
     }
+}
+
+/// Storage faults on demand, for tests: connections opened with `vfs` fail chosen writes, syncs or
+/// truncations (the C layer's "tgfault" VFS over the default one). Process-wide: one test at a time.
+public enum SQLiteFaults {
+    /// The operations a fault can hit.
+    public struct Operations: OptionSet, Sendable {
+        public let rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        public static let write = Operations(rawValue: TG_FAULT_WRITE)
+        public static let sync = Operations(rawValue: TG_FAULT_SYNC)
+        public static let truncate = Operations(rawValue: TG_FAULT_TRUNCATE)
+    }
+
+    /// The failure a fault reports.
+    public enum Failure: Sendable {
+        case diskFull, writeError, syncError
+
+        var code: Int32 {
+            switch self {
+            case .diskFull: return SQLITE_FULL
+            case .writeError: return SQLITE_IOERR | (3 << 8)  // SQLITE_IOERR_WRITE
+            case .syncError: return SQLITE_IOERR | (4 << 8)  // SQLITE_IOERR_FSYNC
+            }
+        }
+    }
+
+    /// The VFS name to open connections with (registered on first use).
+    public static var vfs: String {
+        _ = tg_fault_register()
+        return "tgfault"
+    }
+
+    /// After `after` more of `operations` succeed, the next fails with `failure`; with `persistent`, every
+    /// later one too (a full disk), until `disarm()`.
+    public static func arm(_ operations: Operations, after: Int, failure: Failure, persistent: Bool = false) {
+        tg_fault_arm(operations.rawValue, Int32(clamping: after), persistent ? 1 : 0, failure.code)
+    }
+
+    /// No more faults.
+    public static func disarm() { tg_fault_disarm() }
+
+    /// Whether an armed fault has fired since `arm`.
+    public static var fired: Bool { tg_fault_hits() > 0 }
 }
