@@ -33,7 +33,7 @@ let package = Package(
         // The domain: no C, no I/O.
         .target(name: "TenantGateCore"),
         // The fuzz targets (scripts/fuzz builds them with libFuzzer; the unit tests replay their corpora).
-        .target(name: "TenantGateFuzzTargets", dependencies: ["TenantGateCore"]),
+        .target(name: "TenantGateFuzzTargets", dependencies: ["TenantGateCore", "TenantGateServing"]),
         .target(
             name: "TenantGateStore",
             dependencies: ["TenantGateCore", "TenantGateSystem", "Yams"]

@@ -1,5 +1,10 @@
+import Foundation
+
 #if canImport(TenantGateCore)
     import TenantGateCore
+#endif
+#if canImport(TenantGateServing)
+    import TenantGateServing
 #endif
 
 /// The fuzz targets: each takes arbitrary bytes, runs one hand-written parser or translator of the request
@@ -9,7 +14,8 @@
 public enum FuzzTargets {
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "json": json, "sse": sse, "multipart": multipart, "documents": documents, "query": query,
-        "responses": responses, "messages": messages, "chat": chat,
+        "responses": responses, "messages": messages, "chat": chat, "jsondiff": jsonDifferential,
+        "config": config, "form": form, "guardrails": guardrails, "adapter": adapter,
     ]
 
     /// JSON: whatever parses writes out and parses back to the same value.
@@ -100,5 +106,173 @@ public enum FuzzTargets {
         guard let request = try? ChatRequest.parse(bytes) else { return }
         _ = request.promptText
         precondition(!request.messages.isEmpty, "a chat request without messages")
+    }
+
+    /// JSON against a reference parser (Foundation's JSONSerialization) on the same bytes: whatever ours
+    /// accepts, the reference accepts with the same value; what only the reference accepts breaks one of
+    /// ours documented stricter rules (duplicate keys, nesting deeper than 64, an unpaired surrogate).
+    /// Inputs the reference reads in another encoding (a NUL byte, a byte-order mark) are skipped.
+    public static func jsonDifferential(_ bytes: [UInt8]) {
+        guard !bytes.contains(0), !bytes.starts(with: [0xEF, 0xBB, 0xBF]), !bytes.starts(with: [0xFE]),
+            !bytes.starts(with: [0xFF])
+        else { return }
+        let reference = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        do {
+            let ours = try JSONParser.parse(bytes)
+            if let reference {
+                precondition(same(ours, reference), "JSON values differ from the reference")
+            } else {
+                // The reference refuses numbers it cannot hold as a Double (1e400); ours keeps their text.
+                precondition(hasHugeNumber(ours), "the reference refused JSON that ours accepted")
+            }
+        } catch {
+            guard reference != nil else { return }
+            let stricter = ["duplicate key", "nesting deeper than", "unpaired surrogate"]
+            precondition(
+                stricter.contains { error.message.hasPrefix($0) } || trailingComma(bytes, at: error.offset),
+                "ours refused valid JSON: \(error.message)")
+        }
+    }
+
+    /// The reference takes `[1,]` and `{"a":1,}` (RFC 8259 does not): ours stops at that `]` or `}`.
+    private static func trailingComma(_ bytes: [UInt8], at offset: Int) -> Bool {
+        guard offset < bytes.count, bytes[offset] == UInt8(ascii: "]") || bytes[offset] == UInt8(ascii: "}") else {
+            return false
+        }
+        let before = bytes[..<offset].last { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }
+        return before == UInt8(ascii: ",")
+    }
+
+    private static func hasHugeNumber(_ value: JSONValue) -> Bool {
+        switch value {
+        case .number(let text): return !(Double(text)?.isFinite ?? false)
+        case .array(let items): return items.contains(where: hasHugeNumber)
+        case .object(let members): return members.contains { hasHugeNumber($0.1) }
+        default: return false
+        }
+    }
+
+    private static func same(_ ours: JSONValue, _ reference: Any) -> Bool {
+        switch ours {
+        case .null: return reference is NSNull
+        case .bool(let b): return (reference as? Bool) == b
+        case .string(let s):
+            return (reference as? String).map { Array($0.unicodeScalars) == Array(s.unicodeScalars) } ?? false
+        case .number(let text):
+            guard let n = reference as? NSNumber, let d = Double(text) else { return false }
+            let r = n.doubleValue
+            return r == d || abs(r - d) <= abs(d) * 1e-12 || !d.isFinite
+        case .array(let items):
+            guard let array = reference as? [Any], array.count == items.count else { return false }
+            return zip(items, array).allSatisfy { same($0, $1) }
+        case .object(let members):
+            guard let dict = reference as? [String: Any], dict.count == members.count else { return false }
+            return members.allSatisfy { key, value in dict[key].map { same(value, $0) } ?? false }
+        }
+    }
+
+    /// A configuration document (as JSON, the tree a YAML import becomes): validation never traps, and an
+    /// accepted document merged into a state and exported validates again and exports the same.
+    public static func config(_ bytes: [UInt8]) {
+        guard let json = try? JSONParser.parse(bytes),
+            let document = try? ConfigState.validateFile(ConfigNode(json: json))
+        else { return }
+        let state = ConfigState().merging(document, prune: false)
+        _ = try? GatewayConfig(state: state, keys: [], version: 0)
+        let exported = state.document()
+        guard let again = try? ConfigState.validateFile(ConfigNode(json: exported)) else {
+            preconditionFailure("an exported configuration does not validate")
+        }
+        precondition(
+            ConfigState().merging(again, prune: false).document() == exported, "export does not round-trip")
+    }
+
+    /// Form and query decoding: never traps; any text percent-encoded byte by byte decodes back to itself;
+    /// a query's value is found again after encoding.
+    public static func form(_ bytes: [UInt8]) {
+        _ = URLEncoding.decode(bytes[...])
+        guard let text = String(validating: bytes, as: UTF8.self) else { return }
+        let encoded = bytes.map { b -> String in
+            let hex = String(b, radix: 16, uppercase: true)
+            return "%" + (hex.count == 1 ? "0" + hex : hex)
+        }.joined()
+        precondition(URLEncoding.decode(Array(encoded.utf8)[...]) == text, "percent-encoding does not round-trip")
+        precondition(URLEncoding.value("k", inQuery: "a=1&k=\(encoded)&k=2") == text, "query value lost")
+        _ = URLEncoding.value("k", inQuery: text)
+    }
+
+    /// Guardrail detectors on any bytes: every detection lies inside the text, every pending start is in
+    /// bounds, and a policy engine with every detector redacting gives valid UTF-8 whenever the input was.
+    public static func guardrails(_ bytes: [UInt8]) {
+        for id in DetectorID.allCases {
+            for found in Detectors.scan(id, bytes) {
+                precondition(
+                    found.range.lowerBound >= 0 && found.range.upperBound <= bytes.count, "\(id) out of bounds")
+            }
+            let pending = Detectors.pendingStart(id, bytes)
+            precondition(pending >= 0 && pending <= bytes.count, "\(id) pending start out of bounds")
+        }
+        guard let engine = guardrailEngine else { return }
+        let verdict = engine.check(bytes, phase: .ingress)
+        if String(validating: bytes, as: UTF8.self) != nil {
+            precondition(String(validating: verdict.text, as: UTF8.self) != nil, "redaction broke UTF-8")
+        }
+    }
+
+    private static let guardrailEngine: PolicyEngine? = {
+        let rules = JSONValue.array(
+            DetectorID.allCases.map { id in
+                .object([
+                    ("name", .string("r-\(id.rawValue)")), ("detector", .string(id.rawValue)),
+                    ("phase", .string("ingress")), ("action", .string("redact")),
+                ])
+            })
+        guard let set = try? PolicySet.parse(defaults: nil, tenant: rules, holdBack: nil, path: "fuzz") else {
+            return nil
+        }
+        return PolicyEngine(set: set, folding: BasicFolding(), patterns: { _ in nil })
+    }()
+
+    /// The front-end adapter: bytes read as FastCGI name-value pairs (1- or 4-byte lengths, values cut at a
+    /// NUL as libfcgi's C strings are) up to an empty name, the rest the body. The request never traps and
+    /// keeps its invariants: a path, a route only from `TG_ROUTE`, lowercase header names, a prefix only
+    /// when valid, an incomplete body only when shorter than announced.
+    public static func adapter(_ bytes: [UInt8]) {
+        var params: [String: String] = [:]
+        var i = 0
+        func length() -> Int? {
+            guard i < bytes.count else { return nil }
+            if bytes[i] < 0x80 {
+                defer { i += 1 }
+                return Int(bytes[i])
+            }
+            guard i + 4 <= bytes.count else { return nil }
+            defer { i += 4 }
+            return Int(bytes[i] & 0x7F) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+        }
+        func text(_ n: Int) -> String? {
+            guard n <= bytes.count - i else { return nil }
+            defer { i += n }
+            return String(decoding: bytes[i..<i + n].prefix { $0 != 0 }, as: UTF8.self)
+        }
+        while let nameLength = length(), nameLength > 0, let valueLength = length(), let name = text(nameLength),
+            let value = text(valueLength)
+        {
+            params[name] = value
+        }
+        var request = Request(params: params) { "made" }
+        precondition(!request.path.isEmpty, "empty path")
+        let route = params["TG_ROUTE"] ?? params["REDIRECT_TG_ROUTE"]
+        precondition(request.route == Route(param: route), "route not from TG_ROUTE")
+        precondition(request.pathTenant.map { !$0.isEmpty } ?? true, "empty tenant")
+        precondition(request.headers.keys.allSatisfy { !$0.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } }, "header case")
+        precondition(request.prefix.isEmpty || Request.isPrefix(request.prefix), "invalid prefix taken")
+        if request.expectsBody {
+            let body = Array(bytes[min(i, bytes.count)...].prefix(1 << 20))
+            request.attach(body: body)
+            precondition(request.bodyIncomplete == (request.expectedBodyBytes.map { body.count < $0 } ?? false))
+        }
+        _ = request.queryValue("user")
+        _ = request.credential
     }
 }

@@ -89,48 +89,19 @@ final class FastCGISink: ResponseSink {
 }
 
 enum FastCGIAdapter {
-    /// Builds the request; a too-large body is reported as nil body.
-    ///
-    /// The front end's routing params (`TG_ROUTE`, `TG_TENANT`, `TG_PATH`) are set by its configuration,
-    /// never by a client. Apache sets them with `RewriteRule … [E=…]`; in an `.htaccess` the rewrite is an
-    /// internal redirect and Apache renames them `REDIRECT_TG_…`, which count the same. Without a
-    /// request id from the front end (nginx's `$request_id`; Apache's `UNIQUE_ID`) one is made.
+    /// Builds the request from the front end's params (`Request.init(params:makeID:)`) and reads its body;
+    /// `tooLarge` when the body is over `maxBody`.
     static func makeRequest(_ connection: any FrontEndConnection, maxBody: Int) -> (Request, tooLarge: Bool) {
-        let params = connection.params()
-        var headers: [String: String] = [:]
-        headers.reserveCapacity(16)
-        for (key, value) in params where key.hasPrefix("HTTP_") { headers[headerName(key)] = value }
-        if let type = params["CONTENT_TYPE"] { headers["content-type"] = type }
-        func routing(_ name: String) -> String? { params[name] ?? params["REDIRECT_" + name] }
-        let path = routing("TG_PATH") ?? params["DOCUMENT_URI"] ?? params["SCRIPT_NAME"] ?? "/"
-        let tenant = routing("TG_TENANT").flatMap { $0.isEmpty ? nil : $0 }
-        let requestID =
-            params["REQUEST_ID"] ?? params["UNIQUE_ID"]
-            ?? ((try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(Posix.wallMicros()))
-        var request = Request(
-            method: params["REQUEST_METHOD"] ?? "GET", path: path.isEmpty ? "/" : path,
-            query: params["QUERY_STRING"] ?? "", headers: headers, pathTenant: tenant, requestID: requestID,
-            remoteAddr: params["REMOTE_ADDR"] ?? "", route: Route(param: routing("TG_ROUTE")))
-        if let prefix = routing("TG_PREFIX"), Request.isPrefix(prefix) { request.prefix = prefix }
-        let expected = params["CONTENT_LENGTH"].flatMap { Int($0) }
-        if request.method == "GET" || request.method == "HEAD" || expected == 0 {
-            return (request, false)
+        var request = Request(params: connection.params()) {
+            (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(Posix.wallMicros())
         }
-        switch connection.readBody(limit: maxBody, expected: expected) {
+        guard request.expectsBody else { return (request, false) }
+        switch connection.readBody(limit: maxBody, expected: request.expectedBodyBytes) {
         case .body(let bytes):
-            request.body = bytes
-            request.bodyIncomplete = expected.map { bytes.count < $0 } ?? false
+            request.attach(body: bytes)
             return (request, false)
         case .tooLarge:
             return (request, true)
         }
-    }
-
-    /// `HTTP_X_TENANT_ID` → `x-tenant-id` (ASCII, byte by byte).
-    static func headerName(_ param: String) -> String {
-        String(
-            decoding: param.utf8.dropFirst(5).map { b in
-                b == UInt8(ascii: "_") ? UInt8(ascii: "-") : (b >= 0x41 && b <= 0x5A ? b + 32 : b)
-            }, as: UTF8.self)
     }
 }

@@ -51,6 +51,50 @@ public struct Request: Sendable {
         self.remoteAddr = remoteAddr
     }
 
+    /// The request a front end's params describe (FastCGI params, CGI environment), without its body;
+    /// `makeID` gives a request id when the front end sent none.
+    ///
+    /// The front end's routing params (`TG_ROUTE`, `TG_TENANT`, `TG_PATH`, `TG_PREFIX`) are set by its
+    /// configuration, never by a client. Apache sets them with `RewriteRule … [E=…]`; in an `.htaccess` the
+    /// rewrite is an internal redirect and Apache renames them `REDIRECT_TG_…`, which count the same.
+    /// Without a request id from the front end (nginx's `$request_id`; Apache's `UNIQUE_ID`) one is made.
+    public init(params: [String: String], makeID: () -> String) {
+        var headers: [String: String] = [:]
+        headers.reserveCapacity(16)
+        for (key, value) in params where key.hasPrefix("HTTP_") { headers[Request.headerName(key)] = value }
+        if let type = params["CONTENT_TYPE"] { headers["content-type"] = type }
+        func routing(_ name: String) -> String? { params[name] ?? params["REDIRECT_" + name] }
+        let path = routing("TG_PATH") ?? params["DOCUMENT_URI"] ?? params["SCRIPT_NAME"] ?? "/"
+        self.init(
+            method: params["REQUEST_METHOD"] ?? "GET", path: path.isEmpty ? "/" : path,
+            query: params["QUERY_STRING"] ?? "", headers: headers,
+            pathTenant: routing("TG_TENANT").flatMap { $0.isEmpty ? nil : $0 },
+            requestID: params["REQUEST_ID"] ?? params["UNIQUE_ID"] ?? makeID(), remoteAddr: params["REMOTE_ADDR"] ?? "",
+            route: Route(param: routing("TG_ROUTE")))
+        if let prefix = routing("TG_PREFIX"), Request.isPrefix(prefix) { self.prefix = prefix }
+        expectedBodyBytes = params["CONTENT_LENGTH"].flatMap { Int($0) }
+    }
+
+    /// The body length the front end announced (`CONTENT_LENGTH`), if it did.
+    public private(set) var expectedBodyBytes: Int?
+
+    /// Whether a body is to be read: not for GET, HEAD or an announced length of 0.
+    public var expectsBody: Bool { method != "GET" && method != "HEAD" && expectedBodyBytes != 0 }
+
+    /// Sets the body read from the front end; shorter than announced marks it incomplete.
+    public mutating func attach(body bytes: [UInt8]) {
+        body = bytes
+        bodyIncomplete = expectedBodyBytes.map { bytes.count < $0 } ?? false
+    }
+
+    /// `HTTP_X_TENANT_ID` → `x-tenant-id` (ASCII, byte by byte).
+    public static func headerName(_ param: String) -> String {
+        String(
+            decoding: param.utf8.dropFirst(5).map { b in
+                b == UInt8(ascii: "_") ? UInt8(ascii: "-") : (b >= 0x41 && b <= 0x5A ? b + 32 : b)
+            }, as: UTF8.self)
+    }
+
     /// Whether `prefix` is a mount point a front end may set: `/` and up to 64 letters, digits, `/`, `.`,
     /// `_` or `-`, no `..`, no trailing `/`.
     public static func isPrefix(_ prefix: String) -> Bool {

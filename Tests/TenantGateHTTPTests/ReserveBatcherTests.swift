@@ -89,7 +89,7 @@ import TenantGateServing
         ("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_", ""), ("HTTP_\u{C9}T\u{C9}", "\u{C9}t\u{C9}"),
     ])
     func paramNamesBecomeLowercaseHeaderNames(_ param: String, _ header: String) {
-        #expect(FastCGIAdapter.headerName(param) == header)
+        #expect(Request.headerName(param) == header)
     }
 
     @Test(
