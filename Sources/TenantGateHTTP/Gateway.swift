@@ -65,9 +65,14 @@ public struct GatewayOptions: Sendable {
     public var maxBodyBytes: Int
     /// Largest upstream response body kept in memory (non-streaming).
     public var maxUpstreamBytes = 32 << 20
+    /// Whether a successful answer waits for its settlement (`WorkerOptions.durableSettlements`).
+    public var durableSettlements: Bool
 
     /// Creates options.
-    public init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
+    public init(maxBodyBytes: Int, durableSettlements: Bool = true) {
+        self.maxBodyBytes = maxBodyBytes
+        self.durableSettlements = durableSettlements
+    }
 }
 
 /// Routes a request: operator endpoints by the front end's route, tenant endpoints after authentication,
@@ -148,7 +153,7 @@ final class Gateway: Sendable {
             // failing.)
             let seq = settle(call, latencyMs: latency, resources: resources)
             let succeeded = failure == nil && (200..<300).contains(call.status) && call.errorCode == nil
-            if succeeded && !resources.settlements.waitWritten(seq) {
+            if succeeded && options.durableSettlements && !resources.settlements.waitWritten(seq) {
                 let error = GatewayError.serviceUnavailable("The request could not be recorded; it was not served.")
                 exchange.status = error.status
                 exchange.errorCode = error.code

@@ -4,10 +4,10 @@ import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
 
-/// Group commit for settlements: request threads hand their execution record over and move on; one
-/// thread per worker writes everything queued in one transaction, woken when the queue stops being empty
-/// (then waiting `commitDelayMs` for company). What queues while it commits goes in the next transaction,
-/// so batches grow with the load.
+/// Group commit for settlements: request threads hand their execution record over (and, for a successful
+/// answer under `--settle durable`, wait for it: `waitWritten`); one thread per worker writes everything
+/// queued in one transaction, woken when the queue stops being empty (after `commitDelayMs`). What queues
+/// while it commits goes in the next transaction, so batches grow with the load.
 ///
 /// A reservation stays held until its settlement commits, so hard budgets stay conservative in the
 /// meantime. A drained worker flushes the queue before it exits; a worker killed with SIGKILL loses at
@@ -46,15 +46,18 @@ final class SettleQueue: Sendable {
     static let capacity = 65_536
     /// Tries of one batch before it is dropped.
     static let maxAttempts = 20
-    /// How long the writer waits after the first item arrives, for more to share its transaction.
-    static let commitDelayMs = 1
     /// How long a request waits for its settlement before it answers 503 (the store is stuck: busy past
     /// its timeout, or refusing writes).
     static let waitLimitMs = 15_000
 
-    init(writer: SharedWriter, log: AppLog) {
+    /// How long the writer waits after the first item arrives, for more to share its transaction: 0 when
+    /// answers wait for their settlements (what queues during one commit shares the next), 1 ms when not.
+    private let commitDelayMs: Int
+
+    init(writer: SharedWriter, log: AppLog, commitDelayMs: Int = 0) {
         self.writer = writer
         self.log = log
+        self.commitDelayMs = commitDelayMs
     }
 
     /// Queues one settlement; returns its sequence number (for `waitWritten`).
@@ -88,7 +91,7 @@ final class SettleQueue: Sendable {
 
     /// Waits until the item numbered `seq` is in the database; false if it was dropped (the store kept
     /// refusing it) or not written within `timeoutMs` (it may still be, later). Someone waiting makes the
-    /// writer skip its commit delay.
+    /// writer hurry (it has no other pause).
     func waitWritten(_ seq: Int64, timeoutMs: Int = SettleQueue.waitLimitMs) -> Bool {
         let wake = DispatchSemaphore(value: 0)
         let pending = state.withLock { s -> Bool in
@@ -139,9 +142,8 @@ final class SettleQueue: Sendable {
         OSThread.start { [self] in
             while true {
                 wake.wait()
-                // Commit delay: concurrent requests finishing within a millisecond share the transaction.
-                // Not when a request waits for its row: what queues during this commit shares the next.
-                if state.withLock({ $0.committers.isEmpty }) { Posix.sleepMs(SettleQueue.commitDelayMs) }
+                // With answers waiting, no pause: it would cost every answer its length.
+                if commitDelayMs > 0 { Posix.sleepMs(commitDelayMs) }
                 flush()
             }
         }

@@ -20,6 +20,11 @@ public struct WorkerOptions: Sendable {
     public var poolIndex = 0
     /// Request slots of the whole pool (threads × workers), for the fair-share defaults.
     public var poolSlots: Int?
+    /// `--settle durable` (true, the default): a successful answer ends only once its settlement is
+    /// committed, so a killed worker loses nothing a client saw succeed. `fast`: settlements are written a
+    /// millisecond or so after the answer, in larger batches (more throughput; a SIGKILL loses the last
+    /// few milliseconds of rows, whose reservations then expire).
+    public var durableSettlements = true
 
     /// Creates options.
     public init(
@@ -107,12 +112,14 @@ public final class Worker: Sendable {
         counters.clear(row: row)  // a replaced worker's row starts empty (the supervisor cleared it already)
         let gate = ConcurrencyGate(counters: counters, row: row, poolSlots: options.poolSlots ?? options.threads)
         let gateway = Gateway(
-            configs: configs, log: log, options: GatewayOptions(maxBodyBytes: options.maxBodyBytes),
+            configs: configs, log: log,
+            options: GatewayOptions(maxBodyBytes: options.maxBodyBytes, durableSettlements: options.durableSettlements),
             concurrency: gate, admin: options.admin)
         let services: WorkerServices
         do {
             let writer = try SharedWriter(path: options.dbPath)
-            let settlements = SettleQueue(writer: writer, log: log)
+            let settlements = SettleQueue(
+                writer: writer, log: log, commitDelayMs: options.durableSettlements ? 0 : 1)
             settlements.start()
             let reservations = ReserveBatcher(writer: writer, log: log)
             reservations.start()

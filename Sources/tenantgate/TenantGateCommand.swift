@@ -104,6 +104,11 @@ struct ServeCommand: ParsableCommand {
             "With HOST:PORT: comma-separated IPv4 addresses of the web servers allowed to connect (default 127.0.0.1)."
     )
     var allowFrom: String = "127.0.0.1"
+    @Option(
+        help:
+            "durable: a successful answer ends once its settlement is committed (nothing a client saw is lost to a kill); fast: settlements follow the answer in batches (more throughput). Default: TENANTGATE_SETTLE or durable."
+    )
+    var settle: String = Posix.env("TENANTGATE_SETTLE").flatMap { $0.isEmpty ? nil : $0 } ?? "durable"
 
     func validate() throws {
         let parts = allowFrom.split(separator: ",", omittingEmptySubsequences: false)
@@ -119,6 +124,7 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--workers must be at most \(SharedCounters.rows / 2)")
         }
         guard maxBody >= 1024 else { throw ValidationError("--max-body must be at least 1024") }
+        guard ["durable", "fast"].contains(settle) else { throw ValidationError("--settle takes durable or fast") }
     }
 
     func run() throws {
@@ -130,7 +136,7 @@ struct ServeCommand: ParsableCommand {
         Posix.setEnv("FCGI_WEB_SERVER_ADDRS", allowFrom)
         var args = [
             "--db", global.path, "--threads", String(threads), "--max-body", String(maxBody), "--log-level", logLevel,
-            "--drain-timeout", String(drainTimeout),
+            "--drain-timeout", String(drainTimeout), "--settle", settle,
         ]
         if let log { args += ["--log", log] }
         args += ["--pool-slots", String(workers * threads)]
@@ -154,6 +160,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The pool's shared in-flight counters (set by serve).") var counters: String?
     @Option(help: "This worker's row in the counters (set by serve).") var poolIndex: Int = 0
     @Option(help: "Request slots of the whole pool (default: --threads).") var poolSlots: Int?
+    @Option(help: "durable or fast (see serve).")
+    var settle: String = Posix.env("TENANTGATE_SETTLE").flatMap { $0.isEmpty ? nil : $0 } ?? "durable"
 
     func run() throws {
         var options = WorkerOptions(
@@ -163,6 +171,7 @@ struct WorkerCommand: ParsableCommand {
         options.countersPath = counters
         options.poolIndex = poolIndex
         options.poolSlots = poolSlots
+        options.durableSettlements = settle != "fast"
         let worker = Worker(options: options)
         throw ExitCode(worker.run())
     }
