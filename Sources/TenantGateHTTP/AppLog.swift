@@ -38,7 +38,7 @@ public final class AppLog: Sendable {
         members.append(contentsOf: fields)
         var line = JSONValue.object(members).bytes
         line.append(0x0A)
-        fd.withLock { Posix.writeAll(fd: $0, line) }
+        _ = fd.withLock { Posix.writeAll(fd: $0, line) }
     }
 
     /// A lifecycle event line.

@@ -482,8 +482,6 @@ enum NewTenantPage {
         -> AdminReply
     {
         let catalog = context.config.models.keys.sorted().joined(separator: ", ")
-        let allowed = TenantForm.list(values["models"] ?? "")
-        let defaultChoices = (allowed.isEmpty ? [("", "none")] : []) + allowed.map { ($0, $0) }
         let body: HTML = """
             <h1>New tenant</h1>
             <form method="post" action="/admin/tenants" class="settings">\(Layout.csrf(context.session))
