@@ -438,6 +438,28 @@ def test_sighup_replaces_workers_without_failing_requests(fresh_stack):
     assert statuses and all(code == 200 for code in statuses), {c: statuses.count(c) for c in set(statuses)}
 
 
+def test_settle_mode_is_validated(stack):
+    r = stack.cli("serve", "--listen", f"unix:{stack.home}/run/never.sock", "--settle", "eventually", check=False)
+    assert r.returncode != 0 and "--settle takes durable or fast" in r.stderr
+    assert not (stack.home / "run" / "never.sock").exists()
+
+
+def test_fast_settle_mode_serves_and_records():
+    from conftest import Stack
+    s = Stack()
+    s.env["TENANTGATE_SETTLE"] = "fast"
+    s.start()
+    try:
+        with s.client() as c:
+            r = c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"), headers=auth(s, "globex"))
+        assert r.status_code == 200
+        rid = r.headers["x-request-id"]
+        assert wait_until(lambda: s.sql("SELECT COUNT(*) FROM executions WHERE request_id = ?", rid)[0][0] == 1)
+        assert "--settle fast" in " ".join(open(f"/proc/{s.worker_pids()[0]}/cmdline").read().split("\0"))
+    finally:
+        s.stop()
+
+
 def test_worker_started_by_spawn_fcgi_serves(spawn_fcgi_stack):
     s = spawn_fcgi_stack
     with s.client() as c:
