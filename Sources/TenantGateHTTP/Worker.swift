@@ -208,14 +208,12 @@ public final class Worker: Sendable {
         let deadline = Posix.monotonicMs() + Int64(options.drainTimeoutMs)
         while Posix.monotonicMs() < deadline {
             let table = slots.withLock { $0 }
-            // Wait for every thread to leave: a thread inside accept may be holding a fresh connection.
+            // Wait for every thread to leave. No thread is signalled: accepting threads leave at their next
+            // accept timeout (a signal could land after libfcgi's accept, while it waits for or reads the
+            // params, and it would then drop that connection); a thread on a kept connection leaves when
+            // the web server closes that connection (nginx: the upstream's keepalive_time and
+            // keepalive_timeout), since closing it here could race a request nginx is sending on it.
             if table.states.allSatisfy({ $0 == .exited }) { return }
-            // Accepting threads leave at their next accept timeout: a signal could land after libfcgi's
-            // accept, while it waits for or reads the params, and it would then drop that connection.
-            // Threads waiting on an idle kept connection are interrupted (the web server retries those).
-            for (i, state) in table.states.enumerated() where state == .pinned {
-                table.threads[i]?.signal(Signal.usr1)
-            }
             Posix.sleepMs(10)
         }
     }
@@ -230,7 +228,8 @@ public final class Worker: Sendable {
             // as accepting, so the pool grows for new connections.
             let pinned = fcgi.isKept
             let (stop, starved) = slots.withLock { table -> (Bool, Bool) in
-                if draining.withLock({ $0 }) {
+                // A kept connection is served until the web server closes it, draining or not.
+                if !pinned && draining.withLock({ $0 }) {
                     table.states[slot] = .exited
                     return (true, false)
                 }

@@ -438,6 +438,28 @@ def test_sighup_replaces_workers_without_failing_requests(fresh_stack):
     assert statuses and all(code == 200 for code in statuses), {c: statuses.count(c) for c in set(statuses)}
 
 
+def pool_connections(s):
+    """Established FastCGI connections the pool's workers hold (the accepted side of the pool socket)."""
+    out = subprocess.run(["ss", "-xnpH", "state", "connected"], capture_output=True, text=True).stdout
+    path, pids = f"{s.home}/run/tenantgate.sock", {f"pid={p}," for p in s.worker_pids()}
+    return sum(1 for line in out.splitlines() if path in line and any(p in line for p in pids))
+
+
+def test_fastcgi_connections_are_kept_and_closed_by_nginx(fresh_stack):
+    # nginx reuses its connections to the pool (fastcgi_keep_conn + the upstream's keepalive), and only
+    # nginx closes them: idle ones after keepalive_timeout (1 s), so a drain never waits long on them.
+    s = fresh_stack
+    with s.client() as c:
+        for _ in range(30):
+            r = c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"), headers=auth(s, "globex"))
+            assert r.status_code == 200
+        held = pool_connections(s)
+    # One client one request at a time: nginx needed one connection (its other worker process maybe one
+    # more), not thirty, and keeps it after the last answer.
+    assert 1 <= held <= 2, held
+    assert wait_until(lambda: pool_connections(s) == 0, timeout=5)
+
+
 def test_settle_mode_is_validated(stack):
     r = stack.cli("serve", "--listen", f"unix:{stack.home}/run/never.sock", "--settle", "eventually", check=False)
     assert r.returncode != 0 and "--settle takes durable or fast" in r.stderr
