@@ -17,6 +17,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        // PostgreSQL's client, for deployments that share one store between several hosts.
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // No pkgConfig: its .pc file adds a define SwiftPM refuses; the header is in /usr/include.
         .systemLibrary(name: "CUtf8proc", providers: [.apt(["libutf8proc-dev"])]),
         // Atomics on memory shared between worker processes (no library: compiler built-ins).
@@ -28,6 +30,7 @@ let package = Package(
             name: "TenantGateSystem",
             dependencies: [
                 "CFastCGI", "CSQLite", "CSQLiteFaults", "CCurl", "COpenSSL", "CAtomics", "CPCRE2", "CUtf8proc",
+                "CPostgres",
             ]
         ),
         // The domain: no C, no I/O.

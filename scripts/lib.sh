@@ -22,7 +22,50 @@ tg_need_packages() {
 }
 
 TG_RUNTIME_PACKAGES=(nginx-light libfcgi-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev libpcre2-dev libutf8proc-dev
+    libpq-dev
     openssl curl pkg-config ca-certificates)
+
+# A free TCP port on 127.0.0.1.
+tg_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a private PostgreSQL server (Debian's postgresql) for tests and benchmarks: its cluster in DIR
+# (made on first use), listening on 127.0.0.1:PORT and a socket in DIR, trust authentication for the
+# user `tenantgate`, nothing else reachable. As root it runs as the `postgres` user (PostgreSQL refuses
+# to run as root). TG_PG_FAST=1 turns off fsync (a test cluster: a machine crash may lose it).
+# Prints the URL: postgres://tenantgate@127.0.0.1:PORT/tenantgate
+tg_postgres_start() {
+    local dir="$1" port="$2" bin
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    [ -x "$bin/initdb" ] || { echo "PostgreSQL server not found (apt install postgresql)" >&2; return 1; }
+    local as=()
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres: "$dir"
+        as=(runuser -u postgres --)
+    fi
+    if [ ! -s "$dir/data/PG_VERSION" ]; then
+        "${as[@]}" "$bin/initdb" -D "$dir/data" -U tenantgate -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+            { cat "$dir/initdb.log" >&2; return 1; }
+    fi
+    local opts="-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=400"
+    [ "${TG_PG_FAST:-0}" = 1 ] && opts="$opts -c fsync=off -c full_page_writes=off"
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
+        { cat "$dir/server.log" >&2; return 1; }
+    "${as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U tenantgate tenantgate 2>/dev/null || true
+    echo "postgres://tenantgate@127.0.0.1:$port/tenantgate"
+}
+
+# Stops the server tg_postgres_start started in DIR.
+tg_postgres_stop() {
+    local dir="$1" bin
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    [ -s "$dir/data/postmaster.pid" ] || return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    else
+        "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
 
 tg_check_swift() {
     command -v swift >/dev/null || { echo "swift not found: install Swift 6 (https://swift.org) and retry" >&2; exit 1; }

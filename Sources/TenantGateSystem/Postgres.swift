@@ -1,0 +1,275 @@
+import CPostgres
+import Glibc
+
+/// An error from PostgreSQL (or from libpq, when the server was not reached: then `sqlState` is
+/// "08006", connection failure).
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    /// The five-character SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+    public let sqlState: String
+    public let message: String
+
+    public init(sqlState: String, message: String) {
+        self.sqlState = sqlState
+        self.message = message
+    }
+
+    /// Serialization failure or deadlock: the transaction was rolled back and may simply be run again.
+    public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    /// The server cannot take the write now (disk full, out of memory, I/O error, shutting down) or the
+    /// connection is gone: a request answers 503 and nothing it did was committed.
+    public var isStorageFailure: Bool {
+        ["53", "58", "08", "57"].contains { sqlState.hasPrefix($0) }
+    }
+    public var description: String { "postgres error \(sqlState): \(message)" }
+}
+
+/// A notification received on a channel this connection listens to (`LISTEN` / `pg_notify`).
+public struct PostgresNotification: Sendable, Equatable {
+    public let channel: String
+    public let payload: String
+}
+
+/// One PostgreSQL connection through libpq. Not thread-safe: one thread uses it at a time. Statements
+/// are prepared once per connection (named `tg1`, `tg2`, …) and reused; parameters are `$1`, `$2`, …
+/// Values come back as `SQLValue`s like SQLite's: integers (and booleans, as 0 / 1) as `.int`, floating
+/// point as `.double`, `bytea` as `.blob`, the rest as `.text`; `numeric` (what `SUM` of a `bigint` is) as
+/// `.int` when it is whole and fits, else `.double`.
+public final class PostgresConnection {
+    private let conn: OpaquePointer
+    private var prepared: [String: String] = [:]
+    private var nextName = 0
+    /// Rows changed (or returned) by the last statement.
+    public private(set) var changes = 0
+
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`, or libpq's `key=value` form).
+    public init(url: String) throws {
+        guard let conn = PQconnectdb(url) else {
+            throw PostgresError(sqlState: "08006", message: "out of memory")
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = PostgresConnection.message(conn)
+            PQfinish(conn)
+            throw PostgresError(sqlState: "08006", message: message)
+        }
+        self.conn = conn
+        guard PQsetClientEncoding(conn, "UTF8") == 0 else {
+            throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        }
+        try execute("SET client_min_messages = warning")
+    }
+
+    deinit { PQfinish(conn) }
+
+    private static func message(_ conn: OpaquePointer) -> String {
+        guard let text = PQerrorMessage(conn) else { return "unknown error" }
+        var message = String(cString: text)
+        while message.last == "\n" { message.removeLast() }
+        return message
+    }
+
+    /// The connection is up (it can break: a server restart, a network failure).
+    public var isConnected: Bool { PQstatus(conn) == CONNECTION_OK }
+
+    /// Reconnects with the same parameters; prepared statements are prepared again on their next use.
+    public func reconnect() throws {
+        PQreset(conn)
+        prepared.removeAll()
+        guard isConnected else { throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn)) }
+        try execute("SET client_min_messages = warning")
+    }
+
+    /// Takes a result: throws for an error status, else returns it (the caller clears it).
+    private func check(_ result: OpaquePointer?) throws -> OpaquePointer {
+        guard let result else { throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn)) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return result
+        default:
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? "08006"
+            var message = PQresultErrorMessage(result).map { String(cString: $0) } ?? "error"
+            while message.last == "\n" { message.removeLast() }
+            PQclear(result)
+            throw PostgresError(sqlState: state, message: message)
+        }
+    }
+
+    /// Runs one or more statements without parameters (migrations, `BEGIN`, `LISTEN`).
+    public func execute(_ sql: String) throws {
+        let result = try check(PQexec(conn, sql))
+        changes = Int(String(cString: PQcmdTuples(result))) ?? 0
+        PQclear(result)
+    }
+
+    /// Runs `sql` (prepared once per connection) with `params` and returns every row.
+    @discardableResult
+    public func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
+        let name = try statementName(sql)
+        // Every parameter's bytes in one buffer: text NUL-terminated, bytea sent as binary with its length.
+        var flat: [UInt8] = []
+        var offsets: [Int?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        for param in params {
+            var bytes: [UInt8]
+            var binary = false
+            switch param {
+            case .null:
+                offsets.append(nil)
+                lengths.append(0)
+                formats.append(0)
+                continue
+            case .int(let value): bytes = Array(String(value).utf8)
+            case .double(let value): bytes = Array(PostgresConnection.text(value).utf8)
+            case .text(let value):
+                bytes = Array(value.utf8)
+                // Text goes NUL-terminated, and PostgreSQL's text cannot hold a NUL: refuse, never cut short.
+                if bytes.contains(0) {
+                    throw PostgresError(sqlState: "22021", message: "text parameter contains a NUL character")
+                }
+            case .blob(let value):
+                bytes = value
+                binary = true
+            }
+            offsets.append(flat.count)
+            lengths.append(Int32(clamping: bytes.count))
+            formats.append(binary ? 1 : 0)
+            flat.append(contentsOf: bytes)
+            if !binary { flat.append(0) }
+        }
+        flat.append(0)
+        let result: OpaquePointer? = flat.withUnsafeBufferPointer { buffer in
+            let values: [UnsafePointer<CChar>?] = offsets.map { offset in
+                guard let offset, let base = buffer.baseAddress else { return nil }
+                return UnsafeRawPointer(base + offset).assumingMemoryBound(to: CChar.self)
+            }
+            return PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
+        }
+        let checked = try check(result)
+        defer { PQclear(checked) }
+        changes = Int(String(cString: PQcmdTuples(checked))) ?? 0
+        return rows(checked)
+    }
+
+    private func statementName(_ sql: String) throws -> String {
+        if let name = prepared[sql] { return name }
+        // Statements naming per-tenant tables differ by table: start over rather than grow without bound.
+        if prepared.count >= 512 {
+            try execute("DEALLOCATE ALL")
+            prepared.removeAll(keepingCapacity: true)
+        }
+        nextName += 1
+        let name = "tg\(nextName)"
+        PQclear(try check(PQprepare(conn, name, sql, 0, nil)))
+        prepared[sql] = name
+        return name
+    }
+
+    private func rows(_ result: OpaquePointer) -> [[SQLValue]] {
+        let count = Int(PQntuples(result))
+        let fields = PQnfields(result)
+        var rows: [[SQLValue]] = []
+        rows.reserveCapacity(count)
+        for row in 0..<Int32(count) {
+            var values: [SQLValue] = []
+            values.reserveCapacity(Int(fields))
+            for field in 0..<fields {
+                guard PQgetisnull(result, row, field) == 0, let raw = PQgetvalue(result, row, field) else {
+                    values.append(.null)
+                    continue
+                }
+                let length = Int(PQgetlength(result, row, field))
+                let bytes = UnsafeRawBufferPointer(start: raw, count: length)
+                values.append(PostgresConnection.value(bytes, type: PQftype(result, field)))
+            }
+            rows.append(values)
+        }
+        return rows
+    }
+
+    /// Type OIDs (pg_type.dat): bool 16, bytea 17, int8 20, int2 21, int4 23, oid 26, float4 700,
+    /// float8 701, numeric 1700.
+    static func value(_ bytes: UnsafeRawBufferPointer, type: UInt32) -> SQLValue {
+        let text = String(decoding: bytes, as: UTF8.self)
+        switch type {
+        case 16: return .int(text == "t" ? 1 : 0)
+        case 20, 21, 23, 26: return Int64(text).map { .int($0) } ?? .text(text)
+        case 700, 701: return .double(Double(text) ?? .nan)
+        case 1700:
+            if let int = Int64(text) { return .int(int) }
+            return Double(text).map { .double($0) } ?? .text(text)
+        case 17: return PostgresConnection.unhex(text).map { .blob($0) } ?? .text(text)
+        default: return .text(text)
+        }
+    }
+
+    /// bytea in text form: `\x` then two hex digits per byte.
+    static func unhex(_ text: String) -> [UInt8]? {
+        guard text.hasPrefix("\\x") else { return nil }
+        return Crypto.unhex(String(text.utf8.dropFirst(2)) ?? "")
+    }
+
+    /// A double as PostgreSQL reads it back exactly (Swift prints the shortest text that round-trips).
+    static func text(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value.isInfinite { return value < 0 ? "-Infinity" : "Infinity" }
+        return "\(value)"
+    }
+
+    /// Runs `body` inside `BEGIN … COMMIT` (at `isolation`, e.g. "SERIALIZABLE"), rolling back if it throws.
+    public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
+        try execute(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Starts listening on `channel` (quoted as an identifier).
+    public func listen(_ channel: String) throws {
+        guard let quoted = PQescapeIdentifier(conn, channel, channel.utf8.count) else {
+            throw PostgresError(sqlState: "22000", message: PostgresConnection.message(conn))
+        }
+        let identifier = String(cString: quoted)
+        PQfreemem(quoted)
+        try execute("LISTEN \(identifier)")
+    }
+
+    /// Sends `payload` to every connection listening on `channel` (delivered when the transaction commits).
+    public func notify(_ channel: String, payload: String = "") throws {
+        try query("SELECT pg_notify($1, $2)", [.text(channel), .text(payload)])
+    }
+
+    /// The notifications that arrived, waiting up to `timeoutMs` for the first one.
+    public func notifications(timeoutMs: Int32) throws -> [PostgresNotification] {
+        var received = try drainNotifications()
+        if received.isEmpty && timeoutMs > 0 {
+            let ready = tg_pq_wait_readable(conn, timeoutMs)
+            if ready < 0 && errno != EINTR {
+                throw PostgresError(sqlState: "08006", message: "poll failed: errno \(errno)")
+            }
+            if ready > 0 { received = try drainNotifications() }
+        }
+        return received
+    }
+
+    private func drainNotifications() throws -> [PostgresNotification] {
+        guard PQconsumeInput(conn) == 1 else {
+            throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        }
+        var received: [PostgresNotification] = []
+        while let notice = PQnotifies(conn) {
+            let note = notice.pointee
+            received.append(
+                PostgresNotification(
+                    channel: note.relname.map { String(cString: $0) } ?? "",
+                    payload: note.extra.map { String(cString: $0) } ?? ""))
+            PQfreemem(notice)
+        }
+        return received
+    }
+}

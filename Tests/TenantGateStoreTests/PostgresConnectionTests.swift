@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+@testable import TenantGateSystem
+
+/// The libpq wrapper against a real server: `scripts/test` starts one and sets `TG_TEST_POSTGRES_URL`
+/// (the suite is skipped, and says so, when it is not set).
+let postgresURL = ProcessInfo.processInfo.environment["TG_TEST_POSTGRES_URL"]
+
+/// scripts/test sets `TG_REQUIRE_POSTGRES=1`: there the suite must run, not be skipped.
+@Test func postgresSuiteRunsWhereRequired() {
+    let required = ProcessInfo.processInfo.environment["TG_REQUIRE_POSTGRES"] == "1"
+    #expect(!required || postgresURL != nil, "TG_REQUIRE_POSTGRES=1 but TG_TEST_POSTGRES_URL is not set")
+}
+
+@Suite(.enabled(if: postgresURL != nil, "needs TG_TEST_POSTGRES_URL (scripts/test starts a server)"), .serialized)
+struct PostgresConnectionTests {
+    func connect() throws -> PostgresConnection { try PostgresConnection(url: postgresURL ?? "") }
+
+    /// A table of this test's own (tests in other processes share the server).
+    func table(_ db: PostgresConnection, _ columns: String) throws -> String {
+        let name = "t_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+        try db.execute("CREATE TABLE \(name) (\(columns))")
+        return name
+    }
+
+    @Test func valuesRoundTripExactly() throws {
+        let db = try connect()
+        let t = try table(db, "i bigint, d double precision, s text, b bytea, n bigint")
+        let blob = (0...255).map { UInt8($0) }
+        let cases: [[SQLValue]] = [
+            [.int(.max), .double(0.1), .text("héllo ☃ 🚀"), .blob(blob), .null],
+            [.int(.min), .double(-1e300), .text(""), .blob([]), .int(0)],
+            [.int(-1), .double(.infinity), .text("O'Reilly; DROP TABLE x; --"), .null, .null],
+        ]
+        for row in cases { try db.query("INSERT INTO \(t) VALUES ($1, $2, $3, $4, $5)", row) }
+        #expect(db.changes == 1)
+        let back = try db.query("SELECT i, d, s, b, n FROM \(t) ORDER BY i DESC")
+        #expect(back == [cases[0], cases[2], cases[1]])
+        let nan = try db.query("SELECT $1::double precision", [.double(.nan)])
+        guard case .double(let value)? = nan.first?.first else { throw PostgresError(sqlState: "", message: "\(nan)") }
+        #expect(value.isNaN)
+    }
+
+    @Test func aggregatesAndBooleansComeBackAsNumbers() throws {
+        let db = try connect()
+        let t = try table(db, "v bigint")
+        for v: Int64 in [1 << 62, 1 << 62, 5] { try db.query("INSERT INTO \(t) VALUES ($1)", [.int(v)]) }
+        // SUM(bigint) is numeric: whole and in range → .int, else .double.
+        #expect(
+            try db.query("SELECT SUM(v) - \(1 << 62), COUNT(*), 1.5::numeric, true, false FROM \(t)")
+                == [[.int((1 << 62) + 5), .int(3), .double(1.5), .int(1), .int(0)]])
+        #expect(try db.query("SELECT SUM(v) FROM \(t)") == [[.double(Double(Int64(1 << 62)) * 2 + 5)]])
+    }
+
+    @Test func textWithANulIsRefusedNotCut() throws {
+        let db = try connect()
+        #expect(throws: PostgresError.self) { try db.query("SELECT $1::text", [.text("a\u{0}b")]) }
+        #expect(try db.query("SELECT $1::text", [.text("still usable")]) == [[.text("still usable")]])
+    }
+
+    @Test func statementsArePreparedOncePerConnection() throws {
+        let db = try connect()
+        for i in 0..<20 { #expect(try db.query("SELECT $1::bigint + 1", [.int(Int64(i))]) == [[.int(Int64(i + 1))]]) }
+        let prepared = try db.query(
+            "SELECT COUNT(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::bigint + 1'")
+        #expect(prepared == [[.int(1)]])
+    }
+
+    @Test func errorsCarryTheirSQLStateAndRollBack() throws {
+        let db = try connect()
+        let t = try table(db, "k text PRIMARY KEY")
+        try db.query("INSERT INTO \(t) VALUES ('a')")
+        do {
+            try db.transaction {
+                try db.query("INSERT INTO \(t) VALUES ('b')")
+                try db.query("INSERT INTO \(t) VALUES ('a')")
+            }
+            Issue.record("a duplicate key must throw")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation && !error.isRetryable && !error.isStorageFailure)
+        }
+        #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")]])
+        #expect(throws: PostgresError.self) { try db.query("SELEC 1") }
+        do { try db.query("SELEC 1") } catch let error as PostgresError { #expect(error.sqlState == "42601") }
+        // The connection is usable after errors, inside and outside transactions.
+        #expect(try db.transaction { try db.query("SELECT COUNT(*) FROM \(t)") } == [[.int(1)]])
+    }
+
+    @Test func unreachableServerIsAStorageFailure() throws {
+        do {
+            _ = try PostgresConnection(url: "postgres://tenantgate@127.0.0.1:1/tenantgate?connect_timeout=2")
+            Issue.record("connecting to port 1 must fail")
+        } catch let error as PostgresError {
+            #expect(error.isStorageFailure)
+            #expect(!error.message.isEmpty)
+        }
+    }
+
+    @Test func notificationsReachListeners() throws {
+        let listener = try connect()
+        let sender = try connect()
+        let channel = "tg_test_\(UInt32.random(in: 0...UInt32.max))"
+        try listener.listen(channel)
+        #expect(try listener.notifications(timeoutMs: 50).isEmpty)
+        // Inside a transaction, delivered only at commit.
+        try sender.transaction {
+            try sender.notify(channel, payload: "acme")
+            #expect(try listener.notifications(timeoutMs: 100).isEmpty)
+        }
+        #expect(
+            try listener.notifications(timeoutMs: 2000) == [PostgresNotification(channel: channel, payload: "acme")])
+    }
+}
