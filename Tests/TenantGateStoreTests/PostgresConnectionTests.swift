@@ -87,6 +87,41 @@ struct PostgresConnectionTests {
         #expect(try db.transaction { try db.query("SELECT COUNT(*) FROM \(t)") } == [[.int(1)]])
     }
 
+    @Test func sqliteStyleParametersRunUnchanged() throws {
+        let db = try connect()
+        let t = try table(db, "k text PRIMARY KEY, v bigint NOT NULL")
+        let upsert =
+            "INSERT INTO \(t)(k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = \(t).v + excluded.v RETURNING v"
+        #expect(try db.query(upsert, [.text("a"), .int(2)]) == [[.int(2)]])
+        #expect(try db.query(upsert, [.text("a"), .int(3)]) == [[.int(5)]])
+        #expect(try db.query("SELECT v FROM \(t) WHERE k = ? AND v > ?", [.text("a"), .int(4)]) == [[.int(5)]])
+    }
+
+    /// Two connections each read a counter and write it back + 1, 200 times, at once: inside write
+    /// transactions no increment is lost (without the store-wide lock, READ COMMITTED would lose some).
+    @Test func writeTransactionsRunOneAtATime() throws {
+        let setup = try connect()
+        let t = try table(setup, "id int PRIMARY KEY, v bigint NOT NULL")
+        try setup.query("INSERT INTO \(t) VALUES (1, 0)")
+        let failures = Locked(0)
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            do {
+                let db = try connect()
+                for _ in 0..<200 {
+                    try db.writeTransaction {
+                        let v = try db.query("SELECT v FROM \(t) WHERE id = 1").first?.first?.int ?? -1
+                        try db.query("UPDATE \(t) SET v = ? WHERE id = 1", [.int(v + 1)])
+                    }
+                }
+            } catch {
+                failures.withLock { $0 += 1 }
+            }
+        }
+        #expect(failures.withLock { $0 } == 0)
+        #expect(try setup.query("SELECT v FROM \(t)") == [[.int(400)]])
+        #expect(setup.engine == .postgres)
+    }
+
     @Test func unreachableServerIsAStorageFailure() throws {
         do {
             _ = try PostgresConnection(url: "postgres://tenantgate@127.0.0.1:1/tenantgate?connect_timeout=2")
@@ -110,5 +145,24 @@ struct PostgresConnectionTests {
         }
         #expect(
             try listener.notifications(timeoutMs: 2000) == [PostgresNotification(channel: channel, payload: "acme")])
+    }
+}
+
+@Suite struct PostgresPlaceholderTests {
+    @Test func numbersParametersAsSQLiteDoes() {
+        #expect(PostgresSQL.placeholders("SELECT ? , ?, ?") == "SELECT $1 , $2, $3")
+        #expect(PostgresSQL.placeholders("WHERE a = ?2 AND b = ?1 AND c = ?") == "WHERE a = $2 AND b = $1 AND c = $3")
+        #expect(PostgresSQL.placeholders("VALUES (?3, ?, ?1)") == "VALUES ($3, $4, $1)")
+        #expect(PostgresSQL.placeholders("SELECT $1") == "SELECT $1")
+    }
+
+    @Test func leavesQuotedTextAndCommentsAlone() {
+        #expect(
+            PostgresSQL.placeholders("SELECT '?', 'it''s ?', ? -- why?\n, \"col?\" /* ? */ , ?")
+                == "SELECT '?', 'it''s ?', $1 -- why?\n, \"col?\" /* ? */ , $2")
+        // Unterminated quotes and comments end the text without a crash.
+        #expect(PostgresSQL.placeholders("SELECT 'abc") == "SELECT 'abc")
+        #expect(PostgresSQL.placeholders("SELECT ? /* x") == "SELECT $1 /* x")
+        #expect(PostgresSQL.placeholders("é ? ü") == "é $1 ü")
     }
 }
