@@ -52,13 +52,13 @@ public struct Admission: Sendable {
 }
 
 public struct AccountingStore {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
     static let window: Int64 = 60_000
     /// Request-path audit events of the settlement being written, chained once at its end.
     private let audit = AuditBuffer()
 
     /// Wraps a connection.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     static func tenantScope(_ tenant: String) -> String { "tenant:\(tenant)" }
     static let globalScope = "global"
@@ -93,7 +93,7 @@ public struct AccountingStore {
         try db.statement(
             """
             INSERT INTO rate_totals(tenant, kind, total) VALUES (?1, ?2, MAX(0, ?3))
-            ON CONFLICT(tenant, kind) DO UPDATE SET total = MAX(0, CAST(total + ?3 AS INTEGER))
+            ON CONFLICT(tenant, kind) DO UPDATE SET total = MAX(0, CAST(rate_totals.total + ?3 AS INTEGER))
             """
         ).run([.text(tenant), .text(kind), .int(delta)])
     }
@@ -137,8 +137,10 @@ public struct AccountingStore {
             INSERT INTO budget_counters(scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             ON CONFLICT(scope, period) DO UPDATE SET
-              used_tokens = CAST(used_tokens + ?3 AS INTEGER), used_nano = CAST(used_nano + ?4 AS INTEGER),
-              reserved_tokens = MAX(0, CAST(reserved_tokens + ?5 AS INTEGER)), reserved_nano = MAX(0, CAST(reserved_nano + ?6 AS INTEGER))
+              used_tokens = CAST(budget_counters.used_tokens + ?3 AS INTEGER),
+              used_nano = CAST(budget_counters.used_nano + ?4 AS INTEGER),
+              reserved_tokens = MAX(0, CAST(budget_counters.reserved_tokens + ?5 AS INTEGER)),
+              reserved_nano = MAX(0, CAST(budget_counters.reserved_nano + ?6 AS INTEGER))
             """
         ).run([.text(scope), .text(period), .int(usedTokens), .int(usedNano), .int(reservedTokens), .int(reservedNano)])
     }

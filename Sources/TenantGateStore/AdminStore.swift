@@ -12,13 +12,13 @@ public struct AdminSession: Sendable {
 /// Admin users, sessions and login throttling; the audit log (`AdminStore+Audit.swift`) and the admin
 /// page's read models (`AdminStore+ReadModels.swift`) are its other parts.
 public struct AdminStore {
-    let db: SQLiteConnection
+    let db: any SQLConnection
 
     /// PBKDF2-HMAC-SHA256 rounds for new passwords.
     public static let iterations = 600_000
 
     /// Wraps a connection.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     // MARK: users
 

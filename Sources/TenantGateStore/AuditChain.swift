@@ -28,21 +28,21 @@ public struct AuditFault: Sendable, Equatable, CustomStringConvertible {
 /// (its own MAC) so that cutting the tail shows. The audit key is random, made once, and stored sealed
 /// under the master key (AES-GCM): whoever can write the database cannot recompute a MAC without it.
 public struct AuditChain {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
     private let key: [UInt8]
     /// The chain of deployment-wide events.
     public static let system = "_system"
     static let genesis = [UInt8](repeating: 0, count: 32)
 
     /// The chain over `db`, with the audit key opened under `masterKey` (made on first use).
-    public init(_ db: SQLiteConnection, masterKey: [UInt8]?) throws {
+    public init(_ db: any SQLConnection, masterKey: [UInt8]?) throws {
         self.db = db
         key = try AuditChain.key(db, masterKey: masterKey)
     }
 
     /// The chain over `db`, with the master key found next to it (or in `TENANTGATE_MASTER_KEY`); a master
     /// key rotated since this process read it is read again.
-    public init(_ db: SQLiteConnection) throws {
+    public init(_ db: any SQLConnection) throws {
         do {
             try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
         } catch {
@@ -64,7 +64,7 @@ public struct AuditChain {
     /// Audit keys this process opened, by their sealed form and the master key that opened them.
     private static let opened = Locked<[[UInt8]: [UInt8]]>([:])
 
-    static func key(_ db: SQLiteConnection, masterKey: [UInt8]?) throws -> [UInt8] {
+    static func key(_ db: any SQLConnection, masterKey: [UInt8]?) throws -> [UInt8] {
         let aad = Array("tenantgate audit key".utf8)
         if let row = try db.statement("SELECT sealed, key FROM audit_key WHERE id = 1").all().first,
             let stored = row[1].blob
@@ -84,14 +84,14 @@ public struct AuditChain {
         }
         let fresh = try Crypto.randomBytes(32)
         let sealed = try masterKey.map { try Crypto.seal(fresh, key: $0, aad: aad) }
-        try db.statement("INSERT OR IGNORE INTO audit_key(id, sealed, key) VALUES (1, ?, ?)")
+        try db.statement("INSERT INTO audit_key(id, sealed, key) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING")
             .run([.int(sealed == nil ? 0 : 1), .blob(sealed ?? fresh)])
         // Another process may have made it first: use what is stored.
         return try key(db, masterKey: masterKey)
     }
 
     /// Seals the audit key under `new` instead of `old` (master key rotation; inside its transaction).
-    public static func reseal(_ db: SQLiteConnection, from old: [UInt8]?, to new: [UInt8]) throws {
+    public static func reseal(_ db: any SQLConnection, from old: [UInt8]?, to new: [UInt8]) throws {
         let key = try key(db, masterKey: old)
         let sealed = try Crypto.seal(key, key: new, aad: Array("tenantgate audit key".utf8))
         try db.statement("UPDATE audit_key SET sealed = 1, key = ? WHERE id = 1").run([.blob(sealed)])
@@ -155,7 +155,7 @@ public struct AuditChain {
     /// a savepoint of the caller's transaction, so a failure (an audit key that cannot be opened, a full
     /// disk) leaves nothing half-written and the chains whole; returns whether they were chained.
     @discardableResult
-    public static func appendBestEffort(_ db: SQLiteConnection, _ events: [Pending]) -> Bool {
+    public static func appendBestEffort(_ db: any SQLConnection, _ events: [Pending]) -> Bool {
         guard !events.isEmpty, (try? db.execute("SAVEPOINT audit")) != nil else { return false }
         do {
             try AuditChain(db).append(events)

@@ -56,10 +56,10 @@ public struct CacheStats: Sendable {
 /// inside the hashed key as well, so no lookup can reach another tenant's entries. Quotas (entries,
 /// bytes) are per tenant, and eviction removes only that tenant's least recently used entries.
 public struct CacheStore {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
     /// The cache over `db`.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// The live entry of `tenant` under `key`, if any. A corrupt entry is a miss.
     public func lookup(tenant: String, key: [UInt8], nowMs: Int64) throws -> CachedAnswer? {
@@ -106,7 +106,10 @@ public struct CacheStore {
         try adjust(tenant: tenant, entries: 1, bytes: Int64(answer.count))
         if let semantic = write.semantic {
             try db.statement(
-                "INSERT OR REPLACE INTO cache_vectors(tenant, scope, key, vector, words) VALUES (?, ?, ?, ?, ?)"
+                """
+                INSERT INTO cache_vectors(tenant, scope, key, vector, words) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(tenant, scope, key) DO UPDATE SET vector = excluded.vector, words = excluded.words
+                """
             ).run([
                 .text(tenant), .blob(semantic.scope), .blob(write.key), .blob(CacheStore.bytes(semantic.vector)),
                 .text(semantic.signature),
@@ -190,7 +193,7 @@ public struct CacheStore {
         try db.statement(
             """
             INSERT INTO cache_usage(tenant, entries, bytes) VALUES (?1, MAX(0, ?2), MAX(0, ?3))
-            ON CONFLICT(tenant) DO UPDATE SET entries = MAX(0, entries + ?2), bytes = MAX(0, bytes + ?3)
+            ON CONFLICT(tenant) DO UPDATE SET entries = MAX(0, cache_usage.entries + ?2), bytes = MAX(0, cache_usage.bytes + ?3)
             """
         ).run([.text(tenant), .int(entries), .int(bytes)])
     }

@@ -13,11 +13,11 @@ public enum CircuitDecision: Equatable, Sendable {
 /// Circuit breakers per tenant × backend, shared by all workers through SQLite. Tenant A's failures
 /// never touch tenant B's rows.
 public struct CircuitStore {
-    private let reader: SQLiteConnection
+    private let reader: any SQLConnection
     private let writer: SharedWriter
 
     /// `reader` is a connection the calling thread holds; `writer` the worker's shared write connection.
-    public init(reader: SQLiteConnection, writer: SharedWriter) {
+    public init(reader: any SQLConnection, writer: SharedWriter) {
         self.reader = reader
         self.writer = writer
     }
@@ -67,7 +67,7 @@ public struct CircuitStore {
         }
     }
 
-    private func open(_ writer: SQLiteConnection, _ tenant: String, _ backend: String, until: Int64) throws {
+    private func open(_ writer: any SQLConnection, _ tenant: String, _ backend: String, until: Int64) throws {
         AuditChain.appendBestEffort(
             writer,
             [
@@ -102,7 +102,7 @@ public struct CircuitStore {
     }
 
     /// Every known circuit: (tenant, backend, open now).
-    public static func states(_ reader: SQLiteConnection, nowMs: Int64) throws -> [(String, String, Bool)] {
+    public static func states(_ reader: any SQLConnection, nowMs: Int64) throws -> [(String, String, Bool)] {
         try reader.query("SELECT tenant, backend, open_until_ms FROM circuit_state ORDER BY 1, 2").map {
             ($0[0].text ?? "", $0[1].text ?? "", ($0[2].int ?? 0) > nowMs)
         }

@@ -3,10 +3,10 @@ import TenantGateSystem
 
 /// Reads and writes the configuration tables and keys of one connection.
 public struct ConfigStore {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
     /// Wraps a connection.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// The config version counter (bumped by triggers on every config or key change).
     public func version() throws -> Int64 {
@@ -54,7 +54,12 @@ public struct ConfigStore {
             try db.statement("DELETE FROM cache_usage WHERE tenant = ?").run([.text(id)])
             try db.statement("DELETE FROM cache_vectors WHERE tenant = ?").run([.text(id)])
             // So do its document collections (documents, chunks and each collection's index).
-            try DocumentStore(db).deleteTenant(id)
+            if let sqlite = db as? SQLiteConnection {
+                try DocumentStore(sqlite).deleteTenant(id)
+            } else {
+                // Document search is SQLite's (FTS5): elsewhere only the rows exist (chunks cascade).
+                try db.statement("DELETE FROM doc_collections WHERE tenant = ?").run([.text(id)])
+            }
             try ResponseStore(db).deleteTenant(id)
             // A deleted tenant's keys are revoked, so recreating the id does not revive them.
             try db.statement("UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL")

@@ -62,10 +62,10 @@ public struct ExecutionRecord: Sendable {
 /// settlement's transaction by the limit ledger), and what is read back from it: usage reports and
 /// retention.
 public struct ExecutionLog {
-    let db: SQLiteConnection
+    let db: any SQLConnection
 
     /// The log over `db`.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// Appends `record` and adds it to the rollups of `day` (inside the caller's transaction).
     func append(_ record: ExecutionRecord, day: String) throws {
@@ -93,8 +93,11 @@ public struct ExecutionLog {
             """
             INSERT INTO usage_daily(day, tenant, model, requests, errors, tokens_in, tokens_out, cost_nano)
             VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
-            ON CONFLICT(day, tenant, model) DO UPDATE SET requests = requests + 1, errors = errors + ?4,
-              tokens_in = CAST(tokens_in + ?5 AS INTEGER), tokens_out = CAST(tokens_out + ?6 AS INTEGER), cost_nano = CAST(cost_nano + ?7 AS INTEGER)
+            ON CONFLICT(day, tenant, model) DO UPDATE SET
+              requests = usage_daily.requests + 1, errors = usage_daily.errors + ?4,
+              tokens_in = CAST(usage_daily.tokens_in + ?5 AS INTEGER),
+              tokens_out = CAST(usage_daily.tokens_out + ?6 AS INTEGER),
+              cost_nano = CAST(usage_daily.cost_nano + ?7 AS INTEGER)
             """
         ).run([
             .text(day), .text(record.tenant), .text(record.model ?? ""),
@@ -104,8 +107,9 @@ public struct ExecutionLog {
         try db.statement(
             """
             INSERT INTO usage_hourly(hour, tenant, requests, errors, cost_nano) VALUES (?1, ?2, 1, ?3, ?4)
-            ON CONFLICT(hour, tenant) DO UPDATE SET requests = requests + 1, errors = errors + ?3,
-              cost_nano = CAST(cost_nano + ?4 AS INTEGER)
+            ON CONFLICT(hour, tenant) DO UPDATE SET
+              requests = usage_hourly.requests + 1, errors = usage_hourly.errors + ?3,
+              cost_nano = CAST(usage_hourly.cost_nano + ?4 AS INTEGER)
             """
         ).run([
             .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),

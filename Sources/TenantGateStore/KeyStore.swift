@@ -14,10 +14,10 @@ public struct KeyInfo: Sendable {
 
 /// Issues, lists and revokes gateway API keys; stores only their SHA-256.
 public struct KeyStore {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
     /// Wraps a connection.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
 

@@ -5,10 +5,10 @@ import TenantGateSystem
 /// every worker, survive restarts and never disagree with the execution log) and read back by the scrape.
 /// The only place that knows how they are named and stored.
 public struct MetricCounters {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
     /// Counters over `db`.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// Counts one settled request: requests, tokens, cost, durations and limit refusals.
     public func count(_ record: ExecutionRecord) throws {
@@ -66,7 +66,7 @@ public struct MetricCounters {
         try db.statement(
             """
             INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(value + ?4 AS INTEGER)
+            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(metric_counters.value + ?4 AS INTEGER)
             """
         ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
     }

@@ -31,9 +31,9 @@ public struct StoredResponse: Sendable {
 /// (`resp_` + 48 hex digits). Each tenant keeps at most `maxStored` (the oldest go first) for its
 /// retention.
 public struct ResponseStore {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// Most turns a `previous_response_id` chain is followed back.
     public static let maxChain = 512

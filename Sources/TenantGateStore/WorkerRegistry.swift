@@ -2,10 +2,10 @@ import TenantGateSystem
 
 /// The worker processes alive, as each reports itself (pid, start, last seen, requests in flight).
 public struct WorkerRegistry {
-    private let db: SQLiteConnection
+    private let db: any SQLConnection
 
     /// A registry over `db`.
-    public init(_ db: SQLiteConnection) { self.db = db }
+    public init(_ db: any SQLConnection) { self.db = db }
 
     /// Worker `pid` is alive with `inFlight` requests; rows unseen for a minute are dropped.
     public func beat(pid: Int32, startedMs: Int64, nowMs: Int64, inFlight: Int) throws {

@@ -161,7 +161,7 @@ public final class PostgresConnection {
         }
         nextName += 1
         let name = "tg\(nextName)"
-        PQclear(try check(PQprepare(conn, name, PostgresSQL.placeholders(sql), 0, nil)))
+        PQclear(try check(PQprepare(conn, name, PostgresSQL.translate(sql), 0, nil)))
         prepared[sql] = name
         return name
     }
@@ -280,6 +280,15 @@ public final class PostgresConnection {
 /// the largest number so far), leaving string literals, quoted identifiers and comments alone. Done once
 /// per statement, when it is prepared.
 public enum PostgresSQL {
+    /// The store's SQL (SQLite's dialect, kept to what both engines share) as PostgreSQL takes it:
+    /// parameters numbered (`placeholders`); SQLite's two-argument scalar `MAX(0, x)` as `GREATEST(0, x)`
+    /// (typed bigint, so a parameter in it is not taken for a 32-bit integer); `CAST(… AS INTEGER)` as
+    /// `BIGINT` (SQLite's integers are 64-bit, PostgreSQL's `integer` is not).
+    public static func translate(_ sql: String) -> String {
+        placeholders(sql).replacing("MAX(0, ", with: "GREATEST(0::bigint, ").replacing(
+            " AS INTEGER)", with: " AS BIGINT)")
+    }
+
     public static func placeholders(_ sql: String) -> String {
         let bytes = Array(sql.utf8)
         var out: [UInt8] = []

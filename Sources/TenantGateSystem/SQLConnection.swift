@@ -24,10 +24,15 @@ public protocol StorageFailure: Error {
 ///   committed before it, and none commits in between.
 public protocol SQLConnection: AnyObject {
     var engine: SQLEngine { get }
+    /// The database file (SQLite). On PostgreSQL a name inside `TENANTGATE_HOME`, so that what is kept
+    /// next to the database file (`master.key`) is found in the home directory.
+    var path: String { get }
     /// Runs statements without parameters (schema, pragmas).
     func execute(_ sql: String) throws
     /// Runs one statement with `bindings`; returns its rows.
     @discardableResult func query(_ sql: String, _ bindings: [SQLValue]) throws -> [[SQLValue]]
+    /// `sql` prepared on this connection (once, on first use) for running many times.
+    func prepared(_ sql: String) throws -> any SQLStatement
     /// Runs `body` as one write transaction (see above), rolling back if it throws.
     func writeTransaction<T>(_ body: () throws -> T) throws -> T
     /// Rows changed by the last statement.
@@ -36,6 +41,7 @@ public protocol SQLConnection: AnyObject {
 
 extension SQLiteConnection: SQLConnection {
     public var engine: SQLEngine { .sqlite }
+    public func prepared(_ sql: String) throws -> any SQLStatement { try statement(sql) }
     public func writeTransaction<T>(_ body: () throws -> T) throws -> T { try transaction(body) }
 }
 
@@ -43,6 +49,8 @@ extension SQLiteError: StorageFailure {}
 
 extension PostgresConnection: SQLConnection {
     public var engine: SQLEngine { .postgres }
+    public var path: String { (Posix.env("TENANTGATE_HOME") ?? ".") + "/postgres" }
+    public func prepared(_ sql: String) throws -> any SQLStatement { PostgresStatement(self, sql) }
 
     /// The advisory lock key every write transaction takes (any constant; "TGWR" in ASCII).
     static let writeLockKey: Int64 = 0x5447_5752
@@ -67,4 +75,87 @@ extension PostgresError: StorageFailure {
         default: return "unavailable"
         }
     }
+}
+
+/// The current row while a statement's rows are walked (`SQLStatement.forEach`), read in place.
+public protocol SQLRow {
+    func int(_ index: Int32) -> Int64
+    func text(_ index: Int32) -> String
+    func appendText(_ index: Int32, to out: inout [UInt8])
+    func appendBlob(_ index: Int32, to out: inout [UInt8])
+    func textEquals(_ index: Int32, _ bytes: [UInt8]) -> Bool
+}
+
+/// A statement prepared once per connection and run many times.
+public protocol SQLStatement: AnyObject {
+    /// Runs it with `values`; returns every row.
+    func all(_ values: [SQLValue]) throws -> [[SQLValue]]
+    /// Runs it with `values`, for no rows.
+    func run(_ values: [SQLValue]) throws
+    /// Runs it with `values`, calling `body` for each row (valid only inside `body`).
+    func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws
+}
+
+extension SQLStatement {
+    public func all() throws -> [[SQLValue]] { try all([]) }
+    public func run() throws { try run([]) }
+    public func forEach(_ values: [SQLValue] = [], _ body: (any SQLRow) -> Void) throws { try each(values, body) }
+}
+
+extension SQLConnection {
+    /// `sql` prepared on this connection (once) for running many times.
+    public func statement(_ sql: String) throws -> any SQLStatement { try prepared(sql) }
+    /// A write transaction (see `writeTransaction`).
+    public func transaction<T>(_ body: () throws -> T) throws -> T { try writeTransaction(body) }
+    @discardableResult public func query(_ sql: String) throws -> [[SQLValue]] { try query(sql, []) }
+}
+
+extension SQLiteRow: SQLRow {}
+
+extension SQLiteStatement: SQLStatement {
+    public func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws {
+        try forEach(values) { row in body(row) }
+    }
+}
+
+/// A statement on PostgreSQL: the connection prepares it on first use (`PostgresConnection.query`).
+final class PostgresStatement: SQLStatement {
+    private unowned let connection: PostgresConnection
+    private let sql: String
+
+    init(_ connection: PostgresConnection, _ sql: String) {
+        self.connection = connection
+        self.sql = sql
+    }
+
+    func all(_ values: [SQLValue]) throws -> [[SQLValue]] { try connection.query(sql, values) }
+    func run(_ values: [SQLValue]) throws { try connection.query(sql, values) }
+    func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws {
+        for row in try connection.query(sql, values) { body(ValuesRow(values: row)) }
+    }
+}
+
+/// A row already read into values; reads as SQLite's columns do (a missing or NULL column is 0 or "",
+/// an integer read as text is its digits).
+struct ValuesRow: SQLRow {
+    let values: [SQLValue]
+
+    private func value(_ index: Int32) -> SQLValue {
+        index >= 0 && Int(index) < values.count ? values[Int(index)] : .null
+    }
+    func int(_ index: Int32) -> Int64 { value(index).int ?? 0 }
+    func text(_ index: Int32) -> String {
+        switch value(index) {
+        case .text(let text): return text
+        case .int(let int): return String(int)
+        case .double(let double): return String(double)
+        case .blob(let bytes): return String(decoding: bytes, as: UTF8.self)
+        case .null: return ""
+        }
+    }
+    func appendText(_ index: Int32, to out: inout [UInt8]) { out.append(contentsOf: text(index).utf8) }
+    func appendBlob(_ index: Int32, to out: inout [UInt8]) {
+        if case .blob(let bytes) = value(index) { out.append(contentsOf: bytes) } else { appendText(index, to: &out) }
+    }
+    func textEquals(_ index: Int32, _ bytes: [UInt8]) -> Bool { text(index).utf8.elementsEqual(bytes) }
 }

@@ -20,8 +20,10 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
 }
 
 @Suite struct AccountingTests {
-    @Test func slidingWindowAdmitsExactlyTheLimitInAnySixtySeconds() throws {
-        let store = AccountingStore(try tempDB())
+    @Test(arguments: TestEngine.available) func slidingWindowAdmitsExactlyTheLimitInAnySixtySeconds(
+        _ engine: TestEngine
+    ) throws {
+        let store = AccountingStore(try testDB(engine))
         let l = try limits(#"{"rate_limit":{"requests_per_minute":3}}"#)
         for t in [0, 10_000, 20_000] as [Int64] {
             _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + t, expiresMs: day0 + t + 1000)
@@ -38,8 +40,8 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         _ = try store.reserve(tenant: "b", limits: l, need: one, nowMs: day0 + 30_000, expiresMs: day0 + 31_000)
     }
 
-    @Test func clockJumpingBackDoesNotResetTheWindow() throws {
-        let store = AccountingStore(try tempDB())
+    @Test(arguments: TestEngine.available) func clockJumpingBackDoesNotResetTheWindow(_ engine: TestEngine) throws {
+        let store = AccountingStore(try testDB(engine))
         let l = try limits(#"{"rate_limit":{"requests_per_minute":1}}"#)
         _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 100_000, expiresMs: day0 + 200_000)
         #expect(throws: LimitRefusal.self) {
@@ -47,8 +49,8 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         }
     }
 
-    @Test func tokenWindowCountsReservedThenActualTokens() throws {
-        let store = AccountingStore(try tempDB())
+    @Test(arguments: TestEngine.available) func tokenWindowCountsReservedThenActualTokens(_ engine: TestEngine) throws {
+        let store = AccountingStore(try testDB(engine))
         let l = try limits(#"{"rate_limit":{"tokens_per_minute":25}}"#)
         let (id, status) = try store.reserve(
             tenant: "a", limits: l, need: Reservation(promptTokens: 10, completionTokens: 10, costNano: 0), nowMs: day0,
@@ -61,8 +63,8 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 3, expiresMs: day0 + 1000)
     }
 
-    @Test func dailyBudgetResetsAtUTCMidnight() throws {
-        let store = AccountingStore(try tempDB())
+    @Test(arguments: TestEngine.available) func dailyBudgetResetsAtUTCMidnight(_ engine: TestEngine) throws {
+        let store = AccountingStore(try testDB(engine))
         let l = try limits(#"{"budget":{"daily_tokens":100}}"#)
         try store.settle(reservation: nil, record: record("a", at: day0 + 86_399_000, tokens: 90))
         let big = Reservation(promptTokens: 10, completionTokens: 10, costNano: 0)
@@ -72,8 +74,10 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         _ = try store.reserve(tenant: "a", limits: l, need: big, nowMs: day0 + 86_400_001, expiresMs: day0 + 86_401_000)
     }
 
-    @Test func softBudgetWarnsAndGlobalBudgetRefusesAsGlobal() throws {
-        let store = AccountingStore(try tempDB())
+    @Test(arguments: TestEngine.available) func softBudgetWarnsAndGlobalBudgetRefusesAsGlobal(_ engine: TestEngine)
+        throws
+    {
+        let store = AccountingStore(try testDB(engine))
         try store.settle(reservation: nil, record: record("other", at: day0, cost: 900))
         let soft = try limits(#"{"budget":{"daily_usd":0.0000005,"enforcement":"soft"}}"#)
         let (_, status) = try store.reserve(tenant: "a", limits: soft, need: one, nowMs: day0, expiresMs: day0 + 1)
@@ -84,8 +88,10 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         }
     }
 
-    @Test func failureReleasesEverythingAndSweepFreesDeadReservations() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func failureReleasesEverythingAndSweepFreesDeadReservations(
+        _ engine: TestEngine
+    ) throws {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         let l = try limits(#"{"rate_limit":{"requests_per_minute":1},"budget":{"daily_tokens":10}}"#)
         let (id, _) = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0, expiresMs: day0 + 1000)
@@ -102,8 +108,8 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 2001, expiresMs: day0 + 3000)
     }
 
-    @Test func rollupsAndPrune() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func rollupsAndPrune(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         try store.settle(reservation: nil, record: record("a", at: day0 - 100 * 86_400_000, cost: 5))
         try store.settle(reservation: nil, record: record("a", at: day0, cost: 7))
@@ -162,12 +168,12 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         return try result.get()
     }
 
-    func windowRequests(_ db: SQLiteConnection) throws -> Int64 {
+    func windowRequests(_ db: any SQLConnection) throws -> Int64 {
         try db.query("SELECT COALESCE(SUM(amount), 0) FROM rate_log WHERE kind = 'r'").first?.first?.int ?? -1
     }
 
-    @Test func aLeaseIsGrantedWithRoomAndSizedByIt() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func aLeaseIsGrantedWithRoomAndSizedByIt(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         let l = try limits(#"{"rate_limit":{"requests_per_minute":100},"budget":{"daily_tokens":100000}}"#)
         let first = try lease(store, l, at: day0)
@@ -179,8 +185,8 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(first.status.requestsRemaining == 88)
     }
 
-    @Test func nearALimitAdmissionIsExact() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func nearALimitAdmissionIsExact(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         let l = try limits(#"{"rate_limit":{"requests_per_minute":7}}"#)
         let admission = try lease(store, l, at: day0)
@@ -188,14 +194,16 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(try windowRequests(db) == 1)
         // A hard budget with little room left: exact as well.
         let budget = try limits(#"{"budget":{"daily_tokens":50,"enforcement":"hard"}}"#)
-        #expect(try lease(AccountingStore(try tempDB()), budget, at: day0).lease == nil)
+        #expect(try lease(AccountingStore(try testDB(engine)), budget, at: day0).lease == nil)
         // A soft budget never limits the lease.
         let soft = try limits(#"{"budget":{"daily_tokens":50,"enforcement":"soft"}}"#)
-        #expect(try lease(AccountingStore(try tempDB()), soft, at: day0).lease != nil)
+        #expect(try lease(AccountingStore(try testDB(engine)), soft, at: day0).lease != nil)
     }
 
-    @Test func settlingAndRetiringALeaseLeavesExactlyWhatWasUsed() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func settlingAndRetiringALeaseLeavesExactlyWhatWasUsed(_ engine: TestEngine)
+        throws
+    {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         let l = try limits(#"{"rate_limit":{"requests_per_minute":1000},"budget":{"daily_tokens":100000}}"#)
         let admission = try lease(store, l, at: day0)
@@ -219,8 +227,10 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(try db.query("SELECT COUNT(*) FROM reservations").first?.first?.int == 0)
     }
 
-    @Test func aDeadWorkersLeaseExpiresAndItsCapacityComesBack() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func aDeadWorkersLeaseExpiresAndItsCapacityComesBack(_ engine: TestEngine)
+        throws
+    {
+        let db = try testDB(engine)
         let store = AccountingStore(db)
         let l = try limits(#"{"rate_limit":{"requests_per_minute":100}}"#)
         _ = try lease(store, l, at: day0)

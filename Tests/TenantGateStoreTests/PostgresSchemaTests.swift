@@ -112,3 +112,24 @@ struct PostgresSchemaTests {
         #expect(try db.query("SELECT \"user\" FROM admin_sessions") == [[.text("root")]])
     }
 }
+
+/// The engines a store test runs on: SQLite always, PostgreSQL when `TG_TEST_POSTGRES_URL` is set.
+enum TestEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite, postgres
+
+    static var available: [TestEngine] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgres] }
+    var testDescription: String { rawValue }
+}
+
+/// A migrated database of the test's own: a SQLite file, or a PostgreSQL schema.
+func testDB(_ engine: TestEngine) throws -> any SQLConnection {
+    switch engine {
+    case .sqlite: return try tempDB()
+    case .postgres:
+        let db = try PostgresConnection(url: postgresURL ?? "")
+        let name = "s_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
+        try db.execute("CREATE SCHEMA \(name); SET search_path TO \(name)")
+        try PostgresSchema.migrate(db)
+        return db
+    }
+}
