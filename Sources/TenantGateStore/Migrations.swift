@@ -234,14 +234,16 @@ public enum Migrations {
         """,
     ]
 
-    /// The schema version stored in the database (0 for a new file).
-    public static func version(_ db: SQLiteConnection) throws -> Int {
-        Int(try db.query("PRAGMA user_version").first?.first?.int ?? 0)
+    /// The schema version stored in the database (0 for a new one).
+    public static func version(_ db: any SQLConnection) throws -> Int {
+        if let postgres = db as? PostgresConnection { return try PostgresSchema.version(postgres) }
+        return Int(try db.query("PRAGMA user_version").first?.first?.int ?? 0)
     }
 
-    /// Applies every missing step; returns how many ran.
+    /// Applies every missing step; returns how many ran. (On PostgreSQL: `PostgresSchema.migrate`.)
     @discardableResult
-    public static func migrate(_ db: SQLiteConnection) throws -> Int {
+    public static func migrate(_ db: any SQLConnection) throws -> Int {
+        if let postgres = db as? PostgresConnection { return try PostgresSchema.migrate(postgres) }
         var applied = 0
         while true {
             let ran: Bool = try db.transaction {

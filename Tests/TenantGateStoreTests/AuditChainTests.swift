@@ -8,8 +8,8 @@ import Testing
     let master = [UInt8](repeating: 7, count: 32)
 
     /// A database with two tenants' chains of five events each.
-    func filled() throws -> (SQLiteConnection, AuditChain) {
-        let db = try tempDB()
+    func filled(_ engine: TestEngine) throws -> (any SQLConnection, AuditChain) {
+        let db = try testDB(engine)
         let chain = try AuditChain(db, masterKey: master)
         try db.transaction {
             for i in 0..<5 {
@@ -23,12 +23,14 @@ import Testing
         return (db, chain)
     }
 
-    func fault(_ db: SQLiteConnection, _ chain: AuditChain, _ tenant: String = "acme") throws -> AuditFault? {
+    func fault(_ db: any SQLConnection, _ chain: AuditChain, _ tenant: String = "acme") throws -> AuditFault? {
         try chain.verify(tenant: tenant).first
     }
 
-    @Test func anIntactChainVerifiesAndContinuesAcrossRestarts() throws {
-        let (db, chain) = try filled()
+    @Test(arguments: TestEngine.available) func anIntactChainVerifiesAndContinuesAcrossRestarts(_ engine: TestEngine)
+        throws
+    {
+        let (db, chain) = try filled(engine)
         #expect(try chain.verify(tenant: nil).isEmpty)
         // A new process (a new chain object, the key opened again) continues the same chain.
         let again = try AuditChain(db, masterKey: master)
@@ -40,24 +42,24 @@ import Testing
         #expect(again.keyCheck == chain.keyCheck)
     }
 
-    @Test func everyTamperingIsFoundAtItsSeq() throws {
-        var (db, chain) = try filled()
+    @Test(arguments: TestEngine.available) func everyTamperingIsFoundAtItsSeq(_ engine: TestEngine) throws {
+        var (db, chain) = try filled(engine)
         try db.execute("UPDATE audit_events SET body = '{\"n\":9}' WHERE tenant = 'acme' AND seq = 3")
         #expect(try fault(db, chain)?.seq == 3)
         #expect(try fault(db, chain, "globex") == nil)
 
-        (db, chain) = try filled()
+        (db, chain) = try filled(engine)
         try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 2")
         #expect(try fault(db, chain)?.seq == 2)
 
-        (db, chain) = try filled()
+        (db, chain) = try filled(engine)
         // Swap two rows' places.
         try db.execute("UPDATE audit_events SET seq = -1 WHERE tenant = 'acme' AND seq = 2")
         try db.execute("UPDATE audit_events SET seq = 2 WHERE tenant = 'acme' AND seq = 3")
         try db.execute("UPDATE audit_events SET seq = 3 WHERE tenant = 'acme' AND seq = -1")
         #expect(try fault(db, chain)?.seq == 2)
 
-        (db, chain) = try filled()
+        (db, chain) = try filled(engine)
         // A forged row with an unkeyed hash in place of the MAC.
         let prev = try db.query("SELECT mac FROM audit_events WHERE tenant = 'acme' AND seq = 5")[0][0].blob ?? []
         try db.execute("UPDATE audit_heads SET seq = 6 WHERE tenant = 'acme'")
@@ -66,12 +68,12 @@ import Testing
         ).run([.blob(prev), .blob(Crypto.sha256(Array("acme6x".utf8)))])
         #expect(try fault(db, chain)?.seq == 6)
 
-        (db, chain) = try filled()
+        (db, chain) = try filled(engine)
         // The tail cut off.
         try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq >= 4")
         #expect(try fault(db, chain)?.reason.contains("cut off") == true)
 
-        (db, chain) = try filled()
+        (db, chain) = try filled(engine)
         // Another tenant's row replayed into this chain.
         try db.execute("DELETE FROM audit_events WHERE tenant = 'acme' AND seq = 4")
         try db.execute(
@@ -80,14 +82,14 @@ import Testing
         #expect(try fault(db, chain)?.seq == 4)
 
         // The wrong key fails at the first event.
-        let (db2, _) = try filled()
+        let (db2, _) = try filled(engine)
         try db2.execute("DELETE FROM audit_key")
         let other = try AuditChain(db2, masterKey: master)
         #expect(try other.verify(tenant: "acme").first?.seq == 1)
     }
 
-    @Test func retentionReanchorsAndTheRestStillVerifies() throws {
-        let (db, chain) = try filled()
+    @Test(arguments: TestEngine.available) func retentionReanchorsAndTheRestStillVerifies(_ engine: TestEngine) throws {
+        let (db, chain) = try filled(engine)
         #expect(try chain.prune(tenant: "acme", beforeMs: 3_500, nowMs: 10_000) == 3)
         #expect(try chain.verify(tenant: nil).isEmpty)
         #expect(try chain.events(tenant: "acme").first?.seq == 4)
@@ -96,8 +98,10 @@ import Testing
         #expect(try chain.verify(tenant: "acme").first != nil)
     }
 
-    @Test func theKeyIsSealedUnderTheMasterKeyAndSurvivesItsRotation() throws {
-        let (db, chain) = try filled()
+    @Test(arguments: TestEngine.available) func theKeyIsSealedUnderTheMasterKeyAndSurvivesItsRotation(
+        _ engine: TestEngine
+    ) throws {
+        let (db, chain) = try filled(engine)
         #expect(try db.query("SELECT sealed FROM audit_key")[0][0].int == 1)
         #expect(throws: (any Error).self) { try AuditChain(db, masterKey: nil) }
         let next = [UInt8](repeating: 9, count: 32)
@@ -106,8 +110,10 @@ import Testing
         #expect(try rotated.verify(tenant: nil).isEmpty && rotated.keyCheck == chain.keyCheck)
     }
 
-    @Test func anAuditKeyThatCannotBeOpenedNeverStopsAccounting() throws {
-        let (db, _) = try filled()  // the key is sealed under a master key this process cannot find
+    @Test(arguments: TestEngine.available) func anAuditKeyThatCannotBeOpenedNeverStopsAccounting(_ engine: TestEngine)
+        throws
+    {
+        let (db, _) = try filled(engine)  // the key is sealed under a master key this process cannot find
         var record = ExecutionRecord(requestID: "r-1", atMs: 5_000, tenant: "acme", status: 200)
         record.policyTriggers = [
             PolicyTrigger(

@@ -37,32 +37,32 @@ let yaml = """
     """
 
 @Suite struct StoreTests {
-    func importYAML(_ db: SQLiteConnection, _ text: String, prune: Bool = false) throws {
+    func importYAML(_ db: any SQLConnection, _ text: String, prune: Bool = false) throws {
         let document = try ConfigState.validateFile(try YAMLConfig.parse(text))
         try ConfigStore(db).apply { $0.merging(document, prune: prune) }
     }
 
-    @Test func migrationsAreIdempotent() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func migrationsAreIdempotent(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         #expect(try Migrations.version(db) == Migrations.current)
         #expect(try Migrations.migrate(db) == 0)
     }
 
-    @Test func importIsIdempotentAndExportRoundTrips() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func importIsIdempotentAndExportRoundTrips(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         let store = ConfigStore(db)
         try importYAML(db, yaml)
         let version = try store.version()
         try importYAML(db, yaml)
         #expect(try store.version() == version)
         let exported = YAMLConfig.render(try store.loadState().document())
-        let other = try tempDB()
+        let other = try testDB(engine)
         try importYAML(other, exported)
         #expect(try ConfigStore(other).loadState() == (try store.loadState()))
     }
 
-    @Test func invalidImportChangesNothing() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func invalidImportChangesNothing(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         try importYAML(db, yaml)
         let before = try ConfigStore(db).loadState()
         let version = try ConfigStore(db).version()
@@ -97,8 +97,8 @@ let yaml = """
         #expect(throws: ConfigError.self) { try YAMLConfig.parse("a: [1, 2\n") }
     }
 
-    @Test func keysAreHashedVerifiedAndRevoked() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func keysAreHashedVerifiedAndRevoked(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         try importYAML(db, yaml)
         let keys = KeyStore(db)
         let (id, secret) = try keys.create(tenant: "acme", name: "ci")
@@ -121,8 +121,8 @@ let yaml = """
         #expect(throws: StoreError.self) { try keys.create(tenant: "nobody", name: "") }
     }
 
-    @Test func deletingATenantRevokesItsKeys() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func deletingATenantRevokesItsKeys(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         try importYAML(db, yaml)
         let (_, secret) = try KeyStore(db).create(tenant: "acme", name: "")
         try importYAML(db, "tenants:\n  acme: null\n")
@@ -134,8 +134,8 @@ let yaml = """
         }
     }
 
-    @Test func hostileStringsAreStoredLiterally() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func hostileStringsAreStoredLiterally(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         try importYAML(db, yaml)
         try importYAML(db, "tenants:\n  acme: {name: \"x'); DROP TABLE tenants;-- <script>\"}\n")
         #expect(
@@ -191,24 +191,26 @@ let yaml = """
         + "models: {m: {backend: demo}}\n"
         + "tenants: {acme: {models: [m], upstream_keys: {up: sk-live-secret-0123456789}}}\n"
 
-    func apply(_ db: SQLiteConnection, _ yaml: String, key: [UInt8]?) throws {
+    func apply(_ db: any SQLConnection, _ yaml: String, key: [UInt8]?) throws {
         let document = try ConfigState.validateFile(try YAMLConfig.parse(yaml))
         try ConfigStore(db).apply(masterKey: key) { $0.merging(document, prune: false) }
     }
 
-    @Test func withoutAMasterKeyNothingIsStored() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func withoutAMasterKeyNothingIsStored(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         #expect(throws: ConfigError.self) { try apply(db, text, key: nil) }
         #expect(try ConfigStore(db).loadState().tenants.isEmpty)
     }
 
-    @Test func keysAreSealedReferencedAndOpenedOnlyWithTheMasterKey() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func keysAreSealedReferencedAndOpenedOnlyWithTheMasterKey(
+        _ engine: TestEngine
+    ) throws {
+        let db = try testDB(engine)
         let master = try Crypto.randomBytes(32)
         try apply(db, text, key: master)
         let json = try ConfigStore(db).loadState().tenants["acme"]?["upstream_keys"]?["up"]?.stringValue
         #expect(json == "encrypted:sk-…6789")
-        let raw = try db.query("SELECT group_concat(json) FROM tenants").first?.first?.text ?? ""
+        let raw = try db.query("SELECT json FROM tenants").compactMap { $0.first?.text }.joined(separator: ",")
         #expect(!raw.contains("sk-live-secret"))
         let sealed = try db.query("SELECT sealed FROM upstream_keys").first?.first?.blob ?? []
         #expect(!String(decoding: sealed, as: UTF8.self).contains("sk-live"))
@@ -232,8 +234,8 @@ let yaml = """
         #expect(try db.query("SELECT COUNT(*) FROM upstream_keys").first?.first?.int == 0)
     }
 
-    @Test func aReferenceToNothingIsRefused() throws {
-        let db = try tempDB()
+    @Test(arguments: TestEngine.available) func aReferenceToNothingIsRefused(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
         let yaml = text.replacingOccurrences(of: "sk-live-secret-0123456789", with: "\"encrypted:sk-…6789\"")
         #expect(throws: ConfigError.self) { try apply(db, yaml, key: try Crypto.randomBytes(32)) }
     }
