@@ -21,7 +21,8 @@ public struct AdminApp: AdminResponder {
     /// An app over the database at `dbPath`.
     public init(dbPath: String) { self.dbPath = dbPath }
 
-    public func respond(to request: Request, sink: any ResponseSink, db: SQLiteConnection, config: GatewayConfig) -> Int
+    public func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
+        -> Int
     {
         var context = AdminContext(request: request, db: db, config: config, dbPath: dbPath)
         let reply: AdminReply
@@ -168,12 +169,12 @@ enum AdminProblem: Error {
 /// One admin request: the request, its session, its form, and the stores it may use.
 struct AdminContext {
     let request: Request
-    let db: SQLiteConnection
+    let db: any SQLConnection
     let config: GatewayConfig
     let dbPath: String
     var session: AdminSession?
 
-    init(request: Request, db: SQLiteConnection, config: GatewayConfig, dbPath: String) {
+    init(request: Request, db: any SQLConnection, config: GatewayConfig, dbPath: String) {
         self.request = request
         self.db = db
         self.config = config

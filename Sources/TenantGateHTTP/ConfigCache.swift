@@ -18,7 +18,7 @@ public final class ConfigCache: Sendable {
         self.dbPath = dbPath
         self.log = log
         self.intervalMs = intervalMs
-        let db = try SQLiteConnection(path: dbPath, cacheKiB: 256)
+        let db = try Database.open(path: dbPath, cacheKiB: 256)
         let config = try ConfigStore(db).snapshot(masterKey: ConfigCache.masterKey(dbPath, log: log))
         ConfigCache.reportUnopenedKeys(config, log: log)
         current = Locked((config, ConfigCache.jwtCheck(config.jwt, log: log)))
@@ -94,13 +94,13 @@ public final class ConfigCache: Sendable {
     public func startPolling() {
         let path = dbPath
         OSThread.start { [self] in
-            var db: SQLiteConnection?
+            var db: (any SQLConnection)?
             var ticks = 0
             while true {
                 Posix.sleepMs(intervalMs)
                 ticks += 1
                 do {
-                    let conn = try db ?? SQLiteConnection(path: path, cacheKiB: 256)
+                    let conn = try db ?? Database.open(path: path, cacheKiB: 256)
                     db = conn
                     let store = ConfigStore(conn)
                     let seen = current.withLock { $0.config.version }

@@ -44,7 +44,7 @@ extension Gateway {
         return 200
     }
 
-    private func scrape(_ db: SQLiteConnection, resources: ThreadResources) throws -> [UInt8] {
+    private func scrape(_ db: any SQLConnection, resources: ThreadResources) throws -> [UInt8] {
         let now = Posix.wallMicros() / 1000
         var renderer = MetricsFormat.Renderer(help: Gateway.metricHelp, capacity: 1 << 20)
         try MetricCounters(db).render(into: &renderer)

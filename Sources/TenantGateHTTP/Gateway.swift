@@ -121,7 +121,7 @@ final class Gateway: Sendable {
             failure = retryable.error
         } catch let error as GatewayError {
             failure = error
-        } catch let error as SQLiteError where error.isStorageFailure {
+        } catch let error as any StorageFailure where error.isStorageFailure {
             // The disk is full, a write failed or the database stayed locked past the busy timeout: the
             // transaction rolled back, nothing changed; the client may retry later.
             failure = .serviceUnavailable("the database cannot take the write now (\(error.reason))")

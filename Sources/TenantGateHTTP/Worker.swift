@@ -276,7 +276,7 @@ public final class Worker: Sendable {
 final class Heartbeat {
     private let dbPath: String
     private let log: AppLog
-    private var db: SQLiteConnection?
+    private var db: (any SQLConnection)?
     private let started = Posix.wallMicros() / 1000
 
     init(dbPath: String, log: AppLog) {
@@ -287,7 +287,7 @@ final class Heartbeat {
 
     func beat(inFlight: Int) {
         do {
-            let conn = try db ?? SQLiteConnection(path: dbPath, cacheKiB: 64)
+            let conn = try db ?? Database.open(path: dbPath, cacheKiB: 64)
             db = conn
             try WorkerRegistry(conn).beat(
                 pid: Posix.pid, startedMs: started, nowMs: Posix.wallMicros() / 1000, inFlight: inFlight)

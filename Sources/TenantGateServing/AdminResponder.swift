@@ -5,5 +5,5 @@ import TenantGateSystem
 public protocol AdminResponder: Sendable {
     /// Answers one request completely on `sink` (using this thread's `db` connection and the worker's
     /// configuration snapshot); returns the status it sent.
-    func respond(to request: Request, sink: any ResponseSink, db: SQLiteConnection, config: GatewayConfig) -> Int
+    func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig) -> Int
 }

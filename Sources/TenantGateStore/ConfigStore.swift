@@ -54,8 +54,8 @@ public struct ConfigStore {
             try db.statement("DELETE FROM cache_usage WHERE tenant = ?").run([.text(id)])
             try db.statement("DELETE FROM cache_vectors WHERE tenant = ?").run([.text(id)])
             // So do its document collections (documents, chunks and each collection's index).
-            if let sqlite = db as? SQLiteConnection {
-                try DocumentStore(sqlite).deleteTenant(id)
+            if let documents = DocumentStore.of(db) {
+                try documents.deleteTenant(id)
             } else {
                 // Document search is SQLite's (FTS5): elsewhere only the rows exist (chunks cascade).
                 try db.statement("DELETE FROM doc_collections WHERE tenant = ?").run([.text(id)])

@@ -6,19 +6,19 @@ import TenantGateSystem
 /// hundreds of request threads a page cache and a schema copy; these are checked out per use instead.
 public final class ConnectionPool: @unchecked Sendable {  // one thread at a time holds a connection
 
-    private let free: Locked<[SQLiteConnection]>
+    private let free: Locked<[any SQLConnection]>
     private let available: DispatchSemaphore
 
     /// Opens `count` connections to `path`.
     public init(path: String, count: Int, cacheKiB: Int) throws {
-        var connections: [SQLiteConnection] = []
-        for _ in 0..<max(1, count) { connections.append(try SQLiteConnection(path: path, cacheKiB: cacheKiB)) }
+        var connections: [any SQLConnection] = []
+        for _ in 0..<max(1, count) { connections.append(try Database.open(path: path, cacheKiB: cacheKiB)) }
         free = Locked(connections)
         available = DispatchSemaphore(value: connections.count)
     }
 
     /// Runs `body` with a connection of its own (waiting for one if all are in use).
-    public func with<T>(_ body: (SQLiteConnection) throws -> T) rethrows -> T {
+    public func with<T>(_ body: (any SQLConnection) throws -> T) rethrows -> T {
         available.wait()
         let connection = free.withLock { $0.removeLast() }
         defer {

@@ -73,6 +73,12 @@ public struct DocumentStore {
 
     public init(_ db: SQLiteConnection) { self.db = db }
 
+    /// The document store over `db`, nil on PostgreSQL: collections are searched with SQLite's FTS5 and
+    /// kept on SQLite only.
+    public static func of(_ db: any SQLConnection) -> DocumentStore? {
+        (db as? SQLiteConnection).map(DocumentStore.init)
+    }
+
     static func index(_ id: Int64) -> String { "doc_fts_\(id)" }
 
     // MARK: collections

@@ -5,21 +5,21 @@ import TenantGateSystem
 /// never used by two threads at once. One shared connection keeps its page cache warm, where a connection
 /// per thread would find its cache invalidated by every other thread's commit.
 public final class SharedWriter: Sendable {
-    private let connection: Locked<SQLiteConnection>
+    private let connection: Locked<any SQLConnection>
 
     /// Takes `connection` over: nothing else may use it afterwards.
-    public init(_ connection: SQLiteConnection) { self.connection = Locked(connection) }
+    public init(_ connection: any SQLConnection) { self.connection = Locked(connection) }
 
     /// Opens the worker's write connection to `path`.
-    public convenience init(path: String) throws { self.init(try SQLiteConnection(path: path, cacheKiB: 4096)) }
+    public convenience init(path: String) throws { self.init(try Database.open(path: path, cacheKiB: 4096)) }
 
     /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT` (rolled back if it throws).
-    public func withTransaction<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+    public func withTransaction<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         try connection.withLock { db in try db.transaction { try body(db) } }
     }
 
     /// Runs `body` holding the connection (reads, or transactions of its own).
-    public func read<T>(_ body: (SQLiteConnection) throws -> T) rethrows -> T {
+    public func read<T>(_ body: (any SQLConnection) throws -> T) rethrows -> T {
         try connection.withLock { db in try body(db) }
     }
 

@@ -37,12 +37,16 @@ public enum Maintenance {
     /// WAL frames past which a checkpoint restarts the log (32 MiB of 4 KiB pages).
     public static let restartFrames = 8192
 
-    /// Copies what it can of the WAL into the database without waiting for readers.
-    public static func checkpoint(_ db: SQLiteConnection) throws { _ = try db.checkpoint() }
+    /// Copies what it can of the WAL into the database without waiting for readers (SQLite; PostgreSQL
+    /// checkpoints by itself).
+    public static func checkpoint(_ db: any SQLConnection) throws {
+        if let sqlite = db as? SQLiteConnection { _ = try sqlite.checkpoint() }
+    }
 
     /// Checkpoints, and past `restartFrames` makes the WAL start over (briefly holding writers back):
     /// under constant load passive checkpoints never let it start over and its file grows without bound.
-    public static func boundWAL(_ db: SQLiteConnection) throws {
-        if try db.checkpoint() > restartFrames { _ = try db.checkpoint(restart: true) }
+    public static func boundWAL(_ db: any SQLConnection) throws {
+        guard let sqlite = db as? SQLiteConnection else { return }
+        if try sqlite.checkpoint() > restartFrames { _ = try sqlite.checkpoint(restart: true) }
     }
 }

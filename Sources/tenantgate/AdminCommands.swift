@@ -42,7 +42,7 @@ enum CLIAudit {
     static var user: String { "cli:" + (Posix.env("USER").flatMap { $0.isEmpty ? nil : $0 } ?? "unknown") }
 
     /// The hook for `ConfigStore.apply(…, written:)`: the audit entries commit with the change.
-    static func written(_ db: SQLiteConnection, action: String) -> (ConfigState, ConfigState) throws -> Void {
+    static func written(_ db: any SQLConnection, action: String) -> (ConfigState, ConfigState) throws -> Void {
         { before, after in
             try AdminStore(db).auditConfigChange(
                 user: user, address: "local", action: action, before: before, after: after,
@@ -52,7 +52,7 @@ enum CLIAudit {
 
     /// One entry, inside the caller's transaction.
     static func entry(
-        _ db: SQLiteConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
+        _ db: any SQLConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
     ) throws {
         try AdminStore(db).audit(
             user: user, address: "local", action: action, target: target, before: before?.jsonString,
@@ -61,7 +61,7 @@ enum CLIAudit {
 
     /// One entry, in its own transaction.
     static func record(
-        _ db: SQLiteConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
+        _ db: any SQLConnection, action: String, target: String, before: JSONValue? = nil, after: JSONValue? = nil
     ) throws {
         let admin = AdminStore(db)
         try admin.transaction {

@@ -9,7 +9,15 @@ struct DocsCommand: ParsableCommand {
         subcommands: [Add.self, List.self, Remove.self, Search.self, Bench.self])
 
     /// The tenant's effective settings, or an error if it does not exist.
-    static func tenant(_ id: String, db: SQLiteConnection) throws -> TenantConfig {
+    /// The document store: collections are kept on SQLite only (FTS5).
+    static func documents(_ db: any SQLConnection) throws -> DocumentStore {
+        guard let store = DocumentStore.of(db) else {
+            throw CLIError("document collections are kept on SQLite only; this deployment runs on PostgreSQL")
+        }
+        return store
+    }
+
+    static func tenant(_ id: String, db: any SQLConnection) throws -> TenantConfig {
         let state = try ConfigStore(db).loadState()
         let config = try GatewayConfig(state: state, keys: [], version: 0)
         guard let tenant = config.tenants[id] else { throw CLIError("unknown tenant '\(id)'") }
@@ -54,7 +62,7 @@ struct DocsCommand: ParsableCommand {
                     chunks: DocumentChunker.chunks(text, rule: settings.chunking))
                 let now = Posix.wallMicros() / 1000
                 let (info, duplicate) = try db.transaction {
-                    let store = DocumentStore(db)
+                    let store = try DocsCommand.documents(db)
                     let found = try store.collection(tenant: tenant, name: collection)
                     if found == nil && create {
                         _ = try store.createCollection(
@@ -84,7 +92,7 @@ struct DocsCommand: ParsableCommand {
             try DocsCommand.checked {
                 let db = try global.open()
                 _ = try DocsCommand.tenant(tenant, db: db)
-                let store = DocumentStore(db)
+                let store = try DocsCommand.documents(db)
                 if let collection {
                     guard try store.collection(tenant: tenant, name: collection) != nil else {
                         throw CLIError("no collection '\(collection)' for tenant '\(tenant)'")
@@ -121,7 +129,7 @@ struct DocsCommand: ParsableCommand {
                 let db = try global.open()
                 _ = try DocsCommand.tenant(tenant, db: db)
                 let removed = try db.transaction {
-                    let store = DocumentStore(db)
+                    let store = try DocsCommand.documents(db)
                     if let id { return try store.deleteDocument(tenant: tenant, collection: collection, id: id) }
                     return try store.deleteCollection(tenant: tenant, name: collection)
                 }
@@ -146,7 +154,7 @@ struct DocsCommand: ParsableCommand {
                 _ = try DocsCommand.tenant(tenant, db: db)
                 let request = try SearchRequest.parse(
                     .object([("query", .string(query)), ("k", .int(k)), ("mode", .string("bm25"))]))
-                let store = DocumentStore(db)
+                let store = try DocsCommand.documents(db)
                 guard let found = try store.collection(tenant: tenant, name: collection) else {
                     throw CLIError("no collection '\(collection)' for tenant '\(tenant)'")
                 }
@@ -178,7 +186,7 @@ struct DocsCommand: ParsableCommand {
                 let db = try global.open()
                 var random = BenchText(seed: 42)
                 let settings = DocumentSettings()
-                let store = DocumentStore(db)
+                let store = try DocsCommand.documents(db)
                 let now = Posix.wallMicros() / 1000
                 if searchOnly { return try search(store, &random) }
                 // The neighbours: 1,000 tenants with a collection of the same name and 20 chunks each.

@@ -32,8 +32,8 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Opens the database and brings the schema up to date.
-    func open() throws -> SQLiteConnection {
-        let conn = try SQLiteConnection(path: path)
+    func open() throws -> any SQLConnection {
+        let conn = try Database.open(path: path)
         try Migrations.migrate(conn)
         return conn
     }
@@ -66,6 +66,9 @@ func reporting(_ body: () throws -> Void) throws {
     } catch let error as SQLiteError {
         printError("error: database: \(error)")
         throw ExitCode(1)
+    } catch let error as PostgresError {
+        printError("error: database: \(error)")
+        throw ExitCode(1)
     }
 }
 
@@ -76,7 +79,7 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let conn = try SQLiteConnection(path: global.path)
+            let conn = try Database.open(path: global.path)
             let applied = try Migrations.migrate(conn)
             print("schema version \(try Migrations.version(conn)) (\(applied) migration(s) applied)")
         }

@@ -183,7 +183,7 @@ enum TenantPage {
     /// The tenant's document collections with their newest documents, and a BM25 search box
     /// (`?collection=…&q=…` on this page; read-only, so a GET).
     private static func documents(_ context: AdminContext, id: String) throws -> HTML {
-        let store = DocumentStore(context.db)
+        guard let store = DocumentStore.of(context.db) else { return HTML() }
         let collections = try store.collections(tenant: id)
         guard !collections.isEmpty else { return HTML() }
         var body: HTML = """

@@ -78,11 +78,11 @@ struct DocumentSearcher {
             let depth = request.mode == .vector ? request.k : min(request.k * DocumentSearcher.hybridDepth, 200)
             let nearest = try resources.readers.with { db in
                 DocumentSearcher.nearest(
-                    query, in: try DocumentStore(db).vectors(tenant: tenant, collection: collection), k: depth)
+                    query, in: try DocumentStore.required(db).vectors(tenant: tenant, collection: collection), k: depth)
             }
             if request.mode == .vector {
                 let chunks = try resources.readers.with {
-                    try DocumentStore($0).chunks(tenant: tenant, collection: collection, ids: nearest)
+                    try DocumentStore.required($0).chunks(tenant: tenant, collection: collection, ids: nearest)
                 }
                 return chunks
             }
@@ -91,7 +91,7 @@ struct DocumentSearcher {
             let known = Dictionary(lexical.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
             let missing = fused.filter { known[$0.0] == nil }
             let fetched = try resources.readers.with {
-                try DocumentStore($0).chunks(tenant: tenant, collection: collection, ids: missing)
+                try DocumentStore.required($0).chunks(tenant: tenant, collection: collection, ids: missing)
             }
             var byID: [Int64: FoundChunk] = [:]
             for (id, chunk) in zip(missing.map(\.0), fetched) { byID[id] = chunk }
@@ -106,7 +106,7 @@ struct DocumentSearcher {
 
     private func bm25(_ query: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
         try resources.readers.with {
-            try DocumentStore($0).searchBM25(tenant: tenant, collection: collection, query: query, k: k)
+            try DocumentStore.required($0).searchBM25(tenant: tenant, collection: collection, query: query, k: k)
         }
     }
 

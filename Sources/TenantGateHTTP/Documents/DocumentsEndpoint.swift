@@ -58,7 +58,10 @@ struct DocumentsEndpoint {
     }
 
     private func collection(_ name: String) throws -> CollectionInfo {
-        guard let found = try resources.readers.with({ try DocumentStore($0).collection(tenant: tenant, name: name) })
+        guard
+            let found = try resources.readers.with({
+                try DocumentStore.required($0).collection(tenant: tenant, name: name)
+            })
         else { throw GatewayError.missing("Collection '\(name)'") }
         return found
     }
@@ -72,7 +75,7 @@ struct DocumentsEndpoint {
     // MARK: collections
 
     private func list() -> Int {
-        let rows = (try? resources.readers.with { try DocumentStore($0).collections(tenant: tenant) }) ?? []
+        let rows = (try? resources.readers.with { try DocumentStore.required($0).collections(tenant: tenant) }) ?? []
         return send(200, .object([("object", .string("list")), ("data", .array(rows.map(\.json)))]))
     }
 
@@ -99,7 +102,7 @@ struct DocumentsEndpoint {
         }
         let settings = settings
         let created = try resources.writer.withTransaction { db in
-            try DocumentStore(db).createCollection(
+            try DocumentStore.required(db).createCollection(
                 tenant: tenant, name: name, embeddingModel: model, settings: settings, nowMs: Posix.wallMicros() / 1000)
         }
         return send(201, created.json)
@@ -109,7 +112,7 @@ struct DocumentsEndpoint {
 
     private func deleteCollection(_ name: String) throws -> Int {
         let deleted = try resources.writer.withTransaction {
-            try DocumentStore($0).deleteCollection(tenant: tenant, name: name)
+            try DocumentStore.required($0).deleteCollection(tenant: tenant, name: name)
         }
         guard deleted else { throw GatewayError.missing("Collection '\(name)'") }
         return send(
@@ -121,14 +124,16 @@ struct DocumentsEndpoint {
 
     private func listDocuments(_ name: String) throws -> Int {
         _ = try collection(name)
-        let rows = try resources.readers.with { try DocumentStore($0).documents(tenant: tenant, collection: name) }
+        let rows = try resources.readers.with {
+            try DocumentStore.required($0).documents(tenant: tenant, collection: name)
+        }
         return send(200, .object([("object", .string("list")), ("data", .array(rows.map { $0.json() }))]))
     }
 
     private func showDocument(_ name: String, _ id: String) throws -> Int {
         guard DocumentSettings.isDocumentID(id),
             let (info, text) = try resources.readers.with({
-                try DocumentStore($0).document(tenant: tenant, collection: name, id: id)
+                try DocumentStore.required($0).document(tenant: tenant, collection: name, id: id)
             })
         else { throw GatewayError.missing("Document '\(DocumentSettings.isDocumentID(id) ? id : "?")'") }
         return send(200, info.json(text: text))
@@ -138,7 +143,7 @@ struct DocumentsEndpoint {
         let deleted =
             try DocumentSettings.isDocumentID(id)
             && resources.writer.withTransaction {
-                try DocumentStore($0).deleteDocument(tenant: tenant, collection: name, id: id)
+                try DocumentStore.required($0).deleteDocument(tenant: tenant, collection: name, id: id)
             }
         guard deleted else { throw GatewayError.missing("Document '\(DocumentSettings.isDocumentID(id) ? id : "?")'") }
         return send(
@@ -199,7 +204,7 @@ struct DocumentsEndpoint {
             text: text, source: source, format: format, chunks: DocumentChunker.chunks(text, rule: settings.chunking))
         // The same text again is the stored document: nothing is embedded or written twice.
         if let existing = try resources.readers.with({
-            try DocumentStore($0).duplicate(tenant: tenant, collection: collection, hash: document.hash)
+            try DocumentStore.required($0).duplicate(tenant: tenant, collection: collection, hash: document.hash)
         }) {
             return send(200, existing.json(duplicate: true))
         }
@@ -207,7 +212,7 @@ struct DocumentsEndpoint {
             document.vectors = try billed.embed(document.chunks, model: model)
         }
         let (info, duplicate) = try resources.writer.withTransaction { db in
-            try DocumentStore(db).add(
+            try DocumentStore.required(db).add(
                 document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000)
         }
         return send(duplicate ? 200 : 201, info.json(duplicate: duplicate))
@@ -236,5 +241,17 @@ struct DocumentsEndpoint {
             ("data", .array(chunks.map(\.json))), ("search_ms", .int(Int(Posix.monotonicMs() - started))),
         ])
         return send(200, body)
+    }
+}
+
+extension DocumentStore {
+    /// The document store over `db`. Collections are searched with SQLite's FTS5 and kept on SQLite only:
+    /// on a PostgreSQL deployment their endpoints answer 503, saying so.
+    static func required(_ db: any SQLConnection) throws -> DocumentStore {
+        guard let store = DocumentStore.of(db) else {
+            throw GatewayError.serviceUnavailable(
+                "Document collections are kept on SQLite only; this deployment runs on PostgreSQL.")
+        }
+        return store
     }
 }

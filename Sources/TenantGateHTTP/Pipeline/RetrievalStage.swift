@@ -67,7 +67,7 @@ struct RetrievalStage: Stage {
         let id = tenant.id.rawValue
         guard
             let collection = try services.resources.readers.with({
-                try DocumentStore($0).collection(tenant: id, name: settings.collection)
+                try DocumentStore.required($0).collection(tenant: id, name: settings.collection)
             })
         else {
             // A request that names a collection must get it; the tenant's standing setting is skipped.

@@ -27,7 +27,7 @@ final class SemanticIndex: Sendable {
     static let shared = SemanticIndex()
 
     /// The entries of `tenant` in `scope` with `signature`, at the database's current generation.
-    func entries(tenant: String, scope: [UInt8], signature: String, db: SQLiteConnection) throws -> [Entry] {
+    func entries(tenant: String, scope: [UInt8], signature: String, db: any SQLConnection) throws -> [Entry] {
         let store = CacheStore(db)
         let generation = try store.generation(tenant: tenant)
         let id = Array(tenant.utf8) + [0] + scope
