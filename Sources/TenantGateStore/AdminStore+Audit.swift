@@ -20,7 +20,7 @@ extension AdminStore {
         user: String, address: String, action: String, target: String, before: String?, after: String?, atMs: Int64
     ) throws {
         try db.statement(
-            "INSERT INTO admin_audit(at_ms, user, address, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO admin_audit(at_ms, \"user\", address, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)"
         ).run([
             .int(atMs), .text(user), .text(address), .text(action), .text(target), before.map { .text($0) } ?? .null,
             after.map { .text($0) } ?? .null,
@@ -63,7 +63,7 @@ extension AdminStore {
 
     /// Audit entries, newest first, before the id `beforeID` (keyset pagination).
     public func auditEntries(target: String?, beforeID: Int64?, limit: Int) throws -> [AuditEntry] {
-        var sql = "SELECT id, at_ms, user, address, action, target, before, after FROM admin_audit WHERE id < ?"
+        var sql = "SELECT id, at_ms, \"user\", address, action, target, before, after FROM admin_audit WHERE id < ?"
         var values: [SQLValue] = [.int(beforeID ?? Int64.max)]
         if let target {
             sql += " AND target = ?"

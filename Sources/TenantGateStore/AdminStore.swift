@@ -36,8 +36,8 @@ public struct AdminStore {
                   iterations = excluded.iterations, updated_at = excluded.updated_at
                 """
             ).run([.text(user), .blob(salt), .blob(hash), .int(Int64(AdminStore.iterations)), .int(nowMs / 1000)])
-            let existed = !(try db.query("SELECT 1 FROM admin_sessions WHERE user = ?", [.text(user)]).isEmpty)
-            try db.statement("DELETE FROM admin_sessions WHERE user = ?").run([.text(user)])
+            let existed = !(try db.query("SELECT 1 FROM admin_sessions WHERE \"user\" = ?", [.text(user)]).isEmpty)
+            try db.statement("DELETE FROM admin_sessions WHERE \"user\" = ?").run([.text(user)])
             try audit(
                 user: by, address: address, action: "admin_password", target: user, before: nil,
                 after: existed ? "{\"sessions_ended\":true}" : nil, atMs: nowMs)
@@ -65,21 +65,21 @@ public struct AdminStore {
     /// Whether `address` has logged in as `user` before (a known-good address keeps its way in while
     /// strangers are slowed down on the account).
     public func isKnownAddress(user: String, address: String) throws -> Bool {
-        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE user = ? AND address = ?")
+        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE \"user\" = ? AND address = ?")
             .all([.text(user), .text(address)]).isEmpty)
     }
 
     /// Whether the user has logged in successfully from any address.
     public func hasKnownAddresses(user: String) throws -> Bool {
-        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE user = ? LIMIT 1").all([.text(user)]).isEmpty)
+        !(try db.statement("SELECT 1 FROM admin_known_addresses WHERE \"user\" = ? LIMIT 1").all([.text(user)]).isEmpty)
     }
 
     /// Remembers a successful login's address for the user.
     public func rememberAddress(user: String, address: String, nowMs: Int64) throws {
         try db.statement(
             """
-            INSERT INTO admin_known_addresses(user, address, last_ms) VALUES (?1, ?2, ?3)
-            ON CONFLICT(user, address) DO UPDATE SET last_ms = excluded.last_ms
+            INSERT INTO admin_known_addresses(\"user\", address, last_ms) VALUES (?1, ?2, ?3)
+            ON CONFLICT(\"user\", address) DO UPDATE SET last_ms = excluded.last_ms
             """
         ).run([.text(user), .text(address), .int(nowMs)])
     }
@@ -124,7 +124,7 @@ public struct AdminStore {
         let csrf = Crypto.hex(try Crypto.randomBytes(32))
         try db.transaction {
             try db.statement(
-                "INSERT INTO admin_sessions(id_hash, user, csrf, address, created_ms, seen_ms) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO admin_sessions(id_hash, \"user\", csrf, address, created_ms, seen_ms) VALUES (?, ?, ?, ?, ?, ?)"
             ).run([
                 .blob(Crypto.sha256(Array(id.utf8))), .text(user), .text(csrf), .text(address), .int(nowMs),
                 .int(nowMs),
@@ -138,8 +138,10 @@ public struct AdminStore {
     public func session(id: String, nowMs: Int64, idleMs: Int64, absoluteMs: Int64) throws -> AdminSession? {
         let key = SQLValue.blob(Crypto.sha256(Array(id.utf8)))
         guard
-            let row = try db.statement("SELECT user, csrf, created_ms, seen_ms FROM admin_sessions WHERE id_hash = ?")
-                .all([key]).first,
+            let row = try db.statement(
+                "SELECT \"user\", csrf, created_ms, seen_ms FROM admin_sessions WHERE id_hash = ?"
+            )
+            .all([key]).first,
             let user = row[0].text, let csrf = row[1].text, let created = row[2].int, let seen = row[3].int
         else { return nil }
         if nowMs - seen > idleMs || nowMs - created > absoluteMs {

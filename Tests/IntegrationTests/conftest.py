@@ -255,8 +255,49 @@ tenants:
 """
 
 
+PG_URL = os.environ.get("TG_TEST_POSTGRES_URL")
+
+
+def pg_database():
+    """A new, empty database on the test PostgreSQL server (scripts/test starts it); returns its URL."""
+    name = "tg_" + os.urandom(6).hex()
+    subprocess.run(["psql", PG_URL, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def pg_literal(value):
+    if value is None:
+        return "NULL"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def read_pg(url, query, *args):
+    """Rows of a query on a PostgreSQL gateway database (through psql; `?` placeholders as for SQLite)."""
+    parts = query.split("?")
+    assert len(parts) == len(args) + 1, "one argument per ?"
+    text = parts[0] + "".join(pg_literal(a) + rest for a, rest in zip(args, parts[1:]))
+    out = subprocess.run(["psql", url, "-AtX", "-F", "\t", "-P", "null=\\N", "-c", text],
+                         check=True, capture_output=True, text=True).stdout
+
+    def value(field):
+        if field == "\\N":
+            return None
+        try:
+            return int(field)
+        except ValueError:
+            return field
+    return [tuple(value(f) for f in line.split("\t")) for line in out.splitlines()]
+
+
 class Stack:
-    def __init__(self, workers=2, threads=64, spawn_fcgi=False, socket_activation=False):
+    def __init__(self, workers=2, threads=64, spawn_fcgi=False, socket_activation=False, database_url=None,
+                 shares=None):
+        """`database_url`: run on that PostgreSQL database. `shares`: another stack whose store (and master
+        key, configuration and keys) this one shares, as a second host would."""
+        self.database_url = database_url or (shares.database_url if shares else None)
+        self.shares = shares
         self.spawn_fcgi = spawn_fcgi
         self.socket_activation = socket_activation
         self.listener = None
@@ -276,6 +317,10 @@ class Stack:
             "TG_TEST_ANTHROPIC_KEY": "sk-ant-upstream-secret-456",
             "TG_TEST_JWT_SECRET": JWT_SECRET,
         })
+        if self.database_url:
+            self.env["TENANTGATE_DATABASE_URL"] = self.database_url
+        if shares:
+            shutil.copy(shares.home / "master.key", self.home / "master.key")
         self.workers = workers
         self.threads = threads
         self.base = f"https://127.0.0.1:{self.https_port}"
@@ -293,8 +338,11 @@ class Stack:
         self.lib(f'tg_init_home "{self.home}" && tg_render_nginx "{self.home}"')
         config = self.home / "config.yaml"
         config.write_text(CONFIG.format(up=self.upstream.port, dead=free_port(), fault=self.faults.port))
-        self.cli("config", "import", str(config))
-        for tenant in ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
+        if self.shares:
+            self.keys = self.shares.keys
+        else:
+            self.cli("config", "import", str(config))
+        for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
                        "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
@@ -331,6 +379,8 @@ class Stack:
             env=self.env, pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
 
     def sql(self, query, *args):
+        if self.database_url:
+            return read_pg(self.database_url, query, *args)
         return read_sql(self.home / "tenantgate.db", query, *args)
 
     def worker_pids(self):

@@ -1,0 +1,94 @@
+"""The gateway on PostgreSQL (TENANTGATE_DATABASE_URL), and two complete stacks (two homes, two nginx, two
+worker pools, as two hosts would be) sharing one PostgreSQL database. scripts/test starts the server."""
+import threading
+
+import httpx
+import pytest
+
+from conftest import PG_URL, Stack, pg_database, wait_until
+from test_capacity import auth, hammer
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="needs TG_TEST_POSTGRES_URL (scripts/test starts a server)")
+
+
+@pytest.fixture(scope="module")
+def two_stacks():
+    first = Stack(workers=2, threads=32, database_url=pg_database()).start()
+    second = Stack(workers=2, threads=32, shares=first).start()
+    yield first, second
+    second.stop()
+    first.stop()
+
+
+def chat(stack, tenant, content, model="fast"):
+    return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=30,
+                      headers=auth(stack, tenant),
+                      json={"model": model, "messages": [{"role": "user", "content": content}]})
+
+
+def test_both_stacks_serve_from_one_store_and_record_there(two_stacks):
+    a, b = two_stacks
+    assert not (a.home / "tenantgate.db").exists() and not (b.home / "tenantgate.db").exists()
+    for stack, word in ((a, "from-a"), (b, "from-b")):
+        r = chat(stack, "acme", word)
+        assert r.status_code == 200, r.text
+        models = httpx.get(f"{stack.base}/tenant/acme/v1/models", verify=False, headers=auth(stack, "acme"))
+        assert models.status_code == 200 and models.json()["data"]
+    # One execution log: both requests are in it, whichever stack reads it.
+    assert wait_until(lambda: a.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'acme'")[0][0] >= 2)
+    assert b.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'acme'") \
+        == a.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'acme'")
+    # The documents API says plainly that collections are SQLite-only here.
+    r = httpx.get(f"{a.base}/tenant/docs/v1/collections", verify=False, headers=auth(a, "docs"))
+    assert r.status_code in (200, 503)
+    r = httpx.post(f"{a.base}/tenant/docs/v1/collections", verify=False, headers=auth(a, "docs"),
+                   json={"name": "kb"})
+    assert r.status_code == 503 and "PostgreSQL" in r.json()["error"]["message"]
+
+
+def test_a_revoked_key_stops_working_on_the_other_stack_within_a_second(two_stacks):
+    a, b = two_stacks
+    created = a.cli("key", "create", "globex").stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {created}"}
+    url = "/tenant/globex/v1/models"
+    assert wait_until(lambda: httpx.get(b.base + url, verify=False, headers=headers).status_code == 200, timeout=2)
+    key_id = a.sql("SELECT id FROM api_keys WHERE tenant_id = 'globex' ORDER BY created_at DESC, id LIMIT 1")[0][0]
+    a.cli("key", "revoke", key_id)
+    assert wait_until(lambda: httpx.get(b.base + url, verify=False, headers=headers).status_code == 401,
+                      timeout=1.0, interval=0.05)
+
+
+def test_limits_and_budgets_hold_across_both_stacks(two_stacks):
+    a, b = two_stacks
+
+    def both(tenant, total, marker):
+        statuses = []
+        threads = [threading.Thread(target=lambda s=s, m=marker + s.home.name: statuses.extend(
+            hammer(s, tenant, total // 2, m, clients=16))) for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return statuses
+
+    def settled(tenant, count):
+        return a.sql("SELECT COUNT(*) FROM executions WHERE tenant = ?", tenant)[0][0] == count \
+            and a.sql("SELECT COUNT(*) FROM reservations WHERE tenant = ?", tenant)[0][0] == 0
+
+    # A per-minute limit of 600, 1,000 requests split over the two stacks at once.
+    statuses = both("lease-rpm", 1000, "pg-rpm")
+    ok = statuses.count(200)
+    assert set(statuses) <= {200, 429} and ok <= 600 and ok >= 300, (ok, sorted(set(statuses)))
+    assert wait_until(lambda: settled("lease-rpm", 1000), timeout=15)
+    assert a.sql("SELECT SUM(amount) FROM rate_log WHERE tenant = 'lease-rpm' AND kind = 'r'")[0][0] == ok
+    upstream = sum(1 for s in (a, b) for q in s.upstream_requests() if "pg-rpm" in str(q["body"]))
+    assert upstream == ok
+
+    # A hard daily budget of 6,000 tokens: never exceeded; the counter equals the rows.
+    statuses = both("lease-budget", 1000, "pg-budget")
+    assert set(statuses) <= {200, 429} and statuses.count(429) > 0, sorted(set(statuses))
+    assert wait_until(lambda: settled("lease-budget", 1000), timeout=15)
+    used, served = a.sql("SELECT COALESCE(SUM(tokens_in + tokens_out), 0), COUNT(*) FROM executions "
+                         "WHERE tenant = 'lease-budget' AND status = 200")[0]
+    counter = a.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:lease-budget'")[0][0]
+    assert used <= 6000 and counter == used and served == statuses.count(200)
