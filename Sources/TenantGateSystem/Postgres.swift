@@ -95,8 +95,21 @@ public final class PostgresConnection {
         }
     }
 
+    /// Inside `transaction`: a broken connection then fails the transaction instead of reconnecting (what
+    /// ran before the break is rolled back by the server; what follows must not run outside it).
+    private var inTransaction = false
+
+    /// A connection that broke (a server restart, a failover, a network cut) is made again before the next
+    /// statement outside a transaction; the statement that found it broken has failed (503), the next
+    /// one goes through. Nothing is retried: a write may have committed before the break.
+    private func ensureConnected() throws {
+        guard PQstatus(conn) != CONNECTION_OK, !inTransaction else { return }
+        try reconnect()
+    }
+
     /// Runs one or more statements without parameters (migrations, `BEGIN`, `LISTEN`).
     public func execute(_ sql: String) throws {
+        try ensureConnected()
         let result = try check(PQexec(conn, sql))
         changes = Int(String(cString: PQcmdTuples(result))) ?? 0
         PQclear(result)
@@ -105,6 +118,7 @@ public final class PostgresConnection {
     /// Runs `sql` (prepared once per connection) with `params` and returns every row.
     @discardableResult
     public func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
+        try ensureConnected()
         let name = try statementName(sql)
         // Every parameter's bytes in one buffer: text NUL-terminated, bytea sent as binary with its length.
         var flat: [UInt8] = []
@@ -220,6 +234,8 @@ public final class PostgresConnection {
     /// Runs `body` inside `BEGIN … COMMIT` (at `isolation`, e.g. "SERIALIZABLE"), rolling back if it throws.
     public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
         try execute(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
         do {
             let value = try body()
             try execute("COMMIT")

@@ -15,6 +15,7 @@ struct TenantGateCommand: ParsableCommand {
             ServeCommand.self, WorkerCommand.self, MigrateCommand.self, ConfigCommand.self, TenantCommand.self,
             KeyCommand.self, PromptCommand.self, UsageCommand.self, PruneCommand.self, UpstreamKeysCommand.self,
             AdminCommand.self, PolicyCommand.self, CacheCommand.self, AuditCommand.self, DocsCommand.self,
+            DbCommand.self,
         ]
     )
 }

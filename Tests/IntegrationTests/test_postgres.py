@@ -1,11 +1,12 @@
 """The gateway on PostgreSQL (TENANTGATE_DATABASE_URL), and two complete stacks (two homes, two nginx, two
 worker pools, as two hosts would be) sharing one PostgreSQL database. scripts/test starts the server."""
+import subprocess
 import threading
 
 import httpx
 import pytest
 
-from conftest import PG_URL, Stack, pg_database, wait_until
+from conftest import BIN, PG_URL, Stack, pg_database, read_pg, read_sql, wait_until
 from test_capacity import auth, hammer
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs TG_TEST_POSTGRES_URL (scripts/test starts a server)")
@@ -92,3 +93,39 @@ def test_limits_and_budgets_hold_across_both_stacks(two_stacks):
                          "WHERE tenant = 'lease-budget' AND status = 200")[0]
     counter = a.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:lease-budget'")[0][0]
     assert used <= 6000 and counter == used and served == statuses.count(200)
+
+
+def test_db_copy_moves_a_store_to_postgres_and_back(fresh_stack):
+    s = fresh_stack
+    for i in range(5):
+        assert chat(s, "acme", f"copy me {i}").status_code == 200
+    assert wait_until(lambda: s.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'acme'")[0][0] == 5)
+    s.pool.send_signal(15)  # the copy is made with the gateway stopped
+    assert s.pool.wait(15) == 0
+    sqlite = s.home / "tenantgate.db"
+    pg = pg_database()
+    back = s.home / "back.db"
+    env = {k: v for k, v in s.env.items() if k != "TENANTGATE_DATABASE_URL"}
+
+    def run(*args):
+        return subprocess.run([BIN, *args], env=env, capture_output=True, text=True)
+
+    there = run("db", "copy", "--from", f"sqlite:{sqlite}", "--to", pg)
+    assert there.returncode == 0, there.stderr
+    assert "executions\t5" in there.stdout and "checked" in there.stdout
+    # Copying into a store that is not empty is refused and changes nothing.
+    again = run("db", "copy", "--from", f"sqlite:{sqlite}", "--to", pg)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    home = run("db", "copy", "--from", pg, "--to", f"sqlite:{back}")
+    assert home.returncode == 0, home.stderr
+    # The three stores export the same configuration and hold the same books.
+    original = subprocess.run([BIN, "config", "export", "--db", str(sqlite)], env=env, capture_output=True,
+                              text=True).stdout
+    on_pg = subprocess.run([BIN, "config", "export"], env={**env, "TENANTGATE_DATABASE_URL": pg},
+                           capture_output=True, text=True).stdout
+    returned = subprocess.run([BIN, "config", "export", "--db", str(back)], env=env, capture_output=True,
+                              text=True).stdout
+    assert original and original == on_pg == returned
+    books = "SELECT COUNT(*), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM executions"
+    assert read_sql(back, books) == read_pg(pg, books) == s.sql(books)
+    assert read_sql(back, "SELECT COUNT(*) FROM api_keys") == read_pg(pg, "SELECT COUNT(*) FROM api_keys")

@@ -122,6 +122,24 @@ struct PostgresConnectionTests {
         #expect(setup.engine == .postgres)
     }
 
+    @Test func aBrokenConnectionIsMadeAgainForTheNextStatement() throws {
+        let db = try connect()
+        let admin = try connect()
+        #expect(try db.query("SELECT ?1::bigint", [.int(1)]) == [[.int(1)]])
+        let pid = try db.query("SELECT pg_backend_pid()").first?.first?.int ?? 0
+        try admin.query("SELECT pg_terminate_backend(?1::int)", [.int(pid)])
+        // The statement that finds the connection gone fails as a storage failure; the next one reconnects
+        // (and prepares its statement again).
+        do {
+            try db.query("SELECT ?1::bigint", [.int(2)])
+            Issue.record("a terminated connection must fail once")
+        } catch let error as PostgresError {
+            #expect(error.isStorageFailure, "\(error)")
+        }
+        #expect(try db.query("SELECT ?1::bigint", [.int(3)]) == [[.int(3)]])
+        #expect(try db.query("SELECT pg_backend_pid()").first?.first?.int != pid)
+    }
+
     @Test func unreachableServerIsAStorageFailure() throws {
         do {
             _ = try PostgresConnection(url: "postgres://tenantgate@127.0.0.1:1/tenantgate?connect_timeout=2")
