@@ -406,7 +406,12 @@ public struct AccountingStore {
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
     public func settle(_ items: [Settlement]) throws {
         try db.transaction {
-            defer { audit.events.removeAll() }
+            audit.batching = true
+            defer {
+                audit.events.removeAll()
+                audit.metrics = MetricCounters.Tally()
+                audit.batching = false
+            }
             for item in items {
                 switch item {
                 case .request(let reservation, let record): try settleOne(reservation: reservation, record: record)
@@ -418,8 +423,9 @@ public struct AccountingStore {
                 case .cancel(let reservation): try cancel(reservation: reservation)
                 }
             }
-            // One read and one write of each chain's head for the whole batch.
+            // One read and one write of each chain's head for the whole batch; one upsert per metric counter.
             AuditChain.appendBestEffort(db, audit.events)
+            try MetricCounters(db).write(audit.metrics)
         }
     }
 
@@ -517,7 +523,11 @@ public struct AccountingStore {
             if let write = record.cacheWrite {
                 try CacheStore(db).store(tenant: record.tenant, write, nowMs: record.atMs)
             }
-            try MetricCounters(db).count(record)
+            if audit.batching {
+                MetricCounters.count(record, into: &audit.metrics)
+            } else {
+                try MetricCounters(db).count(record)
+            }
         }
     }
 
@@ -606,7 +616,10 @@ public struct AccountingStore {
     }
 }
 
-/// Audit events gathered while a settlement batch is written (the store is a value; this is its scratch).
+/// Audit events and metric increments gathered while a settlement batch is written (the store is a value;
+/// this is its scratch), written once at the batch's end.
 final class AuditBuffer {
     var events: [AuditChain.Pending] = []
+    var metrics = MetricCounters.Tally()
+    var batching = false
 }

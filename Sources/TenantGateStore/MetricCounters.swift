@@ -10,34 +10,80 @@ public struct MetricCounters {
     /// Counters over `db`.
     public init(_ db: any SQLConnection) { self.db = db }
 
+    /// Counter increments gathered over a settlement batch and written once per counter at its end (a
+    /// request touches about ten counters; a batch of many requests mostly the same ones).
+    public struct Tally {
+        struct Key: Hashable, Comparable {
+            let name: String
+            let labels: String
+            let le: Int
+            static func < (a: Key, b: Key) -> Bool { (a.name, a.labels, a.le) < (b.name, b.labels, b.le) }
+        }
+        var deltas: [Key: Int64] = [:]
+        public init() {}
+        public var isEmpty: Bool { deltas.isEmpty }
+
+        mutating func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
+            guard delta != 0 else { return }
+            deltas[Key(name: name, labels: labels, le: le), default: 0] &+= delta
+        }
+    }
+
     /// Counts one settled request: requests, tokens, cost, durations and limit refusals.
     public func count(_ record: ExecutionRecord) throws {
+        var tally = Tally()
+        MetricCounters.count(record, into: &tally)
+        try write(tally)
+    }
+
+    /// Writes what `tally` gathered: one upsert per counter, in key order.
+    public func write(_ tally: Tally) throws {
+        for (key, delta) in tally.deltas.sorted(by: { $0.key < $1.key }) where delta != 0 {
+            try db.statement(
+                """
+                INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(metric_counters.value + ?4 AS INTEGER)
+                """
+            ).run([.text(key.name), .text(key.labels), .int(Int64(key.le)), .int(delta)])
+        }
+    }
+
+    /// Adds one settled request's increments to `tally`.
+    public static func count(_ record: ExecutionRecord, into tally: inout Tally) {
+        func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
+            tally.add(name, labels, delta, le: le)
+        }
+        func observe(_ name: String, _ labels: String, ms: Int) {
+            add("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
+            add("\(name)_sum_ms", labels, Int64(ms))
+            add("\(name)_count", labels, 1)
+        }
         let tenant = MetricsFormat.escape(record.tenant)
         let model = MetricsFormat.escape(record.model ?? "")
         let base = "tenant=\"\(tenant)\",model=\"\(model)\""
-        try add("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
-        try add("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
-        try add("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
-        try add("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
-        try add("tenantgate_cost_nano_total", base, record.costNano)
-        try observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
+        add("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
+        add("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
+        add("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
+        add("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
+        add("tenantgate_cost_nano_total", base, record.costNano)
+        observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
         if let upstream = record.upstreamMs {
-            try observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
+            observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
         }
         if let kind = record.cache {
             if kind != "miss" {
-                try add("tenantgate_cache_hits_total", "tenant=\"\(tenant)\",kind=\"\(kind)\"", 1)
-                try add("tenantgate_cache_saved_nano_total", "tenant=\"\(tenant)\"", record.savedNano)
+                add("tenantgate_cache_hits_total", "tenant=\"\(tenant)\",kind=\"\(kind)\"", 1)
+                add("tenantgate_cache_saved_nano_total", "tenant=\"\(tenant)\"", record.savedNano)
             }
         }
         for trigger in record.policyTriggers {
-            try add(
+            add(
                 "tenantgate_policy_triggers_total",
                 "tenant=\"\(tenant)\",policy=\"\(MetricsFormat.escape(trigger.policy))\",action=\"\(trigger.action.rawValue)\",mode=\"\(trigger.mode.rawValue)\"",
                 1)
         }
         if record.status == 429, let limit = record.refusedLimit {
-            try add("tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
+            add("tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)
         }
     }
 
@@ -59,21 +105,5 @@ public struct MetricCounters {
             }
             renderer.add(name: name, labels: labels, le: Int(row.int(2)), value: row.int(3))
         }
-    }
-
-    private func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) throws {
-        guard delta != 0 else { return }
-        try db.statement(
-            """
-            INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(metric_counters.value + ?4 AS INTEGER)
-            """
-        ).run([.text(name), .text(labels), .int(Int64(le)), .int(delta)])
-    }
-
-    private func observe(_ name: String, _ labels: String, ms: Int) throws {
-        try add("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
-        try add("\(name)_sum_ms", labels, Int64(ms))
-        try add("\(name)_count", labels, 1)
     }
 }

@@ -122,6 +122,21 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(try log.prune(retentionDays: ["b": 1], defaultDays: 90, nowMs: day0 + 2 * 86_400_000) == 2)
         #expect(try log.usage(tenant: "a", sinceDay: "2000-01-01", by: "day", top: nil).count == 2)
     }
+
+    /// A batch writes each metric counter once with the batch's sum, the same totals as one by one.
+    @Test(arguments: TestEngine.available) func aBatchCountsMetricsOncePerCounter(_ engine: TestEngine) throws {
+        let batched = try testDB(engine)
+        let single = try testDB(engine)
+        let records = [record("a", at: day0, tokens: 10), record("a", at: day0 + 1, tokens: 20), record("b", at: day0)]
+        try AccountingStore(batched).settle(records.map { (reservation: nil, record: $0) })
+        for r in records { try AccountingStore(single).settle(reservation: nil, record: r) }
+        let all = "SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le"
+        #expect(try batched.query(all) == single.query(all))
+        let requests = try batched.query(
+            "SELECT value FROM metric_counters WHERE name = 'tenantgate_requests_total' AND labels LIKE ?",
+            [.text("tenant=\"a\"%")])
+        #expect(requests == [[.int(2)]])
+    }
 }
 
 @Suite struct MoneyAndPeriodTests {
