@@ -91,13 +91,23 @@ public final class Worker: Sendable {
                 ["error": .string("fd 0 is not a listening socket, and this is not a CGI request")], level: "error")
             return 2
         }
-        let configs: ConfigCache
-        do {
-            configs = try ConfigCache(dbPath: options.dbPath, log: log)
-        } catch {
-            log.event("worker_error", ["error": .string("cannot load configuration: \(error)")], level: "error")
-            return 1
+        // A store busy past its timeout (another process holding the write lock, a PostgreSQL failover) is
+        // waited out for a minute rather than ending the worker (the supervisor would restart it into the
+        // same wait, with a growing backoff).
+        var loaded: ConfigCache?
+        let waitUntil = Posix.monotonicMs() + 60_000
+        while loaded == nil {
+            do {
+                loaded = try ConfigCache(dbPath: options.dbPath, log: log)
+            } catch let error as any StorageFailure where error.isStorageFailure && Posix.monotonicMs() < waitUntil {
+                log.event("worker_waiting", ["error": .string("store unavailable: \(error)")], level: "warn")
+                Posix.sleepMs(500)
+            } catch {
+                log.event("worker_error", ["error": .string("cannot load configuration: \(error)")], level: "error")
+                return 1
+            }
         }
+        guard let configs = loaded else { return 1 }
         if !cgi { configs.startPolling() }
         let shared = options.countersPath.flatMap { SharedCounters(path: $0, create: false) }
         if options.countersPath != nil && shared == nil {
