@@ -113,7 +113,7 @@ extension AdminStore {
         try db.statement(
             """
             SELECT at_ms, request_id, status, policy_triggers FROM (SELECT at_ms, id, request_id, status, policy_triggers
-              FROM executions WHERE tenant = ? ORDER BY at_ms DESC, id DESC LIMIT ?)
+              FROM executions WHERE tenant = ? ORDER BY at_ms DESC, id DESC LIMIT ?) AS recent
             WHERE policy_triggers IS NOT NULL ORDER BY at_ms DESC, id DESC LIMIT ?
             """
         ).forEach([.text(tenant), .int(Int64(scan)), .int(Int64(limit))]) { r in
@@ -172,7 +172,7 @@ extension AdminStore {
             sql = "SELECT \(columns) FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT ?"
         } else {
             sql = """
-                SELECT \(columns) FROM (SELECT * FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT ?)
+                SELECT \(columns) FROM (SELECT * FROM executions \(whereIndexed) ORDER BY at_ms DESC, id DESC LIMIT ?) AS recent
                 WHERE \(residual.joined(separator: " AND ")) ORDER BY at_ms DESC, id DESC LIMIT ?
                 """
             bindings += [.int(Int64(scanBudget))] + residualValues

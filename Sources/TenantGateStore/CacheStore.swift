@@ -256,7 +256,8 @@ public struct CacheStore {
         var recent: [String: (hits: Int64, misses: Int64, saved: Int64)] = [:]
         for row in try db.query(
             """
-            SELECT tenant, SUM(cache IN ('hit', 'semantic-hit')), SUM(cache = 'miss'), COALESCE(SUM(saved_nano), 0)
+            SELECT tenant, SUM(CASE WHEN cache IN ('hit', 'semantic-hit') THEN 1 ELSE 0 END),
+              SUM(CASE WHEN cache = 'miss' THEN 1 ELSE 0 END), COALESCE(SUM(saved_nano), 0)
             FROM executions WHERE at_ms > ? AND cache IS NOT NULL GROUP BY tenant
             """, [.int(nowMs - 86_400_000)])
         {

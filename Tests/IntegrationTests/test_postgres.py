@@ -129,3 +129,22 @@ def test_db_copy_moves_a_store_to_postgres_and_back(fresh_stack):
     books = "SELECT COUNT(*), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM executions"
     assert read_sql(back, books) == read_pg(pg, books) == s.sql(books)
     assert read_sql(back, "SELECT COUNT(*) FROM api_keys") == read_pg(pg, "SELECT COUNT(*) FROM api_keys")
+
+
+def test_the_admin_pages_read_a_postgres_store(two_stacks):
+    from test_admin import PASSWORD, Browser
+    a, b = two_stacks
+    a.cli("admin", "password", "--user", "root", input=PASSWORD + "\n")
+    assert chat(a, "acme", "for the admin pages").status_code == 200
+    # Logged in on one host, the admin pages of the other read the same store.
+    browser = Browser(b)
+    assert browser.login().status_code == 303
+    for path in ("/admin/", "/admin/executions", "/admin/executions?tenant=acme", "/admin/executions?status=error",
+                 "/admin/tenants/acme", "/admin/audit"):
+        r = browser.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+    assert "acme" in browser.get("/admin/executions?tenant=acme").text
+    r = browser.post("/admin/tenants/acme/keys", {"key_name": "from-the-page"})
+    assert r.status_code in (200, 303), r.text[:300]
+    assert a.sql("SELECT COUNT(*) FROM api_keys WHERE tenant_id = 'acme' AND name = 'from-the-page'")[0][0] == 1
+    assert a.sql("SELECT COUNT(*) FROM admin_audit WHERE \"user\" = 'root'")[0][0] >= 1
