@@ -406,11 +406,9 @@ public struct AccountingStore {
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
     public func settle(_ items: [Settlement]) throws {
         try db.transaction {
-            audit.batching = true
             defer {
                 audit.events.removeAll()
                 audit.metrics = MetricCounters.Tally()
-                audit.batching = false
             }
             for item in items {
                 switch item {
@@ -523,11 +521,7 @@ public struct AccountingStore {
             if let write = record.cacheWrite {
                 try CacheStore(db).store(tenant: record.tenant, write, nowMs: record.atMs)
             }
-            if audit.batching {
-                MetricCounters.count(record, into: &audit.metrics)
-            } else {
-                try MetricCounters(db).count(record)
-            }
+            MetricCounters.count(record, into: &audit.metrics)
         }
     }
 
@@ -621,5 +615,4 @@ public struct AccountingStore {
 final class AuditBuffer {
     var events: [AuditChain.Pending] = []
     var metrics = MetricCounters.Tally()
-    var batching = false
 }

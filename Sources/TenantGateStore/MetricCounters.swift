@@ -29,13 +29,6 @@ public struct MetricCounters {
         }
     }
 
-    /// Counts one settled request: requests, tokens, cost, durations and limit refusals.
-    public func count(_ record: ExecutionRecord) throws {
-        var tally = Tally()
-        MetricCounters.count(record, into: &tally)
-        try write(tally)
-    }
-
     /// Writes what `tally` gathered: one upsert per counter, in key order.
     public func write(_ tally: Tally) throws {
         for (key, delta) in tally.deltas.sorted(by: { $0.key < $1.key }) where delta != 0 {
@@ -48,7 +41,8 @@ public struct MetricCounters {
         }
     }
 
-    /// Adds one settled request's increments to `tally`.
+    /// Adds one settled request's increments to `tally`: requests, tokens, cost, durations and limit
+    /// refusals.
     public static func count(_ record: ExecutionRecord, into tally: inout Tally) {
         func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
             tally.add(name, labels, delta, le: le)

@@ -126,7 +126,7 @@ public final class PostgresConnection {
         var lengths: [Int32] = []
         var formats: [Int32] = []
         for param in params {
-            var bytes: [UInt8]
+            let bytes: [UInt8]
             var binary = false
             switch param {
             case .null:
