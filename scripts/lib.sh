@@ -31,7 +31,9 @@ tg_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.
 # Starts a private PostgreSQL server (Debian's postgresql) for tests and benchmarks: its cluster in DIR
 # (made on first use), listening on 127.0.0.1:PORT and a socket in DIR, trust authentication for the
 # user `tenantgate`, nothing else reachable. As root it runs as the `postgres` user (PostgreSQL refuses
-# to run as root). TG_PG_FAST=1 turns off fsync (a test cluster: a machine crash may lose it).
+# to run as root). TG_PG_FAST=1 turns off fsync (a test cluster: a machine crash may lose it);
+# TG_PG_OPTIONS adds server options (e.g. "-c shared_preload_libraries=pg_stat_statements" to see
+# what the gateway runs: CREATE EXTENSION pg_stat_statements, then read the view).
 # Prints the URL: postgres://tenantgate@127.0.0.1:PORT/tenantgate
 tg_postgres_start() {
     local dir="$1" port="$2" bin
@@ -49,6 +51,7 @@ tg_postgres_start() {
     fi
     local opts="-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=400"
     [ "${TG_PG_FAST:-0}" = 1 ] && opts="$opts -c fsync=off -c full_page_writes=off"
+    [ -n "${TG_PG_OPTIONS:-}" ] && opts="$opts $TG_PG_OPTIONS"
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
         { cat "$dir/server.log" >&2; return 1; }
     "${as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U tenantgate tenantgate 2>/dev/null || true

@@ -54,8 +54,8 @@ public struct Admission: Sendable {
 public struct AccountingStore {
     private let db: any SQLConnection
     static let window: Int64 = 60_000
-    /// Request-path audit events of the settlement being written, chained once at its end.
-    private let audit = AuditBuffer()
+    /// What the settlement being written gathers for its end (audit events, counters, rollups).
+    private let audit = SettleScratch()
 
     /// Wraps a connection.
     public init(_ db: any SQLConnection) { self.db = db }
@@ -128,10 +128,20 @@ public struct AccountingStore {
         return (row?[0].int ?? 0, row?[1].int ?? 0)
     }
 
+    /// Changes a budget counter row; inside a settlement batch the changes are summed per row and
+    /// written at its end (`SettleScratch`).
     private func bump(
         _ scope: String, _ period: String, usedTokens: Int64, usedNano: Int64, reservedTokens: Int64,
         reservedNano: Int64
     ) throws {
+        if audit.batching && usedTokens >= 0 && usedNano >= 0 && reservedTokens <= 0 && reservedNano <= 0 {
+            let row = SettleScratch.BudgetRow(scope: scope, period: period)
+            audit.budget[row] = zip(
+                audit.budget[row] ?? [0, 0, 0, 0], [usedTokens, usedNano, reservedTokens, reservedNano]
+            )
+            .map { $0 &+ $1 }
+            return
+        }
         try db.statement(
             """
             INSERT INTO budget_counters(scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano)
@@ -142,8 +152,23 @@ public struct AccountingStore {
               reserved_tokens = MAX(0, CAST(budget_counters.reserved_tokens + ?5 AS INTEGER)),
               reserved_nano = MAX(0, CAST(budget_counters.reserved_nano + ?6 AS INTEGER))
             """
-        ).run([.text(scope), .text(period), .int(usedTokens), .int(usedNano), .int(reservedTokens), .int(reservedNano)])
+        ).queue([
+            .text(scope), .text(period), .int(usedTokens), .int(usedNano), .int(reservedTokens), .int(reservedNano),
+        ])
     }
+
+    private static let budgetUpsert = MultiRowInsert(
+        table: "budget_counters",
+        columns: ["scope", "period", "used_tokens", "used_nano", "reserved_tokens", "reserved_nano"],
+        upsert: (
+            "scope, period",
+            """
+            used_tokens = CAST(budget_counters.used_tokens + excluded.used_tokens AS INTEGER),
+              used_nano = CAST(budget_counters.used_nano + excluded.used_nano AS INTEGER),
+              reserved_tokens = MAX(0, CAST(budget_counters.reserved_tokens + excluded.reserved_tokens AS INTEGER)),
+              reserved_nano = MAX(0, CAST(budget_counters.reserved_nano + excluded.reserved_nano AS INTEGER))
+            """
+        ))
 
     /// Checks every limit and budget and reserves the worst case atomically; throws `LimitRefusal`
     /// (and writes nothing) when a hard one would be exceeded. Returns the reservation id and the status
@@ -381,6 +406,7 @@ public struct AccountingStore {
 
     /// Gives a reservation (or lease) back whole: its hold and its window entries, as if it never was.
     private func cancel(reservation id: Int64) throws {
+        try writeLeases()
         let tenant = try db.statement("SELECT tenant FROM reservations WHERE id = ?").all([.int(id)]).first?.first?.text
         if let tenant, let held = try release(id: id, consumed: false, actualTokens: 0) { try unreserve(tenant, held) }
     }
@@ -406,10 +432,10 @@ public struct AccountingStore {
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
     public func settle(_ items: [Settlement]) throws {
         try db.transaction {
-            defer {
-                audit.events.removeAll()
-                audit.metrics = MetricCounters.Tally()
-            }
+            audit.reset()
+            audit.batching = true
+            defer { audit.reset() }
+            try prefetchLeases(items)
             for item in items {
                 switch item {
                 case .request(let reservation, let record): try settleOne(reservation: reservation, record: record)
@@ -421,8 +447,17 @@ public struct AccountingStore {
                 case .cancel(let reservation): try cancel(reservation: reservation)
                 }
             }
-            // One read and one write of each chain's head for the whole batch; one upsert per metric counter.
+            // One read and one write of each chain's head for the whole batch; each counter and rollup row
+            // written once, in multi-row upserts.
             AuditChain.appendBestEffort(db, audit.events)
+            try writeLeases()
+            try ExecutionLog(db).append(audit.executions)
+            try AccountingStore.budgetUpsert.write(
+                db,
+                audit.budget.sorted { $0.key < $1.key }.map { row, v in
+                    [.text(row.scope), .text(row.period)] + v.map { .int($0) }
+                })
+            try ExecutionLog(db).write(audit.rollups)
             try MetricCounters(db).write(audit.metrics)
         }
     }
@@ -439,6 +474,46 @@ public struct AccountingStore {
         try charge(record, usedTokens: consumed ? tokens : 0, usedNano: consumed ? record.costNano : 0, held: held)
     }
 
+    /// A lease's row (day, tokens, nano held) as this batch has left it: read once per batch (most
+    /// batches' leases all at once, with the batch's first statement: `prefetchLeases`), then kept up to
+    /// date in memory and written once (`writeLeases`).
+    private func leaseRow(_ id: Int64) throws -> (day: String, tokens: Int64, nano: Int64)? {
+        if let row = audit.leases[id] { return row }
+        guard
+            let row = try db.statement("SELECT day, tokens, nano FROM reservations WHERE id = ?").all([.int(id)])
+                .first, let day = row[0].text
+        else { return nil }
+        audit.leases[id] = (day, row[1].int ?? 0, row[2].int ?? 0)
+        return audit.leases[id]
+    }
+
+    /// Writes what this batch took out of its leases' holds (once per lease, not once per request), and
+    /// forgets them: called before anything reads or changes a lease row (`retire`, `cancel`) and at the
+    /// batch's end.
+    private func writeLeases() throws {
+        for id in audit.changedLeases.sorted() {
+            guard let row = audit.leases[id] else { continue }
+            try db.statement("UPDATE reservations SET tokens = ?, nano = ? WHERE id = ?")
+                .queue([.int(row.tokens), .int(row.nano), .int(id)])
+        }
+        audit.changedLeases.removeAll()
+        audit.leases.removeAll()
+    }
+
+    /// Reads the rows of the leases that `items` settle under, up to 16 in one statement.
+    private func prefetchLeases(_ items: [Settlement]) throws {
+        var ids: [Int64] = []
+        for case .leased(let lease, _) in items where !ids.contains(lease) && ids.count < 16 { ids.append(lease) }
+        guard !ids.isEmpty else { return }
+        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+        for row in try db.statement("SELECT id, day, tokens, nano FROM reservations WHERE id IN (\(marks))")
+            .all(ids.map { .int($0) })
+        {
+            guard let id = row[0].int, let day = row[1].text else { continue }
+            audit.leases[id] = (day, row[2].int ?? 0, row[3].int ?? 0)
+        }
+    }
+
     /// A request admitted under a lease: what it used comes out of the lease's hold (the rest of its worst
     /// case goes back to the lease in the worker's memory); the window entries are the lease's.
     private func settleLeased(lease: Int64, record: ExecutionRecord) throws {
@@ -446,15 +521,12 @@ public struct AccountingStore {
         let usedTokens = consumed ? Int64(record.usage.promptTokens + record.usage.completionTokens) : 0
         let usedNano = consumed ? record.costNano : 0
         var held: (String, Int64, Int64)?
-        if usedTokens > 0 || usedNano > 0,
-            let row = try db.statement("SELECT day, tokens, nano FROM reservations WHERE id = ?").all([.int(lease)])
-                .first, let day = row[0].text
-        {
-            let tokens = min(usedTokens, row[1].int ?? 0)
-            let nano = min(usedNano, row[2].int ?? 0)
-            try db.statement("UPDATE reservations SET tokens = tokens - ?, nano = nano - ? WHERE id = ?")
-                .run([.int(tokens), .int(nano), .int(lease)])
-            held = (day, tokens, nano)
+        if usedTokens > 0 || usedNano > 0, let row = try leaseRow(lease) {
+            let tokens = min(usedTokens, row.tokens)
+            let nano = min(usedNano, row.nano)
+            audit.leases[lease] = (row.day, row.tokens - tokens, row.nano - nano)
+            audit.changedLeases.insert(lease)
+            held = (row.day, tokens, nano)
         }
         try charge(record, usedTokens: usedTokens, usedNano: usedNano, held: held)
     }
@@ -466,6 +538,7 @@ public struct AccountingStore {
         lease id: Int64, releaseTokens: Int64, releaseNano: Int64, windowRequests: Int64, windowTokens: Int64,
         final: Bool
     ) throws {
+        try writeLeases()
         guard
             let row = try db.statement(
                 "SELECT tenant, day, tokens, nano, rpm_row, tpm_row FROM reservations WHERE id = ?"
@@ -477,10 +550,10 @@ public struct AccountingStore {
         let nano = final ? heldNano : min(max(0, releaseNano), heldNano)
         if tokens > 0 || nano > 0 { try unreserve(tenant, (day, tokens, nano)) }
         if final {
-            try db.statement("DELETE FROM reservations WHERE id = ?").run([.int(id)])
+            try db.statement("DELETE FROM reservations WHERE id = ?").queue([.int(id)])
         } else {
             try db.statement("UPDATE reservations SET tokens = tokens - ?, nano = nano - ? WHERE id = ?")
-                .run([.int(tokens), .int(nano), .int(id)])
+                .queue([.int(tokens), .int(nano), .int(id)])
         }
         for (entry, kind, amount) in [(row[4].int, "r", windowRequests), (row[5].int, "t", windowTokens)] {
             guard let entry,
@@ -513,7 +586,8 @@ public struct AccountingStore {
                         reservedNano: -heldNano)
                 }
             }
-            try ExecutionLog(db).append(record, day: periods.day)
+            audit.executions.append(record)
+            audit.rollups.add(record, day: periods.day)
             if let key = record.cacheHitKey {
                 try CacheStore(db).touch(tenant: record.tenant, key: key, nowMs: record.atMs)
             }
@@ -610,9 +684,38 @@ public struct AccountingStore {
     }
 }
 
-/// Audit events and metric increments gathered while a settlement batch is written (the store is a value;
-/// this is its scratch), written once at the batch's end.
-final class AuditBuffer {
+/// What a settlement batch gathers while it is written and writes once at its end (the store is a value;
+/// this is its scratch): audit events, metric increments, rollups and budget counter changes, each
+/// summed per row. Summing the budget rows is exact: in a settlement every `used` change is ≥ 0 and
+/// every `reserved` change ≤ 0, and `max(0, max(0, r − a) − b) = max(0, r − a − b)`; nothing in a batch
+/// reads these rows.
+final class SettleScratch {
+    var batching = false
     var events: [AuditChain.Pending] = []
     var metrics = MetricCounters.Tally()
+    var rollups = ExecutionLog.Rollups()
+    /// (scope, period) → used tokens, used nano, reserved tokens, reserved nano
+    var budget: [BudgetRow: [Int64]] = [:]
+    /// Lease rows read in this batch, and those changed since (see `AccountingStore.leaseRow`).
+    var leases: [Int64: (day: String, tokens: Int64, nano: Int64)] = [:]
+    var changedLeases: Set<Int64> = []
+    /// The execution rows, written at the end in multi-row inserts.
+    var executions: [ExecutionRecord] = []
+
+    struct BudgetRow: Hashable, Comparable {
+        let scope: String
+        let period: String
+        static func < (a: BudgetRow, b: BudgetRow) -> Bool { (a.scope, a.period) < (b.scope, b.period) }
+    }
+
+    func reset() {
+        batching = false
+        events.removeAll()
+        metrics = MetricCounters.Tally()
+        rollups = ExecutionLog.Rollups()
+        budget.removeAll()
+        leases.removeAll()
+        changedLeases.removeAll()
+        executions.removeAll()
+    }
 }

@@ -86,7 +86,7 @@ public struct CacheStore {
     /// A hit: the entry was used now (LRU order and hit count). Inside the settlement's transaction.
     func touch(tenant: String, key: [UInt8], nowMs: Int64) throws {
         try db.statement("UPDATE cache_entries SET used_ms = ?, hits = hits + 1 WHERE tenant = ? AND key = ?")
-            .run([.int(nowMs), .text(tenant), .blob(key)])
+            .queue([.int(nowMs), .text(tenant), .blob(key)])
     }
 
     /// Stores (or replaces) an entry, then evicts the tenant's least recently used entries beyond its quota.

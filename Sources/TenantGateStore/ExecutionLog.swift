@@ -67,17 +67,23 @@ public struct ExecutionLog {
     /// The log over `db`.
     public init(_ db: any SQLConnection) { self.db = db }
 
-    /// Appends `record` and adds it to the rollups of `day` (inside the caller's transaction).
-    func append(_ record: ExecutionRecord, day: String) throws {
-        try db.statement(
-            """
-            INSERT INTO executions(request_id, at_ms, tenant, key_id, end_user, model, backend, status,
-              error_code, latency_ms, upstream_ms, ttfb_ms, tokens_in, tokens_out, tokens_cached, cost_nano,
-              streamed, fallback_used, retries, prompt, trace_id, policy_triggers, cache, saved_tokens, saved_nano,
-              retrieval, endpoint)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """
-        ).run([
+    /// Appends the rows of `records` (inside the caller's transaction; a few multi-row statements,
+    /// queued: see `SQLStatement.queue`); their rollups go through `Rollups`.
+    func append(_ records: [ExecutionRecord]) throws {
+        try ExecutionLog.rows.write(db, records.map(row))
+    }
+
+    private static let rows = MultiRowInsert(
+        table: "executions",
+        columns: [
+            "request_id", "at_ms", "tenant", "key_id", "end_user", "model", "backend", "status", "error_code",
+            "latency_ms", "upstream_ms", "ttfb_ms", "tokens_in", "tokens_out", "tokens_cached", "cost_nano", "streamed",
+            "fallback_used", "retries", "prompt", "trace_id", "policy_triggers", "cache", "saved_tokens", "saved_nano",
+            "retrieval", "endpoint",
+        ])
+
+    private func row(_ record: ExecutionRecord) -> [SQLValue] {
+        [
             .text(record.requestID), .int(record.atMs), .text(record.tenant), opt(record.keyID),
             opt(record.endUser), opt(record.model), opt(record.backend), .int(Int64(record.status)),
             opt(record.errorCode), .int(Int64(record.latencyMs)), opt(record.upstreamMs), opt(record.ttfbMs),
@@ -88,34 +94,76 @@ public struct ExecutionLog {
             record.policyTriggers.isEmpty ? .null : .text(record.policyTriggers.json.jsonString), opt(record.cache),
             record.cache == nil ? .null : .int(record.savedTokens),
             record.cache == nil ? .null : .int(record.savedNano), opt(record.retrieval), opt(record.endpoint),
-        ])
-        try db.statement(
-            """
-            INSERT INTO usage_daily(day, tenant, model, requests, errors, tokens_in, tokens_out, cost_nano)
-            VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
-            ON CONFLICT(day, tenant, model) DO UPDATE SET
-              requests = usage_daily.requests + 1, errors = usage_daily.errors + ?4,
-              tokens_in = CAST(usage_daily.tokens_in + ?5 AS INTEGER),
-              tokens_out = CAST(usage_daily.tokens_out + ?6 AS INTEGER),
-              cost_nano = CAST(usage_daily.cost_nano + ?7 AS INTEGER)
-            """
-        ).run([
-            .text(day), .text(record.tenant), .text(record.model ?? ""),
-            .int(record.status >= 400 ? 1 : 0), .int(Int64(record.usage.promptTokens)),
-            .int(Int64(record.usage.completionTokens)), .int(record.costNano),
-        ])
-        try db.statement(
-            """
-            INSERT INTO usage_hourly(hour, tenant, requests, errors, cost_nano) VALUES (?1, ?2, 1, ?3, ?4)
-            ON CONFLICT(hour, tenant) DO UPDATE SET
-              requests = usage_hourly.requests + 1, errors = usage_hourly.errors + ?3,
-              cost_nano = CAST(usage_hourly.cost_nano + ?4 AS INTEGER)
-            """
-        ).run([
-            .int(record.atMs / 3_600_000), .text(record.tenant), .int(record.status >= 400 ? 1 : 0),
-            .int(record.costNano),
-        ])
+        ]
     }
+
+    /// The daily and hourly rollups of a settlement batch, summed per row and written once at its end.
+    struct Rollups {
+        struct Day: Hashable, Comparable {
+            let day: String
+            let tenant: String
+            let model: String
+            static func < (a: Day, b: Day) -> Bool { (a.day, a.tenant, a.model) < (b.day, b.tenant, b.model) }
+        }
+        struct Hour: Hashable, Comparable {
+            let hour: Int64
+            let tenant: String
+            static func < (a: Hour, b: Hour) -> Bool { (a.hour, a.tenant) < (b.hour, b.tenant) }
+        }
+        /// requests, errors, tokens in, tokens out, cost
+        var days: [Day: [Int64]] = [:]
+        /// requests, errors, cost
+        var hours: [Hour: [Int64]] = [:]
+
+        mutating func add(_ record: ExecutionRecord, day: String) {
+            let error: Int64 = record.status >= 400 ? 1 : 0
+            let dayDelta = [
+                1, error, Int64(record.usage.promptTokens), Int64(record.usage.completionTokens), record.costNano,
+            ]
+            let dayKey = Day(day: day, tenant: record.tenant, model: record.model ?? "")
+            days[dayKey] = zip(days[dayKey] ?? [0, 0, 0, 0, 0], dayDelta).map { $0 &+ $1 }
+            let hourKey = Hour(hour: record.atMs / 3_600_000, tenant: record.tenant)
+            hours[hourKey] = zip(hours[hourKey] ?? [0, 0, 0], [1, error, record.costNano]).map { $0 &+ $1 }
+        }
+    }
+
+    /// Adds what `rollups` summed to the rollup rows (inside the caller's transaction; queued).
+    func write(_ rollups: Rollups) throws {
+        try ExecutionLog.daily.write(
+            db,
+            rollups.days.sorted { $0.key < $1.key }.map { key, v in
+                [.text(key.day), .text(key.tenant), .text(key.model)] + v.map { .int($0) }
+            })
+        try ExecutionLog.hourly.write(
+            db,
+            rollups.hours.sorted { $0.key < $1.key }.map { key, v in
+                [.int(key.hour), .text(key.tenant)] + v.map { .int($0) }
+            })
+    }
+
+    private static let daily = MultiRowInsert(
+        table: "usage_daily",
+        columns: ["day", "tenant", "model", "requests", "errors", "tokens_in", "tokens_out", "cost_nano"],
+        upsert: (
+            "day, tenant, model",
+            """
+            requests = CAST(usage_daily.requests + excluded.requests AS INTEGER),
+              errors = CAST(usage_daily.errors + excluded.errors AS INTEGER),
+              tokens_in = CAST(usage_daily.tokens_in + excluded.tokens_in AS INTEGER),
+              tokens_out = CAST(usage_daily.tokens_out + excluded.tokens_out AS INTEGER),
+              cost_nano = CAST(usage_daily.cost_nano + excluded.cost_nano AS INTEGER)
+            """
+        ))
+    private static let hourly = MultiRowInsert(
+        table: "usage_hourly", columns: ["hour", "tenant", "requests", "errors", "cost_nano"],
+        upsert: (
+            "hour, tenant",
+            """
+            requests = CAST(usage_hourly.requests + excluded.requests AS INTEGER),
+              errors = CAST(usage_hourly.errors + excluded.errors AS INTEGER),
+              cost_nano = CAST(usage_hourly.cost_nano + excluded.cost_nano AS INTEGER)
+            """
+        ))
 
     private func opt(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
     private func opt(_ i: Int?) -> SQLValue { i.map { .int(Int64($0)) } ?? .null }

@@ -29,17 +29,17 @@ public struct MetricCounters {
         }
     }
 
-    /// Writes what `tally` gathered: one upsert per counter, in key order.
+    /// Writes what `tally` gathered: one row per counter, in key order, in a few multi-row upserts.
     public func write(_ tally: Tally) throws {
-        for (key, delta) in tally.deltas.sorted(by: { $0.key < $1.key }) where delta != 0 {
-            try db.statement(
-                """
-                INSERT INTO metric_counters(name, labels, le, value) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT(name, labels, le) DO UPDATE SET value = CAST(metric_counters.value + ?4 AS INTEGER)
-                """
-            ).run([.text(key.name), .text(key.labels), .int(Int64(key.le)), .int(delta)])
+        let rows: [[SQLValue]] = tally.deltas.sorted(by: { $0.key < $1.key }).compactMap { key, delta in
+            delta == 0 ? nil : [.text(key.name), .text(key.labels), .int(Int64(key.le)), .int(delta)]
         }
+        try MetricCounters.upsert.write(db, rows)
     }
+
+    private static let upsert = MultiRowInsert(
+        table: "metric_counters", columns: ["name", "labels", "le", "value"],
+        upsert: ("name, labels, le", "value = CAST(metric_counters.value + excluded.value AS INTEGER)"))
 
     /// Adds one settled request's increments to `tally`: requests, tokens, cost, durations and limit
     /// refusals.

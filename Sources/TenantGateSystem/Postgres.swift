@@ -110,17 +110,132 @@ public final class PostgresConnection {
     /// Runs one or more statements without parameters (migrations, `BEGIN`, `LISTEN`).
     public func execute(_ sql: String) throws {
         try ensureConnected()
+        if !pending.isEmpty { _ = try sendPending() }
         let result = try check(PQexec(conn, sql))
         changes = Int(String(cString: PQcmdTuples(result))) ?? 0
         PQclear(result)
     }
 
-    /// Runs `sql` (prepared once per connection) with `params` and returns every row.
+    /// Runs `sql` (prepared once per connection) with `params` and returns every row. Inside a
+    /// transaction, what was queued before it (`BEGIN`, `queue`) goes with it in one round trip.
     @discardableResult
     public func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
         try ensureConnected()
         let name = try statementName(sql)
-        // Every parameter's bytes in one buffer: text NUL-terminated, bytea sent as binary with its length.
+        if !pending.isEmpty {
+            pending.append(.prepared(name, params))
+            return try sendPending()
+        }
+        let result: OpaquePointer? = try PostgresConnection.withParams(params) { values, lengths, formats in
+            PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
+        }
+        let checked = try check(result)
+        defer { PQclear(checked) }
+        changes = Int(String(cString: PQcmdTuples(checked))) ?? 0
+        return rows(checked)
+    }
+
+    /// A statement waiting to be sent with the next one that needs an answer (pipeline mode).
+    private enum Pending {
+        case begin(String)
+        case prepared(String, [SQLValue])
+        case text(String)
+    }
+    private var pending: [Pending] = []
+    /// `BEGIN` was sent (else it still waits in `pending`, and nothing needs rolling back).
+    private var begun = false
+    /// A pipeline's results come back while it is being sent; past this many statements the client could
+    /// fill both socket buffers (it sends, the server's answers wait unread): send in parts.
+    static let pipelineLimit = 256
+
+    /// Inside a transaction: `sql` with `params`, for no rows, is sent with the next statement that needs
+    /// an answer (or the `COMMIT`) in one round trip; an error it meets fails that statement or the
+    /// commit, and so the transaction. Outside one: runs now.
+    public func queue(_ sql: String, _ params: [SQLValue]) throws {
+        guard inTransaction else {
+            try query(sql, params)
+            return
+        }
+        pending.append(.prepared(try statementName(sql), params))
+        if pending.count >= PostgresConnection.pipelineLimit { _ = try sendPending() }
+    }
+
+    /// Sends every pending statement in one pipeline, reads all their results, and returns the last
+    /// one's rows (the first error is thrown: the server skipped the statements after it).
+    private func sendPending() throws -> [[SQLValue]] {
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        guard PQenterPipelineMode(conn) == 1 else {
+            throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        }
+        var sendError: PostgresError?
+        for item in batch where sendError == nil {
+            let sent: Int32
+            switch item {
+            case .begin(let sql):
+                sent = PQsendQueryParams(conn, sql, 0, nil, nil, nil, nil, 0)
+                begun = true
+            case .text(let sql): sent = PQsendQueryParams(conn, sql, 0, nil, nil, nil, nil, 0)
+            case .prepared(let name, let params):
+                do {
+                    sent = try PostgresConnection.withParams(params) { values, lengths, formats in
+                        PQsendQueryPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
+                    }
+                } catch let error as PostgresError {
+                    sendError = error
+                    continue
+                }
+            }
+            if sent != 1 { sendError = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn)) }
+        }
+        if PQpipelineSync(conn) != 1 && sendError == nil {
+            sendError = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        }
+        // Results in order: each statement's, then a NULL that ends it; at last the sync point's.
+        var firstError: PostgresError?
+        var lastRows: [[SQLValue]] = []
+        var index = 0
+        while true {
+            guard let result = PQgetResult(conn) else {
+                index += 1
+                if index > batch.count || PQstatus(conn) != CONNECTION_OK {
+                    throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+                }
+                continue
+            }
+            let status = PQresultStatus(result)
+            if status == PGRES_PIPELINE_SYNC {
+                PQclear(result)
+                break
+            }
+            if status == PGRES_PIPELINE_ABORTED {
+                PQclear(result)
+                continue
+            }
+            do {
+                let checked = try check(result)
+                if index == batch.count - 1 {
+                    changes = Int(String(cString: PQcmdTuples(checked))) ?? 0
+                    lastRows = rows(checked)
+                }
+                PQclear(checked)
+            } catch let error as PostgresError {
+                if firstError == nil { firstError = error }
+            }
+        }
+        guard PQexitPipelineMode(conn) == 1 else {
+            throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        }
+        if let error = sendError ?? firstError { throw error }
+        return lastRows
+    }
+
+    /// Every parameter's bytes in one buffer (text NUL-terminated, bytea binary with its length), as
+    /// libpq's `paramValues`, `paramLengths` and `paramFormats`, valid inside `body`.
+    private static func withParams<T>(
+        _ params: [SQLValue],
+        _ body: ([UnsafePointer<CChar>?], [Int32], [Int32]) -> T
+    ) throws -> T {
         var flat: [UInt8] = []
         var offsets: [Int?] = []
         var lengths: [Int32] = []
@@ -153,17 +268,13 @@ public final class PostgresConnection {
             if !binary { flat.append(0) }
         }
         flat.append(0)
-        let result: OpaquePointer? = flat.withUnsafeBufferPointer { buffer in
+        return flat.withUnsafeBufferPointer { buffer in
             let values: [UnsafePointer<CChar>?] = offsets.map { offset in
                 guard let offset, let base = buffer.baseAddress else { return nil }
                 return UnsafeRawPointer(base + offset).assumingMemoryBound(to: CChar.self)
             }
-            return PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
+            return body(values, lengths, formats)
         }
-        let checked = try check(result)
-        defer { PQclear(checked) }
-        changes = Int(String(cString: PQcmdTuples(checked))) ?? 0
-        return rows(checked)
     }
 
     private func statementName(_ sql: String) throws -> String {
@@ -232,16 +343,28 @@ public final class PostgresConnection {
     }
 
     /// Runs `body` inside `BEGIN … COMMIT` (at `isolation`, e.g. "SERIALIZABLE"), rolling back if it throws.
+    /// `BEGIN` waits to go with the first statement, the queued statements with the `COMMIT`: a transaction
+    /// whose body only queues writes is one round trip.
     public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
-        try execute(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")
+        try ensureConnected()
+        pending = [.begin(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")]
+        begun = false
         inTransaction = true
-        defer { inTransaction = false }
+        defer {
+            inTransaction = false
+            pending.removeAll()
+            begun = false
+        }
         do {
             let value = try body()
-            try execute("COMMIT")
+            if begun || pending.count > 1 {
+                pending.append(.text("COMMIT"))
+                _ = try sendPending()
+            }
             return value
         } catch {
-            try? execute("ROLLBACK")
+            pending.removeAll()
+            if begun { try? execute("ROLLBACK") }
             throw error
         }
     }

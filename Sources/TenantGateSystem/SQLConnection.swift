@@ -55,12 +55,13 @@ extension PostgresConnection: SQLConnection {
     /// The advisory lock key every write transaction takes (any constant; "TGWR" in ASCII).
     static let writeLockKey: Int64 = 0x5447_5752
 
-    /// `BEGIN`, then the store-wide write lock (held until `COMMIT` or `ROLLBACK`), then `body`. Under
+    /// `BEGIN`, then the store-wide write lock (held until `COMMIT` or `ROLLBACK`), then `body` (the three
+    /// go to the server with `body`'s first statement that needs an answer, in one round trip). Under
     /// `READ COMMITTED` every statement after the lock sees all that earlier write transactions committed
     /// (a transaction's commit is visible before its locks are released), so writers behave as SQLite's.
     public func writeTransaction<T>(_ body: () throws -> T) throws -> T {
         try transaction {
-            try query("SELECT pg_advisory_xact_lock(?1)", [.int(PostgresConnection.writeLockKey)])
+            try queue("SELECT pg_advisory_xact_lock(?1)", [.int(PostgresConnection.writeLockKey)])
             return try body()
         }
     }
@@ -94,6 +95,11 @@ public protocol SQLStatement: AnyObject {
     func run(_ values: [SQLValue]) throws
     /// Runs it with `values`, calling `body` for each row (valid only inside `body`).
     func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws
+    /// Runs it with `values`, for no rows and no `changes`, inside a transaction: on PostgreSQL it waits
+    /// and goes to the server with the next statement that needs an answer, or with the `COMMIT`, in one
+    /// round trip (libpq's pipeline mode); an error it meets then fails that statement, or the commit, and
+    /// so the transaction. SQLite, where a statement costs no round trip, runs it now.
+    func queue(_ values: [SQLValue]) throws
 }
 
 extension SQLStatement {
@@ -113,6 +119,7 @@ extension SQLConnection {
 extension SQLiteRow: SQLRow {}
 
 extension SQLiteStatement: SQLStatement {
+    public func queue(_ values: [SQLValue]) throws { try run(values) }
     public func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws {
         try forEach(values) { row in body(row) }
     }
@@ -130,6 +137,7 @@ final class PostgresStatement: SQLStatement {
 
     func all(_ values: [SQLValue]) throws -> [[SQLValue]] { try connection.query(sql, values) }
     func run(_ values: [SQLValue]) throws { try connection.query(sql, values) }
+    func queue(_ values: [SQLValue]) throws { try connection.queue(sql, values) }
     func each(_ values: [SQLValue], _ body: (any SQLRow) -> Void) throws {
         for row in try connection.query(sql, values) { body(ValuesRow(values: row)) }
     }

@@ -123,19 +123,49 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(try log.usage(tenant: "a", sinceDay: "2000-01-01", by: "day", top: nil).count == 2)
     }
 
-    /// A batch writes each metric counter once with the batch's sum, the same totals as one by one.
+    /// A batch writes each metric counter, rollup row and budget counter once with the batch's sum: the
+    /// same rows as settling one by one (tenants, models, an hour and a day boundary, errors, held
+    /// reservations released).
     @Test(arguments: TestEngine.available) func aBatchCountsMetricsOncePerCounter(_ engine: TestEngine) throws {
         let batched = try testDB(engine)
         let single = try testDB(engine)
-        let records = [record("a", at: day0, tokens: 10), record("a", at: day0 + 1, tokens: 20), record("b", at: day0)]
-        try AccountingStore(batched).settle(records.map { (reservation: nil, record: $0) })
-        for r in records { try AccountingStore(single).settle(reservation: nil, record: r) }
-        let all = "SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le"
-        #expect(try batched.query(all) == single.query(all))
+        var other = record("a", at: day0 + 3_600_000, tokens: 7, cost: 70)
+        other.model = "n"
+        let records = [
+            record("a", at: day0, tokens: 10), record("a", at: day0 + 1, tokens: 20), record("b", at: day0),
+            record("a", at: day0 + 2, tokens: 0, cost: 0, status: 502), other,
+            record("a", at: day0 + 86_400_000 + 5, tokens: 3, cost: 30),
+            record("b", at: day0 + 3, tokens: 4, status: 429),
+        ]
+        let l = try limits(#"{"budget":{"daily_tokens":100000}}"#)
+        var items: [[(reservation: Int64?, record: ExecutionRecord)]] = []
+        for db in [batched, single] {
+            items.append(
+                try records.map { r in
+                    let id = try AccountingStore(db).reserve(
+                        tenant: r.tenant, limits: l, need: one, nowMs: r.atMs, expiresMs: r.atMs + 60_000
+                    ).id
+                    return (reservation: id, record: r)
+                })
+        }
+        try AccountingStore(batched).settle(items[0])
+        for item in items[1] { try AccountingStore(single).settle(reservation: item.reservation, record: item.record) }
+        for table in [
+            "SELECT name, labels, le, value FROM metric_counters ORDER BY name, labels, le",
+            "SELECT * FROM usage_daily ORDER BY day, tenant, model", "SELECT * FROM usage_hourly ORDER BY hour, tenant",
+            "SELECT * FROM budget_counters ORDER BY scope, period", "SELECT COUNT(*) FROM executions",
+        ] {
+            #expect(try batched.query(table) == single.query(table), "\(table)")
+        }
+        #expect(try batched.query("SELECT COUNT(*) FROM executions") == [[.int(Int64(records.count))]])
+        #expect(
+            try batched.query(
+                "SELECT SUM(reserved_tokens), SUM(used_tokens) FROM budget_counters WHERE scope = 'tenant:a'")
+                == [[.int(0), .int(40)]])
         let requests = try batched.query(
             "SELECT value FROM metric_counters WHERE name = 'tenantgate_requests_total' AND labels LIKE ?",
-            [.text("tenant=\"a\"%")])
-        #expect(requests == [[.int(2)]])
+            [.text("tenant=\"a\",model=\"m\",status=\"200\"")])
+        #expect(requests == [[.int(3)]])
     }
 }
 
@@ -213,6 +243,52 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         // A soft budget never limits the lease.
         let soft = try limits(#"{"budget":{"daily_tokens":50,"enforcement":"soft"}}"#)
         #expect(try lease(AccountingStore(try testDB(engine)), soft, at: day0).lease != nil)
+    }
+
+    /// One batch that settles many requests under the same lease (it runs dry on the way), retires part of
+    /// it and settles more leaves the same rows as settling item by item: the batch reads the lease once
+    /// and keeps its hold in memory.
+    @Test(arguments: TestEngine.available) func aLeaseSettledManyTimesInOneBatchMatchesOneByOne(_ engine: TestEngine)
+        throws
+    {
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":1000},"budget":{"daily_tokens":100000}}"#)
+        var states: [[[[SQLValue]]]] = []
+        for batched in [true, false] {
+            let db = try testDB(engine)
+            let store = AccountingStore(db)
+            let admission = try lease(store, l, at: day0)
+            let grant = try #require(admission.lease)
+            let big = Int(grant.tokens / 3) + 1
+            let dry: [Settlement] = (0..<4).map { i in
+                .leased(lease: admission.id, record: record("a", at: day0 + 10 + Int64(i), tokens: big))
+            }
+            let more: [Settlement] = [
+                .retire(
+                    lease: admission.id, tokens: 1, nano: 0, requests: 4, windowTokens: Int64(4 * big), final: false),
+                .leased(lease: admission.id, record: record("a", at: day0 + 30, tokens: 2)),
+            ]
+            let last: [Settlement] = [
+                .retire(
+                    lease: admission.id, tokens: 0, nano: 0, requests: 5, windowTokens: Int64(4 * big + 2), final: true)
+            ]
+            let queries = [
+                "SELECT scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano FROM budget_counters ORDER BY scope, period",
+                "SELECT tokens, nano FROM reservations", "SELECT tenant, kind, amount FROM rate_log ORDER BY kind",
+                "SELECT tenant, kind, total FROM rate_totals ORDER BY kind",
+            ]
+            var state: [[[SQLValue]]] = []
+            for items in [dry, more, last] {
+                if batched { try store.settle(items) } else { for item in items { try store.settle([item]) } }
+                state += try queries.map { try db.query($0) }
+            }
+            states.append(state)
+        }
+        #expect(states[0] == states[1])
+        // The lease ran dry: it holds no tokens (never less); once retired nothing stays reserved.
+        #expect(states[0][1].first?[0].int == 0, "\(states[0][1])")
+        #expect(states[0][9] == [])
+        let used = states[0][8].first { $0[0] == .text("tenant:a") }
+        #expect(used?[4] == .int(0), "nothing stays reserved: \(String(describing: used))")
     }
 
     @Test(arguments: TestEngine.available) func settlingAndRetiringALeaseLeavesExactlyWhatWasUsed(_ engine: TestEngine)

@@ -122,6 +122,62 @@ struct PostgresConnectionTests {
         #expect(setup.engine == .postgres)
     }
 
+    /// Queued statements go with the next statement that needs an answer, in order: a read sees every
+    /// write queued before it, a body of queued writes alone commits (one round trip: BEGIN, the lock,
+    /// the writes and COMMIT), and the connection's own statements are unchanged in between.
+    @Test func queuedStatementsRunInOrderAndCommit() throws {
+        let db = try connect()
+        let t = try table(db, "k text PRIMARY KEY, v bigint NOT NULL")
+        let add = try db.prepared("INSERT INTO \(t) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = \(t).v + ?2")
+        try db.writeTransaction {
+            for i in 0..<600 { try add.queue([.text("k\(i % 7)"), .int(1)]) }  // more than one pipeline's worth
+            #expect(try db.query("SELECT SUM(v) FROM \(t)") == [[.int(600)]])
+            try add.queue([.text("late"), .int(5)])
+        }
+        #expect(try db.query("SELECT v FROM \(t) WHERE k = 'late'") == [[.int(5)]])
+        try db.writeTransaction { try add.queue([.text("only"), .int(1)]) }
+        #expect(try db.query("SELECT COUNT(*) FROM \(t)") == [[.int(9)]])
+        // Outside a transaction a queued statement runs at once.
+        try add.queue([.text("now"), .int(2)])
+        #expect(try db.query("SELECT v FROM \(t) WHERE k = 'now'") == [[.int(2)]])
+        // An empty transaction sends nothing and leaves no transaction open.
+        try db.writeTransaction {}
+        #expect(throws: PostgresError.self) { try db.execute("SAVEPOINT outside") }  // no transaction is open
+    }
+
+    /// A queued statement that fails (found at the next statement or the commit) fails the transaction:
+    /// nothing of it stays, not what was queued before the failure nor after; the connection goes on.
+    @Test func aFailingQueuedStatementRollsBackTheTransaction() throws {
+        let db = try connect()
+        let t = try table(db, "k text PRIMARY KEY")
+        try db.query("INSERT INTO \(t) VALUES ('a')")
+        let insert = try db.prepared("INSERT INTO \(t) VALUES (?)")
+        for readInside in [false, true] {
+            do {
+                try db.writeTransaction {
+                    try insert.queue([.text("b")])
+                    try insert.queue([.text("a")])  // duplicate key
+                    try insert.queue([.text("c")])
+                    if readInside { _ = try db.query("SELECT COUNT(*) FROM \(t)") }
+                }
+                Issue.record("a duplicate key must fail the transaction")
+            } catch let error as PostgresError {
+                #expect(error.isUniqueViolation, "\(error)")
+            }
+            #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")]])
+        }
+        // A parameter that cannot be sent (text with a NUL) fails the same way.
+        #expect(throws: PostgresError.self) {
+            try db.writeTransaction {
+                try insert.queue([.text("d")])
+                try insert.queue([.text("e\u{0}")])
+            }
+        }
+        #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")]])
+        try db.writeTransaction { try insert.queue([.text("z")]) }
+        #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")], [.text("z")]])
+    }
+
     @Test func aBrokenConnectionIsMadeAgainForTheNextStatement() throws {
         let db = try connect()
         let admin = try connect()
