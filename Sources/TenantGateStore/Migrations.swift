@@ -232,6 +232,15 @@ public enum Migrations {
         CREATE INDEX stored_responses_age ON stored_responses(tenant, created_ms);
         ALTER TABLE executions ADD COLUMN endpoint TEXT;
         """,
+        // 13: workers are named by host and pid (several hosts share a PostgreSQL store, and their pids
+        // collide); the rows are heartbeats, rewritten every second, so the table starts over.
+        """
+        DROP TABLE workers;
+        CREATE TABLE workers(
+            host TEXT NOT NULL, pid INTEGER NOT NULL, started_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
+            in_flight INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, pid)
+        ) STRICT, WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

@@ -1,27 +1,33 @@
 import TenantGateSystem
 
-/// The worker processes alive, as each reports itself (pid, start, last seen, requests in flight).
+/// The worker processes alive, as each reports itself (host and pid, start, last seen, requests in
+/// flight): on a PostgreSQL store, the workers of every host.
 public struct WorkerRegistry {
     private let db: any SQLConnection
+    private let host: String
 
-    /// A registry over `db`.
-    public init(_ db: any SQLConnection) { self.db = db }
+    /// A registry over `db`, for workers of `host` (this machine's name by default).
+    public init(_ db: any SQLConnection, host: String = Posix.hostName) {
+        self.db = db
+        self.host = host
+    }
 
-    /// Worker `pid` is alive with `inFlight` requests; rows unseen for a minute are dropped.
+    /// Worker `pid` of this host is alive with `inFlight` requests; rows unseen for a minute (of any
+    /// host) are dropped.
     public func beat(pid: Int32, startedMs: Int64, nowMs: Int64, inFlight: Int) throws {
         try db.statement(
             """
-            INSERT INTO workers(pid, started_ms, seen_ms, in_flight) VALUES (?, ?, ?, ?)
-            ON CONFLICT(pid) DO UPDATE SET started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
+            INSERT INTO workers(host, pid, started_ms, seen_ms, in_flight) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(host, pid) DO UPDATE SET started_ms = excluded.started_ms, seen_ms = excluded.seen_ms,
               in_flight = excluded.in_flight
             """
-        ).run([.int(Int64(pid)), .int(startedMs), .int(nowMs), .int(Int64(inFlight))])
+        ).run([.text(host), .int(Int64(pid)), .int(startedMs), .int(nowMs), .int(Int64(inFlight))])
         try db.statement("DELETE FROM workers WHERE seen_ms < ?").run([.int(nowMs - 60_000)])
     }
 
-    /// Worker `pid` exited.
+    /// Worker `pid` of this host exited.
     public func remove(pid: Int32) throws {
-        try db.statement("DELETE FROM workers WHERE pid = ?").run([.int(Int64(pid))])
+        try db.statement("DELETE FROM workers WHERE host = ? AND pid = ?").run([.text(host), .int(Int64(pid))])
     }
 
     /// Workers seen since `sinceMs`, and their requests in flight.

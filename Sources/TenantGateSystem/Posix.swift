@@ -99,6 +99,14 @@ public enum Posix {
     /// This process's id.
     public static var pid: pid_t { getpid() }
 
+    /// This machine's name (`gethostname`); `TENANTGATE_HOST` overrides it (hosts that share a name).
+    public static let hostName: String = {
+        if let name = env("TENANTGATE_HOST"), !name.isEmpty { return name }
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
     /// Exits at once without running atexit handlers.
     public static func exitNow(_ code: Int32) -> Never { _exit(code) }
 

@@ -88,7 +88,7 @@ def test_a_killed_workers_slots_come_back(fresh_stack):
     assert r.status_code == 200, r.text
 
 
-def hammer(stack, tenant, total, marker, clients=64):
+def hammer(stack, tenant, total, marker, clients=64, model="patient-model"):
     """`total` requests of `tenant` from `clients` concurrent clients; returns the statuses."""
     statuses = []
     lock = threading.Lock()
@@ -103,7 +103,7 @@ def hammer(stack, tenant, total, marker, clients=64):
                     return
                 # A backend with a long timeout: this is about the books, not about a busy mock's delays.
                 r = c.post(f"/tenant/{tenant}/v1/chat/completions", headers=auth(stack, tenant), json={
-                    "model": "patient-model", "max_tokens": 3,
+                    "model": model, "max_tokens": 3,
                     "messages": [{"role": "user", "content": f"{marker} {i}"}]})
                 with lock:
                     statuses.append(r.status_code)

@@ -1,7 +1,10 @@
 """The gateway on PostgreSQL (TENANTGATE_DATABASE_URL), and two complete stacks (two homes, two nginx, two
 worker pools, as two hosts would be) sharing one PostgreSQL database. scripts/test starts the server."""
+import os
+import signal
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
@@ -93,6 +96,49 @@ def test_limits_and_budgets_hold_across_both_stacks(two_stacks):
                          "WHERE tenant = 'lease-budget' AND status = 200")[0]
     counter = a.sql("SELECT used_tokens FROM budget_counters WHERE scope = 'tenant:lease-budget'")[0][0]
     assert used <= 6000 and counter == used and served == statuses.count(200)
+
+
+def test_one_stack_killed_mid_load_loses_nothing_and_its_leases_expire():
+    """Stack B's pool is SIGKILLed while both stacks serve a leased budget: A keeps serving, every answer
+    either gave has its row, and once B's leases expire (backend timeout + 60 s) A's sweep returns what
+    they held, leaving the budget counter equal to the rows."""
+    a = Stack(workers=2, threads=32, database_url=pg_database()).start()
+    b = Stack(workers=2, threads=32, shares=a).start()
+    try:
+        results = {}
+        threads = [threading.Thread(target=lambda s=s, n=n: results.__setitem__(n, hammer(
+            s, "lease-kill", 600, f"pg-kill-{n}", clients=8, model="fast"))) for s, n in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        rows = "SELECT COUNT(*) FROM executions WHERE tenant = 'lease-kill'"
+        assert wait_until(lambda: a.sql(rows)[0][0] >= 100, timeout=30)
+        assert a.sql("SELECT COUNT(*) FROM reservations WHERE tenant = 'lease-kill'")[0][0] > 0  # leases held
+        killed_at = time.time()
+        for pid in [b.pool.pid] + b.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        for t in threads:
+            t.join()
+        # A never failed; B's clients saw it die (nginx: 502) after some answers.
+        assert set(results["a"]) == {200}, sorted(set(results["a"]))
+        assert results["b"].count(200) > 0 and set(results["b"]) - {200} <= {502, 503, 504}
+        # Every answer has its row (a row may outlive an answer B could not finish sending).
+        ok = results["a"].count(200) + results["b"].count(200)
+        count = a.sql(rows)[0][0]
+        assert ok <= count <= ok + b.threads * b.workers, (ok, count)
+        # B's leases expire and A's sweep gives back what they held: nothing stays reserved, and the
+        # counter is exactly the rows' tokens.
+        deadline = 3 + 60 + 30  # the backend's timeout + 60 s, then the sweep
+        assert wait_until(lambda: not a.sql("SELECT 1 FROM reservations WHERE tenant = 'lease-kill'"),
+                          timeout=max(1, deadline - (time.time() - killed_at)), interval=1)
+        used, reserved = a.sql("SELECT used_tokens, reserved_tokens FROM budget_counters "
+                               "WHERE scope = 'tenant:lease-kill'")[0]
+        tokens = a.sql("SELECT SUM(tokens_in + tokens_out) FROM executions WHERE tenant = 'lease-kill'")[0][0]
+        assert reserved == 0 and used == tokens, (used, reserved, tokens)
+        r = chat(a, "lease-kill", "after the other stack died")
+        assert r.status_code == 200, r.text
+    finally:
+        b.stop()
+        a.stop()
 
 
 def test_db_copy_moves_a_store_to_postgres_and_back(fresh_stack):

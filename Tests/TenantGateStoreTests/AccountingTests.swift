@@ -108,6 +108,22 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         _ = try store.reserve(tenant: "a", limits: l, need: one, nowMs: day0 + 2001, expiresMs: day0 + 3000)
     }
 
+    /// Workers are told apart by host and pid: two hosts sharing a store may run the same pid.
+    @Test(arguments: TestEngine.available) func workersOfTwoHostsWithTheSamePidAreTwo(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let a = WorkerRegistry(db, host: "gw-a")
+        let b = WorkerRegistry(db, host: "gw-b")
+        try a.beat(pid: 42, startedMs: day0, nowMs: day0 + 1000, inFlight: 3)
+        try b.beat(pid: 42, startedMs: day0, nowMs: day0 + 1000, inFlight: 4)
+        try a.beat(pid: 42, startedMs: day0, nowMs: day0 + 2000, inFlight: 5)
+        #expect(try a.alive(sinceMs: day0) == (2, 9))
+        try b.remove(pid: 42)
+        #expect(try a.alive(sinceMs: day0) == (1, 5))
+        // A host's rows unseen for a minute go when any host beats.
+        try b.beat(pid: 7, startedMs: day0, nowMs: day0 + 70_000, inFlight: 0)
+        #expect(try b.alive(sinceMs: 0) == (1, 0))
+    }
+
     @Test(arguments: TestEngine.available) func rollupsAndPrune(_ engine: TestEngine) throws {
         let db = try testDB(engine)
         let store = AccountingStore(db)
