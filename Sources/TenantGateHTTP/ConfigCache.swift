@@ -5,7 +5,8 @@ import TenantGateSystem
 /// The process's current configuration snapshot, refreshed by one background thread.
 ///
 /// The request path only takes the current snapshot (a lock and a retain); the poller reads the
-/// version counter every `intervalMs` and rebuilds the snapshot only when it changed.
+/// version counter every `intervalMs` (on PostgreSQL also as soon as a change is notified) and rebuilds
+/// the snapshot only when it changed.
 public final class ConfigCache: Sendable {
     private let current: Locked<(config: GatewayConfig, jwt: JWTCheck?)>
     private let usedKeys = Locked<Set<String>>([])
@@ -95,10 +96,21 @@ public final class ConfigCache: Sendable {
         let path = dbPath
         OSThread.start { [self] in
             var db: (any SQLConnection)?
-            var ticks = 0
+            // Housekeeping every five intervals (a second) by the clock: notifications end waits early,
+            // however many come.
+            var lastHousekeepingMs = Posix.monotonicMs()
             while true {
-                Posix.sleepMs(intervalMs)
-                ticks += 1
+                // On PostgreSQL a change's notification ends the wait early (another host's included);
+                // the version read below stays the check.
+                if let conn = db {
+                    do {
+                        try ConfigStore.awaitChange(conn, timeoutMs: intervalMs)
+                    } catch {
+                        Posix.sleepMs(intervalMs)
+                    }
+                } else {
+                    Posix.sleepMs(intervalMs)
+                }
                 do {
                     let conn = try db ?? Database.open(path: path, cacheKiB: 256)
                     db = conn
@@ -111,7 +123,8 @@ public final class ConfigCache: Sendable {
                         current.withLock { $0 = (next, jwt) }
                         log.event("config_reload", ["config_version": .number(String(next.version))])
                     }
-                    if ticks % 5 == 0 {
+                    if Posix.monotonicMs() - lastHousekeepingMs >= 5 * Int64(intervalMs) {
+                        lastHousekeepingMs = Posix.monotonicMs()
                         try Maintenance.checkpoint(conn)
                         try CacheStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         // Reservations whose worker died are released once they expire.

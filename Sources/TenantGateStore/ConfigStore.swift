@@ -8,6 +8,22 @@ public struct ConfigStore {
     /// Wraps a connection.
     public init(_ db: any SQLConnection) { self.db = db }
 
+    /// The channel the configuration-version trigger notifies on PostgreSQL.
+    public static let changeChannel = "tenantgate_config"
+
+    /// Waits up to `timeoutMs` for a configuration change: on PostgreSQL until the version trigger's
+    /// notification arrives (`LISTEN`, at commit; true then), on SQLite simply that long (the caller
+    /// then reads `version()`, which stays the check on both: a lost notification costs one interval).
+    @discardableResult
+    public static func awaitChange(_ db: any SQLConnection, timeoutMs: Int) throws -> Bool {
+        guard let postgres = db as? PostgresConnection else {
+            Posix.sleepMs(timeoutMs)
+            return false
+        }
+        try postgres.listen(changeChannel)
+        return !(try postgres.notifications(timeoutMs: Int32(clamping: timeoutMs))).isEmpty
+    }
+
     /// The config version counter (bumped by triggers on every config or key change).
     public func version() throws -> Int64 {
         try db.statement("SELECT value FROM meta WHERE key = 'config_version'").all().first?.first?.int ?? 0

@@ -17,6 +17,9 @@ public enum PostgresSchema {
         CREATE OR REPLACE FUNCTION tg_bump_config_version() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             UPDATE meta SET value = value + 1 WHERE key = 'config_version';
+            -- Every worker's configuration poller listens (ConfigStore.awaitChange); one notification per
+            -- transaction however many rows changed (PostgreSQL folds equal ones), sent at commit.
+            PERFORM pg_notify('tenantgate_config', '');
             RETURN NULL;
         END $$;
         """

@@ -78,6 +78,9 @@ public final class PostgresConnection {
         prepared.removeAll()
         guard isConnected else { throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn)) }
         try execute("SET client_min_messages = warning")
+        let listened = channels
+        channels.removeAll()
+        for channel in listened.sorted() { try listen(channel) }
     }
 
     /// Takes a result: throws for an error status, else returns it (the caller clears it).
@@ -369,14 +372,19 @@ public final class PostgresConnection {
         }
     }
 
-    /// Starts listening on `channel` (quoted as an identifier).
+    /// The channels this connection listens to (listened to again after a reconnect).
+    private var channels: Set<String> = []
+
+    /// Starts listening on `channel` (quoted as an identifier); nothing to do if it already does.
     public func listen(_ channel: String) throws {
+        if channels.contains(channel) && isConnected { return }
         guard let quoted = PQescapeIdentifier(conn, channel, channel.utf8.count) else {
             throw PostgresError(sqlState: "22000", message: PostgresConnection.message(conn))
         }
         let identifier = String(cString: quoted)
         PQfreemem(quoted)
         try execute("LISTEN \(identifier)")
+        channels.insert(channel)
     }
 
     /// Sends `payload` to every connection listening on `channel` (delivered when the transaction commits).

@@ -48,6 +48,21 @@ let yaml = """
         #expect(try Migrations.migrate(db) == 0)
     }
 
+    /// On PostgreSQL a configuration change is announced to listeners at commit (every host's poller wakes
+    /// at once); on SQLite the wait is the poll interval, and the version is the check on both.
+    @Test(arguments: TestEngine.available) func aConfigChangeIsAnnouncedOnPostgres(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let listener: any SQLConnection = engine == .postgres ? try PostgresConnection(url: postgresURL ?? "") : db
+        while try ConfigStore.awaitChange(listener, timeoutMs: 20) {}  // listening; older news drained
+        let version = try ConfigStore(db).version()
+        try importYAML(db, yaml)
+        #expect(try ConfigStore(db).version() > version)
+        let start = Posix.monotonicMs()
+        let announced = try ConfigStore.awaitChange(listener, timeoutMs: 2000)
+        #expect(announced == (engine == .postgres))
+        if engine == .postgres { #expect(Posix.monotonicMs() - start < 1000) }
+    }
+
     @Test(arguments: TestEngine.available) func importIsIdempotentAndExportRoundTrips(_ engine: TestEngine) throws {
         let db = try testDB(engine)
         let store = ConfigStore(db)
