@@ -202,7 +202,11 @@ public final class PostgresConnection {
             guard let result = PQgetResult(conn) else {
                 index += 1
                 if index > batch.count || PQstatus(conn) != CONNECTION_OK {
-                    throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+                    let error = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+                    PQreset(conn)
+                    prepared.removeAll()
+                    channels.removeAll()
+                    throw error
                 }
                 continue
             }
@@ -227,7 +231,13 @@ public final class PostgresConnection {
             }
         }
         guard PQexitPipelineMode(conn) == 1 else {
-            throw PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+            // Results the connection still waits for: it cannot be used again as it is; start it over
+            // (the transaction, if any, is gone with it: the caller fails).
+            let error = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+            PQreset(conn)
+            prepared.removeAll()
+            channels.removeAll()
+            throw error
         }
         if let error = sendError ?? firstError { throw error }
         return lastRows
@@ -348,7 +358,11 @@ public final class PostgresConnection {
     /// Runs `body` inside `BEGIN … COMMIT` (at `isolation`, e.g. "SERIALIZABLE"), rolling back if it throws.
     /// `BEGIN` waits to go with the first statement, the queued statements with the `COMMIT`: a transaction
     /// whose body only queues writes is one round trip.
+    /// Transactions do not nest (as on SQLite): one inside another throws.
     public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
+        guard !inTransaction else {
+            throw PostgresError(sqlState: "25001", message: "a transaction is already in progress on this connection")
+        }
         try ensureConnected()
         pending = [.begin(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")]
         begun = false

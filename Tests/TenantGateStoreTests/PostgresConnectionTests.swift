@@ -176,6 +176,14 @@ struct PostgresConnectionTests {
         #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")]])
         try db.writeTransaction { try insert.queue([.text("z")]) }
         #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")], [.text("z")]])
+        // Transactions do not nest (an inner COMMIT would end the outer one early): refused, nothing kept.
+        #expect(throws: PostgresError.self) {
+            try db.writeTransaction {
+                try insert.queue([.text("y")])
+                try db.writeTransaction { try insert.queue([.text("x")]) }
+            }
+        }
+        #expect(try db.query("SELECT k FROM \(t) ORDER BY k") == [[.text("a")], [.text("z")]])
     }
 
     @Test func aBrokenConnectionIsMadeAgainForTheNextStatement() throws {
