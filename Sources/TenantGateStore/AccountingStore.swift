@@ -56,9 +56,14 @@ public struct AccountingStore {
     static let window: Int64 = 60_000
     /// What the settlement being written gathers for its end (audit events, counters, rollups).
     private let audit = SettleScratch()
+    /// The worker's lease rows as its committed settlements left them (nil: read them every batch).
+    private let leaseRows: LeaseRowCache?
 
-    /// Wraps a connection.
-    public init(_ db: any SQLConnection) { self.db = db }
+    /// Wraps a connection; `leaseRows` (the worker's writer's) spares settlements re-reading lease rows.
+    public init(_ db: any SQLConnection, leaseRows: LeaseRowCache? = nil) {
+        self.db = db
+        self.leaseRows = leaseRows
+    }
 
     static func tenantScope(_ tenant: String) -> String { "tenant:\(tenant)" }
     static let globalScope = "global"
@@ -407,6 +412,7 @@ public struct AccountingStore {
     /// Gives a reservation (or lease) back whole: its hold and its window entries, as if it never was.
     private func cancel(reservation id: Int64) throws {
         try writeLeases()
+        audit.leaseUpdates[id] = .some(nil)
         let tenant = try db.statement("SELECT tenant FROM reservations WHERE id = ?").all([.int(id)]).first?.first?.text
         if let tenant, let held = try release(id: id, consumed: false, actualTokens: 0) { try unreserve(tenant, held) }
     }
@@ -431,10 +437,10 @@ public struct AccountingStore {
 
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
     public func settle(_ items: [Settlement]) throws {
+        audit.reset()
+        defer { audit.reset() }
         try db.transaction {
-            audit.reset()
             audit.batching = true
-            defer { audit.reset() }
             try prefetchLeases(items)
             for item in items {
                 switch item {
@@ -460,6 +466,8 @@ public struct AccountingStore {
             try ExecutionLog(db).write(audit.rollups)
             try MetricCounters(db).write(audit.metrics)
         }
+        // Committed: the lease rows are what this batch left (rolled back, the cache still holds the truth).
+        leaseRows?.apply(audit.leaseUpdates)
     }
 
     /// A request answered, or that used tokens, counts against the per-minute limits and is charged.
@@ -477,40 +485,52 @@ public struct AccountingStore {
     /// A lease's row (day, tokens, nano held) as this batch has left it: read once per batch (most
     /// batches' leases all at once, with the batch's first statement: `prefetchLeases`), then kept up to
     /// date in memory and written once (`writeLeases`).
-    private func leaseRow(_ id: Int64) throws -> (day: String, tokens: Int64, nano: Int64)? {
+    private func leaseRow(_ id: Int64) throws -> LeaseRowCache.Row? {
         if let row = audit.leases[id] { return row }
         guard
-            let row = try db.statement("SELECT day, tokens, nano FROM reservations WHERE id = ?").all([.int(id)])
-                .first, let day = row[0].text
+            let row = try db.statement("SELECT day, tokens, nano, expires_ms FROM reservations WHERE id = ?")
+                .all([.int(id)]).first, let day = row[0].text
         else { return nil }
-        audit.leases[id] = (day, row[1].int ?? 0, row[2].int ?? 0)
+        audit.leases[id] = LeaseRowCache.Row(
+            day: day, tokens: row[1].int ?? 0, nano: row[2].int ?? 0, expiresMs: row[3].int ?? 0)
         return audit.leases[id]
     }
 
     /// Writes what this batch took out of its leases' holds (once per lease, not once per request), and
     /// forgets them: called before anything reads or changes a lease row (`retire`, `cancel`) and at the
-    /// batch's end.
+    /// batch's end. What it wrote is what the worker's cache of lease rows holds once the batch commits.
     private func writeLeases() throws {
         for id in audit.changedLeases.sorted() {
             guard let row = audit.leases[id] else { continue }
             try db.statement("UPDATE reservations SET tokens = ?, nano = ? WHERE id = ?")
                 .queue([.int(row.tokens), .int(row.nano), .int(id)])
         }
+        for (id, row) in audit.leases { audit.leaseUpdates[id] = row }
         audit.changedLeases.removeAll()
         audit.leases.removeAll()
     }
 
-    /// Reads the rows of the leases that `items` settle under, up to 16 in one statement.
+    /// Reads the rows of the leases that `items` settle under, up to 16 in one statement, except those the
+    /// worker's cache holds (then a batch of leased settlements reads nothing: on PostgreSQL its statements
+    /// all go in one round trip).
     private func prefetchLeases(_ items: [Settlement]) throws {
+        let nowMs = leaseRows?.clock() ?? 0
         var ids: [Int64] = []
-        for case .leased(let lease, _) in items where !ids.contains(lease) && ids.count < 16 { ids.append(lease) }
+        for case .leased(let lease, _) in items where audit.leases[lease] == nil && !ids.contains(lease) {
+            if let row = leaseRows?.row(lease, nowMs: nowMs) {
+                audit.leases[lease] = row
+            } else if ids.count < 16 {
+                ids.append(lease)
+            }
+        }
         guard !ids.isEmpty else { return }
         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-        for row in try db.statement("SELECT id, day, tokens, nano FROM reservations WHERE id IN (\(marks))")
-            .all(ids.map { .int($0) })
-        {
+        for row in try db.statement(
+            "SELECT id, day, tokens, nano, expires_ms FROM reservations WHERE id IN (\(marks))"
+        ).all(ids.map { .int($0) }) {
             guard let id = row[0].int, let day = row[1].text else { continue }
-            audit.leases[id] = (day, row[2].int ?? 0, row[3].int ?? 0)
+            audit.leases[id] = LeaseRowCache.Row(
+                day: day, tokens: row[2].int ?? 0, nano: row[3].int ?? 0, expiresMs: row[4].int ?? 0)
         }
     }
 
@@ -524,7 +544,8 @@ public struct AccountingStore {
         if usedTokens > 0 || usedNano > 0, let row = try leaseRow(lease) {
             let tokens = min(usedTokens, row.tokens)
             let nano = min(usedNano, row.nano)
-            audit.leases[lease] = (row.day, row.tokens - tokens, row.nano - nano)
+            audit.leases[lease] = LeaseRowCache.Row(
+                day: row.day, tokens: row.tokens - tokens, nano: row.nano - nano, expiresMs: row.expiresMs)
             audit.changedLeases.insert(lease)
             held = (row.day, tokens, nano)
         }
@@ -539,6 +560,7 @@ public struct AccountingStore {
         final: Bool
     ) throws {
         try writeLeases()
+        audit.leaseUpdates[id] = .some(nil)  // read again when next needed
         guard
             let row = try db.statement(
                 "SELECT tenant, day, tokens, nano, rpm_row, tpm_row FROM reservations WHERE id = ?"
@@ -697,8 +719,10 @@ final class SettleScratch {
     /// (scope, period) → used tokens, used nano, reserved tokens, reserved nano
     var budget: [BudgetRow: [Int64]] = [:]
     /// Lease rows read in this batch, and those changed since (see `AccountingStore.leaseRow`).
-    var leases: [Int64: (day: String, tokens: Int64, nano: Int64)] = [:]
+    var leases: [Int64: LeaseRowCache.Row] = [:]
     var changedLeases: Set<Int64> = []
+    /// What the worker's cache of lease rows becomes when the batch commits (nil: forget the row).
+    var leaseUpdates: [Int64: LeaseRowCache.Row?] = [:]
     /// The execution rows, written at the end in multi-row inserts.
     var executions: [ExecutionRecord] = []
 
@@ -716,6 +740,53 @@ final class SettleScratch {
         budget.removeAll()
         leases.removeAll()
         changedLeases.removeAll()
+        leaseUpdates.removeAll()
         executions.removeAll()
     }
+}
+
+/// A worker's lease rows (what each still holds, the day it holds it on, its expiry) as the worker's own
+/// committed settlements left them, so that a batch of leased settlements needs to read nothing.
+///
+/// Exact because only the worker that holds a lease changes its row (its settlements, its retirement),
+/// all through its one write connection, and the cache changes only after a commit (a rolled-back batch
+/// leaves both the row and the cache as they were). The one other writer of a lease row is the sweep of
+/// expired reservations, run by every worker of every host: so an entry is used only until `marginMs`
+/// before its lease expires (then the row is read again; hosts' clocks must agree within that margin),
+/// and expired entries are dropped.
+public final class LeaseRowCache: @unchecked Sendable {  // used only under the writer connection's lock
+    public struct Row: Sendable, Equatable {
+        let day: String
+        let tokens: Int64
+        let nano: Int64
+        let expiresMs: Int64
+    }
+    private var rows: [Int64: Row] = [:]
+    /// How long before its lease expires an entry stops being used.
+    static let marginMs: Int64 = 30_000
+    /// Entries kept before expired ones are dropped (then twice as many as are left, at least 256).
+    private var sweepAt = 256
+    /// Wall-clock milliseconds (the sweep's clock).
+    let clock: @Sendable () -> Int64
+
+    public init(clock: @escaping @Sendable () -> Int64 = { Posix.wallMicros() / 1000 }) { self.clock = clock }
+
+    /// The cached row of `lease`, unless it is near its expiry (or unknown).
+    func row(_ lease: Int64, nowMs: Int64) -> Row? {
+        guard let row = rows[lease], nowMs < row.expiresMs - LeaseRowCache.marginMs else { return nil }
+        return row
+    }
+
+    /// A committed batch's changes (nil: the row is gone or must be read again).
+    func apply(_ updates: [Int64: Row?]) {
+        for (id, row) in updates { rows[id] = row }
+        if rows.count > sweepAt {
+            let nowMs = clock()
+            rows = rows.filter { nowMs < $0.value.expiresMs }
+            sweepAt = max(256, 2 * rows.count)
+        }
+    }
+
+    /// Leases cached now.
+    public var count: Int { rows.count }
 }

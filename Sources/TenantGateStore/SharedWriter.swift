@@ -6,6 +6,8 @@ import TenantGateSystem
 /// per thread would find its cache invalidated by every other thread's commit.
 public final class SharedWriter: Sendable {
     private let connection: Locked<any SQLConnection>
+    /// The worker's lease rows as its committed settlements left them (used under the connection's lock).
+    public let leaseRows = LeaseRowCache()
 
     /// Takes `connection` over: nothing else may use it afterwards.
     public init(_ connection: any SQLConnection) { self.connection = Locked(connection) }
@@ -25,6 +27,6 @@ public final class SharedWriter: Sendable {
 
     /// Runs `body` with the accounting store over the connection.
     public func accounting<T>(_ body: (AccountingStore) throws -> T) rethrows -> T {
-        try read { try body(AccountingStore($0)) }
+        try read { try body(AccountingStore($0, leaseRows: leaseRows)) }
     }
 }

@@ -220,10 +220,14 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
 }
 
 @Suite struct LeaseTests {
-    func lease(_ store: AccountingStore, _ l: Limits, at: Int64, need: Reservation = one) throws -> Admission {
+    func lease(
+        _ store: AccountingStore, _ l: Limits, at: Int64, need: Reservation = one, tenant: String = "a",
+        expiresIn: Int64 = 1000
+    ) throws -> Admission {
         guard
             let result = try store.reserve([
-                ReserveJob(tenant: "a", limits: l, need: need, nowMs: at, expiresMs: at + 1000, leaseMs: 1000)
+                ReserveJob(
+                    tenant: tenant, limits: l, need: need, nowMs: at, expiresMs: at + expiresIn, leaseMs: 1000)
             ]).first
         else { throw LimitRefusal.rate(limit: "requests", retryAfter: 1) }
         return try result.get()
@@ -305,6 +309,102 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(states[0][9] == [])
         let used = states[0][8].first { $0[0] == .text("tenant:a") }
         #expect(used?[4] == .int(0), "nothing stays reserved: \(String(describing: used))")
+    }
+
+    /// The worker's cache of lease rows (its writer's) changes nothing: batches and single settlements,
+    /// with and without it, leave the same rows; a batch that fails leaves the cache as the database.
+    @Test(arguments: TestEngine.available) func theLeaseRowCacheLeavesTheSameRows(_ engine: TestEngine) throws {
+        let l = try limits(#"{"rate_limit":{"requests_per_minute":1000},"budget":{"daily_tokens":100000}}"#)
+        var states: [[[[SQLValue]]]] = []
+        for (batched, cached) in [(true, false), (false, false), (true, true), (false, true)] {
+            let db = try testDB(engine)
+            // Fails any batch that settles a request of tenant "boom", after the lease rows were written.
+            switch engine {
+            case .sqlite:
+                try db.execute(
+                    """
+                    CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.tenant = 'boom'
+                    BEGIN SELECT RAISE(ABORT, 'boom'); END
+                    """)
+            case .postgres:
+                try db.execute(
+                    """
+                    CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN IF NEW.tenant = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
+                    CREATE TRIGGER boom BEFORE INSERT ON executions FOR EACH ROW EXECUTE FUNCTION boom()
+                    """)
+            }
+            let cache = cached ? LeaseRowCache(clock: { day0 }) : nil
+            let store = AccountingStore(db, leaseRows: cache)
+            let a = try lease(store, l, at: day0, expiresIn: 120_000)
+            let b = try lease(store, l, at: day0, tenant: "b", expiresIn: 120_000)
+            let grant = try #require(a.lease)
+            let big = Int(grant.tokens / 3) + 1
+            func leased(_ id: Int64, _ tenant: String, _ i: Int64, _ tokens: Int) -> Settlement {
+                .leased(lease: id, record: record(tenant, at: day0 + 10 + i, tokens: tokens))
+            }
+            let rounds: [[Settlement]] = [
+                [leased(a.id, "a", 0, 3), leased(b.id, "b", 1, 5), leased(a.id, "a", 2, big)],
+                [leased(a.id, "a", 3, big), leased(b.id, "b", 4, 7)],
+                [leased(a.id, "a", 5, big), leased(a.id, "a", 6, 2)],  // runs dry
+                [
+                    .retire(lease: b.id, tokens: 1, nano: 0, requests: 2, windowTokens: 12, final: false),
+                    leased(b.id, "b", 7, 1),
+                ],
+                [leased(b.id, "b", 8, 4)],
+                [.retire(lease: a.id, tokens: 0, nano: 0, requests: 5, windowTokens: 20, final: true)],
+            ]
+            let queries = [
+                "SELECT scope, period, used_tokens, used_nano, reserved_tokens, reserved_nano FROM budget_counters ORDER BY scope, period",
+                "SELECT id, tokens, nano FROM reservations ORDER BY id",
+                "SELECT tenant, kind, amount FROM rate_log ORDER BY tenant, kind",
+            ]
+            var state: [[[SQLValue]]] = []
+            for (n, items) in rounds.enumerated() {
+                if batched { try store.settle(items) } else { for item in items { try store.settle([item]) } }
+                // A batch that fails after taking from both leases: nothing of it stays, in the rows or the cache.
+                #expect(throws: (any Error).self) {
+                    try store.settle([leased(a.id, "a", 20, 1), leased(b.id, "b", 21, 1), leased(b.id, "boom", 22, 1)])
+                }
+                state += try queries.map { try db.query($0) }
+                if cached && n == 0 { #expect(cache?.count == 2) }
+            }
+            // The retired lease is forgotten.
+            if let cache { #expect(cache.count == 1) }
+            states.append(state)
+        }
+        #expect(states[0] == states[1])
+        #expect(states[0] == states[2])
+        #expect(states[0] == states[3])
+    }
+
+    /// A cached lease row is not used near its lease's expiry: another worker's sweep may have released the
+    /// lease meanwhile, and its hold must not be released twice.
+    @Test(arguments: TestEngine.available) func aSweptLeaseIsNotReleasedTwiceFromTheCache(_ engine: TestEngine)
+        throws
+    {
+        let db = try testDB(engine)
+        let now = Locked(day0)
+        let store = AccountingStore(db, leaseRows: LeaseRowCache(clock: { now.withLock { $0 } }))
+        let l = try limits(#"{"budget":{"daily_tokens":100000}}"#)
+        let admission = try lease(store, l, at: day0, expiresIn: 60_000)
+        let grant = try #require(admission.lease)
+        // Another request of the tenant holds an exact reservation all along.
+        let other = try store.reserve(
+            tenant: "a", limits: l, need: one, nowMs: day0, expiresMs: day0 + 3_600_000)
+        try store.settle([.leased(lease: admission.id, record: record("a", at: day0 + 10, tokens: 4))])
+        func reserved() throws -> Int64? {
+            try db.query("SELECT reserved_tokens FROM budget_counters WHERE scope = 'tenant:a'").first?.first?.int
+        }
+        #expect(try reserved() == grant.tokens - 4 + Int64(one.tokens))
+        // The lease expires; some worker's sweep (its own connection, no cache) releases it.
+        now.withLock { $0 = day0 + 62_000 }
+        #expect(try AccountingStore(db).sweep(nowMs: day0 + 62_000) == 1)
+        #expect(try reserved() == Int64(one.tokens))
+        // A late settlement under the lease: charged, but the hold is gone already.
+        try store.settle([.leased(lease: admission.id, record: record("a", at: day0 + 62_000, tokens: 4))])
+        #expect(try reserved() == Int64(one.tokens), "the other request's hold stays whole")
+        _ = other
     }
 
     @Test(arguments: TestEngine.available) func settlingAndRetiringALeaseLeavesExactlyWhatWasUsed(_ engine: TestEngine)
