@@ -439,6 +439,17 @@ public struct AccountingStore {
     public func settle(_ items: [Settlement]) throws {
         audit.reset()
         defer { audit.reset() }
+        // A batch that fails forgets the cache: a broken connection may have failed a COMMIT that the
+        // server carried out, and then only the rows know what the leases hold.
+        do { try settleBatch(items) } catch {
+            leaseRows?.clear()
+            throw error
+        }
+        // Committed: the lease rows are what this batch left.
+        leaseRows?.apply(audit.leaseUpdates)
+    }
+
+    private func settleBatch(_ items: [Settlement]) throws {
         try db.transaction {
             audit.batching = true
             try prefetchLeases(items)
@@ -466,8 +477,6 @@ public struct AccountingStore {
             try ExecutionLog(db).write(audit.rollups)
             try MetricCounters(db).write(audit.metrics)
         }
-        // Committed: the lease rows are what this batch left (rolled back, the cache still holds the truth).
-        leaseRows?.apply(audit.leaseUpdates)
     }
 
     /// A request answered, or that used tokens, counts against the per-minute limits and is charged.
@@ -786,6 +795,9 @@ public final class LeaseRowCache: @unchecked Sendable {  // used only under the 
             sweepAt = max(256, 2 * rows.count)
         }
     }
+
+    /// Forgets every row (they are read again when next needed).
+    func clear() { rows.removeAll() }
 
     /// Leases cached now.
     public var count: Int { rows.count }
