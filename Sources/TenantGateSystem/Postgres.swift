@@ -201,13 +201,7 @@ public final class PostgresConnection {
         while true {
             guard let result = PQgetResult(conn) else {
                 index += 1
-                if index > batch.count || PQstatus(conn) != CONNECTION_OK {
-                    let error = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
-                    PQreset(conn)
-                    prepared.removeAll()
-                    channels.removeAll()
-                    throw error
-                }
+                if index > batch.count || PQstatus(conn) != CONNECTION_OK { throw startOver() }
                 continue
             }
             let status = PQresultStatus(result)
@@ -233,14 +227,19 @@ public final class PostgresConnection {
         guard PQexitPipelineMode(conn) == 1 else {
             // Results the connection still waits for: it cannot be used again as it is; start it over
             // (the transaction, if any, is gone with it: the caller fails).
-            let error = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
-            PQreset(conn)
-            prepared.removeAll()
-            channels.removeAll()
-            throw error
+            throw startOver()
         }
         if let error = sendError ?? firstError { throw error }
         return lastRows
+    }
+
+    /// A pipeline that cannot be finished: the connection is made again (its settings and `LISTEN`s
+    /// with it, as after any reconnect; if that fails, the next statement tries again); returns the error
+    /// to throw.
+    private func startOver() -> PostgresError {
+        let error = PostgresError(sqlState: "08006", message: PostgresConnection.message(conn))
+        try? reconnect()
+        return error
     }
 
     /// Every parameter's bytes in one buffer (text NUL-terminated, bytea binary with its length), as

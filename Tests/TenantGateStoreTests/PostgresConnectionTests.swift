@@ -228,6 +228,28 @@ struct PostgresConnectionTests {
         #expect(
             try listener.notifications(timeoutMs: 2000) == [PostgresNotification(channel: channel, payload: "acme")])
     }
+
+    /// A connection lost under a pipelined transaction is made again with its `LISTEN`s: notifications
+    /// still arrive (the configuration poller's connection also runs the sweep's transactions).
+    @Test func aConnectionLostInAPipelineListensAgain() throws {
+        let listener = try connect()
+        let sender = try connect()
+        let t = try table(listener, "k text PRIMARY KEY")
+        let channel = "tg_test_\(UInt32.random(in: 0...UInt32.max))"
+        try listener.listen(channel)
+        let insert = try listener.prepared("INSERT INTO \(t) VALUES (?)")
+        try listener.writeTransaction { try insert.queue([.text("z")]) }  // its statements prepared already
+        let pid = try listener.query("SELECT pg_backend_pid()").first?.first?.int ?? 0
+        try sender.query("SELECT pg_terminate_backend(?1::int)", [.int(pid)])
+        // The pipeline (BEGIN, the lock, the insert, COMMIT) meets the lost connection.
+        #expect(throws: PostgresError.self) { try listener.writeTransaction { try insert.queue([.text("a")]) } }
+        #expect(try listener.query("SELECT pg_backend_pid()").first?.first?.int != pid)
+        try sender.notify(channel, payload: "after")
+        #expect(
+            try listener.notifications(timeoutMs: 2000) == [PostgresNotification(channel: channel, payload: "after")])
+        try listener.writeTransaction { try insert.queue([.text("b")]) }
+        #expect(try listener.query("SELECT k FROM \(t) ORDER BY k") == [[.text("b")], [.text("z")]])
+    }
 }
 
 @Suite struct PostgresPlaceholderTests {
