@@ -38,15 +38,23 @@ final class FastCGISink: ResponseSink {
     }
 
     private static func headBytes(status: Int, headers: [(String, String)]) -> [UInt8] {
-        var text = "Status: \(status) \(HTTPStatus.reason(status))\r\n"
+        var out = [UInt8]()
+        out.reserveCapacity(64 + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+        out.append(contentsOf: "Status: ".utf8)
+        out.append(contentsOf: String(status).utf8)
+        out.append(0x20)
+        out.append(contentsOf: HTTPStatus.reason(status).utf8)
+        out.append(contentsOf: [0x0D, 0x0A])
         for (name, value) in headers {
-            // Header values we write never contain CR/LF; strip them defensively, byte by byte ("\r\n" is a
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: [0x3A, 0x20])
+            // Header values we write never contain CR/LF; dropped defensively, byte by byte ("\r\n" is a
             // single Character in Swift, so a Character filter would let the pair through).
-            let clean = String(decoding: value.utf8.filter { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
-            text += "\(name): \(clean)\r\n"
+            for b in value.utf8 where b != 0x0D && b != 0x0A { out.append(b) }
+            out.append(contentsOf: [0x0D, 0x0A])
         }
-        text += "\r\n"
-        return Array(text.utf8)
+        out.append(contentsOf: [0x0D, 0x0A])
+        return out
     }
 
     func body(_ bytes: [UInt8]) -> Bool {
@@ -79,10 +87,11 @@ final class FastCGISink: ResponseSink {
     }
 
     func release() {
-        let rest = pending + tail
+        // The front end buffers both writes (libfcgi copies into its record buffer) and sends them together.
+        if !pending.isEmpty && !request.write(pending) { gone = true }
+        if !gone && !tail.isEmpty && !request.write(tail) { gone = true }
         pending = []
         tail = []
-        if !rest.isEmpty && !request.write(rest) { gone = true }
     }
 
     var clientGone: Bool { gone || request.clientGone }

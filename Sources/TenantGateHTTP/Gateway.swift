@@ -44,8 +44,17 @@ struct WorkerServices: Sendable {
 final class ThreadResources {
     private(set) lazy var curl = CurlClient()
     let shared: WorkerServices
+    /// Trace and span ids for this thread's requests.
+    let ids: IDGenerator
 
-    init(_ shared: WorkerServices) { self.shared = shared }
+    init(_ shared: WorkerServices) {
+        self.shared = shared
+        // Seeded once per thread from the CSPRNG (failing that, from the clocks: ids stay distinct).
+        let clocks = [UInt64(bitPattern: Posix.wallMicros()), UInt64(bitPattern: Posix.monotonicMicros())]
+        ids = IDGenerator(
+            seed: (try? Crypto.randomBytes(32))
+                ?? clocks.flatMap { word in (0..<8).map { UInt8(truncatingIfNeeded: word >> UInt64($0 * 8)) } })
+    }
 
     var readers: ConnectionPool { shared.readers }
     var writer: SharedWriter { shared.writer }
@@ -108,8 +117,7 @@ final class Gateway: Sendable {
         defer { inFlight.withLock { $0 -= 1 } }
         var exchange = Exchange()
         let api: ClientAPI = request.path.hasPrefix("/v1/messages") ? .anthropic : .openAI
-        let fresh = (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? String(repeating: "0", count: 31) + "1"
-        exchange.trace = TraceContext(header: request.headers["traceparent"], newTraceID: fresh)
+        exchange.trace = TraceContext(header: request.headers["traceparent"], newTraceID: resources.ids.hex(bytes: 16))
         var failure: GatewayError?
         do {
             if tooLarge { throw GatewayError.requestTooLarge(limit: options.maxBodyBytes) }

@@ -11,7 +11,9 @@ public struct MetricCounters {
     public init(_ db: any SQLConnection) { self.db = db }
 
     /// Counter increments gathered over a settlement batch and written once per counter at its end (a
-    /// request touches about ten counters; a batch of many requests mostly the same ones).
+    /// request touches about ten counters; a batch of many requests mostly the same ones). The counters
+    /// every request touches are summed per (tenant, model, status) as numbers, and their names and label
+    /// texts made once per batch in `write`; the rarer ones (cache, policies, refusals) go by name.
     public struct Tally {
         struct Key: Hashable, Comparable {
             let name: String
@@ -19,19 +21,70 @@ public struct MetricCounters {
             let le: Int
             static func < (a: Key, b: Key) -> Bool { (a.name, a.labels, a.le) < (b.name, b.labels, b.le) }
         }
+        /// The series of one tenant × model × status.
+        struct Series: Hashable {
+            let tenant: String
+            let model: String
+            let status: Int
+        }
+        struct Histogram {
+            var buckets: [Int: Int64] = [:]
+            var sumMs: Int64 = 0
+            var count: Int64 = 0
+            mutating func observe(ms: Int) {
+                buckets[MetricsFormat.bucketIndex(seconds: Double(ms) / 1000), default: 0] &+= 1
+                sumMs &+= Int64(ms)
+                count &+= 1
+            }
+        }
+        struct Totals {
+            var requests: Int64 = 0
+            var tokensIn: Int64 = 0
+            var tokensOut: Int64 = 0
+            var tokensCached: Int64 = 0
+            var costNano: Int64 = 0
+            var duration = Histogram()
+            var upstream = Histogram()
+        }
         var deltas: [Key: Int64] = [:]
+        var series: [Series: Totals] = [:]
         public init() {}
-        public var isEmpty: Bool { deltas.isEmpty }
+        public var isEmpty: Bool { deltas.isEmpty && series.isEmpty }
 
         mutating func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
             guard delta != 0 else { return }
             deltas[Key(name: name, labels: labels, le: le), default: 0] &+= delta
         }
+
+        /// Every counter by name: the named ones and each series' counters.
+        func all() -> [Key: Int64] {
+            var out = deltas
+            func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
+                guard delta != 0 else { return }
+                out[Key(name: name, labels: labels, le: le), default: 0] &+= delta
+            }
+            func histogram(_ name: String, _ labels: String, _ h: Histogram) {
+                for (le, n) in h.buckets { add("\(name)_bucket", labels, n, le: le) }
+                add("\(name)_sum_ms", labels, h.sumMs)
+                add("\(name)_count", labels, h.count)
+            }
+            for (key, t) in series {
+                let base = "tenant=\"\(MetricsFormat.escape(key.tenant))\",model=\"\(MetricsFormat.escape(key.model))\""
+                add("tenantgate_requests_total", "\(base),status=\"\(key.status)\"", t.requests)
+                add("tenantgate_tokens_total", "\(base),type=\"input\"", t.tokensIn)
+                add("tenantgate_tokens_total", "\(base),type=\"output\"", t.tokensOut)
+                add("tenantgate_tokens_total", "\(base),type=\"cached\"", t.tokensCached)
+                add("tenantgate_cost_nano_total", base, t.costNano)
+                histogram("tenantgate_request_duration_seconds", base, t.duration)
+                histogram("tenantgate_upstream_duration_seconds", base, t.upstream)
+            }
+            return out
+        }
     }
 
     /// Writes what `tally` gathered: one row per counter, in key order, in a few multi-row upserts.
     public func write(_ tally: Tally) throws {
-        let rows: [[SQLValue]] = tally.deltas.sorted(by: { $0.key < $1.key }).compactMap { key, delta in
+        let rows: [[SQLValue]] = tally.all().sorted(by: { $0.key < $1.key }).compactMap { key, delta in
             delta == 0 ? nil : [.text(key.name), .text(key.labels), .int(Int64(key.le)), .int(delta)]
         }
         try MetricCounters.upsert.write(db, rows)
@@ -47,23 +100,9 @@ public struct MetricCounters {
         func add(_ name: String, _ labels: String, _ delta: Int64, le: Int = -1) {
             tally.add(name, labels, delta, le: le)
         }
-        func observe(_ name: String, _ labels: String, ms: Int) {
-            add("\(name)_bucket", labels, 1, le: MetricsFormat.bucketIndex(seconds: Double(ms) / 1000))
-            add("\(name)_sum_ms", labels, Int64(ms))
-            add("\(name)_count", labels, 1)
-        }
+        let key = Tally.Series(tenant: record.tenant, model: record.model ?? "", status: record.status)
+        tally.series[key, default: Tally.Totals()].add(record)
         let tenant = MetricsFormat.escape(record.tenant)
-        let model = MetricsFormat.escape(record.model ?? "")
-        let base = "tenant=\"\(tenant)\",model=\"\(model)\""
-        add("tenantgate_requests_total", "\(base),status=\"\(record.status)\"", 1)
-        add("tenantgate_tokens_total", "\(base),type=\"input\"", Int64(record.usage.promptTokens))
-        add("tenantgate_tokens_total", "\(base),type=\"output\"", Int64(record.usage.completionTokens))
-        add("tenantgate_tokens_total", "\(base),type=\"cached\"", Int64(record.usage.cachedTokens))
-        add("tenantgate_cost_nano_total", base, record.costNano)
-        observe("tenantgate_request_duration_seconds", base, ms: record.latencyMs)
-        if let upstream = record.upstreamMs {
-            observe("tenantgate_upstream_duration_seconds", base, ms: upstream)
-        }
         if let kind = record.cache {
             if kind != "miss" {
                 add("tenantgate_cache_hits_total", "tenant=\"\(tenant)\",kind=\"\(kind)\"", 1)
@@ -99,5 +138,17 @@ public struct MetricCounters {
             }
             renderer.add(name: name, labels: labels, le: Int(row.int(2)), value: row.int(3))
         }
+    }
+}
+
+extension MetricCounters.Tally.Totals {
+    fileprivate mutating func add(_ record: ExecutionRecord) {
+        requests &+= 1
+        tokensIn &+= Int64(record.usage.promptTokens)
+        tokensOut &+= Int64(record.usage.completionTokens)
+        tokensCached &+= Int64(record.usage.cachedTokens)
+        costNano &+= record.costNano
+        duration.observe(ms: record.latencyMs)
+        if let upstream = record.upstreamMs { self.upstream.observe(ms: upstream) }
     }
 }

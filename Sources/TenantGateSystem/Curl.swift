@@ -69,7 +69,10 @@ private final class TransferContext {
     var firstByteDeadline: Int64?
     var firstByteMissed = false
 
-    init(onData: @escaping (Int, [UInt8]) -> Bool) { self.onData = onData }
+    init(onData: @escaping (Int, [UInt8]) -> Bool) {
+        self.onData = onData
+        headers.reserveCapacity(16)
+    }
 }
 
 private enum CurlCallbacks {
@@ -94,10 +97,14 @@ private enum CurlCallbacks {
         if line.starts(with: "HTTP/".utf8) {
             let fields = line.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: true)
             context.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
-            context.headers = [:]
+            context.headers.removeAll(keepingCapacity: true)
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
-            let name = String(
-                decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 32 : $0 }, as: UTF8.self)
+            // Most names are short and lowercase already: no copy then (up to 15 bytes a String is inline).
+            let raw = line[..<colon]
+            let name =
+                raw.contains(where: { $0 >= 0x41 && $0 <= 0x5A })
+                ? String(decoding: raw.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 32 : $0 }, as: UTF8.self)
+                : String(decoding: raw, as: UTF8.self)
             var value = line[(colon + 1)...]
             while let first = value.first, isSpace(first) { value = value.dropFirst() }
             while let last = value.last, isSpace(last) { value = value.dropLast() }
@@ -128,9 +135,20 @@ public enum CurlGlobal {
 public final class CurlClient {
     private let handle: UnsafeMutableRawPointer?
 
-    /// Creates the handle.
+    /// Creates the handle, with the options every transfer shares (set once: `curl_easy_reset` per call
+    /// would free and copy them again each time).
     public init() {
         handle = curl_easy_init()
+        guard let handle else { return }
+        _ = tg_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
+        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        // Offer every encoding libcurl decodes (gzip, deflate, br, zstd as built) and get plain bytes back:
+        // smaller transfers, and an upstream or proxy that compresses unasked still reads.
+        _ = tg_curl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, "")
+        _ = tg_curl_setopt_write(handle, CurlCallbacks.write)
+        _ = tg_curl_setopt_header(handle, CurlCallbacks.header)
+        _ = tg_curl_setopt_xferinfo(handle, CurlCallbacks.progress)
     }
 
     deinit { curl_easy_cleanup(handle) }
@@ -140,33 +158,32 @@ public final class CurlClient {
         ResponseHead, CurlError
     > {
         guard let handle else { return .failure(CurlError(code: -1, message: "no curl handle")) }
-        curl_easy_reset(handle)
         let context = TransferContext(onData: onData)
         let unmanaged = Unmanaged.passRetained(context)
-        defer { unmanaged.release() }
         var headers: UnsafeMutablePointer<curl_slist>?
         for line in request.headers { headers = curl_slist_append(headers, line) }
-        defer { curl_slist_free_all(headers) }
+        defer {
+            // The handle outlives this transfer: it must not keep pointers to the list or the context.
+            _ = tg_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
+            _ = tg_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, nil)
+            _ = tg_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, nil)
+            _ = tg_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, nil)
+            curl_slist_free_all(headers)
+            unmanaged.release()
+        }
 
         _ = tg_curl_setopt_str(handle, CURLOPT_URL, request.url)
-        _ = tg_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         _ = tg_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMs)
         _ = tg_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.totalTimeoutMs)
-        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
-        _ = tg_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
-        // Offer every encoding libcurl decodes (gzip, deflate, br, zstd as built) and get plain bytes back:
-        // smaller transfers, and an upstream or proxy that compresses unasked still reads.
-        _ = tg_curl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, "")
         _ = tg_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
-        _ = tg_curl_setopt_write(handle, CurlCallbacks.write)
-        _ = tg_curl_setopt_header(handle, CurlCallbacks.header)
         _ = tg_curl_setopt_ptr(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque())
         _ = tg_curl_setopt_ptr(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque())
+        _ = tg_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, unmanaged.toOpaque())
         if let firstByte = request.firstByteTimeoutMs, firstByte < request.totalTimeoutMs {
             context.firstByteDeadline = Posix.monotonicMs() + Int64(firstByte)
-            _ = tg_curl_setopt_xferinfo(handle, CurlCallbacks.progress)
-            _ = tg_curl_setopt_ptr(handle, CURLOPT_XFERINFODATA, unmanaged.toOpaque())
             _ = tg_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
+        } else {
+            _ = tg_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 1)
         }
         if request.method == "POST" {
             _ = tg_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, request.body.count)
@@ -174,6 +191,9 @@ public final class CurlClient {
             _ = request.body.withUnsafeBytes { buf in
                 tg_curl_setopt_ptr(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buf.baseAddress))
             }
+        } else {
+            // Back to a plain GET (the handle's previous transfer may have been a POST).
+            _ = tg_curl_setopt_long(handle, CURLOPT_HTTPGET, 1)
         }
         let rc = curl_easy_perform(handle)
         if context.firstByteMissed {

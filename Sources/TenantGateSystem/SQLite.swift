@@ -196,10 +196,16 @@ public final class SQLiteStatement {
             case .null: rc = sqlite3_bind_null(stmt, index)
             case .int(let v): rc = sqlite3_bind_int64(stmt, index, v)
             case .double(let v): rc = sqlite3_bind_double(stmt, index, v)
-            case .text(let v):
-                // The bytes are copied by SQLite (SQLITE_TRANSIENT) before the closure returns.
-                rc = v.utf8CString.withUnsafeBufferPointer { buf in
-                    tg_sqlite3_bind_text_transient(stmt, index, buf.baseAddress, Int32(buf.count - 1))
+            case .text(var v):
+                // The bytes are copied by SQLite (SQLITE_TRANSIENT) before the closure returns; read in place
+                // (no C string copy). An empty string binds '' (a NULL pointer would bind NULL).
+                rc = v.withUTF8 { buf in
+                    guard let base = buf.baseAddress, !buf.isEmpty else {
+                        return tg_sqlite3_bind_text_transient(stmt, index, "", 0)
+                    }
+                    return base.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+                        tg_sqlite3_bind_text_transient(stmt, index, $0, Int32(buf.count))
+                    }
                 }
             case .blob(let v):
                 // Copied by SQLite before the closure returns.

@@ -12,6 +12,25 @@ import Testing
         #expect(value.jsonString == #"{"a":1.50,"b":[true,false,null],"c":"xé\n","d":-2e3}"#)
     }
 
+    /// Plain ASCII strings are read straight from the input; anything special after a plain start is
+    /// copied and decoded from there on, and still checked (escapes, UTF-8, control characters).
+    @Test func stringsWithAPlainStartDecodeTheRest() throws {
+        let long = String(repeating: "abcdefgh", count: 8)
+        let cases: [(String, String)] = [
+            (#""""#, ""), (#""short""#, "short"), ("\"\(long)\"", long), (#""abc\ndef""#, "abc\ndef"),
+            (#""abc\"""#, "abc\""), (#""plain é then \u00e9""#, "plain é then é"), (#""x\/y""#, "x/y"),
+            ("\"\(long)🚀\"", long + "🚀"),
+        ]
+        for (text, expected) in cases {
+            #expect(try JSONParser.parse(text).stringValue == expected, "\(text)")
+            #expect(try JSONParser.parse("{\(text):1}")[expected] == .number("1"), "\(text) as a key")
+        }
+        for bad in ["\"abc", "\"abc\u{01}\"", "\"abc\\", "\"abc\\q\""] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try JSONParser.parse(bad) }
+        }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0x61, 0x62, 0xFF, 0x22]) }
+    }
+
     @Test func surrogatePairsDecode() throws {
         #expect(try JSONParser.parse(#""\ud83d\ude00""#).stringValue == "😀")
     }

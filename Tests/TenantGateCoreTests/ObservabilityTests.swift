@@ -60,3 +60,31 @@ import Testing
         #expect(t.traceID == "abcdefabcdefabcdefabcdefabcdef12" && t.parentID == nil)
     }
 }
+
+@Suite struct IDGeneratorTests {
+    @Test func idsAreLowercaseHexOfTheAskedLengthAndDistinct() {
+        let ids = IDGenerator(seed: Array(0..<32))
+        var seen = Set<String>()
+        for _ in 0..<1000 {
+            for bytes in [8, 16, 3] {
+                let id = ids.hex(bytes: bytes)
+                #expect(id.utf8.count == bytes * 2)
+                #expect(id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+                #expect(seen.insert(id).inserted)
+            }
+        }
+        // The same seed gives the same ids (a thread's ids depend only on its seed), another seed others.
+        #expect(IDGenerator(seed: Array(0..<32)).hex(bytes: 16) == IDGenerator(seed: Array(0..<32)).hex(bytes: 16))
+        #expect(IDGenerator(seed: Array(0..<32)).hex(bytes: 16) != IDGenerator(seed: Array(1..<33)).hex(bytes: 16))
+    }
+
+    /// An all-zero seed (a state xoshiro never leaves) still gives random-looking ids, and never the
+    /// all-zero id Trace Context calls invalid.
+    @Test func anAllZeroSeedStillMakesValidIds() {
+        let ids = IDGenerator(seed: [UInt8](repeating: 0, count: 32))
+        let first = ids.hex(bytes: 16)
+        #expect(first != String(repeating: "0", count: 32))
+        #expect(ids.hex(bytes: 16) != first)
+        #expect(IDGenerator(seed: []).hex(bytes: 8) != String(repeating: "0", count: 16))
+    }
+}

@@ -103,7 +103,10 @@ import TenantGateServing
     func client(_ steps: [ScriptedTransport.Step]) -> (UpstreamClient, ScriptedTransport) {
         let transport = ScriptedTransport(steps)
         let trace = TraceContext(header: nil, newTraceID: String(repeating: "a", count: 32))
-        return (UpstreamClient(transport: transport, principal: principal, requestID: "req-1", trace: trace), transport)
+        let client = UpstreamClient(
+            transport: transport, principal: principal, requestID: "req-1", trace: trace,
+            ids: IDGenerator(seed: [1, 2, 3]))
+        return (client, transport)
     }
 
     @Test func aProviderHeaderReplacesTheTransportsOfTheSameName() throws {

@@ -185,6 +185,54 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
     }
 }
 
+@Suite struct MetricCounterRowsTests {
+    /// The counters of settled requests, summed per series within a batch: exactly these rows.
+    @Test(arguments: TestEngine.available) func settledRequestsWriteTheseCounters(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        var a = record("a", at: day0, tokens: 10, cost: 70)
+        a.latencyMs = 40
+        a.upstreamMs = 30
+        a.usage.cachedTokens = 2
+        var b = record("a", at: day0 + 1, tokens: 4, cost: 30)
+        b.latencyMs = 3000
+        var c = record("b\"x", at: day0 + 2, tokens: 0, cost: 0, status: 502)
+        c.model = nil
+        c.latencyMs = 1
+        try AccountingStore(db).settle([a, b, c].map { (reservation: nil, record: $0) })
+        let rows = try db.query("SELECT name, labels, le, value FROM metric_counters").map { row in
+            row.map { value -> String in
+                switch value {
+                case .text(let t): return t
+                case .int(let i): return String(i)
+                default: return "\(value)"
+                }
+            }.joined(separator: " | ")
+        }.sorted()
+        let base = #"tenant="a",model="m""#
+        let other = #"tenant="b\"x",model="""#
+        func bucket(_ seconds: Double) -> Int { MetricsFormat.bucketIndex(seconds: seconds) }
+        let expected = [
+            "tenantgate_cost_nano_total | \(base) | -1 | 100",
+            "tenantgate_request_duration_seconds_bucket | \(base) | \(bucket(0.04)) | 1",
+            "tenantgate_request_duration_seconds_bucket | \(base) | \(bucket(3)) | 1",
+            "tenantgate_request_duration_seconds_bucket | \(other) | \(bucket(0.001)) | 1",
+            "tenantgate_request_duration_seconds_count | \(base) | -1 | 2",
+            "tenantgate_request_duration_seconds_count | \(other) | -1 | 1",
+            "tenantgate_request_duration_seconds_sum_ms | \(base) | -1 | 3040",
+            "tenantgate_request_duration_seconds_sum_ms | \(other) | -1 | 1",
+            "tenantgate_requests_total | \(base),status=\"200\" | -1 | 2",
+            "tenantgate_requests_total | \(other),status=\"502\" | -1 | 1",
+            "tenantgate_tokens_total | \(base),type=\"cached\" | -1 | 2",
+            "tenantgate_tokens_total | \(base),type=\"input\" | -1 | 7",
+            "tenantgate_tokens_total | \(base),type=\"output\" | -1 | 7",
+            "tenantgate_upstream_duration_seconds_bucket | \(base) | \(bucket(0.03)) | 1",
+            "tenantgate_upstream_duration_seconds_count | \(base) | -1 | 1",
+            "tenantgate_upstream_duration_seconds_sum_ms | \(base) | -1 | 30",
+        ].sorted()
+        #expect(rows == expected)
+    }
+}
+
 @Suite struct MoneyAndPeriodTests {
     @Test func costIsExactInNanoUSD() {
         let model = ModelConfig(

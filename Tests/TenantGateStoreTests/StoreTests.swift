@@ -149,6 +149,21 @@ let yaml = """
         }
     }
 
+    /// Text is bound from the string's own bytes: empty stays '' (never NULL), inline and long strings,
+    /// non-ASCII and NUL bytes come back as they went in.
+    @Test(arguments: TestEngine.available) func textValuesRoundTripExactly(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let texts = ["", "a", "fifteen bytes!!", "sixteen bytes!!!", "héllo ☃ 🚀", String(repeating: "x", count: 5000)]
+        for text in texts {
+            let back = try db.query("SELECT CAST(? AS TEXT), CAST(? AS TEXT) IS NULL", [.text(text), .text(text)])
+            #expect(back == [[.text(text), .int(0)]], "\(text.prefix(20))")
+        }
+        if engine == .sqlite {
+            let nul = try db.query("SELECT length(CAST(? AS BLOB))", [.text("a\u{0}b")])
+            #expect(nul == [[.int(3)]])
+        }
+    }
+
     @Test(arguments: TestEngine.available) func hostileStringsAreStoredLiterally(_ engine: TestEngine) throws {
         let db = try testDB(engine)
         try importYAML(db, yaml)

@@ -85,6 +85,8 @@ public struct JSONParser {
             depth -= 1
             return .object(members)
         }
+        // Room for a typical object's members at once (growing 1, 2, 4, 8 would allocate four times).
+        members.reserveCapacity(8)
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
@@ -182,7 +184,21 @@ public struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         index += 1
+        // Most strings are printable ASCII without escapes: made straight from the input (one allocation
+        // at most; none up to 15 bytes). Anything else is copied from its first special byte on.
+        let start = index
+        while index < bytes.count {
+            let b = bytes[index]
+            guard b >= 0x20, b < 0x80, b != UInt8(ascii: "\""), b != UInt8(ascii: "\\") else { break }
+            index += 1
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
+        }
         var out = [UInt8]()
+        out.reserveCapacity(index - start + 16)
+        out.append(contentsOf: bytes[start..<index])
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }
             let b = bytes[index]

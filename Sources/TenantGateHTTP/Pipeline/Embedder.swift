@@ -66,7 +66,7 @@ struct Embedder {
         case .remote(let remote):
             guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
             let client = UpstreamClient(
-                transport: resources.curl, principal: principal, requestID: requestID, trace: trace)
+                transport: resources.curl, principal: principal, requestID: requestID, trace: trace, ids: resources.ids)
             guard
                 let outgoing = try? client.outgoing(
                     embeddings.embeddingsRequest(request, model: model, backend: backend), backend: backend,

@@ -12,7 +12,7 @@ struct UpstreamStage: Stage {
         guard let target = call.target else { return }
         let client = UpstreamClient(
             transport: services.resources.curl, principal: call.principal, requestID: call.request.requestID,
-            trace: call.trace)
+            trace: call.trace, ids: services.resources.ids)
         switch call.input {
         case .chat(let chat, let messages):
             try self.chat(chat, messages: messages, target: target, client: client, &call, services)

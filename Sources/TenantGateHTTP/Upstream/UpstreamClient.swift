@@ -27,13 +27,15 @@ struct UpstreamClient {
     let principal: Principal
     let requestID: String
     let trace: TraceContext
+    /// This thread's id source: each upstream call is a span of its own.
+    let ids: IDGenerator
 
     /// The outgoing request for a provider's `request` to `backend`; a provider header replaces the
     /// transport's of the same name.
     func outgoing(_ request: ProviderRequest, backend: BackendConfig, stream: Bool) throws -> OutgoingRequest {
         var lines = try UpstreamHeaders.upstreamHeaders(
             backend: backend, principal: principal, accept: stream ? "text/event-stream" : "application/json",
-            requestID: requestID, trace: trace)
+            requestID: requestID, trace: trace, spanID: ids.hex(bytes: 8))
         for (name, value) in request.headers {
             let prefix = name.lowercased() + ":"
             lines = lines.filter { !$0.lowercased().hasPrefix(prefix) } + ["\(name): \(value)"]

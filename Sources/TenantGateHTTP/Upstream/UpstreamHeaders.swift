@@ -20,7 +20,8 @@ enum UpstreamHeaders {
     /// Headers for an upstream call: content type, the backend's key (from its environment variable,
     /// never the tenant's gateway key), the request id and the trace context.
     static func upstreamHeaders(
-        backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext
+        backend: BackendConfig, principal: Principal, accept: String, requestID: String, trace: TraceContext,
+        spanID: String
     ) throws(GatewayError) -> [String] {
         var headers = ["Content-Type: application/json", "Accept: \(accept)"]
         // Order: the client's own key (BYOK), the tenant's managed key, the backend's environment key.
@@ -36,8 +37,7 @@ enum UpstreamHeaders {
         if !requestID.isEmpty, requestID.utf8.count <= 128, Bounds.isPrintableASCII(requestID) {
             headers.append("X-Request-ID: \(requestID)")
         }
-        let span = (try? Crypto.randomBytes(8)).map(Crypto.hex) ?? "0000000000000001"
-        headers.append("traceparent: \(trace.traceparent(spanID: span))")
+        headers.append("traceparent: \(trace.traceparent(spanID: spanID))")
         return headers
     }
 }
