@@ -29,9 +29,12 @@ public final class AppLog: Sendable {
         }
     }
 
+    /// Whether a line at `level` would be written (callers skip building fields that would be dropped).
+    public func enabled(_ level: String) -> Bool { (AppLog.levels[level] ?? 1) >= minLevel }
+
     /// Writes one line with `ts`, `level`, `msg` and `fields`.
     public func write(_ msg: String, level: String = "info", _ fields: [(String, JSONValue)]) {
-        guard (AppLog.levels[level] ?? 1) >= minLevel else { return }
+        guard enabled(level) else { return }
         var members: [(String, JSONValue)] = [
             ("ts", .string(AppLog.timestamp(Posix.wallMicros()))), ("level", .string(level)), ("msg", .string(msg)),
         ]

@@ -461,6 +461,8 @@ final class Gateway: Sendable {
     }
 
     private func logRequest(_ request: Request, _ exchange: Exchange, latencyMs: Int) {
+        let level = exchange.status >= 500 ? "error" : exchange.status >= 400 ? "warn" : "info"
+        guard log.enabled(level) else { return }
         let served = exchange.call?.served
         let usage = served?.usage
         var fields: [(String, JSONValue)] = [
@@ -484,7 +486,6 @@ final class Gateway: Sendable {
         }
         fields.append(("trace_id", .string(exchange.trace.traceID)))
         if let code = exchange.errorCode { fields.append(("error", .string(code))) }
-        let level = exchange.status >= 500 ? "error" : exchange.status >= 400 ? "warn" : "info"
         log.write("request", level: level, fields)
     }
 }

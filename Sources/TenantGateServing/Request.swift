@@ -90,7 +90,7 @@ public struct Request: Sendable {
     /// `HTTP_X_TENANT_ID` → `x-tenant-id` (ASCII, byte by byte).
     public static func headerName(_ param: String) -> String {
         String(
-            decoding: param.utf8.dropFirst(5).map { b in
+            decoding: param.utf8.dropFirst(5).lazy.map { b in
                 b == UInt8(ascii: "_") ? UInt8(ascii: "-") : (b >= 0x41 && b <= 0x5A ? b + 32 : b)
             }, as: UTF8.self)
     }
@@ -114,11 +114,12 @@ public struct Request: Sendable {
     /// The credential from `Authorization: Bearer …` or `x-api-key`.
     public var credential: String? {
         if let auth = headers["authorization"] {
-            let parts = auth.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" {
-                return parts[1].trimmingASCII(" \t")
-            }
-            return ""
+            // "Bearer" (any case), one space, then the token (trimmed of blanks).
+            let bytes = auth.utf8
+            guard let space = bytes.firstIndex(of: 0x20),
+                bytes[..<space].elementsEqual("bearer".utf8, by: { b, l in (b >= 0x41 && b <= 0x5A ? b + 32 : b) == l })
+            else { return "" }
+            return String(auth[bytes.index(after: space)...]).trimmingASCII(" \t")
         }
         return headers["x-api-key"]?.trimmingASCII(" \t")
     }

@@ -80,9 +80,11 @@ public enum Crypto {
         return diff == 0
     }
 
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     /// Lowercase hex of `bytes`.
     public static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+        let digits = hexDigits
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
         for b in bytes {

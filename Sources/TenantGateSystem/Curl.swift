@@ -57,7 +57,7 @@ public struct OutgoingRequest: Sendable {
 public struct ResponseHead: Sendable {
     /// HTTP status.
     public var status: Int
-    /// Headers, lowercased names.
+    /// The headers the gateway reads (`CurlClient.keptHeaders`), by lowercased name.
     public var headers: [String: String]
 }
 
@@ -69,10 +69,7 @@ private final class TransferContext {
     var firstByteDeadline: Int64?
     var firstByteMissed = false
 
-    init(onData: @escaping (Int, [UInt8]) -> Bool) {
-        self.onData = onData
-        headers.reserveCapacity(16)
-    }
+    init(onData: @escaping (Int, [UInt8]) -> Bool) { self.onData = onData }
 }
 
 private enum CurlCallbacks {
@@ -99,12 +96,15 @@ private enum CurlCallbacks {
             context.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
             context.headers.removeAll(keepingCapacity: true)
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
-            // Most names are short and lowercase already: no copy then (up to 15 bytes a String is inline).
+            // Only the headers the gateway reads are kept (compared in place, case-insensitively: the
+            // others cost no copy).
             let raw = line[..<colon]
-            let name =
-                raw.contains(where: { $0 >= 0x41 && $0 <= 0x5A })
-                ? String(decoding: raw.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 32 : $0 }, as: UTF8.self)
-                : String(decoding: raw, as: UTF8.self)
+            guard
+                let name = CurlClient.keptHeaders.first(where: { kept in
+                    kept.utf8.count == raw.count
+                        && zip(kept.utf8, raw).allSatisfy { k, b in k == (b >= 0x41 && b <= 0x5A ? b + 32 : b) }
+                })
+            else { return total }
             var value = line[(colon + 1)...]
             while let first = value.first, isSpace(first) { value = value.dropFirst() }
             while let last = value.last, isSpace(last) { value = value.dropLast() }
@@ -133,6 +133,9 @@ public enum CurlGlobal {
 
 /// One reusable easy handle (keeps upstream connections alive); use from one thread only.
 public final class CurlClient {
+    /// The response headers kept in `ResponseHead.headers` (lowercase): the only ones the gateway reads.
+    public static let keptHeaders = ["retry-after", "content-type"]
+
     private let handle: UnsafeMutableRawPointer?
 
     /// Creates the handle, with the options every transfer shares (set once: `curl_easy_reset` per call

@@ -30,6 +30,31 @@ final class ScriptedConnection: FrontEndConnection {
 }
 
 @Suite struct FrontEndAdapterTests {
+    /// `Authorization: Bearer <token>` (the scheme in any case, then one space; the token trimmed of
+    /// blanks), else `x-api-key`; any other Authorization gives the empty credential (refused later).
+    @Test(
+        arguments: [
+            ("Bearer tg_abc", nil, "tg_abc"), ("bearer  tg_abc \t", nil, "tg_abc"), ("BEARER tg_abc", nil, "tg_abc"),
+            ("Bearer", nil, ""), ("Bearer\ttg_abc", nil, ""), ("Bearerx tg_abc", nil, ""), ("Basic dXNlcg==", nil, ""),
+            (" Bearer tg_abc", nil, ""), ("Bearer tg_é", nil, "tg_é"), (nil, " tg_key\t", "tg_key"),
+            ("Bearer tg_a", "tg_b", "tg_a"),
+        ] as [(String?, String?, String?)])
+    func theCredentialComesFromBearerOrTheAPIKeyHeader(_ auth: String?, _ apiKey: String?, _ expected: String?) {
+        var headers: [String: String] = [:]
+        headers["authorization"] = auth
+        headers["x-api-key"] = apiKey
+        #expect(Request(method: "POST", path: "/v1/chat/completions", headers: headers).credential == expected)
+    }
+
+    @Test func trimmingDropsOnlyTheGivenASCIIAtTheEnds() {
+        #expect(" \t\r\nab c\n ".trimmingASCII() == "ab c")
+        #expect("xxaxbxx".trimmingASCII("x") == "axb")
+        #expect("\u{A0}é é\u{A0}".trimmingASCII() == "\u{A0}é é\u{A0}")
+        #expect("  ".trimmingASCII() == "")
+        #expect("~a~".trimmingASCII("~") == "a")
+        #expect("\u{7F}a\u{7F}".trimmingASCII("\u{7F}") == "a")
+    }
+
     @Test func nginxParamsBecomeTheRequest() {
         let connection = ScriptedConnection(
             [

@@ -13,9 +13,9 @@ extension JSONValue {
     /// Appends the compact serialisation to `out`.
     public func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
-        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
-        case .number(let n): out.append(contentsOf: Array(n.utf8))
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: n.utf8)
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -39,7 +39,13 @@ extension JSONValue {
     /// Appends `s` as a JSON string literal (escaping quotes, backslashes and control characters).
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
-        let hex = Array("0123456789abcdef".utf8)
+        // Most strings need no escape: copied whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out.append(contentsOf: s.utf8)
+            out.append(0x22)
+            return
+        }
+        let hex = JSONValue.hexDigits
         for b in s.utf8 {
             switch b {
             case 0x22: out.append(contentsOf: [0x5C, 0x22])
@@ -54,6 +60,8 @@ extension JSONValue {
         }
         out.append(0x22)
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// `s` as a JSON string literal.
     public static func quoted(_ s: String) -> String {

@@ -1,10 +1,18 @@
 extension StringProtocol {
     /// Without the ASCII characters of `set` at either end (space, tab, CR and LF by default), byte by byte.
     public func trimmingASCII(_ set: StaticString = " \t\r\n") -> String {
-        let drop = set.withUTF8Buffer { Array($0) }
+        // The set as a 128-bit mask of ASCII bytes (no array per call).
+        let (low, high) = set.withUTF8Buffer { buf in
+            buf.reduce(into: (UInt64(0), UInt64(0))) { mask, b in
+                if b < 64 { mask.0 |= 1 << UInt64(b) } else if b < 128 { mask.1 |= 1 << UInt64(b - 64) }
+            }
+        }
+        let drop: (UInt8) -> Bool = { b in
+            b < 64 ? low & (1 << UInt64(b)) != 0 : b < 128 && high & (1 << UInt64(b - 64)) != 0
+        }
         var bytes = Substring(self).utf8[...]
-        while let first = bytes.first, drop.contains(first) { bytes = bytes.dropFirst() }
-        while let last = bytes.last, drop.contains(last) { bytes = bytes.dropLast() }
+        while let first = bytes.first, drop(first) { bytes = bytes.dropFirst() }
+        while let last = bytes.last, drop(last) { bytes = bytes.dropLast() }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -75,10 +75,15 @@ public struct SSEParser: Sendable {
     /// Frames `data` (and optionally an event name) as SSE bytes, splitting multi-line data.
     public static func frame(data: String, event: String? = nil) -> [UInt8] {
         var out = [UInt8]()
-        if let event { out.append(contentsOf: Array("event: \(event)\n".utf8)) }
-        for line in data.split(separator: "\n", omittingEmptySubsequences: false) {
-            out.append(contentsOf: Array("data: ".utf8))
-            out.append(contentsOf: Array(line.utf8))
+        out.reserveCapacity(data.utf8.count + 16 + (event?.utf8.count ?? 0))
+        if let event {
+            out.append(contentsOf: "event: ".utf8)
+            out.append(contentsOf: event.utf8)
+            out.append(0x0A)
+        }
+        for line in data.utf8.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            out.append(contentsOf: "data: ".utf8)
+            out.append(contentsOf: line)
             out.append(0x0A)
         }
         out.append(0x0A)
