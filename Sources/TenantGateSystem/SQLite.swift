@@ -179,16 +179,22 @@ public final class SQLiteStatement {
     private let stmt: OpaquePointer
     private unowned let connection: SQLiteConnection
 
+    /// The statement's parameters (`?` count).
+    private let parameters: Int
+
     fileprivate init(_ stmt: OpaquePointer, connection: SQLiteConnection) {
         self.stmt = stmt
         self.connection = connection
+        parameters = Int(sqlite3_bind_parameter_count(stmt))
     }
 
     deinit { sqlite3_finalize(stmt) }
 
     private func bind(_ values: [SQLValue]) throws {
         sqlite3_reset(stmt)
-        sqlite3_clear_bindings(stmt)
+        // Every parameter is bound below when the values cover them all (a multi-row insert has hundreds):
+        // clearing first would only write each of them twice. Fewer values leave the rest NULL, as before.
+        if values.count < parameters { sqlite3_clear_bindings(stmt) }
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
             let rc: Int32

@@ -164,6 +164,18 @@ let yaml = """
         }
     }
 
+    /// A prepared statement reused with fewer values than parameters has the rest NULL, never the values
+    /// of its previous use (all values given: every one is bound again).
+    @Test func aReusedStatementKeepsNoEarlierValues() throws {
+        let db = try tempDB()
+        let statement = try db.statement("SELECT ?, ?")
+        #expect(try statement.all([.int(1), .text("two")]) == [[.int(1), .text("two")]])
+        #expect(try statement.all([.int(3)]) == [[.int(3), .null]])
+        #expect(try statement.all([.int(4), .int(5)]) == [[.int(4), .int(5)]])
+        #expect(try statement.all([]) == [[.null, .null]])
+        #expect(throws: (any Error).self) { try statement.all([.int(1), .int(2), .int(3)]) }
+    }
+
     @Test(arguments: TestEngine.available) func hostileStringsAreStoredLiterally(_ engine: TestEngine) throws {
         let db = try testDB(engine)
         try importYAML(db, yaml)
