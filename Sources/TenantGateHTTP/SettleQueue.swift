@@ -149,7 +149,8 @@ final class SettleQueue: Sendable {
         }
     }
 
-    /// Writes everything queued now, in batches of at most `maxBatch`.
+    /// Writes everything queued now, in batches of at most `maxBatch`. A batch that fails is tried again
+    /// as it was (the same items, the same id), before anything queued after it.
     func flush() {
         flushing.withLock { _ in
             var attempts = 0
@@ -161,31 +162,44 @@ final class SettleQueue: Sendable {
                     return (Array(s.items.prefix(n)), s.nextSeq - Int64(s.items.count) + Int64(n))
                 }
                 if batch.isEmpty { return }
-                do {
-                    try writer.accounting { try $0.settle(batch) }
-                    done(until: end, dropped: false)
-                    attempts = 0
-                    let waiting = state.withLock { s -> Int in
-                        defer { s.waiting = 0 }
-                        return s.waiting
-                    }
-                    for _ in 0..<waiting { room.signal() }
-                } catch {
-                    attempts += 1
-                    guard attempts < SettleQueue.maxAttempts else {
-                        drop(batch, error)
-                        done(until: end, dropped: true)
+                // On PostgreSQL a COMMIT can be lost with its connection after the server carried it out:
+                // the batch's id makes its retry a no-op then. (SQLite reports a commit's failure exactly.)
+                let id = writer.engine == .postgres ? SettleQueue.batchID() : nil
+                while true {
+                    do {
+                        try writer.accounting { try $0.settle(batch, batchID: id) }
+                        done(until: end, dropped: false)
                         attempts = 0
-                        continue
+                        let waiting = state.withLock { s -> Int in
+                            defer { s.waiting = 0 }
+                            return s.waiting
+                        }
+                        for _ in 0..<waiting { room.signal() }
+                        break
+                    } catch {
+                        attempts += 1
+                        guard attempts < SettleQueue.maxAttempts else {
+                            drop(batch, error)
+                            done(until: end, dropped: true)
+                            attempts = 0
+                            break
+                        }
+                        log.write(
+                            "settle_failed", level: "error",
+                            [
+                                ("count", .int(batch.count)), ("attempt", .int(attempts)),
+                                ("error", .string("\(error)")),
+                            ])
+                        Posix.sleepMs(min(1000, 50 * attempts))
                     }
-                    log.write(
-                        "settle_failed", level: "error",
-                        [("count", .int(batch.count)), ("attempt", .int(attempts)), ("error", .string("\(error)"))])
-                    state.withLock { $0.items.insert(contentsOf: batch, at: 0) }
-                    Posix.sleepMs(min(1000, 50 * attempts))
                 }
             }
         }
+    }
+
+    /// A batch id no other batch of any worker or host has: 16 random bytes.
+    private static func batchID() -> String {
+        (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? "\(Posix.pid)-\(Posix.wallMicros())-\(Posix.monotonicMicros())"
     }
 
     private func drop(_ batch: [Settlement], _ error: any Error) {

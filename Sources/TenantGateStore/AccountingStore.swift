@@ -436,21 +436,40 @@ public struct AccountingStore {
     }
 
     /// Settlements, lease settlements and lease retirements in one transaction, in order.
-    public func settle(_ items: [Settlement]) throws {
+    ///
+    /// `batchID` (unique per batch, the same on every retry of it) makes a retry idempotent: the batch
+    /// records its id in its transaction, so a retry of a batch whose COMMIT was carried out although its
+    /// connection broke finds the id and applies nothing again (the call then succeeds: the batch is in).
+    public func settle(_ items: [Settlement], batchID: String? = nil) throws {
         audit.reset()
         defer { audit.reset() }
         // A batch that fails forgets the cache: a broken connection may have failed a COMMIT that the
         // server carried out, and then only the rows know what the leases hold.
-        do { try settleBatch(items) } catch {
+        do { try settleBatch(items, batchID: batchID) } catch {
             leaseRows?.clear()
+            if let batchID, (try? AccountingStore.batchSettled(db, batchID)) == true { return }
             throw error
         }
         // Committed: the lease rows are what this batch left.
         leaseRows?.apply(audit.leaseUpdates)
     }
 
-    private func settleBatch(_ items: [Settlement]) throws {
+    /// Whether the batch `id` was committed (its row is in `settled_batches`).
+    static func batchSettled(_ db: any SQLConnection, _ id: String) throws -> Bool {
+        try !db.statement("SELECT 1 FROM settled_batches WHERE id = ?").all([.text(id)]).isEmpty
+    }
+
+    /// How long a settled batch's id is kept: far longer than a batch is retried.
+    static let batchIDRetentionMs: Int64 = 600_000
+
+    private func settleBatch(_ items: [Settlement], batchID: String?) throws {
         try db.transaction {
+            // First, so that a second commit of the same batch fails at once (primary key).
+            if let batchID {
+                try db.statement("INSERT INTO settled_batches(id, at_ms) VALUES (?, ?)").queue([
+                    .text(batchID), .int(Posix.wallMicros() / 1000),
+                ])
+            }
             audit.batching = true
             try prefetchLeases(items)
             for item in items {
@@ -674,6 +693,9 @@ public struct AccountingStore {
             let stale = try db.statement("SELECT id FROM rate_log WHERE at_ms < ? LIMIT 5000")
                 .all([.int(nowMs - 2 * AccountingStore.window)]).compactMap { $0[0].int }
             for id in stale { try dropRateEntry(id) }
+            try db.statement("DELETE FROM settled_batches WHERE at_ms < ?").run([
+                .int(nowMs - AccountingStore.batchIDRetentionMs)
+            ])
             return expired.count
         }
     }

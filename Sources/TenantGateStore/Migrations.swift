@@ -241,6 +241,13 @@ public enum Migrations {
             in_flight INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host, pid)
         ) STRICT, WITHOUT ROWID;
         """,
+        // 14: the ids of settlement batches committed on PostgreSQL, so that a batch retried after its
+        // COMMIT was lost with the connection (the server may have carried it out) is never applied twice.
+        // Kept ten minutes (the sweep); a retry comes within seconds.
+        """
+        CREATE TABLE settled_batches(id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+        CREATE INDEX settled_batches_age ON settled_batches(at_ms);
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

@@ -9,8 +9,14 @@ public final class SharedWriter: Sendable {
     /// The worker's lease rows as its committed settlements left them (used under the connection's lock).
     public let leaseRows = LeaseRowCache()
 
+    /// The engine behind the connection.
+    public let engine: SQLEngine
+
     /// Takes `connection` over: nothing else may use it afterwards.
-    public init(_ connection: any SQLConnection) { self.connection = Locked(connection) }
+    public init(_ connection: any SQLConnection) {
+        engine = connection.engine
+        self.connection = Locked(connection)
+    }
 
     /// Opens the worker's write connection to `path`.
     public convenience init(path: String) throws { self.init(try Database.open(path: path, cacheKiB: 4096)) }

@@ -185,6 +185,58 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
     }
 }
 
+@Suite struct IdempotentBatchTests {
+    /// A batch retried with its id after its commit went through (the COMMIT's answer lost with the
+    /// connection) applies nothing again and succeeds; another id applies; old ids are swept.
+    @Test(arguments: TestEngine.available) func aBatchIsAppliedOnceUnderItsId(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let store = AccountingStore(db)
+        let batch: [Settlement] = [
+            .request(reservation: nil, record: record("a", at: day0, tokens: 10, cost: 100)),
+            .request(reservation: nil, record: record("a", at: day0 + 1, tokens: 4, cost: 40)),
+        ]
+        let tables = [
+            "SELECT COUNT(*), SUM(tokens_in + tokens_out), SUM(cost_nano) FROM executions",
+            "SELECT used_tokens, used_nano FROM budget_counters WHERE scope = 'tenant:a'",
+            "SELECT requests, cost_nano FROM usage_daily",
+            "SELECT value FROM metric_counters WHERE name = 'tenantgate_requests_total'",
+        ]
+        try store.settle(batch, batchID: "batch-1")
+        let once = try tables.map { try db.query($0) }
+        #expect(once[0] == [[.int(2), .int(14), .int(140)]])
+        try store.settle(batch, batchID: "batch-1")
+        #expect(try tables.map { try db.query($0) } == once)
+        try store.settle(batch, batchID: "batch-2")
+        #expect(try db.query(tables[0]) == [[.int(4), .int(28), .int(280)]])
+        // A batch that fails under an id never committed still fails, and leaves no id behind (its retry
+        // applies it).
+        switch engine {
+        case .sqlite:
+            try db.execute(
+                """
+                CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.tenant = 'boom'
+                BEGIN SELECT RAISE(ABORT, 'boom'); END
+                """)
+        case .postgres:
+            try db.execute(
+                """
+                CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.tenant = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
+                CREATE TRIGGER boom BEFORE INSERT ON executions FOR EACH ROW EXECUTE FUNCTION boom()
+                """)
+        }
+        let failing = batch + [.request(reservation: nil, record: record("boom", at: day0, tokens: 1))]
+        #expect(throws: (any Error).self) { try store.settle(failing, batchID: "batch-3") }
+        #expect(try db.query("SELECT COUNT(*) FROM settled_batches WHERE id = 'batch-3'") == [[.int(0)]])
+        #expect(try db.query(tables[0]) == [[.int(4), .int(28), .int(280)]])
+        let now = day0 + 1000
+        try db.query("UPDATE settled_batches SET at_ms = ? WHERE id = 'batch-1'", [.int(now - 700_000)])
+        try db.query("UPDATE settled_batches SET at_ms = ? WHERE id = 'batch-2'", [.int(now - 1_000)])
+        _ = try store.sweep(nowMs: now)
+        #expect(try db.query("SELECT id FROM settled_batches") == [[.text("batch-2")]])
+    }
+}
+
 @Suite struct MetricCounterRowsTests {
     /// The counters of settled requests, summed per series within a batch: exactly these rows.
     @Test(arguments: TestEngine.available) func settledRequestsWriteTheseCounters(_ engine: TestEngine) throws {
