@@ -185,6 +185,25 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
     }
 }
 
+/// Makes every settlement batch that writes an execution row of tenant "boom" fail (at that row).
+func failSettlingTenantBoom(_ db: any SQLConnection, _ engine: TestEngine) throws {
+    switch engine {
+    case .sqlite:
+        try db.execute(
+            """
+            CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.tenant = 'boom'
+            BEGIN SELECT RAISE(ABORT, 'boom'); END
+            """)
+    case .postgres:
+        try db.execute(
+            """
+            CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.tenant = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER boom BEFORE INSERT ON executions FOR EACH ROW EXECUTE FUNCTION boom()
+            """)
+    }
+}
+
 @Suite struct IdempotentBatchTests {
     /// A batch retried with its id after its commit went through (the COMMIT's answer lost with the
     /// connection) applies nothing again and succeeds; another id applies; old ids are swept.
@@ -210,21 +229,7 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         #expect(try db.query(tables[0]) == [[.int(4), .int(28), .int(280)]])
         // A batch that fails under an id never committed still fails, and leaves no id behind (its retry
         // applies it).
-        switch engine {
-        case .sqlite:
-            try db.execute(
-                """
-                CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.tenant = 'boom'
-                BEGIN SELECT RAISE(ABORT, 'boom'); END
-                """)
-        case .postgres:
-            try db.execute(
-                """
-                CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN IF NEW.tenant = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
-                CREATE TRIGGER boom BEFORE INSERT ON executions FOR EACH ROW EXECUTE FUNCTION boom()
-                """)
-        }
+        try failSettlingTenantBoom(db, engine)
         let failing = batch + [.request(reservation: nil, record: record("boom", at: day0, tokens: 1))]
         #expect(throws: (any Error).self) { try store.settle(failing, batchID: "batch-3") }
         #expect(try db.query("SELECT COUNT(*) FROM settled_batches WHERE id = 'batch-3'") == [[.int(0)]])
@@ -419,21 +424,7 @@ func record(_ tenant: String, at: Int64, tokens: Int = 10, cost: Int64 = 1000, s
         for (batched, cached) in [(true, false), (false, false), (true, true), (false, true)] {
             let db = try testDB(engine)
             // Fails any batch that settles a request of tenant "boom", after the lease rows were written.
-            switch engine {
-            case .sqlite:
-                try db.execute(
-                    """
-                    CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.tenant = 'boom'
-                    BEGIN SELECT RAISE(ABORT, 'boom'); END
-                    """)
-            case .postgres:
-                try db.execute(
-                    """
-                    CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
-                    BEGIN IF NEW.tenant = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
-                    CREATE TRIGGER boom BEFORE INSERT ON executions FOR EACH ROW EXECUTE FUNCTION boom()
-                    """)
-            }
+            try failSettlingTenantBoom(db, engine)
             let cache = cached ? LeaseRowCache(clock: { day0 }) : nil
             let store = AccountingStore(db, leaseRows: cache)
             let a = try lease(store, l, at: day0, expiresIn: 120_000)
