@@ -54,10 +54,20 @@ final class SettleQueue: Sendable {
     /// answers wait for their settlements (what queues during one commit shares the next), 1 ms when not.
     private let commitDelayMs: Int
 
-    init(writer: SharedWriter, log: AppLog, commitDelayMs: Int = 0) {
+    /// Makes each batch's id, once per batch (its retries keep it), or nil: no ids. On PostgreSQL a
+    /// COMMIT can be lost with its connection after the server carried it out, and the id makes the retry
+    /// of such a batch a no-op (`AccountingStore.settle(_:batchID:)`); SQLite reports a commit's failure
+    /// exactly, so it gets none.
+    private let batchIDs: (@Sendable () -> String)?
+
+    init(
+        writer: SharedWriter, log: AppLog, commitDelayMs: Int = 0,
+        batchIDs: (@Sendable () -> String)?? = nil
+    ) {
         self.writer = writer
         self.log = log
         self.commitDelayMs = commitDelayMs
+        self.batchIDs = batchIDs ?? (writer.engine == .postgres ? SettleQueue.randomBatchID : nil)
     }
 
     /// Queues one settlement; returns its sequence number (for `waitWritten`).
@@ -162,9 +172,7 @@ final class SettleQueue: Sendable {
                     return (Array(s.items.prefix(n)), s.nextSeq - Int64(s.items.count) + Int64(n))
                 }
                 if batch.isEmpty { return }
-                // On PostgreSQL a COMMIT can be lost with its connection after the server carried it out:
-                // the batch's id makes its retry a no-op then. (SQLite reports a commit's failure exactly.)
-                let id = writer.engine == .postgres ? SettleQueue.batchID() : nil
+                let id = batchIDs?()
                 while true {
                     do {
                         try writer.accounting { try $0.settle(batch, batchID: id) }
@@ -198,7 +206,7 @@ final class SettleQueue: Sendable {
     }
 
     /// A batch id no other batch of any worker or host has: 16 random bytes.
-    private static func batchID() -> String {
+    @Sendable private static func randomBatchID() -> String {
         (try? Crypto.randomBytes(16)).map(Crypto.hex) ?? "\(Posix.pid)-\(Posix.wallMicros())-\(Posix.monotonicMicros())"
     }
 

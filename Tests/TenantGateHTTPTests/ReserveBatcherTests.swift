@@ -83,6 +83,45 @@ import TenantGateServing
     }
 }
 
+@Suite struct SettleQueueRetryTests {
+    /// A batch the store refuses twice is tried again as it was, under the id it got once (so that on
+    /// PostgreSQL a retry after a lost COMMIT is recognised), and then written once.
+    @Test func aRetriedBatchKeepsItsIdAndIsWrittenOnce() throws {
+        let (path, db) = try temporaryDatabase()
+        // Refuses every execution row while `refuse` has a row.
+        try db.execute(
+            """
+            CREATE TABLE refuse(x INTEGER);
+            INSERT INTO refuse VALUES (1);
+            CREATE TRIGGER refusing BEFORE INSERT ON executions WHEN EXISTS (SELECT 1 FROM refuse)
+            BEGIN SELECT RAISE(ABORT, 'refused'); END;
+            """)
+        let made = Locked(0)
+        let queue = SettleQueue(
+            writer: try SharedWriter(path: path), log: AppLog(path: "/dev/null", level: "error"),
+            batchIDs: {
+                made.withLock { $0 += 1 }
+                return "batch-\(made.withLock { $0 })"
+            })
+        for i in 0..<3 {
+            var record = ExecutionRecord(requestID: "r\(i)", atMs: 1_795_305_600_000, tenant: "a", status: 200)
+            record.usage = Usage(promptTokens: 1, completionTokens: 1)
+            queue.enqueue(reservation: nil, record: record)
+        }
+        // The first two tries fail (after 0 and 50 ms); the third, 100 ms later, finds the store willing.
+        let opener = DispatchWorkItem {
+            Posix.sleepMs(80)
+            _ = try? SQLiteConnection(path: path).execute("DELETE FROM refuse")
+        }
+        DispatchQueue.global().async(execute: opener)
+        queue.flush()
+        opener.wait()
+        #expect(made.withLock { $0 } == 1)
+        #expect(try db.query("SELECT id FROM settled_batches") == [[.text("batch-1")]])
+        #expect(try db.query("SELECT COUNT(*) FROM executions") == [[.int(3)]])
+    }
+}
+
 @Suite struct FastCGIAdapterTests {
     @Test(arguments: [
         ("HTTP_X_TENANT_ID", "x-tenant-id"), ("HTTP_AUTHORIZATION", "authorization"),

@@ -45,7 +45,7 @@ extension JSONValue {
             out.append(0x22)
             return
         }
-        let hex = JSONValue.hexDigits
+        let hex = Hex.lowerDigits
         for b in s.utf8 {
             switch b {
             case 0x22: out.append(contentsOf: [0x5C, 0x22])
@@ -60,8 +60,6 @@ extension JSONValue {
         }
         out.append(0x22)
     }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// `s` as a JSON string literal.
     public static func quoted(_ s: String) -> String {

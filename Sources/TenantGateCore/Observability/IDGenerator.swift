@@ -17,8 +17,6 @@ public final class IDGenerator {
         (s0, s1, s2, s3) = (words[0], words[1], words[2], words[3])
     }
 
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
     /// The next 64 random bits.
     public func next() -> UInt64 {
         let result = (s1 &* 5).rotatedLeft(7) &* 9
@@ -35,7 +33,7 @@ public final class IDGenerator {
     /// `bytes` random bytes as lowercase hex (2 × `bytes` digits), never all zeros (an all-zero trace or
     /// span id is invalid in Trace Context).
     public func hex(bytes: Int) -> String {
-        let digits = IDGenerator.digits
+        let digits = Hex.lowerDigits
         var out = [UInt8]()
         out.reserveCapacity(bytes * 2)
         var left = bytes
