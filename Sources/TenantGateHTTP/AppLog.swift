@@ -2,7 +2,9 @@ import TenantGateCore
 import TenantGateSystem
 
 /// JSON-lines application log: one `write(2)` per line on an O_APPEND file, so lines from many
-/// threads and processes never interleave. Fields follow the SPEC; no secrets or prompt text go in.
+/// threads and processes never interleave (a process killed mid-write leaves a fragment, and the next
+/// line follows it on the same line: every line starts with `{"ts":` so readers recover it). Fields
+/// follow the SPEC; no secrets or prompt text go in.
 public final class AppLog: Sendable {
     private let path: String?
     private let fd: Locked<Int32>

@@ -409,10 +409,27 @@ class Stack:
     def upstream_requests(self):
         return self.upstream.recorder.all()
 
-    def app_log(self):
+    def app_log(self, torn=None):
+        """The app log's records. Every line must parse, unless `torn` (a list) is given: a worker killed with
+        SIGKILL mid-write leaves a torn line (fragment + the next line); those lines go into `torn`, and the
+        record after the fragment is recovered from its `{"ts":` on, as scripts/join-logs does."""
         if not self.log_path.exists():
             return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        entries = []
+        for line in self.log_path.read_text().splitlines():
+            if not line.strip():
+                continue
+            if torn is None:
+                entries.append(json.loads(line))
+                continue
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                torn.append(line)
+                start = line.rfind('{"ts":', 1)
+                if start > 0:
+                    entries.append(json.loads(line[start:]))
+        return entries
 
 
 @pytest.fixture(scope="session")

@@ -159,10 +159,16 @@ class Soak:
         integrity = s.sql("PRAGMA integrity_check")[0][0]
         if integrity != "ok":
             problems.append(f"integrity_check: {integrity}")
+        # A worker killed in the middle of a log line leaves it torn (its fragment, then the next line); at
+        # most one such line per kill, and the line after the fragment is still read.
+        torn = []
+        log = s.app_log(torn=torn)
+        if len(torn) > self.kills:
+            problems.append(f"{len(torn)} torn log lines for {self.kills} kills, e.g. {torn[:2]}")
         report = {
             "seconds": self.seconds, "clients": self.clients, "workers": s.workers, "kills": self.kills,
             "succeeded": len(self.succeeded), "failed": self.failed, "execution_rows": sum(rows.values()),
-            "died_logged": sum(1 for e in s.app_log() if e.get("msg") == "worker_died"),
+            "died_logged": sum(1 for e in log if e.get("msg") == "worker_died"), "torn_log_lines": len(torn),
         }
         return report, problems
 

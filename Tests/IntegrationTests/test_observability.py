@@ -172,7 +172,10 @@ def test_join_logs_reads_rotated_gzip_files(tmp_path):
     (tmp_path / "log" / "access.log").write_text(json.dumps(access[2]) + "\n")
     with gzip.open(tmp_path / "log" / "tenantgate.log.1.gz", "wt") as f:
         f.write(json.dumps(app[0]) + "\n" + json.dumps(app[1]) + "\n")
-    (tmp_path / "log" / "tenantgate.log").write_text(json.dumps(app[2]) + "\nnot json\n")
+    # A worker killed mid-write tore a line: the next line (r2's) follows the fragment and is still read.
+    fragment = '{"ts":"2026-01-01T00:00:00.000Z","level":"info","msg":"request","request_id":"r9","mod'
+    (tmp_path / "log" / "tenantgate.log").write_text(
+        fragment + json.dumps(app[2], separators=(",", ":")) + "\nnot json\n")
     out = subprocess.run([str(ROOT / "scripts" / "join-logs"), "--home", str(tmp_path)], capture_output=True,
                          text=True, check=True).stdout
     rows = [json.loads(line) for line in out.splitlines()]
