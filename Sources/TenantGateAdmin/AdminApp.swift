@@ -22,19 +22,36 @@ public struct AdminApp: AdminResponder {
     public init(dbPath: String) { self.dbPath = dbPath }
 
     public func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
-        -> Int
+        -> AdminAnswer
     {
         var context = AdminContext(request: request, db: db, config: config, dbPath: dbPath)
-        let reply: AdminReply
+        var reply: AdminReply
+        var answer = AdminAnswer(status: 0)
         do {
             reply = try route(&context)
         } catch let problem as AdminProblem {
             reply = problem.reply(context)
+        } catch let error as any StorageFailure where error.isStorageFailure {
+            // Busy past the timeout, full, an I/O error: the transaction rolled back, so nothing changed.
+            reply = AdminReply.page(
+                503,
+                Layout.page(
+                    title: "Try again", session: context.session,
+                    body: """
+                        <p class="error">The database cannot take this now (\(error.reason)). Nothing was \
+                        changed; try again in a moment.</p>
+                        """))
+            reply.headers = [("Retry-After", "1")]
+            answer.errorCode = "service_unavailable"
+            answer.errorDetail = "storage: \(error.reason)"
         } catch {
             reply = AdminReply.page(
                 500,
                 Layout.page(title: "Error", session: context.session, body: "<p class=\"error\">Internal error.</p>"))
+            answer.errorCode = "internal_error"
+            answer.errorDetail = ErrorDetail.of(error)
         }
+        answer.status = reply.status
         var headers: [(String, String)] = [
             (
                 "Content-Security-Policy",
@@ -62,13 +79,13 @@ public struct AdminApp: AdminResponder {
         if let location = reply.location {
             headers.append(("Location", location.hasPrefix("/") ? prefix + location : location))
             sink.head(status: reply.status, headers: headers + [("Content-Length", "0")])
-            return reply.status
+            return answer
         }
         let body = Array(mounted(reply.body.text).utf8)
         headers += [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", String(body.count))]
         sink.head(status: reply.status, headers: headers)
         sink.body(body)
-        return reply.status
+        return answer
     }
 
     private func route(_ context: inout AdminContext) throws -> AdminReply {

@@ -23,6 +23,8 @@ struct Exchange {
     var tenant: String?
     var keyID: String?
     var errorCode: String?
+    /// For the log: what failed on the server's side (a storage failure's reason, an unexpected error).
+    var errorDetail: String?
     /// The request's trace.
     var trace = TraceContext(header: nil, newTraceID: "")
     /// The model call, for the model endpoints.
@@ -133,8 +135,10 @@ final class Gateway: Sendable {
             // The disk is full, a write failed or the database stayed locked past the busy timeout: the
             // transaction rolled back, nothing changed; the client may retry later.
             failure = .serviceUnavailable("the database cannot take the write now (\(error.reason))")
+            exchange.errorDetail = "storage: \(error.reason)"
         } catch {
             failure = .internalError
+            exchange.errorDetail = ErrorDetail.of(error)
         }
         if let failure {
             exchange.errorCode = failure.code
@@ -244,9 +248,12 @@ final class Gateway: Sendable {
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             let config = configs.config
-            exchange.status = resources.readers.with {
+            let answer = resources.readers.with {
                 admin.respond(to: request, sink: sink, db: $0, config: config)
             }
+            exchange.status = answer.status
+            exchange.errorCode = answer.errorCode
+            exchange.errorDetail = answer.errorDetail
             return
         case (.api, _, _): break
         default: throw GatewayError.notFound
@@ -486,6 +493,7 @@ final class Gateway: Sendable {
         }
         fields.append(("trace_id", .string(exchange.trace.traceID)))
         if let code = exchange.errorCode { fields.append(("error", .string(code))) }
+        if let detail = exchange.errorDetail { fields.append(("error_detail", .string(detail))) }
         log.write("request", level: level, fields)
     }
 }

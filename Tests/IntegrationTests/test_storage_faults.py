@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import Stack, wait_until
+from test_admin import PASSWORD, Browser, tenant_form
 
 WORDS = [f"w{i:05d}" for i in range(20_000)]
 
@@ -70,12 +71,21 @@ def test_a_database_locked_past_the_busy_timeout_is_a_clean_503(capped):
     assert_unavailable(r)
     assert "busy" in r.json()["error"]["message"]
     assert elapsed < 20
+    # The log says what failed.
+    logged = [e for e in s.app_log() if e.get("request_id") == r.headers["x-request-id"]]
+    assert logged and logged[0]["error"] == "service_unavailable" and logged[0]["error_detail"] == "storage: busy"
     # The lock is gone: served again, by the same workers.
     assert chat(s, "priced", "after the lock").status_code == 200
 
 
 def test_a_full_database_refuses_writes_cleanly_and_serves_again_once_space_returns(capped):
     s = capped
+    # An operator on the admin page, logged in with a tenant's form open before the database fills.
+    s.cli("admin", "password", "--user", "root", input=PASSWORD + "\n")
+    browser = Browser(s)
+    assert browser.login().status_code == 303
+    form, token = tenant_form(browser, "acme"), browser.csrf()
+    form["system_prompt"] = "A long prompt. " * 1500
     pids = sorted(s.worker_pids())
     # No worker died of the previous test's held lock (one starting late used to: it could not load its
     # configuration within the busy timeout; it now waits the store out).
@@ -110,6 +120,15 @@ def test_a_full_database_refuses_writes_cleanly_and_serves_again_once_space_retu
         if statuses[-1][0] == 503 and len([x for x in statuses if x[0] == 503]) >= 3:
             break
     assert any(code == 503 for code, _ in statuses), "the database never filled"
+    # The admin's save does not fit either: the page says so (503, Retry-After), not "Internal error",
+    # nothing is saved, and the log says what failed.
+    page = browser.post("/admin/tenants/acme", form, csrf=token)
+    assert page.status_code == 503 and page.headers["retry-after"] == "1", page.text
+    assert "cannot take this now (full)" in page.text and "Nothing was changed" in page.text
+    assert "A long prompt." not in s.sql("SELECT json FROM tenants WHERE id = 'acme'")[0][0]
+    logged = [e for e in s.app_log() if e.get("path") == "/admin/tenants/acme" and e.get("status") == 503]
+    assert logged and logged[0]["error"] == "service_unavailable" and logged[0]["error_detail"] == "storage: full"
+    assert logged[0]["level"] == "error"
     for code, rid in statuses:
         if code == 200:
             assert s.sql("SELECT COUNT(*) FROM executions WHERE request_id = ?", rid)[0][0] == 1
@@ -119,6 +138,9 @@ def test_a_full_database_refuses_writes_cleanly_and_serves_again_once_space_retu
     assert r.status_code in (200, 204), r.text
     assert wait_until(lambda: chat(s, "priced", "space again").status_code == 200, timeout=15)
     assert sorted(s.worker_pids()) == pids, [e for e in s.app_log() if str(e.get("msg", "")).startswith("worker")]
+    # The same form, sent again, is saved.
+    assert browser.post("/admin/tenants/acme", form, csrf=token).status_code == 303
+    assert "A long prompt." in s.sql("SELECT json FROM tenants WHERE id = 'acme'")[0][0]
     # The books: the tenant's used counters equal its rows, and what its counters hold is what its
     # reservation rows hold (a request whose settlement could not be written keeps its reservation until it
     # expires: never an overspend).

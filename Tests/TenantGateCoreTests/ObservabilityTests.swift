@@ -88,3 +88,20 @@ import Testing
         #expect(IDGenerator(seed: []).hex(bytes: 8) != String(repeating: "0", count: 16))
     }
 }
+
+@Suite struct ErrorDetailTests {
+    struct Odd: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    @Test func namesTheTypeAndText() {
+        #expect(ErrorDetail.of(Odd(description: "it broke")) == "Odd: it broke")
+    }
+
+    @Test func isOneBoundedLine() {
+        let detail = ErrorDetail.of(Odd(description: "line one\nline two\t" + String(repeating: "é", count: 400)))
+        #expect(!detail.contains("\n") && !detail.contains("\t"))
+        #expect(detail.hasPrefix("Odd: line one line two "))
+        #expect(detail.utf8.count == ErrorDetail.maxBytes - 1 && detail.hasSuffix("é"))  // cut between characters
+    }
+}

@@ -87,7 +87,10 @@ public struct MessagesStream: Sendable {
     }
 
     /// An `error` event (mid-stream failure); the stream ends after it.
-    public func failure(_ error: GatewayError) -> [UInt8] {
+    public func failure(_ error: GatewayError) -> [UInt8] { MessagesStream.errorEvent(error) }
+
+    /// The `error` event for `error`, whatever the stream's state.
+    public static func errorEvent(_ error: GatewayError) -> [UInt8] {
         SSEParser.frame(data: MessagesAPI.errorBody(error).jsonString, event: "error")
     }
 

@@ -99,7 +99,7 @@ struct ReplyWriter {
     /// The error event that ends a stream whose writer is gone (its settlement failed after the answer).
     static func failureTail(_ error: GatewayError, api: ClientAPI) -> [UInt8] {
         switch api {
-        case .anthropic: return SSEParser.frame(data: MessagesAPI.errorBody(error).jsonString, event: "error")
+        case .anthropic: return MessagesStream.errorEvent(error)
         case .responses:
             let body = JSONValue.object([
                 ("type", .string("error")), ("code", .string(error.code)), ("message", .string(error.message)),
