@@ -125,7 +125,6 @@ public final class ConfigCache: Sendable {
                     }
                     if Posix.monotonicMs() - lastHousekeepingMs >= 5 * Int64(intervalMs) {
                         lastHousekeepingMs = Posix.monotonicMs()
-                        try Maintenance.checkpoint(conn)
                         try CacheStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         // Reservations whose worker died are released once they expire.
                         let released = try AccountingStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)

@@ -91,6 +91,10 @@ public final class Worker: Sendable {
                 ["error": .string("fd 0 is not a listening socket, and this is not a CGI request")], level: "error")
             return 2
         }
+        // One long-lived process sharing the SQLite database checkpoints it, on a thread of its own
+        // (`CheckpointLoop`); no commit waits for a checkpoint's file syncs. A CGI process lives for one
+        // request and keeps SQLite's default.
+        if !cgi { Maintenance.leaveCheckpointsToOneProcess() }
         // A store busy past its timeout (another process holding the write lock, a PostgreSQL failover) is
         // waited out for a minute rather than ending the worker (the supervisor would restart it into the
         // same wait, with a growing backoff).
@@ -168,6 +172,7 @@ public final class Worker: Sendable {
         }
         log.event("worker_start", ["threads": .int(options.threads)])
         let heartbeat = Heartbeat(dbPath: options.dbPath, log: log)
+        let checkpoints = CheckpointLoop.start(dbPath: options.dbPath, log: log)
         while true {
             guard
                 let sig = Posix.wait(
@@ -185,6 +190,8 @@ public final class Worker: Sendable {
             break
         }
         log.event("worker_draining")
+        // A drain can last as long as the longest stream in flight: another worker checkpoints meanwhile.
+        checkpoints?.resign()
         drain()
         leases.retireExpired(nowMs: Posix.wallMicros() / 1000, all: true)
         settlements.flush()
@@ -306,15 +313,54 @@ final class Heartbeat {
             db = nil
             return
         }
-        // Another worker checkpointing at the same moment makes this one busy: it tries again next second.
-        do {
-            if let db { try Maintenance.boundWAL(db) }
-        } catch {
-            log.event("checkpoint_skipped", ["error": .string("\(error)")], level: "debug")
-        }
     }
 
     func stop() {
         if let db { try? WorkerRegistry(db).remove(pid: Posix.pid) }
     }
+}
+
+/// The thread that checkpoints the SQLite database when this process holds the role (`Checkpointer`),
+/// five times a second on a connection of its own (opened once it holds the role): small, frequent checkpoints keep each file sync short
+/// and let the WAL start over by itself between writes. Measured on a disk (2026-12-01, limits on, 45 s
+/// per cell): p99 at 1 connection 12.6 → 2.5 ms, at 4 connections 13.4 → 5.4–8.4 ms, against every
+/// process checkpointing in its commits; once a second instead gave 5–6 ms at 1 connection but 26–90 ms
+/// at 4 (a RESTART every few seconds, stalling writers, as the WAL never started over by itself).
+final class CheckpointLoop: Sendable {
+    static let intervalMs = 200
+    private let resigned = Locked(false)
+
+    private init() {}
+
+    /// Starts the loop on SQLite (PostgreSQL checkpoints by itself: nil).
+    static func start(dbPath: String, log: AppLog) -> CheckpointLoop? {
+        guard Database.url == nil else { return nil }
+        let loop = CheckpointLoop()
+        let started = OSThread.start {
+            let checkpointer = Checkpointer(dbPath: dbPath)
+            var db: (any SQLConnection)?
+            while true {
+                Posix.sleepMs(CheckpointLoop.intervalMs)
+                if loop.resigned.withLock({ $0 }) {
+                    checkpointer.resign()
+                    return
+                }
+                if checkpointer.claim() { log.event("checkpointer") }
+                guard checkpointer.holds else { continue }
+                do {
+                    let conn = try db ?? Database.open(path: dbPath, cacheKiB: 64)
+                    db = conn
+                    try checkpointer.checkpoint(conn)
+                } catch {
+                    // Busy (a RESTART waits for readers and writers), or the store is failing: next time.
+                    log.event("checkpoint_skipped", ["error": .string("\(error)")], level: "debug")
+                    db = nil
+                }
+            }
+        }
+        return started == nil ? nil : loop
+    }
+
+    /// Gives the role up (within one interval): another worker's loop takes it.
+    func resign() { resigned.withLock { $0 = true } }
 }

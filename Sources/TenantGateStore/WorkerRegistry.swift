@@ -43,10 +43,14 @@ public enum Maintenance {
     /// WAL frames past which a checkpoint restarts the log (32 MiB of 4 KiB pages).
     public static let restartFrames = 8192
 
-    /// Copies what it can of the WAL into the database without waiting for readers (SQLite; PostgreSQL
-    /// checkpoints by itself).
-    public static func checkpoint(_ db: any SQLConnection) throws {
-        if let sqlite = db as? SQLiteConnection { _ = try sqlite.checkpoint() }
+    /// Commits leave checkpoints to the `Checkpointer` up to this many WAL pages (64 MiB), and only past
+    /// it (should no process be checkpointing) checkpoint by themselves.
+    public static let fallbackAutoCheckpointPages = 16384
+
+    /// Makes commits on SQLite connections opened from now on in this process leave checkpoints to the
+    /// one `Checkpointer` of the processes sharing the database (up to the fallback above).
+    public static func leaveCheckpointsToOneProcess() {
+        SQLiteConnection.setAutoCheckpoint(pages: fallbackAutoCheckpointPages)
     }
 
     /// Checkpoints, and past `restartFrames` makes the WAL start over (briefly holding writers back):
@@ -54,5 +58,42 @@ public enum Maintenance {
     public static func boundWAL(_ db: any SQLConnection) throws {
         guard let sqlite = db as? SQLiteConnection else { return }
         if try sqlite.checkpoint() > restartFrames { _ = try sqlite.checkpoint(restart: true) }
+    }
+}
+
+/// One process among those sharing a SQLite database checkpoints it, off every request's path: whoever
+/// holds the lock file `<db>-checkpointer`. A checkpoint syncs the WAL and the database file; done by
+/// every process (SQLite's default: the commit that passes 1,000 WAL pages checkpoints, in the
+/// committing connection) it made answers that wait for their settlement's commit wait for those syncs
+/// too, and the syncs of several processes stall one another. When the holder ends (or is killed), the
+/// kernel releases the lock and the next process to `claim` it takes the role over.
+public final class Checkpointer {
+    private let lockPath: String
+    private var file: FileLock?
+    private var resigned = false
+
+    /// For the database at `dbPath` (SQLite only: PostgreSQL checkpoints by itself).
+    public init(dbPath: String) { lockPath = dbPath + "-checkpointer" }
+
+    /// Whether this process holds the role.
+    public var holds: Bool { file?.held ?? false }
+
+    /// Gives the role up for good (a draining worker): another process's next `claim` takes it.
+    public func resign() {
+        file?.unlock()
+        resigned = true
+    }
+
+    /// Takes the role if it is free (and this one has not resigned); true when it has just taken it.
+    public func claim() -> Bool {
+        guard !resigned, !holds else { return false }
+        if file == nil { file = FileLock(path: lockPath) }
+        return file?.tryLock() ?? false
+    }
+
+    /// When this process holds the role, copies the WAL into the database and bounds it
+    /// (`Maintenance.boundWAL`).
+    public func checkpoint(_ db: any SQLConnection) throws {
+        if holds { try Maintenance.boundWAL(db) }
     }
 }

@@ -190,6 +190,35 @@ public enum Posix {
     public static func setEnv(_ name: String, _ value: String) { _ = setenv(name, value, 1) }
 }
 
+/// An exclusive `flock` on a file, tried as often as needed on one descriptor and held until `unlock`,
+/// this object's end or the process's, however it ends (the kernel releases it with the descriptor).
+/// Two holders never coexist, even within one process (each object has its own open file).
+public final class FileLock {
+    private let fd: Int32
+    /// Whether this object holds the lock.
+    public private(set) var held = false
+
+    /// Opens `path` (created if missing, mode 0600); nil if it cannot be opened.
+    public init?(path: String) {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+    }
+
+    /// Takes the lock if no one holds it; true when this object holds it.
+    public func tryLock() -> Bool {
+        if !held { held = flock(fd, LOCK_EX | LOCK_NB) == 0 }
+        return held
+    }
+
+    /// Lets the lock go.
+    public func unlock() {
+        if held { _ = flock(fd, LOCK_UN) }
+        held = false
+    }
+
+    deinit { Glibc.close(fd) }
+}
+
 /// A joinable-less OS thread whose pthread id can be signalled.
 public final class OSThread: @unchecked Sendable {  // the id is written once before start returns
     /// The pthread handle.

@@ -87,7 +87,17 @@ public final class SQLiteConnection {
         // After the WAL starts over, its file is cut back to 64 MiB.
         try execute("PRAGMA journal_size_limit=67108864")
         if let pages = SQLiteConnection.maxPages { try execute("PRAGMA max_page_count=\(pages)") }
+        if let pages = SQLiteConnection.autoCheckpointPages.withLock({ $0 }) {
+            try execute("PRAGMA wal_autocheckpoint=\(pages)")
+        }
     }
+
+    /// The WAL size (pages) past which a commit checkpoints in the committing connection, for connections
+    /// opened from now on; nil: SQLite's default (1,000 pages). A checkpoint syncs the files, so a pool
+    /// whose one process checkpoints in the background raises this to a fallback far above what it keeps
+    /// (`Maintenance.fallbackAutoCheckpointPages`): no commit on a request's path waits for a sync.
+    public static func setAutoCheckpoint(pages: Int?) { autoCheckpointPages.withLock { $0 = pages } }
+    private static let autoCheckpointPages = Locked<Int?>(nil)
 
     /// `TENANTGATE_DB_MAX_MB`: the database may not grow past this many MiB (4 KiB pages); a write that
     /// would is refused (SQLITE_FULL) and rolled back, so the disk never fills under the gateway.

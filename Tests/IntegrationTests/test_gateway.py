@@ -1,7 +1,9 @@
 """End-to-end tests over HTTPS through real nginx and the real worker pool."""
 
 import json
+import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -383,6 +385,42 @@ def test_killed_worker_is_replaced_under_load(fresh_stack):
         for _ in range(20):
             assert c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"),
                           headers=auth(s, "globex")).status_code == 200
+
+
+def test_one_worker_checkpoints_and_another_takes_over_when_it_is_killed(fresh_stack):
+    s = fresh_stack
+
+    def checkpointers():
+        return [e["pid"] for e in s.app_log() if e.get("msg") == "checkpointer"]
+    assert wait_until(lambda: len(checkpointers()) == 1, timeout=5), s.app_log()
+    holder = checkpointers()[0]
+    assert holder in s.worker_pids()
+    time.sleep(1.5)  # the other worker keeps finding the role taken
+    assert checkpointers() == [holder]
+    # Only the holder copies the WAL into the database file (no commit does any more): the execution
+    # rows of requests served now are in the main file alone within a few seconds.
+    with s.client() as c:
+        ids = [c.post("/tenant/globex/v1/chat/completions", json=chat(model="mock-small"),
+                      headers=auth(s, "globex")).headers["x-request-id"] for _ in range(20)]
+
+    def in_main_file():
+        copy = s.home / "main-only.db"
+        shutil.copyfile(s.home / "tenantgate.db", copy)
+        try:
+            db = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+            try:
+                marks = ",".join("?" * len(ids))
+                return db.execute(f"SELECT COUNT(*) FROM executions WHERE request_id IN ({marks})", ids).fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return 0  # copied in the middle of a checkpoint's write: try again
+        finally:
+            copy.unlink(missing_ok=True)
+    assert wait_until(lambda: in_main_file() == len(ids), timeout=5)
+    subprocess.run(["kill", "-KILL", str(holder)])
+    assert wait_until(lambda: len(checkpointers()) == 2, timeout=5), checkpointers()
+    assert checkpointers()[1] != holder and checkpointers()[1] in s.worker_pids()
 
 
 def test_sigterm_lets_an_in_flight_stream_finish(fresh_stack):

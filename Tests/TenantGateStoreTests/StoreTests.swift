@@ -282,3 +282,47 @@ let yaml = """
         #expect(throws: ConfigError.self) { try apply(db, yaml, key: try Crypto.randomBytes(32)) }
     }
 }
+
+@Suite struct CheckpointerTests {
+    static func fileSize(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    }
+
+    @Test func oneProcessCheckpointsAndTheNextTakesOverWhenItGoes() throws {
+        let db = try tempDB()
+        try db.execute("PRAGMA wal_autocheckpoint=0")
+        _ = try db.checkpoint()
+        var first: Checkpointer? = Checkpointer(dbPath: db.path)
+        let second = Checkpointer(dbPath: db.path)
+        #expect(first?.claim() == true)
+        #expect(first?.claim() == false && first?.holds == true)  // held: not taken again
+        #expect(!second.claim() && !second.holds)
+        // Rows go to the WAL; only the holder's checkpoint copies them into the database file.
+        let before = try CheckpointerTests.fileSize(db.path)
+        try db.execute("CREATE TABLE filler(b BLOB)")
+        try db.execute("INSERT INTO filler VALUES (zeroblob(1000000))")
+        try second.checkpoint(db)
+        #expect(try CheckpointerTests.fileSize(db.path) == before)
+        try first?.checkpoint(db)
+        #expect(try CheckpointerTests.fileSize(db.path) > before + 900_000)
+        // The holder goes (its process ends): the next claim elsewhere takes the role.
+        first = nil
+        #expect(second.claim() && second.holds)
+        // A draining worker resigns: another takes the role, and the resigned one never takes it back.
+        second.resign()
+        let third = Checkpointer(dbPath: db.path)
+        #expect(third.claim())
+        third.resign()
+        #expect(!second.claim() && !second.holds)
+    }
+
+    @Test func connectionsCanLeaveCheckpointsToTheCheckpointer() throws {
+        let path = try tempDB().path
+        Maintenance.leaveCheckpointsToOneProcess()
+        let leaving = try SQLiteConnection(path: path)
+        SQLiteConnection.setAutoCheckpoint(pages: nil)
+        let plain = try SQLiteConnection(path: path)
+        #expect(try leaving.query("PRAGMA wal_autocheckpoint").first?[0].int == 16384)
+        #expect(try plain.query("PRAGMA wal_autocheckpoint").first?[0].int == 1000)
+    }
+}
