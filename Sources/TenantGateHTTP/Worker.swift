@@ -339,6 +339,7 @@ final class CheckpointLoop: Sendable {
         let started = OSThread.start {
             let checkpointer = Checkpointer(dbPath: dbPath)
             var db: (any SQLConnection)?
+            var warned = false
             while true {
                 Posix.sleepMs(CheckpointLoop.intervalMs)
                 if loop.resigned.withLock({ $0 }) {
@@ -346,6 +347,12 @@ final class CheckpointLoop: Sendable {
                     return
                 }
                 if checkpointer.claim() { log.event("checkpointer") }
+                if checkpointer.lockUnavailable && !warned {
+                    warned = true
+                    log.event(
+                        "checkpointer_unavailable", ["error": .string("cannot open \(dbPath)-checkpointer")],
+                        level: "warn")
+                }
                 guard checkpointer.holds else { continue }
                 do {
                     let conn = try db ?? Database.open(path: dbPath, cacheKiB: 64)

@@ -71,6 +71,7 @@ public final class Checkpointer {
     private let lockPath: String
     private var file: FileLock?
     private var resigned = false
+    private var tried = false
 
     /// For the database at `dbPath` (SQLite only: PostgreSQL checkpoints by itself).
     public init(dbPath: String) { lockPath = dbPath + "-checkpointer" }
@@ -87,9 +88,16 @@ public final class Checkpointer {
     /// Takes the role if it is free (and this one has not resigned); true when it has just taken it.
     public func claim() -> Bool {
         guard !resigned, !holds else { return false }
-        if file == nil { file = FileLock(path: lockPath) }
+        if file == nil {
+            file = FileLock(path: lockPath)
+            tried = true
+        }
         return file?.tryLock() ?? false
     }
+
+    /// The lock file could not be opened (a directory or file this process may not read or create): this
+    /// process never takes the role.
+    public var lockUnavailable: Bool { tried && file == nil }
 
     /// When this process holds the role, copies the WAL into the database and bounds it
     /// (`Maintenance.boundWAL`).

@@ -198,9 +198,10 @@ public final class FileLock {
     /// Whether this object holds the lock.
     public private(set) var held = false
 
-    /// Opens `path` (created if missing, mode 0600); nil if it cannot be opened.
+    /// Opens `path` (created if missing, mode 0644: a lock needs only a read-only descriptor, so processes
+    /// of other users that can read it share it); nil if it cannot be opened.
     public init?(path: String) {
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return nil }
     }
 

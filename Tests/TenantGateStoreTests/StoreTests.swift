@@ -316,6 +316,13 @@ let yaml = """
         #expect(!second.claim() && !second.holds)
     }
 
+    @Test func aLockFileThatCannotBeOpenedIsReportedAndNeverClaimed() {
+        let checkpointer = Checkpointer(dbPath: "/nonexistent-dir-\(UUID().uuidString)/tenantgate.db")
+        #expect(!checkpointer.lockUnavailable)  // not tried yet
+        #expect(!checkpointer.claim() && !checkpointer.holds)
+        #expect(checkpointer.lockUnavailable)
+    }
+
     @Test func connectionsCanLeaveCheckpointsToTheCheckpointer() throws {
         let path = try tempDB().path
         Maintenance.leaveCheckpointsToOneProcess()
