@@ -1,7 +1,8 @@
 /// A one-line description of an unexpected error, for the request log (never for the client): its type
 /// and text, control characters as spaces, at most `maxBytes` of UTF-8 (cut between characters). The
-/// errors this describes come from our own code and the C libraries' messages (SQLite and PostgreSQL
-/// primary messages name constraints, not values), never from request or answer text.
+/// errors this describes come from our own code and the C libraries' messages: SQLite's and
+/// PostgreSQL's primary messages name a constraint or a type and at most one offending value (never a
+/// whole text: the gateway binds typed values), and the bound keeps any one line short.
 public enum ErrorDetail {
     public static let maxBytes = 300
 
