@@ -1,6 +1,7 @@
 """End-to-end tests over HTTPS through real nginx and the real worker pool."""
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -421,6 +422,39 @@ def test_one_worker_checkpoints_and_another_takes_over_when_it_is_killed(fresh_s
     subprocess.run(["kill", "-KILL", str(holder)])
     assert wait_until(lambda: len(checkpointers()) == 2, timeout=5), checkpointers()
     assert checkpointers()[1] != holder and checkpointers()[1] in s.worker_pids()
+
+
+def test_a_draining_checkpointer_hands_the_role_over_at_once(fresh_stack):
+    s = fresh_stack
+
+    def checkpointers():
+        return [e["pid"] for e in s.app_log() if e.get("msg") == "checkpointer"]
+    assert wait_until(lambda: len(checkpointers()) == 1, timeout=5), s.app_log()
+    holder = checkpointers()[0]
+    # Streams of 4 s on both workers (8 of them: all on the other worker is a 1-in-256 chance), so the
+    # holder's drain lasts.
+    body = chat(content='#mock {"chunks": 8, "chunk_delay_ms": 500}', stream=True)
+    pieces = []
+
+    def stream():
+        with s.client() as c:
+            with c.stream("POST", "/tenant/acme/v1/chat/completions", json=body, headers=auth(s)) as r:
+                lines = list(r.iter_lines())
+                pieces.append((sum(1 for line in lines if line.startswith("data: {")), "data: [DONE]" in lines))
+    threads = [threading.Thread(target=stream) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: [n for pid, n in s.sql("SELECT pid, in_flight FROM workers") if pid == holder and n],
+                      timeout=3)
+    os.kill(holder, signal.SIGTERM)
+    # Another worker holds the role while the holder still drains its streams.
+    assert wait_until(lambda: len(checkpointers()) == 2, timeout=2), checkpointers()
+    os.kill(holder, 0)  # still alive
+    assert checkpointers()[1] != holder
+    for t in threads:
+        t.join()
+    # The drain let every stream finish, whole.
+    assert len(pieces) == 8 and len(set(pieces)) == 1 and pieces[0][1] and pieces[0][0] > 0, pieces
 
 
 def test_sigterm_lets_an_in_flight_stream_finish(fresh_stack):
