@@ -388,16 +388,24 @@ def test_killed_worker_is_replaced_under_load(fresh_stack):
                           headers=auth(s, "globex")).status_code == 200
 
 
+def checkpointers(s):
+    """The pids that took the checkpointer role, in order."""
+    return [e["pid"] for e in s.app_log() if e.get("msg") == "checkpointer"]
+
+
+def first_checkpointer(s):
+    """The one worker that took the role when the pool started."""
+    assert wait_until(lambda: len(checkpointers(s)) == 1, timeout=5), s.app_log()
+    holder = checkpointers(s)[0]
+    assert holder in s.worker_pids()
+    return holder
+
+
 def test_one_worker_checkpoints_and_another_takes_over_when_it_is_killed(fresh_stack):
     s = fresh_stack
-
-    def checkpointers():
-        return [e["pid"] for e in s.app_log() if e.get("msg") == "checkpointer"]
-    assert wait_until(lambda: len(checkpointers()) == 1, timeout=5), s.app_log()
-    holder = checkpointers()[0]
-    assert holder in s.worker_pids()
+    holder = first_checkpointer(s)
     time.sleep(1.5)  # the other worker keeps finding the role taken
-    assert checkpointers() == [holder]
+    assert checkpointers(s) == [holder]
     # Only the holder copies the WAL into the database file (no commit does any more): the execution
     # rows of requests served now are in the main file alone within a few seconds.
     with s.client() as c:
@@ -420,17 +428,13 @@ def test_one_worker_checkpoints_and_another_takes_over_when_it_is_killed(fresh_s
             copy.unlink(missing_ok=True)
     assert wait_until(lambda: in_main_file() == len(ids), timeout=5)
     subprocess.run(["kill", "-KILL", str(holder)])
-    assert wait_until(lambda: len(checkpointers()) == 2, timeout=5), checkpointers()
-    assert checkpointers()[1] != holder and checkpointers()[1] in s.worker_pids()
+    assert wait_until(lambda: len(checkpointers(s)) == 2, timeout=5), checkpointers(s)
+    assert checkpointers(s)[1] != holder and checkpointers(s)[1] in s.worker_pids()
 
 
 def test_a_draining_checkpointer_hands_the_role_over_at_once(fresh_stack):
     s = fresh_stack
-
-    def checkpointers():
-        return [e["pid"] for e in s.app_log() if e.get("msg") == "checkpointer"]
-    assert wait_until(lambda: len(checkpointers()) == 1, timeout=5), s.app_log()
-    holder = checkpointers()[0]
+    holder = first_checkpointer(s)
     # Streams of 4 s on both workers (8 of them: all on the other worker is a 1-in-256 chance), so the
     # holder's drain lasts.
     body = chat(content='#mock {"chunks": 8, "chunk_delay_ms": 500}', stream=True)
@@ -448,9 +452,9 @@ def test_a_draining_checkpointer_hands_the_role_over_at_once(fresh_stack):
                       timeout=3)
     os.kill(holder, signal.SIGTERM)
     # Another worker holds the role while the holder still drains its streams.
-    assert wait_until(lambda: len(checkpointers()) == 2, timeout=2), checkpointers()
+    assert wait_until(lambda: len(checkpointers(s)) == 2, timeout=2), checkpointers(s)
     os.kill(holder, 0)  # still alive
-    assert checkpointers()[1] != holder
+    assert checkpointers(s)[1] != holder
     for t in threads:
         t.join()
     # The drain let every stream finish, whole.
