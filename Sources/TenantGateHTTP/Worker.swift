@@ -127,7 +127,8 @@ public final class Worker: Sendable {
         let gate = ConcurrencyGate(counters: counters, row: row, poolSlots: options.poolSlots ?? options.threads)
         let gateway = Gateway(
             configs: configs, log: log,
-            options: GatewayOptions(maxBodyBytes: options.maxBodyBytes, durableSettlements: options.durableSettlements),
+            options: GatewayOptions.fromEnvironment(
+                maxBodyBytes: options.maxBodyBytes, durableSettlements: options.durableSettlements),
             concurrency: gate, admin: options.admin)
         let services: WorkerServices
         do {

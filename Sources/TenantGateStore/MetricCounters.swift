@@ -113,7 +113,7 @@ public struct MetricCounters {
             add(
                 "tenantgate_policy_triggers_total",
                 "tenant=\"\(tenant)\",policy=\"\(MetricsFormat.escape(trigger.policy))\",action=\"\(trigger.action.rawValue)\",mode=\"\(trigger.mode.rawValue)\"",
-                1)
+                Int64(trigger.count))
         }
         if record.status == 429, let limit = record.refusedLimit {
             add("tenantgate_rate_limited_total", "tenant=\"\(tenant)\",limit=\"\(MetricsFormat.escape(limit))\"", 1)

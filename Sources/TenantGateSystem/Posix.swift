@@ -117,6 +117,13 @@ public enum Posix {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
+    /// CPU time of the calling thread, in nanoseconds (what a request's inspection budget charges).
+    public static func threadCPUNanos() -> UInt64 {
+        var ts = timespec()
+        guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0 else { return 0 }
+        return UInt64(max(0, ts.tv_sec)) &* 1_000_000_000 &+ UInt64(max(0, ts.tv_nsec))
+    }
+
     /// Monotonic microseconds.
     public static func monotonicMicros() -> Int64 {
         var ts = timespec()

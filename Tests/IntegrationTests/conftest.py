@@ -128,6 +128,13 @@ tenants:
   cached-ttl:
     models: [fast]
     cache: {{ttl_s: 1, any_temperature: true}}
+  bounded:
+    models: [fast, sonnet]
+    rate_limit: {{requests_per_minute: 100000}}
+    policies:
+      - preset: secrets-block
+      - {{name: cards, phase: egress, detector: pii.card, action: redact}}
+      - {{name: codeword, phase: ingress, pattern: "project-[0-9]+", action: log, mode: shadow}}
   guarded:
     models: [fast, sonnet, mock-small]
     rate_limit: {{requests_per_minute: 1000}}
@@ -316,6 +323,11 @@ class Stack:
             "TENANTGATE_HTTPS_PORT": str(self.https_port),
             "TENANTGATE_HTTP_PORT": str(self.http_port),
             "TENANTGATE_MAX_BODY": "1048576",
+            # The tests run a debug build, about 30 times slower at inspection than a release build: its
+            # inspection budget is raised to match (test_bounded_work checks the default's mechanism).
+            "TENANTGATE_INSPECTION_MS_PER_MIB": "4000",
+            "TENANTGATE_INSPECTION_US_PER_CHECK": "2000",
+            "TENANTGATE_INSPECTION_BASE_MS": "500",
             "TG_TEST_UPSTREAM_KEY": "sk-upstream-secret-123",
             "TG_TEST_ANTHROPIC_KEY": "sk-ant-upstream-secret-456",
             "TG_TEST_JWT_SECRET": JWT_SECRET,
@@ -346,7 +358,7 @@ class Stack:
         else:
             self.cli("config", "import", str(config))
         for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
+                       "steady", "vault", "byok", "bounded", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

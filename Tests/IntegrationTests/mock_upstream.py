@@ -4,7 +4,10 @@ Behaviour is scripted per request by a directive in the last user message: `#moc
 Directives: status, delay_ms, chunk_delay_ms, chunks, cut (stream stops without [DONE] / message_stop),
 broken_json, no_usage, retry_after, tool (answer with a call of the first offered tool, in both APIs), cache_read,
 cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream),
-usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream).
+usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream),
+extra_b64 (base64 of a JSON object: `message` and `choice` merged into a whole OpenAI answer's message and
+choice, `deltas` streamed before the finishing chunk, `chunk_choice` merged into every streamed choice,
+`blocks` appended to a whole Anthropic answer's content: fields a real upstream sends beside the text).
 POST .../chat/completions speaks OpenAI, POST .../v1/responses OpenAI's Responses API, POST .../v1/messages speaks Anthropic (and requires
 `anthropic-version` and `max_tokens`, like the real API). Every request is recorded (GET /_requests,
 POST /_reset).
@@ -59,6 +62,13 @@ def directive(body):
     except (ValueError, AttributeError):
         pass
     return {}
+
+
+def extra(d):
+    """The directive's `extra_b64` fields (see the module doc), decoded."""
+    if "extra_b64" not in d:
+        return {}
+    return json.loads(__import__("base64").b64decode(d["extra_b64"]).decode())
 
 
 def given_pieces(d):
@@ -227,7 +237,7 @@ def make_handler(recorder):
             stop = "tool_use" if call else ("max_tokens" if n == body["max_tokens"] and n < int(d.get("chunks", 4))
                                             else "end_turn")
             if not body.get("stream"):
-                content = [{"type": "text", "text": "".join(pieces)}]
+                content = [{"type": "text", "text": "".join(pieces)}] + extra(d).get("blocks", [])
                 if call:
                     content.append({"type": "tool_use", "id": "toolu_mock1", "name": call["name"],
                                     "input": {"city": "Paris", "days": 2}})
@@ -325,10 +335,11 @@ def make_handler(recorder):
                     self.end_headers()
                     self.wfile.write(data)
                     return
+                more = extra(d)
                 value = {
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body.get("model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text, **more.get("message", {})},
+                                 "finish_reason": "stop", **more.get("choice", {})}],
                 }
                 if not d.get("no_usage"):
                     value["usage"] = usage
@@ -348,7 +359,11 @@ def make_handler(recorder):
                         time.sleep(d["chunk_delay_ms"] / 1000)
                     if d.get("cut") and i == n // 2:
                         return
-                    event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                    event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None,
+                                                **extra(d).get("chunk_choice", {})}]})
+                for delta in extra(d).get("deltas", []):
+                    event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None,
+                                                **extra(d).get("chunk_choice", {})}]})
                 event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                 include = (body.get("stream_options") or {}).get("include_usage")
                 if include and not d.get("no_usage"):

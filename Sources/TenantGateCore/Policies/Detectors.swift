@@ -588,11 +588,21 @@ public enum Detectors {
         func isB64(_ b: UInt8) -> Bool { isAlnum(b) || b == 0x2D || b == 0x5F }
         var i = 0
         while let start = find(t, "eyJ", from: i) {
+            // A token starts a base64url run: an `eyJ` inside a run is never one, so no run is read twice
+            // from inside (a scan restarting at every `eyJ` of a 1 MiB run would be quadratic).
+            if start > 0 && isB64(t[start - 1]) {
+                var skip = start
+                while skip < t.count, isB64(t[skip]) { skip += 1 }
+                i = skip
+                continue
+            }
             var j = start
             var parts = 0
+            var firstRunEnd = start
             while parts < 3 {
                 let from = j
                 while j < t.count, isB64(t[j]) { j += 1 }
+                if parts == 0 { firstRunEnd = j }
                 guard j - from >= 8 else { break }
                 parts += 1
                 if parts < 3 {
@@ -600,11 +610,12 @@ public enum Detectors {
                     j += 1
                 }
             }
-            if parts == 3 && (start == 0 || !isB64(t[start - 1])) {
+            if parts == 3 {
                 out.append(Detection(range: start..<j, score: 1))
                 i = j
             } else {
-                i = start + 3
+                // The header's run was read to its end; the next candidate lies past it.
+                i = max(start + 3, firstRunEnd)
             }
         }
         return out

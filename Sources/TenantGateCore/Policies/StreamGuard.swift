@@ -13,6 +13,12 @@ public struct StreamGuard: Sendable {
     public private(set) var blockedBy: Policy?
     public private(set) var triggers: [PolicyTrigger] = []
     public private(set) var injected: [String] = []
+    /// Bytes held after the last step: the next step waits until half as much again has arrived, so a
+    /// long held run is not rescanned for every small delta (each byte is scanned a bounded number of
+    /// times, whatever the delta sizes: linear work per stream).
+    private var heldAfterStep = 0
+    /// Held bytes below which every delta is checked at once (prose is released as it comes).
+    static let eagerHold = 64
     /// Bytes of released context kept.
     static let contextBytes = 64
     /// Most bytes held at once: past it, a match that is still growing ends the channel as a block (a
@@ -30,16 +36,20 @@ public struct StreamGuard: Sendable {
     public mutating func feed(_ delta: [UInt8]) -> [UInt8] {
         guard blockedBy == nil else { return [] }
         pending += delta
+        engine.budget.admit(bytes: delta.count)
         if pending.count > StreamGuard.maxHeld {
             let text = context + pending
             if let growing = engine.findings(text, phase: phase).first(where: {
                 !$0.failed && $0.range.upperBound >= text.count
             }) {
-                triggers.append(engine.trigger(growing, phase))
+                triggers.record(engine.trigger(growing, phase))
                 blockedBy = growing.rule
                 pending = []
                 return []
             }
+        }
+        guard heldAfterStep < StreamGuard.eagerHold || pending.count - heldAfterStep >= heldAfterStep / 2 else {
+            return []
         }
         return step(final: false)
     }
@@ -54,15 +64,19 @@ public struct StreamGuard: Sendable {
     public var heldCount: Int { pending.count }
 
     private mutating func step(final: Bool) -> [UInt8] {
+        defer { heldAfterStep = pending.count }
         guard !pending.isEmpty else { return [] }
         let base = context.count
         let text = context + pending
         // The release limit, in pending coordinates.
         var limit = pending.count
         if !final {
-            let norm = NormalizedText(text, folding: engine.folding)
-            let cut = engine.pendingStart(norm.bytes, phase: phase)
-            limit = max(0, min(pending.count, norm.originalOffset(cut, originalCount: text.count) - base))
+            let offset = engine.budget.measure { () -> Int in
+                let norm = NormalizedText(text, folding: engine.folding)
+                let cut = engine.pendingStart(norm.bytes, phase: phase)
+                return norm.originalOffset(cut, originalCount: text.count)
+            }
+            limit = max(0, min(pending.count, offset - base))
         }
         let found = engine.findings(text, phase: phase).filter { $0.failed || $0.range.upperBound > base }
         var closed: [PolicyEngine.Finding] = []
@@ -86,8 +100,8 @@ public struct StreamGuard: Sendable {
             let start = max(0, finding.range.lowerBound - base)
             let end = max(start, finding.range.upperBound - base)
             guard finding.failed || start < limit else { continue }
-            triggers.append(engine.trigger(finding, phase))
-            guard finding.rule.mode == .enforce else { continue }
+            triggers.record(engine.trigger(finding, phase))
+            guard finding.rule.mode == .enforce, !finding.failsOpen else { continue }
             switch finding.rule.action {
             case .block:
                 blockedBy = finding.rule

@@ -74,14 +74,16 @@ public enum JWT {
             verifier.verify(settings.algorithm, signingInput: signingInput, signature: signature)
         else { throw GatewayError.invalidToken("bad signature") }
         guard let exp = payload["exp"]?.intValue.map(Int64.init) else { throw GatewayError.invalidToken("missing exp") }
-        guard now < exp + settings.leewaySeconds else { throw GatewayError.invalidToken("token expired") }
+        // Claims are client-controlled numbers: compared with saturating sums (exp near Int64.max must not trap).
+        let leeway = max(0, settings.leewaySeconds)
+        guard now < exp.saturatingAdd(leeway) else { throw GatewayError.invalidToken("token expired") }
         if let nbf = payload["nbf"] {
-            guard let v = nbf.intValue.map(Int64.init), now + settings.leewaySeconds >= v else {
+            guard let v = nbf.intValue.map(Int64.init), now.saturatingAdd(leeway) >= v else {
                 throw GatewayError.invalidToken("token not yet valid")
             }
         }
         if let iat = payload["iat"] {
-            guard let v = iat.intValue.map(Int64.init), v <= now + settings.leewaySeconds else {
+            guard let v = iat.intValue.map(Int64.init), v <= now.saturatingAdd(leeway) else {
                 throw GatewayError.invalidToken("token issued in the future")
             }
         }

@@ -65,7 +65,7 @@ struct CacheStage: Stage {
             call.status = 200
             call.relayed = true
             _ = relay.write(ResponseCache.replay(hit.answer, chunks: chunks), usage: none, usageChunk: chunks.usage)
-            call.policyTriggers += UpstreamStage.triggers(relay)
+            call.policyTriggers.record(UpstreamStage.triggers(relay))
             if relay.clientGone {
                 call.status = 499
                 call.errorCode = "client_closed"

@@ -111,6 +111,8 @@ struct ModelCall: Sendable {
     let trace: TraceContext
     /// `chatcmpl-` and the request id's letters and digits: the same for every attempt of a request.
     let completionID: String
+    /// The CPU its content inspection may take (ingress, mid-stream and egress together).
+    let inspection: InspectionBudget
 
     /// Parse: the validated request, who it is for, and whether it streams.
     var input = CallInput.none
@@ -145,8 +147,12 @@ struct ModelCall: Sendable {
     var status = 0
     var errorCode: String?
 
-    init(endpoint: Endpoint, request: Request, principal: Principal, config: GatewayConfig, trace: TraceContext) {
+    init(
+        endpoint: Endpoint, request: Request, principal: Principal, config: GatewayConfig, trace: TraceContext,
+        inspection: InspectionBudget
+    ) {
         self.endpoint = endpoint
+        self.inspection = inspection
         self.request = request
         self.principal = principal
         self.config = config

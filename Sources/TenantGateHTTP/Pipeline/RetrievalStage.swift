@@ -124,8 +124,9 @@ struct RetrievalStage: Stage {
         guard set.any(.ingress) else { return context }
         var verdict = PolicyVerdict(text: [])
         let checked = Guardrails.rewrite(
-            .string(context), key: "content", engine: Guardrails.engine(set), verdict: &verdict)
-        call.policyTriggers += verdict.triggers
+            .string(context), key: "content", engine: Guardrails.engine(set, budget: call.inspection), verdict: &verdict
+        )
+        call.policyTriggers.record(verdict.triggers)
         if let blocked = verdict.blockedBy {
             throw GatewayError.policyBlocked(policy: blocked.name, message: blocked.message)
         }

@@ -191,7 +191,7 @@ struct UpstreamStage: Stage {
             headers: call.answerHeaders)
         relay.open()
         call.status = 200
-        defer { call.policyTriggers += UpstreamStage.triggers(relay) }
+        defer { call.policyTriggers.record(UpstreamStage.triggers(relay)) }
         let factory = ChunkFactory(id: call.completionID, model: call.served.model ?? "", created: created)
         for piece in pieces {
             guard relay.write([piece], usage: usage, usageChunk: { factory.usage($0) }) else {
@@ -216,7 +216,7 @@ struct UpstreamStage: Stage {
         var relay = StreamRelay(
             writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
             headers: call.answerHeaders)
-        defer { call.policyTriggers += UpstreamStage.triggers(relay) }
+        defer { call.policyTriggers.record(UpstreamStage.triggers(relay)) }
         var parser = SSEParser()
         var errorBody = [UInt8]()
         var broken = false
@@ -295,7 +295,7 @@ struct UpstreamStage: Stage {
             call.cache?.key != nil && call.cache?.outcome == "miss" ? [CacheRecorder()] : []
         filters += services.streamFilters
         if call.tenant.policies.any(.midstream) {
-            filters.append(PolicyFilter(engine: Guardrails.engine(call.tenant.policies)))
+            filters.append(PolicyFilter(engine: Guardrails.engine(call.tenant.policies, budget: call.inspection)))
         }
         return filters
     }

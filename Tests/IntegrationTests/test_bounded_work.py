@@ -1,0 +1,227 @@
+"""Bounded work per request, through nginx: hostile 1 MiB bodies against detectors and tenant patterns are
+answered within seconds and kill no worker, a JWT with an absurd `exp` is refused cleanly, every
+text-bearing field of an answer passes the tenant's egress rules (whole and streamed, both APIs), and a
+request whose inspection budget runs out fails its rules closed."""
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+
+from conftest import JWT_SECRET, Stack, wait_until
+from test_jwt import claims, token
+
+CARD = "4111 1111 1111 1111"
+CARD_DIGITS = "4111111111111111"
+
+
+def auth(stack, tenant="bounded"):
+    return {"Authorization": f"Bearer {stack.keys[tenant]}"}
+
+
+def post_chat(stack, content, tenant="bounded", timeout=30, **extra):
+    return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=timeout,
+                      headers=auth(stack, tenant),
+                      json={"model": "fast", "messages": [{"role": "user", "content": content}], **extra})
+
+
+def directive(**fields):
+    """A mock directive whose extra fields travel base64-encoded (ingress rules never see the card)."""
+    extra = base64.b64encode(json.dumps(fields).encode()).decode()
+    return "#mock " + json.dumps({"text": "fine ", "extra_b64": extra})
+
+
+def worker_deaths(stack):
+    return [line for line in stack.app_log() if line.get("msg") == "worker_died"]
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("unit", ["eyJ", "sk-", "-----BEGIN ", "a@", "4"])
+def test_a_1mib_hostile_body_against_the_secrets_detectors_is_answered_at_once(stack, unit):
+    deaths = len(worker_deaths(stack))
+    content = unit * ((1_000_000 // len(unit)))
+    r, seconds = timed(lambda: post_chat(stack, content))
+    # Before: `eyJ` × 340,000 had no answer after 240 s (the JWT detector rescanned the run from each eyJ).
+    assert r.status_code in (200, 403), r.text
+    assert seconds < 3, f"{unit!r}: {seconds:.1f} s"
+    assert len(worker_deaths(stack)) == deaths
+
+
+def test_a_shadow_tenant_pattern_over_a_long_input_is_linear(stack):
+    # Before: 91 s for one request (PCRE2 re-checked the rest of the subject's UTF-8 at every match).
+    content = "project-1 " * 100_000
+    r, seconds = timed(lambda: post_chat(stack, content))
+    assert r.status_code == 200, r.text
+    assert seconds < 3, f"{seconds:.1f} s"
+    request_id = r.headers["x-request-id"]
+    query = "SELECT policy_triggers FROM executions WHERE request_id = ?"
+    assert wait_until(lambda: stack.sql(query, request_id))
+    row = stack.sql(query, request_id)[0][0]
+    triggers = json.loads(row)
+    # Every match was found (shadow mode records them, as one trigger with a count), none of the text.
+    codeword = [t for t in triggers if t["policy"] == "codeword"]
+    assert len(codeword) == 1 and codeword[0]["count"] == 100_000 and codeword[0]["length"] == 900_000
+    assert "project-1" not in row
+
+
+@pytest.mark.parametrize("exp", [2**63 - 1, 2**63 - 10, 2**62])
+def test_a_signed_jwt_with_an_exp_near_int64_max_kills_no_worker(stack, exp):
+    deaths = len(worker_deaths(stack))
+    tok = token(claims(exp=exp))
+    r = httpx.post(f"{stack.base}/tenant/acme/v1/chat/completions", verify=False, timeout=10,
+                   headers={"Authorization": f"Bearer {tok}"},
+                   json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    # Before: the worker trapped on `exp + leeway` (503, worker_died). A far-future token is valid.
+    assert r.status_code == 200, r.text
+    assert len(worker_deaths(stack)) == deaths
+
+
+WHOLE_FIELDS = [
+    ("reasoning_content", {"message": {"reasoning_content": f"the card is {CARD}"}}),
+    ("reasoning", {"message": {"reasoning": f"the card is {CARD}"}}),
+    ("refusal", {"message": {"refusal": f"I cannot repeat {CARD}"}}),
+    ("function_call", {"message": {"function_call": {"name": "pay", "arguments": json.dumps({"card": CARD})}}}),
+    ("audio", {"message": {"audio": {"id": "a1", "data": "UklGRg==", "transcript": f"say {CARD}"}}}),
+    ("unknown field", {"message": {"annotations": [{"type": "note", "text": f"card {CARD}"}]}}),
+    ("logprobs", {"choice": {"logprobs": {"content": [{"token": t, "logprob": -0.1, "top_logprobs": []}
+                                                      for t in CARD.split(" ")]}}}),
+]
+
+
+@pytest.mark.parametrize("name,fields", WHOLE_FIELDS, ids=[n for n, _ in WHOLE_FIELDS])
+def test_whole_answers_redact_every_text_field(stack, name, fields):
+    r = post_chat(stack, directive(**fields))
+    assert r.status_code == 200, r.text
+    body = r.text
+    assert CARD not in body and CARD_DIGITS not in body, f"{name} leaked: {body}"
+    message = r.json()["choices"][0]["message"]
+    if name == "logprobs":
+        # Token texts would spell out the card piece by piece: they are dropped, not sent.
+        assert r.json()["choices"][0].get("logprobs") is None
+        assert "1111" not in body
+    elif name == "audio":
+        assert "[REDACTED:pii.card]" in message["audio"]["transcript"]
+        assert "data" not in message["audio"]
+    else:
+        assert "[REDACTED:pii.card]" in body
+
+
+STREAM_FIELDS = [
+    ("reasoning_content", [{"reasoning_content": "the card is 4111 1111 "}, {"reasoning_content": "1111 1111 ok"}]),
+    ("reasoning", [{"reasoning": "the card is 4111 1111 "}, {"reasoning": "1111 1111 ok"}]),
+    ("refusal", [{"refusal": "no: 4111 1111 "}, {"refusal": "1111 1111"}]),
+    ("function_call", [{"function_call": {"name": "pay", "arguments": '{"card": "4111 1111 '}},
+                       {"function_call": {"arguments": '1111 1111"}'}}]),
+    ("audio", [{"audio": {"id": "a1", "data": "UklGRg==", "transcript": "say 4111 1111 "}},
+               {"audio": {"data": "UklGRg==", "transcript": "1111 1111"}}]),
+    ("unknown key", [{"secret_channel": CARD}]),
+]
+
+
+def stream_raw(stack, content, tenant="bounded"):
+    with httpx.stream("POST", f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=30,
+                      headers=auth(stack, tenant),
+                      json={"model": "fast", "stream": True,
+                            "messages": [{"role": "user", "content": content}]}) as r:
+        assert r.status_code == 200
+        return r.read().decode()
+
+
+def joined(raw, pick):
+    out = ""
+    for line in raw.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            for choice in json.loads(line[6:]).get("choices", []):
+                out += pick(choice) or ""
+    return out
+
+
+@pytest.mark.parametrize("name,deltas", STREAM_FIELDS, ids=[n for n, _ in STREAM_FIELDS])
+def test_streamed_answers_redact_every_text_field(stack, name, deltas):
+    raw = stream_raw(stack, directive(deltas=deltas))
+    assert raw.rstrip().endswith("data: [DONE]")
+    # Neither whole nor split across chunks.
+    assert CARD not in raw and CARD_DIGITS not in raw
+    if name == "function_call":
+        args = joined(raw, lambda c: ((c.get("delta") or {}).get("function_call") or {}).get("arguments"))
+        assert "[REDACTED:pii.card]" in args
+    elif name == "audio":
+        text = joined(raw, lambda c: ((c.get("delta") or {}).get("audio") or {}).get("transcript"))
+        assert "[REDACTED:pii.card]" in text
+        assert '"data"' not in raw
+    elif name == "unknown key":
+        assert "secret_channel" not in raw
+    else:
+        text = joined(raw, lambda c: (c.get("delta") or {}).get(name))
+        assert "[REDACTED:pii.card]" in text and text.endswith("ok" if "reasoning" in name else "]")
+    # The text itself still flows.
+    assert joined(raw, lambda c: (c.get("delta") or {}).get("content")) == "fine "
+
+
+def test_streamed_logprobs_are_dropped(stack):
+    logprobs = {"content": [{"token": "4111", "logprob": -0.1, "top_logprobs": []}]}
+    raw = stream_raw(stack, directive(chunk_choice={"logprobs": logprobs}))
+    assert "logprobs" not in raw and "4111" not in raw
+
+
+def test_anthropic_thinking_and_tool_input_are_redacted(stack):
+    blocks = [
+        {"type": "thinking", "thinking": f"the user's card is {CARD}", "signature": "sig"},
+        {"type": "tool_use", "id": "toolu_1", "name": "pay", "input": {"card": CARD, "amount": 5}},
+        {"type": "tool_use", "id": "toolu_2", "name": "pay", "input": {"number": int(CARD_DIGITS)}},
+    ]
+    r = httpx.post(f"{stack.base}/tenant/bounded/v1/messages", verify=False, timeout=30,
+                   headers={**auth(stack), "anthropic-version": "2023-06-01"},
+                   json={"model": "sonnet", "max_tokens": 20,
+                         "messages": [{"role": "user", "content": directive(blocks=blocks)}]})
+    assert r.status_code == 200, r.text
+    assert CARD not in r.text and CARD_DIGITS not in r.text
+    content = r.json()["content"]
+    thinking = next(b for b in content if b["type"] == "thinking")
+    assert "[REDACTED:pii.card]" in thinking["thinking"] and thinking["signature"] == "sig"
+    tools = [b for b in content if b["type"] == "tool_use"]
+    assert tools[0]["input"] == {"card": "[REDACTED:pii.card]", "amount": 5}
+    # A card as a JSON number cannot be redacted in place: the input is replaced whole.
+    assert tools[1]["input"] == {"redacted": "[REDACTED:pii.card]"}
+
+
+@pytest.mark.parametrize("pattern", ["a*", "(x)?", "\\b", "(?=a)"])
+def test_a_pattern_that_matches_the_empty_string_is_refused_on_import(stack, tmp_path, pattern):
+    config = tmp_path / "empty.yaml"
+    config.write_text(
+        "tenants:\n  bounded:\n    policies:\n"
+        f"      - {{name: empty, phase: ingress, pattern: '{pattern}', action: log}}\n")
+    r = stack.cli("config", "import", str(config), check=False)
+    assert r.returncode != 0
+    assert "empty string" in r.stderr
+
+
+def test_a_spent_inspection_budget_fails_rules_closed():
+    """A pool with no inspection budget at all: every rule fails, and blocking and redacting rules close."""
+    s = Stack(workers=1, threads=8)
+    s.env.update({"TENANTGATE_INSPECTION_BASE_MS": "0", "TENANTGATE_INSPECTION_MS_PER_MIB": "0",
+                  "TENANTGATE_INSPECTION_US_PER_CHECK": "0"})
+    s.start()
+    try:
+        # The secrets rule (block, on_error closed) refuses; the shadow pattern (log) lets it through.
+        r = post_chat(s, "hello there")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "policy_blocked"
+        query = "SELECT policy_triggers FROM executions WHERE request_id = ?"
+        assert wait_until(lambda: s.sql(query, r.headers["x-request-id"]))
+        triggers = json.loads(s.sql(query, r.headers["x-request-id"])[0][0])
+        assert any(t["failed"] for t in triggers)
+        # A tenant without ingress rules: its egress redaction withholds the whole answer.
+        r = httpx.post(f"{s.base}/tenant/cachedguard/v1/chat/completions", verify=False, timeout=30,
+                       headers={"Authorization": f"Bearer {s.keys['cachedguard']}"},
+                       json={"model": "fast", "messages": [{"role": "user", "content": "say something"}]})
+        assert r.status_code == 200
+        assert r.json()["choices"][0]["message"]["content"] == "[REDACTED:pii.card]"
+    finally:
+        s.stop()
