@@ -335,7 +335,9 @@ final class Gateway: Sendable {
                 throw GatewayError.invalidRequest(
                     "'user' must be 1 to \(Bounds.maxUserBytes) bytes without control characters.", param: "user")
             }
-            let subject = user ?? principal.key.id
+            // Flags roll out by a subject the client cannot choose: `user` is checked but picks no bucket.
+            _ = user
+            let subject = principal.subject ?? principal.key.id
             var info = tenantInfo(principal.tenant, config, subject: subject)
             info = info.setting("limits", try limitsNow(principal.tenant, resources: resources))
             sink.json(200, info, headers: tenantHeader)
@@ -349,7 +351,7 @@ final class Gateway: Sendable {
     private func storedResponse(
         _ request: Request, principal: Principal, sink: ResponseSink, resources: ThreadResources
     ) throws -> Int {
-        // Flags roll out by the same subject as the model calls (the key when no user is named).
+        // Flags roll out by the same subject as the model calls (the JWT subject, else the key).
         let tenant = principal.tenant
         guard tenant.feature("responses_api", subject: principal.subject ?? principal.key.id) else {
             throw GatewayError.featureDisabled("responses_api")

@@ -339,3 +339,16 @@ def test_fastcgi_over_tcp_accepts_only_allowed_peers(stack, tmp_path):
         finally:
             pool.terminate()
             pool.wait(15)
+
+
+@pytest.mark.parametrize("field,value", [("tools", "x"), ("tools", -1), ("tools", [1, 2]), ("functions", "x"),
+                                         ("functions", [None]), ("tool_choice", 3), ("function_call", [1])])
+def test_tools_of_the_wrong_type_are_refused_before_any_upstream(stack, field, value):
+    before = len(stack.upstream_requests())
+    r = httpx.post(f"{stack.base}/tenant/initech/v1/chat/completions", verify=False, timeout=10,
+                   headers={"Authorization": f"Bearer {stack.keys['initech']}"},
+                   json={"model": "fast", field: value, "messages": [{"role": "user", "content": "hi"}]})
+    # Before: forwarded upstream past initech's `tools: false` flag (the flag looks for a non-empty list).
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == field
+    assert len(stack.upstream_requests()) == before

@@ -128,3 +128,28 @@ import Testing
         #expect(back == (try TenantPage.validated("t", ConfigNode(json: tenant))))
     }
 }
+
+@Suite struct LoginThrottleTests {
+    @Test(arguments: [
+        ("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::9", "2001:db8:1:2::/64"), ("2001:DB8:0001:0002:ffff::1", "2001:db8:1:2::/64"),
+        ("::1", "0:0:0:0::/64"), ("::ffff:192.0.2.1", "192.0.2.1"), ("fe80::1::2", "fe80::1::2"),
+        ("1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8:9"), ("zz::1", "zz::1"),
+    ])
+    func addressesOfOneIPv6SubnetCountAsOne(address: String, expected: String) {
+        #expect(LoginGate.throttleAddress(address) == expected)
+    }
+
+    @Test func bucketAllowsABurstThenOneCheckPerRefill() {
+        var bucket = CheckBucket(burst: 3, refillMs: 1_000)
+        #expect((0..<3).allSatisfy { _ in bucket.take(nowMs: 10_000) })
+        #expect(!bucket.take(nowMs: 10_000))
+        #expect(!bucket.take(nowMs: 10_999))
+        #expect(bucket.take(nowMs: 11_000))
+        #expect(!bucket.take(nowMs: 11_000))
+        // Idle time refills up to the burst, never past it; a clock going back earns nothing.
+        #expect((0..<3).allSatisfy { _ in bucket.take(nowMs: 100_000) })
+        #expect(!bucket.take(nowMs: 100_000))
+        #expect(!bucket.take(nowMs: 50_000))
+    }
+}

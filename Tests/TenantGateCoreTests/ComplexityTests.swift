@@ -247,6 +247,8 @@ enum Complexity {
         budget.measure { clock.advance(2_000_000) }
         let second = engine.check(Array("hello there".utf8), phase: .egress)
         #expect(String(decoding: second.text, as: UTF8.self) == "[REDACTED:pii.card]")
-        #expect(second.triggers.map(\.failed) == [true])
+        // Both failures are recorded; only the closed rule acted (the open `log` rule changes nothing).
+        #expect(second.triggers.map(\.failed) == [true, true])
+        #expect(second.triggers.map(\.policy) == ["cards", "note"])
     }
 }

@@ -35,8 +35,10 @@ enum LoginPage {
         let admin = context.admin
         let now = context.nowMs
         let since = now - AdminApp.throttleWindowMs
-        let pair = "pair:\(user)|\(context.address)"
-        let subjects = ["user:" + user, "addr:" + context.address, pair]
+        // An IPv6 client owns its whole /64: rotating addresses inside it is one address here.
+        let address = LoginGate.throttleAddress(context.address)
+        let pair = "pair:\(user)|\(address)"
+        let subjects = ["user:" + user, "addr:" + address, pair]
         // Locked per (account, address) and per address: a stranger locks out only itself.
         if try admin.failures([pair], sinceMs: since) >= AdminApp.userFailures
             || admin.failures([subjects[1]], sinceMs: since) >= AdminApp.addressFailures
@@ -53,6 +55,12 @@ enum LoginPage {
         }
         guard !user.isEmpty, !password.isEmpty, password.utf8.count <= 1024 else {
             return try failed(context, user: user, subjects: subjects)
+        }
+        // Rotating names and addresses passes the per-subject limits: the worker's own rate of password
+        // checks bounds the PBKDF2 work whatever the attacker varies.
+        guard LoginGate.takeCheck(nowMs: now) else {
+            return show(context, status: 429, message: GatewayError.loginBusy.message, user: user)
+                .adding(("Retry-After", String(LoginGate.refillMs / 1000)))
         }
         // PBKDF2 (600k rounds) runs for at most `LoginGate.slots` logins at once per worker, so logins can
         // never hold more than that many of the threads that serve the API.
@@ -106,6 +114,31 @@ enum LoginGate {
     /// Concurrent password checks per worker; more are refused at once (503 with Retry-After).
     static let slots = 2
     private static let busy = Locked(0)
+    /// Password checks per worker: a burst of 30, then one a second (a 600k-round PBKDF2 costs about a third
+    /// of a second of one core).
+    static let refillMs: Int64 = 1_000
+    private static let bucket = Locked(CheckBucket(burst: 30, refillMs: refillMs))
+
+    /// Takes one password check from the worker's bucket; false when it is empty.
+    static func takeCheck(nowMs: Int64) -> Bool { bucket.withLock { $0.take(nowMs: nowMs) } }
+
+    /// The address failures are counted under: an IPv4 address as it is, an IPv6 one as its /64.
+    static func throttleAddress(_ address: String) -> String {
+        guard address.contains(":"), !address.contains(".") else {
+            // IPv4, or IPv4-mapped IPv6 (`::ffff:192.0.2.1`): the IPv4 part.
+            return address.split(separator: ":").last.map(String.init) ?? address
+        }
+        let halves = address.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false)
+        let head = halves[0].split(separator: ":").map(String.init)
+        let tail = halves.count > 1 ? halves[1].split(separator: ":").map(String.init) : []
+        let missing = 8 - head.count - tail.count
+        guard halves.count == 2 ? missing >= 1 : missing == 0 else { return address }
+        let groups = head + Array(repeating: "0", count: missing) + tail
+        guard groups.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 4 && UInt16($0, radix: 16) != nil }) else {
+            return address
+        }
+        return groups.prefix(4).map { String(UInt16($0, radix: 16) ?? 0, radix: 16) }.joined(separator: ":") + "::/64"
+    }
 
     /// Runs `check` if a slot is free; nil when all are taken.
     static func run(_ check: () throws -> Bool) throws -> Bool? {
@@ -125,5 +158,30 @@ extension AdminReply {
         var copy = self
         copy.headers.append(header)
         return copy
+    }
+}
+
+/// A token bucket of password checks: `burst` at once, then one per `refillMs`.
+struct CheckBucket: Sendable {
+    let burst: Int64
+    let refillMs: Int64
+    /// Time credit in milliseconds (a full bucket holds `burst × refillMs`).
+    private var creditMs: Int64
+    private var atMs: Int64?
+
+    init(burst: Int, refillMs: Int64) {
+        self.burst = Int64(max(1, burst))
+        self.refillMs = max(1, refillMs)
+        creditMs = self.burst * self.refillMs
+    }
+
+    /// Takes one check at `nowMs`; false when the bucket is empty (a clock going back earns nothing).
+    mutating func take(nowMs: Int64) -> Bool {
+        let elapsed = atMs.map { max(0, nowMs.saturatingAdd(-$0)) } ?? 0
+        atMs = max(atMs ?? nowMs, nowMs)
+        creditMs = min(burst * refillMs, creditMs.saturatingAdd(elapsed))
+        guard creditMs >= refillMs else { return false }
+        creditMs -= refillMs
+        return true
     }
 }

@@ -3,7 +3,8 @@ public enum PromptTemplating {
     /// Returns the request to forward (tenant prompt applied, `metadata.prompt` removed) and the
     /// template that served it, if any. `requested` is the `X-TenantGate-Prompt` header.
     public static func apply(
-        _ chat: ChatRequest, tenant: TenantConfig, model: String, requested: String?, epochSeconds: Int64
+        _ chat: ChatRequest, tenant: TenantConfig, model: String, requested: String?, epochSeconds: Int64,
+        verifiedUser: String? = nil
     ) throws(GatewayError) -> (ChatRequest, ServedPrompt?) {
         var body = chat.body
         var name = requested
@@ -32,7 +33,7 @@ public enum PromptTemplating {
         values["tenant.name"] = tenant.name
         values["model"] = model
         values["date"] = CivilDate.isoDate(epochSeconds: epochSeconds)
-        values["user"] = chat.user ?? ""
+        values["user"] = PromptTemplating.userLabel(verified: verifiedUser, claimed: chat.user)
         let rendered = served?.template.render(values)
         let messages = try PromptApplier.apply(rendered, mode: tenant.promptMode, to: chat.messages)
         if messages != chat.messages || body != chat.body {
@@ -42,5 +43,25 @@ public enum PromptTemplating {
             return (next, served)
         }
         return (chat, served)
+    }
+
+    /// What `{{user}}` renders to: the verified JWT subject, else the client's `user` when it is a plain
+    /// label (letters, digits and `._@:+-`, at most 128 bytes), else nothing. The rendered prompt is not
+    /// checked by the ingress rules and may be `locked`: free text from the client must never reach it.
+    public static func userLabel(verified: String?, claimed: String?) -> String {
+        for candidate in [verified, claimed] {
+            if let value = candidate, isLabel(value) { return value }
+        }
+        return ""
+    }
+
+    /// Whether `text` is a plain identifier a system prompt may carry.
+    public static func isLabel(_ text: String) -> Bool {
+        let bytes = text.utf8
+        guard !bytes.isEmpty, bytes.count <= 128 else { return false }
+        return bytes.allSatisfy { b in
+            (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b)
+                || b == 0x2E || b == 0x5F || b == 0x40 || b == 0x3A || b == 0x2B || b == 0x2D
+        }
     }
 }

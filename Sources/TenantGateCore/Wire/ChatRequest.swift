@@ -100,6 +100,23 @@ public struct ChatRequest: Sendable {
                 throw GatewayError.invalidRequest("'\(field)' must be a number.", param: field)
             }
         }
+        // Tools of the wrong shape would reach the upstream past the `tools` flag (which looks for a
+        // non-empty list): refused here instead.
+        for field in ["tools", "functions"] {
+            guard let v = json[field], v != .null else { continue }
+            guard let list = v.arrayValue,
+                list.allSatisfy({ if case .object = $0 { return true } else { return false } })
+            else {
+                throw GatewayError.invalidRequest("'\(field)' must be a list of objects.", param: field)
+            }
+        }
+        for field in ["tool_choice", "function_call"] {
+            guard let v = json[field], v != .null else { continue }
+            switch v {
+            case .string, .object: break
+            default: throw GatewayError.invalidRequest("'\(field)' must be a string or an object.", param: field)
+            }
+        }
         let user = try ChatRequest.user(json["user"], field: "user")
         return ChatRequest(
             model: model, stream: stream, includeUsage: includeUsage, maxTokens: maxTokens, choices: choices,

@@ -116,7 +116,7 @@ struct ModelCall: Sendable {
 
     /// Parse: the validated request, who it is for, and whether it streams.
     var input = CallInput.none
-    /// Flags roll out by it: the client's `user`, else the JWT subject, else the key id.
+    /// Flags roll out by it: the verified JWT subject, else the key id (never the client's `user`).
     var subject = ""
     var endUser: String?
     var streamed = false

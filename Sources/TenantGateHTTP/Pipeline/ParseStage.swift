@@ -53,8 +53,10 @@ struct ParseStage: Stage {
             call.input = .countTokens(messages)
             (requested, user) = (messages.chat.model, messages.chat.user)
         }
-        if call.endpoint != .countTokens { call.endUser = user ?? call.principal.subject }
-        call.subject = user ?? call.principal.subject ?? call.principal.key.id
+        // A verified JWT subject is the end user; the client's `user` only labels calls made with a key.
+        if call.endpoint != .countTokens { call.endUser = call.principal.subject ?? user }
+        // Flags roll out by a subject the client cannot choose (a chosen `user` would pick its bucket).
+        call.subject = call.principal.subject ?? call.principal.key.id
         // Only catalog names become the model label: arbitrary client strings would explode metric cardinality.
         if let name = requested ?? call.tenant.defaultModel, call.config.models[name] != nil {
             call.served.model = name

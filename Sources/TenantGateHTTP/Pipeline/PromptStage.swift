@@ -10,7 +10,7 @@ struct PromptStage: Stage {
         guard case .chat(let chat, let messages) = call.input, let target = call.target else { return }
         let (applied, served) = try PromptTemplating.apply(
             chat, tenant: call.tenant, model: target.name, requested: call.request.headers["x-tenantgate-prompt"],
-            epochSeconds: Posix.wallMicros() / 1_000_000)
+            epochSeconds: Posix.wallMicros() / 1_000_000, verifiedUser: call.principal.subject)
         call.input = .chat(applied, messages: messages)
         guard let served else { return }
         call.prompt = served
