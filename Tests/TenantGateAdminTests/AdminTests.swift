@@ -142,14 +142,19 @@ import Testing
 
     @Test func bucketAllowsABurstThenOneCheckPerRefill() {
         var bucket = CheckBucket(burst: 3, refillMs: 1_000)
-        #expect((0..<3).allSatisfy { _ in bucket.take(nowMs: 10_000) })
-        #expect(!bucket.take(nowMs: 10_000))
-        #expect(!bucket.take(nowMs: 10_999))
-        #expect(bucket.take(nowMs: 11_000))
-        #expect(!bucket.take(nowMs: 11_000))
+        func take(_ now: Int64) -> Bool { bucket.take(nowMs: now) }
+        var taken = 0
+        for _ in 0..<3 where bucket.take(nowMs: 10_000) { taken += 1 }
+        #expect(taken == 3)
+        #expect(take(10_000) == false)
+        #expect(take(10_999) == false)
+        #expect(take(11_000) == true)
+        #expect(take(11_000) == false)
         // Idle time refills up to the burst, never past it; a clock going back earns nothing.
-        #expect((0..<3).allSatisfy { _ in bucket.take(nowMs: 100_000) })
-        #expect(!bucket.take(nowMs: 100_000))
-        #expect(!bucket.take(nowMs: 50_000))
+        taken = 0
+        for _ in 0..<3 where bucket.take(nowMs: 100_000) { taken += 1 }
+        #expect(taken == 3)
+        #expect(take(100_000) == false)
+        #expect(take(50_000) == false)
     }
 }

@@ -129,8 +129,11 @@ enum LoginGate {
             return address.split(separator: ":").last.map(String.init) ?? address
         }
         let halves = address.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false)
-        let head = halves[0].split(separator: ":").map(String.init)
-        let tail = halves.count > 1 ? halves[1].split(separator: ":").map(String.init) : []
+        func groups(_ part: Substring) -> [String] {
+            part.isEmpty ? [] : part.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        }
+        let head = groups(halves[0])
+        let tail = halves.count > 1 ? groups(halves[1]) : []
         let missing = 8 - head.count - tail.count
         guard halves.count == 2 ? missing >= 1 : missing == 0 else { return address }
         let groups = head + Array(repeating: "0", count: missing) + tail
