@@ -35,6 +35,9 @@ struct Exchange {
 /// the group-commit queues and lease book built on it.
 struct WorkerServices: Sendable {
     let readers: ConnectionPool
+    /// Connections for long reads (a collection's vectors, its full-text index), so a scan never holds
+    /// one that a model call needs for its circuit check.
+    let scans: ConnectionPool
     let writer: SharedWriter
     let settlements: SettleQueue
     let reservations: ReserveBatcher
@@ -59,13 +62,14 @@ final class ThreadResources {
     }
 
     var readers: ConnectionPool { shared.readers }
+    var scans: ConnectionPool { shared.scans }
     var writer: SharedWriter { shared.writer }
     var settlements: SettleQueue { shared.settlements }
     var reservations: ReserveBatcher { shared.reservations }
     var leases: LeaseBook { shared.leases }
 
     /// The circuit breakers, over a pooled connection for the duration of `body`.
-    func circuits<T>(_ body: (CircuitStore) throws -> T) rethrows -> T {
+    func circuits<T>(_ body: (CircuitStore) throws -> T) throws -> T {
         try readers.with { try body(CircuitStore(reader: $0, writer: shared.writer)) }
     }
 }
@@ -263,7 +267,7 @@ final class Gateway: Sendable {
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             let config = configs.config
-            let answer = resources.readers.with {
+            let answer = try resources.readers.with {
                 admin.respond(to: request, sink: sink, db: $0, config: config)
             }
             exchange.status = answer.status

@@ -150,11 +150,15 @@ public struct CacheStore {
         try db.statement("SELECT generation FROM cache_usage WHERE tenant = ?").all([.text(tenant)]).first?[0].int ?? -1
     }
 
-    /// Every vector of `tenant` in `scope`: (entry key, unit vector, signature).
-    public func vectors(tenant: String, scope: [UInt8]) throws -> [(key: [UInt8], vector: [Float], signature: String)] {
+    /// At most `limit` vectors of `tenant` in `scope` with `signature`: (entry key, unit vector, signature).
+    public func vectors(tenant: String, scope: [UInt8], signature: String, limit: Int) throws -> [(
+        key: [UInt8], vector: [Float], signature: String
+    )] {
         var out: [(key: [UInt8], vector: [Float], signature: String)] = []
-        try db.statement("SELECT key, vector, words FROM cache_vectors WHERE tenant = ? AND scope = ?").forEach(
-            [.text(tenant), .blob(scope)]
+        try db.statement(
+            "SELECT key, vector, words FROM cache_vectors WHERE tenant = ? AND scope = ? AND words = ? LIMIT ?"
+        ).forEach(
+            [.text(tenant), .blob(scope), .text(signature), .int(Int64(max(0, limit)))]
         ) { row in
             var key: [UInt8] = []
             var raw: [UInt8] = []

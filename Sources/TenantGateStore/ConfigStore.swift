@@ -147,7 +147,7 @@ public struct ConfigStore {
             let current = try loadState()
             let next = try sealUpstreamKeys(try change(current), masterKey: masterKey)
             _ = try GatewayConfig(state: next, keys: [], version: 0)
-            try ConfigStore.checkPatterns(next)
+            try ConfigStore.checkPatterns(next, except: ConfigStore.patterns(current))
             try write(next, over: current, now: Posix.wallMicros() / 1_000_000)
             try written?(current, next)
         }
@@ -155,14 +155,12 @@ public struct ConfigStore {
 
     /// Every tenant pattern compiles and stays within PCRE2's limits on adversarial input (a pattern that
     /// could run away is refused here, when it is saved, never when traffic meets it).
-    public static func checkPatterns(_ state: ConfigState) throws(ConfigError) {
-        var lists: [(String, JSONValue?)] = [("defaults.policies", state.settings["defaults"]?["policies"])]
-        for (id, json) in state.tenants.sorted(by: { $0.key < $1.key }) {
-            lists.append(("tenants.\(id).policies", json["policies"]))
-        }
-        for (path, list) in lists {
+    /// Patterns already stored (`except`) are not probed again: a change elsewhere is never refused
+    /// because of a pattern it did not touch, nor slowed by probing them all.
+    public static func checkPatterns(_ state: ConfigState, except: Set<String> = []) throws(ConfigError) {
+        for (path, list) in policyLists(state) {
             for (i, rule) in (list?.arrayValue ?? []).enumerated() {
-                guard let pattern = rule["pattern"]?.stringValue else { continue }
+                guard let pattern = rule["pattern"]?.stringValue, !except.contains(pattern) else { continue }
                 do {
                     try Regex.validate(pattern)
                 } catch {
@@ -170,6 +168,20 @@ public struct ConfigStore {
                 }
             }
         }
+    }
+
+    /// Every tenant pattern of `state`.
+    static func patterns(_ state: ConfigState) -> Set<String> {
+        Set(policyLists(state).flatMap { $0.1?.arrayValue ?? [] }.compactMap { $0["pattern"]?.stringValue })
+    }
+
+    /// The policy lists of `state` with their paths: the defaults', then each tenant's.
+    private static func policyLists(_ state: ConfigState) -> [(String, JSONValue?)] {
+        var lists: [(String, JSONValue?)] = [("defaults.policies", state.settings["defaults"]?["policies"])]
+        for (id, json) in state.tenants.sorted(by: { $0.key < $1.key }) {
+            lists.append(("tenants.\(id).policies", json["policies"]))
+        }
+        return lists
     }
 
     /// The active (unrevoked) keys.

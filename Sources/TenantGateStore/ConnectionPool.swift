@@ -10,16 +10,21 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
     private let available: DispatchSemaphore
 
     /// Opens `count` connections to `path`.
-    public init(path: String, count: Int, cacheKiB: Int) throws {
+    public init(path: String, count: Int, cacheKiB: Int, waitMs: Int = 5_000) throws {
+        self.waitMs = max(1, waitMs)
         var connections: [any SQLConnection] = []
         for _ in 0..<max(1, count) { connections.append(try Database.open(path: path, cacheKiB: cacheKiB)) }
         free = Locked(connections)
         available = DispatchSemaphore(value: connections.count)
     }
 
-    /// Runs `body` with a connection of its own (waiting for one if all are in use).
-    public func with<T>(_ body: (any SQLConnection) throws -> T) rethrows -> T {
-        available.wait()
+    /// How long a thread waits for a free connection before the request is refused (`503`).
+    public let waitMs: Int
+
+    /// Runs `body` with a connection of its own, waiting at most `waitMs` for one if all are in use (then
+    /// it throws `PoolExhausted`, a storage failure the gateway answers with `503`).
+    public func with<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+        guard available.wait(timeout: .now() + .milliseconds(waitMs)) == .success else { throw PoolExhausted() }
         let connection = free.withLock { $0.removeLast() }
         defer {
             free.withLock { $0.append(connection) }
@@ -27,4 +32,10 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
         }
         return try body(connection)
     }
+}
+
+/// Every pooled connection stayed busy for the pool's whole wait.
+public struct PoolExhausted: StorageFailure {
+    public var isStorageFailure: Bool { true }
+    public var reason: String { "busy" }
 }

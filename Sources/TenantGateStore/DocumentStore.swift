@@ -339,18 +339,17 @@ public struct DocumentStore {
         }
     }
 
-    /// Every chunk vector of the collection: (chunk row id, unit vector).
-    public func vectors(tenant: String, collection: CollectionInfo) throws -> [(Int64, [Float])] {
-        var out: [(Int64, [Float])] = []
+    /// Each chunk vector of the collection in turn: (chunk row id, unit vector). One vector is in memory at
+    /// a time, however large the collection.
+    public func forEachVector(tenant: String, collection: CollectionInfo, _ body: (Int64, [Float]) -> Void) throws {
         var raw: [UInt8] = []
         try db.statement(
             "SELECT id, vector FROM doc_chunks WHERE tenant = ? AND collection = ? AND vector IS NOT NULL"
         ).forEach([.text(tenant), .int(collection.id)]) { row in
             raw.removeAll(keepingCapacity: true)
             row.appendBlob(1, to: &raw)
-            out.append((row.int(0), CacheStore.floats(raw)))
+            body(row.int(0), CacheStore.floats(raw))
         }
-        return out
     }
 
     /// The chunks of the collection with these row ids, each with `scores[id]`, in the order given.

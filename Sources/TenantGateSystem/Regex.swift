@@ -86,7 +86,9 @@ public final class Regex: @unchecked Sendable {  // `code` is immutable after in
             while start < n {
                 calls += 1
                 if calls & 7 == 0, stop() { throw RegexError(message: "inspection budget spent", offset: nil) }
-                let end = n - start > window ? start + window : n
+                var end = n - start > window ? start + window : n
+                // A window ends between characters (with PCRE2_NO_UTF_CHECK a cut character is undefined).
+                while end < n, end > start + 1, buf[end] & 0xC0 == 0x80 { end -= 1 }
                 let options = UInt32(PCRE2_NO_UTF_CHECK) | (end < n ? UInt32(PCRE2_NOTEOL) : 0)
                 let rc = pcre2_match_8(code, buf.baseAddress, end, start, options, data, context)
                 if rc == PCRE2_ERROR_NOMATCH {
@@ -96,9 +98,13 @@ public final class Regex: @unchecked Sendable {  // `code` is immutable after in
                     continue
                 }
                 guard rc > 0 else { throw RegexError(message: "match failed (PCRE2 \(rc))", offset: nil) }
-                guard let vector = pcre2_get_ovector_pointer_8(data) else { return }
+                guard let vector = pcre2_get_ovector_pointer_8(data) else {
+                    throw RegexError(message: "no match vector", offset: nil)
+                }
                 let (from, to) = (vector[0], vector[1])
-                guard from >= start, from <= to, to <= end else { return }
+                guard from >= start, from <= to, to <= end else {
+                    throw RegexError(message: "match outside its window", offset: nil)
+                }
                 if end < n && from + span >= end {
                     // It, or an earlier match, may run past the window: look again from where a match
                     // of at most `span` bytes that the window cut could start.
@@ -145,19 +151,19 @@ public final class Regex: @unchecked Sendable {  // `code` is immutable after in
         let own = Array(Set(pattern.utf8.filter { $0 > 0x20 && $0 < 0x7F && $0 != 0x5C })).sorted()
         var probes: [[UInt8]] = [
             run([0x61]), run([0x30]), run(Array("a ".utf8)), run(Array("ab".utf8)), run(Array("a@".utf8)),
-            run(Array("a.".utf8)), run(Array("1 ".utf8)), run(Array(pattern.utf8.prefix(64))),
+            run(Array("a.".utf8)), run(Array("1 ".utf8)), run(Array(String(pattern.prefix(64)).utf8)),
         ]
         probes += own.prefix(16).map { run([$0]) }
         probes.append(run(own))
         for probe in probes where !probe.isEmpty {
-            let started = Posix.monotonicMicros()
+            let started = Posix.threadCPUNanos()
             do {
                 _ = try regex.matches(in: probe, maxSpan: maxSpan)
             } catch {
                 throw RegexError(message: "the pattern backtracks without bound (catastrophic)", offset: nil)
             }
-            // 64 KiB in more than 100 ms is over 1.5 s per MiB: no request's inspection budget affords it.
-            guard Posix.monotonicMicros() - started < 100_000 else {
+            // 64 KiB in more than 100 ms of CPU is over 1.5 s per MiB: no request's budget affords it.
+            guard Posix.threadCPUNanos() &- started < 100_000_000 else {
                 throw RegexError(message: "the pattern is too slow on long input (over 1.5 s per MiB)", offset: nil)
             }
         }

@@ -6,7 +6,7 @@ broken_json, no_usage, retry_after, tool (answer with a call of the first offere
 cache_write (Anthropic prompt-cache token counts), stream_error (Anthropic `error` event mid-stream),
 usage (an object that replaces the OpenAI usage report, e.g. absurd numbers from a hostile upstream),
 extra_b64 (base64 of a JSON object: `message` and `choice` merged into a whole OpenAI answer's message and
-choice, `deltas` streamed before the finishing chunk, `chunk_choice` merged into every streamed choice,
+choice, `deltas` streamed before the finishing chunk, `finish_delta` the finishing chunk's delta, `chunk_choice` merged into every streamed choice,
 `blocks` appended to a whole Anthropic answer's content: fields a real upstream sends beside the text).
 POST .../chat/completions speaks OpenAI, POST .../v1/responses OpenAI's Responses API, POST .../v1/messages speaks Anthropic (and requires
 `anthropic-version` and `max_tokens`, like the real API). Every request is recorded (GET /_requests,
@@ -364,7 +364,8 @@ def make_handler(recorder):
                 for delta in extra(d).get("deltas", []):
                     event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None,
                                                 **extra(d).get("chunk_choice", {})}]})
-                event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                event({**base, "choices": [{"index": 0, "delta": extra(d).get("finish_delta", {}),
+                                            "finish_reason": "stop"}]})
                 include = (body.get("stream_options") or {}).get("include_usage")
                 if include and not d.get("no_usage"):
                     event({**base, "choices": [], "usage": usage})

@@ -165,6 +165,20 @@ def test_streamed_answers_redact_every_text_field(stack, name, deltas):
     assert joined(raw, lambda c: (c.get("delta") or {}).get("content")) == "fine "
 
 
+def test_streamed_fields_of_unreadable_shape_are_dropped_and_finishing_text_keeps_its_order(stack):
+    # Content as a list, a refusal as an object, a `message` beside the delta: nothing unread passes.
+    raw = stream_raw(stack, directive(deltas=[{"content": [{"type": "text", "text": CARD}]},
+                                              {"refusal": {"text": CARD}},
+                                              {"audio": "x" + CARD}],
+                                      chunk_choice={"message": {"content": CARD}}))
+    assert CARD not in raw and CARD_DIGITS not in raw and raw.rstrip().endswith("data: [DONE]")
+    # A side field in the finishing chunk: its released part comes before what was held, in order.
+    raw = stream_raw(stack, directive(deltas=[{"reasoning_content": "first 4111 1111 "}],
+                                      finish_delta={"reasoning_content": "1111 1111 then last"}))
+    text = joined(raw, lambda c: (c.get("delta") or {}).get("reasoning_content"))
+    assert text == "first [REDACTED:pii.card] then last"
+
+
 def test_streamed_logprobs_are_dropped(stack):
     logprobs = {"content": [{"token": "4111", "logprob": -0.1, "top_logprobs": []}]}
     raw = stream_raw(stack, directive(chunk_choice={"logprobs": logprobs}))

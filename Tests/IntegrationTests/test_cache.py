@@ -220,3 +220,34 @@ def test_an_answer_a_policy_redacted_is_not_kept(stack):
     clean = f"{tag} clean " + '#mock {"text": "nothing to hide", "chunk_chars": 4}'
     ask(stack, "cachedguard", clean)
     assert wait_until(lambda: ask(stack, "cachedguard", clean).headers["x-tenantgate-cache"] == "hit")
+
+
+def ask_with(stack, tenant, key, content, **extra):
+    body = {"model": "fast", "temperature": 0, "messages": [{"role": "user", "content": content}], **extra}
+    return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=30,
+                      headers={"Authorization": f"Bearer {key}"}, json=body)
+
+
+def first_answer(stack, tenant, key, content):
+    """The first answer to a key just created (every worker knows it within a second)."""
+    answers = []
+    assert wait_until(lambda: answers.append(ask_with(stack, tenant, key, content)) or answers[-1].status_code != 401)
+    assert answers[-1].status_code == 200, answers[-1].text
+    return answers[-1]
+
+
+def test_the_key_is_what_goes_upstream_and_who_may_share_it(stack):
+    marker = f"cache-scope-{uuid.uuid4().hex[:8]}"
+    assert ask(stack, "cached2", marker).headers["x-tenantgate-cache"] == "miss"
+    # The entry is written with the settlement, just after the answer.
+    assert wait_until(lambda: ask(stack, "cached2", marker).headers["x-tenantgate-cache"] == "hit")
+    # Before: fields forwarded upstream but absent from the key (vLLM's top_k) got the other answer.
+    assert ask(stack, "cached2", marker, top_k=5).headers["x-tenantgate-cache"] == "miss"
+    # Another key of the same tenant has entries of its own (cache.scope: key, the default)…
+    other = stack.cli("key", "create", "cached2").stdout.strip().splitlines()[-1]
+    assert first_answer(stack, "cached2", other, marker).headers["x-tenantgate-cache"] == "miss"
+    # …unless the tenant shares its cache between keys (scope: tenant).
+    assert ask(stack, "cachedshare", marker).headers["x-tenantgate-cache"] == "miss"
+    assert wait_until(lambda: ask(stack, "cachedshare", marker).headers["x-tenantgate-cache"] == "hit")
+    second = stack.cli("key", "create", "cachedshare").stdout.strip().splitlines()[-1]
+    assert first_answer(stack, "cachedshare", second, marker).headers["x-tenantgate-cache"] == "hit"

@@ -5,10 +5,15 @@ import Testing
 @Suite struct ResponseCacheTests {
     func chat(_ json: String) throws -> ChatRequest { try ChatRequest.parse(Array(json.utf8)) }
 
-    func material(_ tenant: String, _ json: String, model: String = "m") throws -> [UInt8] {
+    func material(
+        _ tenant: String, _ json: String, model: String = "m", partition: String = "key:k1", upstream: String = "u",
+        cap: Int = 4096, headers: [String] = []
+    ) throws -> [UInt8] {
         ResponseCache.keyMaterial(
-            tenant: tenant, api: "openai", model: model, backend: "b", chat: try chat(json), messages: nil,
-            nativeSystem: nil)
+            ResponseCache.KeyInput(
+                tenant: tenant, partition: partition, api: "openai", model: model, backend: "b",
+                upstreamModel: upstream,
+                completionCap: cap, headers: headers, nativeSystem: nil), chat: try chat(json), messages: nil)
     }
 
     @Test func theTenantAndEveryAnswerShapingFieldAreInTheKey() throws {
@@ -25,6 +30,14 @@ import Testing
             #"{"temperature":0,"response_format":{"type":"json_object"},"messages":[{"role":"user","content":"hi"}]}"#,
             #"{"temperature":0,"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}"#,
             #"{"temperature":0,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#,
+            // Whatever else goes upstream counts too: vLLM's and OpenAI's newer fields among them.
+            #"{"temperature":0,"top_k":5,"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"min_p":0.1,"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"guided_json":{"type":"object"},"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"chat_template_kwargs":{"x":1},"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"verbosity":"low","messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"prediction":{"type":"content","content":"x"},"messages":[{"role":"user","content":"hi"}]}"#,
+            #"{"temperature":0,"web_search_options":{},"messages":[{"role":"user","content":"hi"}]}"#,
         ] {
             #expect(a != (try material("a", changed)), "\(changed)")
         }
@@ -32,6 +45,18 @@ import Testing
         #expect(a == (try material("a", #"{"messages":[{"content":"hi","role":"user"}],"temperature":0}"#)))
         #expect(
             a == (try material("a", #"{"stream":true,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#)))
+        // Delivery and labels do not matter; who shares, what the upstream is asked and its headers do.
+        #expect(
+            a
+                == (try material(
+                    "a",
+                    #"{"user":"u1","metadata":{"k":"v"},"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#))
+        )
+        #expect(a != (try material("a", base, partition: "key:k2")))
+        #expect(a != (try material("a", base, partition: "key:k1|byok:ab")))
+        #expect(a != (try material("a", base, upstream: "u2")))
+        #expect(a != (try material("a", base, cap: 50)))
+        #expect(a != (try material("a", base, headers: ["anthropic-beta:x"])))
         // Length prefixes: moving bytes between fields changes the key.
         #expect((try material("ab", base)) != (try material("a", base, model: "bm")))
     }

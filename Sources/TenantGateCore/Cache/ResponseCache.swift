@@ -1,5 +1,17 @@
+/// Who shares a cached answer within a tenant.
+public enum CacheScope: String, Sendable, Equatable {
+    /// Every caller of the tenant.
+    case tenant
+    /// Callers presenting the same gateway key (or, with JWTs, the same subject): the default.
+    case key
+    /// Callers naming the same end user (the JWT subject, else `user`); calls without one are not cached.
+    case user
+}
+
 /// A tenant's cache settings (`cache:` in its effective configuration); caching is on when `ttl_s` > 0.
 public struct CacheSettings: Sendable, Equatable {
+    /// Who shares an entry (`cache.scope`, default `key`).
+    public let scope: CacheScope
     public let ttlMs: Int64
     public let maxEntries: Int
     public let maxBytes: Int64
@@ -20,13 +32,14 @@ public struct CacheSettings: Sendable, Equatable {
         semanticThreshold = max(
             SemanticCache.floor, cache["semantic_threshold"]?.doubleValue ?? SemanticCache.defaultThreshold)
         embeddingModel = cache["embedding_model"]?.stringValue
+        scope = cache["scope"]?.stringValue.flatMap(CacheScope.init(rawValue:)) ?? .key
     }
 }
 
 /// Which requests the cache may answer, and the bytes their key is the hash of.
 public enum ResponseCache {
     /// The key format; bumping it makes every stored entry unreachable.
-    public static let formatVersion = "tenantgate-cache-1"
+    public static let formatVersion = "tenantgate-cache-2"
 
     /// Why a request is not looked up (nil: it is eligible).
     public static func ineligibility(
@@ -53,36 +66,63 @@ public enum ResponseCache {
         return nil
     }
 
-    /// The request fields an answer depends on, the tenant first, each length-prefixed: two different
-    /// requests (or tenants) never encode alike. Stream options are left out: a stream and a whole answer
-    /// share an entry.
-    public static func keyMaterial(
-        tenant: String, api: String, model: String, backend: String, chat: ChatRequest, messages: MessagesRequest?,
-        nativeSystem: String?
-    ) -> [UInt8] {
-        var out = LengthPrefixed()
-        func field(_ bytes: [UInt8]) { out.field(bytes) }
-        func field(_ text: String) { out.field(text) }
-        field(formatVersion)
-        field(tenant)
-        field(api)
-        field(model)
-        field(backend)
-        if let original = messages?.original {
-            // The Anthropic body goes upstream as it is: all of it counts, but for how it is delivered.
-            field(canonical(original.removing("stream").removing("metadata").removing("model")))
-            field(nativeSystem ?? "")
-        } else {
-            field(canonical(chat.body["messages"] ?? .null))
-            for name in [
-                "tools", "tool_choice", "functions", "function_call", "response_format", "temperature", "top_p",
-                "max_tokens", "max_completion_tokens", "seed", "stop", "n", "frequency_penalty", "presence_penalty",
-                "logit_bias", "logprobs", "top_logprobs", "reasoning_effort", "parallel_tool_calls",
-            ] {
-                field(name)
-                field(canonical(chat.body[name] ?? .null))
-            }
+    /// What an answer depends on: everything that goes upstream, the tenant first, each length-prefixed so
+    /// that two different requests (or tenants) never encode alike.
+    public struct KeyInput: Sendable {
+        public var tenant: String
+        /// `tenant`, `key:<id>`, `user:<id>`, plus `byok:<hash>` when the caller's own provider key pays.
+        public var partition: String
+        public var api: String
+        /// The catalog model that answers, its backend, and what that backend is asked for.
+        public var model: String
+        public var backend: String
+        public var upstreamModel: String
+        /// The completion cap the upstream gets (the catalog's cap may lower the client's).
+        public var completionCap: Int
+        /// Headers forwarded upstream (`anthropic-version`, `anthropic-beta`).
+        public var headers: [String]
+        public var nativeSystem: String?
+
+        /// Creates the input.
+        public init(
+            tenant: String, partition: String, api: String, model: String, backend: String, upstreamModel: String,
+            completionCap: Int, headers: [String], nativeSystem: String?
+        ) {
+            self.tenant = tenant
+            self.partition = partition
+            self.api = api
+            self.model = model
+            self.backend = backend
+            self.upstreamModel = upstreamModel
+            self.completionCap = completionCap
+            self.headers = headers
+            self.nativeSystem = nativeSystem
         }
+    }
+
+    /// Request fields that only say how or for whom an answer is delivered, not what it says.
+    static let deliveryFields = ["stream", "stream_options", "model", "user", "metadata", "store"]
+
+    /// The bytes a cache key hashes: the whole request body as it goes upstream (after the tenant's prompt,
+    /// retrieval and ingress rewrites; every field the provider forwards, vLLM's `guided_*` and `top_k`
+    /// included), less the delivery fields; and `input`'s model, backend, cap, headers and partition.
+    /// Stream options are left out: a stream and a whole answer share an entry.
+    public static func keyMaterial(_ input: KeyInput, chat: ChatRequest, messages: MessagesRequest?) -> [UInt8] {
+        var out = LengthPrefixed()
+        out.field(formatVersion)
+        out.field(input.tenant)
+        out.field(input.partition)
+        out.field(input.api)
+        out.field(input.model)
+        out.field(input.backend)
+        out.field(input.upstreamModel)
+        out.field(String(input.completionCap))
+        out.field(String(input.headers.count))
+        for header in input.headers { out.field(header) }
+        var body = messages?.original ?? chat.body
+        for field in deliveryFields { body = body.removing(field) }
+        out.field(canonical(body))
+        out.field(input.nativeSystem ?? "")
         return out.bytes
     }
 

@@ -182,6 +182,7 @@ extension ConfigSchema {
             "ttl_s": .integer(min: 0, max: 31_536_000), "semantic_threshold": .number(min: 0.9, max: 1),
             "max_entries": .integer(min: 1, max: 10_000_000), "max_bytes": .integer(min: 4096, max: 1 << 40),
             "any_temperature": .boolean, "embedding_model": .string(maxLength: 256),
+            "scope": .oneOf(["tenant", "key", "user"]),
         ]),
         "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
         "documents": .object([

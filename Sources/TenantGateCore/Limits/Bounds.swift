@@ -23,6 +23,9 @@ public enum Bounds {
         min(max(value ?? 0, 0), maxReportedTokens)
     }
 
+    /// Most dimensions of a stored embedding (documents, semantic cache): 16 KiB a vector.
+    public static let maxEmbeddingDimensions = 4096
+
     /// Whether `text` is a short identifier fit to store, log and put in a template: 1…`maxUserBytes`
     /// bytes of UTF-8 with no control characters.
     public static func isIdentifier(_ text: String) -> Bool {

@@ -125,6 +125,8 @@ public struct PolicyEngine: Sendable {
     func findings(_ text: [UInt8], phase: PolicyPhase) -> [Finding] {
         let rules = set.rules.filter { $0.applies(to: phase) }
         guard !rules.isEmpty, !text.isEmpty else { return [] }
+        // A spent budget reads nothing more: every rule has failed.
+        if budget.exhausted { return rules.map { Finding(rule: $0, range: 0..<0, failed: true) } }
         return budget.measure { () -> [Finding] in
             let norm = NormalizedText(text, folding: folding)
             var out: [Finding] = []

@@ -37,6 +37,11 @@ public struct StreamGuard: Sendable {
         guard blockedBy == nil else { return [] }
         pending += delta
         engine.budget.admit(bytes: delta.count)
+        // Held text is looked at again only once it has grown by half (or while little is held), so a long
+        // held run costs linear work whatever the size of the deltas that grow it.
+        guard heldAfterStep < StreamGuard.eagerHold || pending.count - heldAfterStep >= heldAfterStep / 2 else {
+            return []
+        }
         if pending.count > StreamGuard.maxHeld {
             let text = context + pending
             if let growing = engine.findings(text, phase: phase).first(where: {
@@ -47,9 +52,6 @@ public struct StreamGuard: Sendable {
                 pending = []
                 return []
             }
-        }
-        guard heldAfterStep < StreamGuard.eagerHold || pending.count - heldAfterStep >= heldAfterStep / 2 else {
-            return []
         }
         return step(final: false)
     }

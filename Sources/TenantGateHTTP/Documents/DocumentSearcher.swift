@@ -46,6 +46,10 @@ struct BilledEmbedder {
             resources.settlements.enqueue(reservation: hold.reservationID, record: record)
         }
         guard let result else { throw GatewayError.upstreamError("the embedding model '\(name)' did not answer") }
+        guard result.vectors.allSatisfy({ (1...Bounds.maxEmbeddingDimensions).contains($0.count) }) else {
+            throw GatewayError.upstreamError(
+                "the embedding model '\(name)' answered vectors of over \(Bounds.maxEmbeddingDimensions) dimensions")
+        }
         return result.vectors
     }
 }
@@ -76,9 +80,13 @@ struct DocumentSearcher {
                 throw GatewayError.upstreamError("the embedding model '\(model)' did not answer")
             }
             let depth = request.mode == .vector ? request.k : min(request.k * DocumentSearcher.hybridDepth, 200)
-            let nearest = try resources.readers.with { db in
-                DocumentSearcher.nearest(
-                    query, in: try DocumentStore.required(db).vectors(tenant: tenant, collection: collection), k: depth)
+            // Streamed through a running top-k, on a scan connection (never one of the pooled readers).
+            let nearest = try resources.scans.with { db in
+                var best = NearestK(query: query, k: depth)
+                try DocumentStore.required(db).forEachVector(tenant: tenant, collection: collection) {
+                    best.offer($0, $1)
+                }
+                return best.sorted
             }
             if request.mode == .vector {
                 let chunks = try resources.readers.with {
@@ -105,28 +113,47 @@ struct DocumentSearcher {
     }
 
     private func bm25(_ query: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
-        try resources.readers.with {
+        try resources.scans.with {
             try DocumentStore.required($0).searchBM25(tenant: tenant, collection: collection, query: query, k: k)
         }
     }
 
     /// The `k` vectors most similar to `query` (dot products of unit vectors), best first.
     static func nearest(_ query: [Float], in vectors: [(Int64, [Float])], k: Int) -> [(Int64, Double)] {
-        var best: [(Int64, Double)] = []
-        for (id, vector) in vectors where vector.count == query.count {
-            let score = Double(SemanticCache.similarity(query, vector))
-            if best.count < k {
-                best.append((id, score))
-                if best.count == k { best.sort { $0.1 > $1.1 } }
-            } else if let last = best.last, score > last.1 {
-                best[best.count - 1] = (id, score)
-                var i = best.count - 1
-                while i > 0 && best[i].1 > best[i - 1].1 {
-                    best.swapAt(i, i - 1)
-                    i -= 1
-                }
+        var best = NearestK(query: query, k: k)
+        for (id, vector) in vectors { best.offer(id, vector) }
+        return best.sorted
+    }
+}
+
+/// The `k` best of the vectors offered one at a time (memory: `k` scores, whatever the count offered).
+struct NearestK {
+    let query: [Float]
+    let k: Int
+    private var best: [(Int64, Double)] = []
+
+    init(query: [Float], k: Int) {
+        self.query = query
+        self.k = max(0, k)
+    }
+
+    /// Considers one vector (one of another dimension is skipped).
+    mutating func offer(_ id: Int64, _ vector: [Float]) {
+        guard k > 0, vector.count == query.count else { return }
+        let score = Double(SemanticCache.similarity(query, vector))
+        if best.count < k {
+            best.append((id, score))
+            if best.count == k { best.sort { $0.1 > $1.1 } }
+        } else if let last = best.last, score > last.1 {
+            best[best.count - 1] = (id, score)
+            var i = best.count - 1
+            while i > 0 && best[i].1 > best[i - 1].1 {
+                best.swapAt(i, i - 1)
+                i -= 1
             }
         }
-        return best.sorted { $0.1 > $1.1 }
     }
+
+    /// The best first.
+    var sorted: [(Int64, Double)] { best.sorted { $0.1 > $1.1 } }
 }

@@ -19,12 +19,12 @@ struct CacheStage: Stage {
                 chat, messages: messages, settings: settings, cacheControl: call.request.headers["cache-control"])
                 == nil
         else { return }
-        let key = Crypto.sha256(
-            ResponseCache.keyMaterial(
-                tenant: call.tenant.id.rawValue, api: call.api == .anthropic ? "anthropic" : "openai",
-                model: target.name, backend: target.backend.name, chat: chat, messages: messages,
-                nativeSystem: call.nativeSystem))
+        guard let partition = CacheKeys.partition(call, scope: settings.scope) else { return }
+        let key = CacheKeys.key(
+            call, chat: chat, messages: messages, name: target.name, model: target.model, backend: target.backend,
+            partition: partition)
         call.cache?.key = key
+        call.cache?.partition = partition
         let tenant = call.tenant.id.rawValue
         let now = Posix.wallMicros() / 1000
         // A store failure is a miss, never an error.
@@ -95,11 +95,10 @@ extension CacheStage {
         call.cache?.embeddingTokens = embedded.tokens
         call.cache?.embeddingNano = embedded.costNano
         let tenant = call.tenant.id.rawValue
-        let scope = Crypto.sha256(
-            ResponseCache.keyMaterial(
-                tenant: tenant, api: call.api == .anthropic ? "anthropic" : "openai", model: target.name,
-                backend: target.backend.name, chat: (try? ChatRequest.validate(SemanticCache.scopeBody(chat))) ?? chat,
-                messages: nil, nativeSystem: call.nativeSystem))
+        guard let partition = call.cache?.partition else { return nil }
+        let scope = CacheKeys.key(
+            call, chat: (try? ChatRequest.validate(SemanticCache.scopeBody(chat))) ?? chat, messages: nil,
+            name: target.name, model: target.model, backend: target.backend, partition: partition)
         let signature = SemanticCache.signature(question)
         call.cache?.semantic = (scope, embedded.vector, signature)
         // A request may raise the threshold, never lower it.
@@ -129,7 +128,8 @@ extension CacheStage {
             let embedded = Embedder(
                 config: call.config, principal: call.principal, request: call.request, trace: call.trace,
                 resources: services.resources
-            ).embed([text], model: name), let vector = embedded.vectors.first
+            ).embed([text], model: name), let vector = embedded.vectors.first,
+            (1...Bounds.maxEmbeddingDimensions).contains(vector.count)
         else { return nil }
         return (vector, embedded.tokens, embedded.costNano)
     }

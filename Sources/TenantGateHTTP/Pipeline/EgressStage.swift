@@ -3,7 +3,7 @@ import TenantGateCore
 /// Egress policies on a whole answer (streams are checked as they flow by `PolicyFilter`). Every field
 /// that carries text the model wrote is read, in the client's API: content, refusals, reasoning, audio
 /// transcripts, tool-call and legacy function-call arguments, Responses output items, Anthropic text,
-/// thinking and tool-use input (serialized), and any field the gateway does not know yet (only structural
+/// thinking and every tool input (serialized), and any field the gateway does not know yet (only structural
 /// keys such as `role` or `id` are skipped). Per-token `logprobs` are dropped: their token texts would spell
 /// out what a redaction removed. A redaction rewrites the answer; a block replaces it with the policy's
 /// message and sets `finish_reason: content_filter` (Anthropic: `stop_reason: refusal`).
@@ -106,7 +106,15 @@ struct EgressStage: Stage {
             var blocked: Policy?
             var notes: [String] = []
             var next: [JSONValue] = []
-            for item in items {
+            for original in items {
+                // Token log probabilities spell out a redacted text token by token: dropped.
+                var item = original
+                func spells(_ part: JSONValue) -> Bool { !(part["logprobs"]?.arrayValue?.isEmpty ?? true) }
+                if let parts = item["content"]?.arrayValue, parts.contains(where: spells) {
+                    item = item.setting(
+                        "content", .array(parts.map { spells($0) ? $0.setting("logprobs", .array([])) : $0 }))
+                    changed = true
+                }
                 let (checked, rule, injected) = rewrite(item)
                 blocked = blocked ?? rule
                 notes += injected
@@ -138,7 +146,8 @@ struct EgressStage: Stage {
             var notes: [String] = []
             var next: [JSONValue] = []
             for block in blocks {
-                if block["type"]?.stringValue == "tool_use", let input = block["input"] {
+                if let input = block["input"] {
+                    // Tool use of any kind (client, server and MCP tools): the input as a whole.
                     let (checked, rule) = toolInput(input)
                     blocked = blocked ?? rule
                     next.append(block.setting("input", checked))

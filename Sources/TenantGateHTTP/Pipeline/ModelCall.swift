@@ -76,8 +76,9 @@ struct Served: Sendable {
 /// What the cache did for a call of a tenant whose cache is on.
 struct CacheState: Sendable {
     let settings: CacheSettings
-    /// The entry's key, when the request is eligible.
+    /// The entry's key, when the request is eligible, and who shares it (`CacheKeys.partition`).
     var key: [UInt8]?
+    var partition: String?
     /// `hit` or `miss` (header, log, execution row).
     var outcome = "miss"
     /// A hit whose entry's last use should be recorded (LRU order).

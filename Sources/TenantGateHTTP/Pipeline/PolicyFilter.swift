@@ -16,6 +16,46 @@ struct PolicyFilter: StreamFilter {
     static let deltaKeys: Set<String> = [
         "role", "content", "tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "audio",
     ]
+    /// `delta` with only the fields whose shape can be read: text fields as strings, `audio` an object
+    /// (its data dropped, its transcript a string), `function_call` and each tool call with string names
+    /// and arguments. Anything else is dropped, never passed unread.
+    static func readable(_ delta: JSONValue) -> JSONValue {
+        func strings(_ value: JSONValue, _ keys: Set<String>) -> JSONValue? {
+            guard let members = value.objectValue else { return nil }
+            return .object(members.filter { keys.contains($0.0) && $0.1.stringValue != nil })
+        }
+        var out: [(String, JSONValue)] = []
+        for (key, value) in delta.objectValue ?? [] {
+            switch key {
+            case "role":
+                if value.stringValue != nil { out.append((key, value)) }
+            case "content", "refusal", "reasoning_content", "reasoning":
+                if value.stringValue != nil || value == .null { out.append((key, value)) }
+            case "audio":
+                if let audio = strings(value, ["id", "transcript"]) { out.append((key, audio)) }
+            case "function_call":
+                if let call = strings(value, ["name", "arguments"]) { out.append((key, call)) }
+            case "tool_calls":
+                guard let calls = value.arrayValue else { continue }
+                let kept = calls.compactMap { call -> JSONValue? in
+                    guard let members = call.objectValue else { return nil }
+                    return .object(
+                        members.compactMap { name, v -> (String, JSONValue)? in
+                            switch name {
+                            case "index": return v.intValue != nil ? (name, v) : nil
+                            case "id", "type": return v.stringValue != nil ? (name, v) : nil
+                            case "function": return strings(v, ["name", "arguments"]).map { (name, $0) }
+                            default: return nil
+                            }
+                        })
+                }
+                out.append((key, .array(kept)))
+            default: continue
+            }
+        }
+        return .object(out)
+    }
+
     /// The tool index under which legacy `function_call` arguments are held.
     static let functionCallSlot = -1
     /// Held tool-call arguments by choice, then tool index.
@@ -40,12 +80,11 @@ struct PolicyFilter: StreamFilter {
             var kept: [JSONValue] = []
             for original in choices {
                 let index = original["index"]?.intValue ?? 0
-                let choice = original["logprobs"] == nil ? original : original.removing("logprobs")
-                var delta = choice["delta"] ?? .object([])
-                if let members = delta.objectValue, members.contains(where: { !PolicyFilter.deltaKeys.contains($0.0) })
-                {
-                    delta = .object(members.filter { PolicyFilter.deltaKeys.contains($0.0) })
-                }
+                // Only what can be read passes: the choice's index, delta and finish reason, and the delta's
+                // fields in their documented shapes (`logprobs`, a `message`, text as a list: dropped).
+                let choice = JSONValue.object(
+                    (original.objectValue ?? []).filter { ["index", "delta", "finish_reason"].contains($0.0) })
+                var delta = PolicyFilter.readable(choice["delta"] ?? .object([]))
                 var sides = sideGuards[index] ?? [:]
                 for field in PolicyFilter.sideFields {
                     guard let text = delta[field]?.stringValue else { continue }
@@ -96,15 +135,6 @@ struct PolicyFilter: StreamFilter {
                 }
                 if let calls = delta["tool_calls"]?.arrayValue {
                     var held = arguments[index] ?? [:]
-                    // Arguments are held whole until the choice ends; past the guard's limit a tool call is
-                    // not something to hold in memory: the choice ends as filtered.
-                    let heldBytes = held.values.reduce(0) { $0.saturatingAdd($1.count) }
-                    if heldBytes > StreamGuard.maxHeld {
-                        out += flushKept(&kept, json)
-                        out.append(end(index))
-                        stopped = true
-                        return out + [.end]
-                    }
                     delta = delta.setting(
                         "tool_calls",
                         .array(
@@ -116,6 +146,14 @@ struct PolicyFilter: StreamFilter {
                                     "function", (call["function"] ?? .object([])).setting("arguments", .string("")))
                             }))
                     arguments[index] = held
+                }
+                // Arguments are held whole until the choice ends; past the guard's limit a tool call is not
+                // something to hold in memory: the choice ends as filtered.
+                if (arguments[index] ?? [:]).values.reduce(0, { $0.saturatingAdd($1.count) }) > StreamGuard.maxHeld {
+                    out += flushKept(&kept, json)
+                    out.append(end(index))
+                    stopped = true
+                    return out + [.end]
                 }
                 guards[index] = guarded
                 if guarded.blockedBy != nil {
@@ -176,7 +214,10 @@ struct PolicyFilter: StreamFilter {
         defer { sideGuards[index] = sides }
         for field in sides.keys.sorted() {
             guard var side = sides[field] else { continue }
-            let released = side.finish()
+            // What the finishing delta itself released of this field comes first, then the rest held.
+            let already =
+                field == "audio" ? delta["audio"]?["transcript"]?.stringValue : delta[field]?.stringValue
+            let released = Array((already ?? "").utf8) + side.finish()
             sides[field] = side
             if side.blockedBy != nil { return (out + [end(index)], true) }
             guard !released.isEmpty else { continue }
@@ -204,7 +245,11 @@ struct PolicyFilter: StreamFilter {
             out.append(.chunk(template.delta(.object([("tool_calls", .array([call]))]), index: index), raw: nil))
         }
         if let choice {
-            out.append(.chunk(template.wrap(choice.setting("delta", delta.removing("content"))), raw: nil))
+            // Its text fields went out above, in order.
+            var last = delta.removing("content")
+            for field in PolicyFilter.sideFields { last = last.removing(field) }
+            if let audio = last["audio"] { last = last.setting("audio", audio.removing("transcript")) }
+            out.append(.chunk(template.wrap(choice.setting("delta", last)), raw: nil))
         }
         return (out, false)
     }

@@ -2,9 +2,11 @@ import TenantGateCore
 import TenantGateStore
 import TenantGateSystem
 
-/// A worker's in-memory copy of the semantic cache's vectors, per tenant and scope, scanned by brute force
-/// (SIMD dot products). A scope is reloaded from the database when the tenant's generation changed, so
-/// every worker sees a store, an eviction or a purge at its next lookup.
+/// A worker's in-memory copy of the semantic cache's vectors, per tenant, scope and signature (a hit needs
+/// an equal signature, so only those entries are ever read), scanned by brute force (SIMD dot products).
+/// A set is reloaded from the database when the tenant's generation changed, so every worker sees a
+/// store, an eviction or a purge at its next lookup. A lookup reads at most `perSignature` vectors and the
+/// worker holds at most `capacityBytes` of them: a tenant with a large cache costs no request more.
 final class SemanticIndex: Sendable {
     struct Entry: Sendable {
         let key: [UInt8]
@@ -12,17 +14,17 @@ final class SemanticIndex: Sendable {
         let signature: String
     }
 
-    /// A scope's entries grouped by signature: a hit needs an equal signature, so a lookup compares vectors
-    /// only with the entries that could be one.
-    private struct Scope {
+    private struct Loaded {
         let generation: Int64
-        let bySignature: [String: [Entry]]
-        let count: Int
+        let entries: [Entry]
+        let bytes: Int
     }
 
-    private let scopes = Locked<[[UInt8]: Scope]>([:])
-    /// Most vectors a worker holds (beyond it, scopes are dropped and reloaded on use).
-    static let capacity = 500_000
+    private let sets = Locked<(table: [[UInt8]: Loaded], bytes: Int)>(([:], 0))
+    /// Most entries of one signature a lookup compares.
+    static let perSignature = 256
+    /// Most bytes of vectors a worker holds (beyond it, the sets are dropped and reloaded on use).
+    static let capacityBytes = 64 << 20
 
     static let shared = SemanticIndex()
 
@@ -30,21 +32,24 @@ final class SemanticIndex: Sendable {
     func entries(tenant: String, scope: [UInt8], signature: String, db: any SQLConnection) throws -> [Entry] {
         let store = CacheStore(db)
         let generation = try store.generation(tenant: tenant)
-        let id = Array(tenant.utf8) + [0] + scope
-        if let known = scopes.withLock({ $0[id] }), known.generation == generation {
-            return known.bySignature[signature] ?? []
-        }
-        let loaded = try store.vectors(tenant: tenant, scope: scope).map {
-            Entry(key: $0.key, vector: SemanticIndex.pack($0.vector), signature: $0.signature)
-        }
-        let grouped = Dictionary(grouping: loaded, by: \.signature)
-        scopes.withLock { table in
-            if table.values.reduce(0, { $0 + $1.count }) + loaded.count > SemanticIndex.capacity {
-                table.removeAll()
+        var id = Array(tenant.utf8) + [0]
+        id += scope
+        id += [0] + Array(signature.utf8)
+        if let known = sets.withLock({ $0.table[id] }), known.generation == generation { return known.entries }
+        let loaded = try store.vectors(
+            tenant: tenant, scope: scope, signature: signature, limit: SemanticIndex.perSignature
+        ).map { Entry(key: $0.key, vector: SemanticIndex.pack($0.vector), signature: $0.signature) }
+        let bytes = loaded.reduce(0) { $0 + $1.vector.count * 32 + $1.key.count + $1.signature.utf8.count }
+        sets.withLock { held in
+            if let old = held.table[id] { held.bytes -= old.bytes }
+            if held.bytes + bytes > SemanticIndex.capacityBytes {
+                held.table.removeAll()
+                held.bytes = 0
             }
-            table[id] = Scope(generation: generation, bySignature: grouped, count: loaded.count)
+            held.table[id] = Loaded(generation: generation, entries: loaded, bytes: bytes)
+            held.bytes += bytes
         }
-        return grouped[signature] ?? []
+        return loaded
     }
 
     /// The most similar entry with the same signature, and its cosine.

@@ -95,7 +95,7 @@ struct UpstreamStage: Stage {
             call.served.retries = retries
             if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
         }
-        keep(fresh, &call)
+        keep(fresh, chat: chat, messages: messages, target: target, &call)
     }
 
     /// Whether a Responses API call may go to a `responses: native` backend as the client wrote it: only
@@ -141,10 +141,23 @@ struct UpstreamStage: Stage {
     }
 
     /// Hands a fresh, complete answer of an eligible request to the settlement, to be stored.
-    private func keep(_ fresh: JSONValue?, _ call: inout ModelCall) {
-        guard let fresh, let cache = call.cache, let key = cache.key, call.errorCode == nil,
+    /// A fallback's answer is kept under the model that gave it (asking that model finds it; asking the
+    /// first one again tries it first), and never as a semantic match of the first one's questions.
+    private func keep(
+        _ fresh: JSONValue?, chat: ChatRequest, messages: MessagesRequest?, target: Target, _ call: inout ModelCall
+    ) {
+        guard let fresh, var cache = call.cache, var key = cache.key, call.errorCode == nil,
             call.status == 200 || call.reply?.status == 200, ResponseCache.storable(fresh)
         else { return }
+        if call.served.fallbackUsed {
+            guard let partition = cache.partition,
+                let serving = target.chain.first(where: { $0.name == call.served.model })
+            else { return }
+            key = CacheKeys.key(
+                call, chat: chat, messages: messages, name: serving.name, model: serving.model,
+                backend: serving.backend, partition: partition)
+            cache.semantic = nil
+        }
         let usage = call.served.usage ?? Usage(promptTokens: 0, completionTokens: 0)
         var write = CacheWrite(
             key: key, answer: fresh, tokens: Int64(usage.promptTokens.saturatingAdd(usage.completionTokens)),
