@@ -113,9 +113,12 @@ public struct AuditChain {
 
     /// Appends `events` in order (inside the caller's transaction), reading and writing each chain's head
     /// once.
+    /// A tenant's first event also records, in the system chain, that the tenant's chain exists: a chain
+    /// deleted whole (events and head) is then missed by `verify`.
     public func append(_ events: [Pending]) throws {
         var heads: [String: (seq: Int64, mac: [UInt8])] = [:]
-        for event in events {
+        var queue = events[...]
+        while let event = queue.popFirst() {
             var head = heads[event.tenant]
             if head == nil {
                 let row = try db.statement("SELECT seq, mac FROM audit_heads WHERE tenant = ?").all([
@@ -123,6 +126,12 @@ public struct AuditChain {
                 ])
                 .first
                 head = (row?[0].int ?? 0, row?[1].blob ?? AuditChain.genesis)
+                if row == nil && event.tenant != AuditChain.system {
+                    queue.append(
+                        Pending(
+                            tenant: AuditChain.system, kind: "chain_started", actor: "audit",
+                            body: .object([("tenant", .string(event.tenant))]), atMs: event.atMs))
+                }
             }
             guard let (last, prev) = head else { continue }
             let seq = last + 1
@@ -218,12 +227,34 @@ public struct AuditChain {
     }
 
     /// Verifies `tenant`'s chain (nil: every chain); the first fault of each, if any.
+    /// A chain the system chain says was started, but of which neither events nor head remain, is a fault
+    /// ("chain deleted"). (Deleting the system chain too goes unseen without a copy of the heads kept
+    /// elsewhere: `audit export`.)
     public func verify(tenant: String?) throws -> [AuditFault] {
         var faults: [AuditFault] = []
-        for id in try tenant.map({ [$0] }) ?? tenants() {
-            if let fault = try verifyOne(id) { faults.append(fault) }
+        let present = Set(try tenants())
+        let started = try startedChains()
+        for id in tenant.map({ [$0] }) ?? present.union(started).sorted() {
+            if started.contains(id) && !present.contains(id) {
+                faults.append(AuditFault(tenant: id, seq: 1, reason: "chain deleted (events and head gone)"))
+            } else if let fault = try verifyOne(id) {
+                faults.append(fault)
+            }
         }
         return faults
+    }
+
+    /// The tenants whose chain start the system chain records.
+    private func startedChains() throws -> Set<String> {
+        var out = Set<String>()
+        try db.statement("SELECT body FROM audit_events WHERE tenant = ? AND kind = 'chain_started'").forEach([
+            .text(AuditChain.system)
+        ]) { row in
+            if let body = try? JSONParser.parse(Array(row.text(0).utf8)), let id = body["tenant"]?.stringValue {
+                out.insert(id)
+            }
+        }
+        return out
     }
 
     private func verifyOne(_ tenant: String) throws -> AuditFault? {

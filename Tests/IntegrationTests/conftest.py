@@ -138,6 +138,7 @@ tenants:
       - preset: secrets-block
       - {{name: cards, phase: egress, detector: pii.card, action: redact}}
       - {{name: codeword, phase: ingress, pattern: "project-[0-9]+", action: log, mode: shadow}}
+      - {{name: in-cards, phase: ingress, detector: pii.card, action: redact}}
   guarded:
     models: [fast, sonnet, mock-small]
     rate_limit: {{requests_per_minute: 1000}}

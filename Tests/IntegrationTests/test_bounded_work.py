@@ -239,3 +239,36 @@ def test_a_spent_inspection_budget_fails_rules_closed():
         assert r.json()["choices"][0]["message"]["content"] == "[REDACTED:pii.card]"
     finally:
         s.stop()
+
+
+def responses(stack, tenant, method="POST", path="", **kw):
+    return httpx.request(method, f"{stack.base}/tenant/{tenant}/v1/responses{path}", verify=False, timeout=30,
+                         headers=auth(stack, tenant), **kw)
+
+
+def test_ingress_redacted_input_is_stored_redacted(stack):
+    r = responses(stack, "bounded", json={"model": "fast", "input": f"pay with {CARD} please"})
+    assert r.status_code == 200, r.text
+    rid = r.json()["id"]
+    items = responses(stack, "bounded", "GET", f"/{rid}/input_items")
+    assert items.status_code == 200
+    # Before: the upstream got the redacted text, but the store kept the card (and replayed it next turn).
+    assert CARD not in items.text and "[REDACTED:pii.card]" in items.text
+    row = stack.sql("SELECT * FROM stored_responses WHERE id = ?", rid)
+    assert row and CARD not in json.dumps([str(v) for v in row[0]])
+
+
+def test_a_cache_hit_is_not_stored_again_unless_asked(stack):
+    marker = f"resp-cache-{time.monotonic_ns()}"
+    body = {"model": "fast", "temperature": 0, "input": marker}
+    first = responses(stack, "cached2", json=body)
+    assert first.status_code == 200, first.text
+    hit = []
+    assert wait_until(lambda: hit.append(responses(stack, "cached2", json=body)) or
+                      hit[-1].headers.get("x-tenantgate-cache") == "hit")
+    # Free hits do not fill the tenant's store…
+    assert responses(stack, "cached2", "GET", f"/{hit[-1].json()['id']}").status_code == 404
+    # …unless the client says `store: true` itself.
+    kept = responses(stack, "cached2", json={**body, "store": True})
+    assert kept.headers.get("x-tenantgate-cache") == "hit"
+    assert responses(stack, "cached2", "GET", f"/{kept.json()['id']}").status_code == 200

@@ -127,3 +127,26 @@ import Testing
         #expect(try AuditChain(db, masterKey: master).verify(tenant: nil).isEmpty)
     }
 }
+
+@Suite struct AuditChainDeletionTests {
+    let master = [UInt8](repeating: 9, count: 32)
+
+    @Test(arguments: TestEngine.available) func aChainDeletedWholeIsFound(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let chain = try AuditChain(db, masterKey: master)
+        try db.transaction {
+            for tenant in ["acme", "globex"] {
+                try chain.append(tenant: tenant, kind: "key_create", actor: "cli", body: .object([]), atMs: 1_000)
+            }
+        }
+        #expect(try chain.verify(tenant: nil).isEmpty)
+        // Before: deleting a tenant's events and head left nothing to compare with, and verify passed.
+        try db.execute("DELETE FROM audit_events WHERE tenant = 'acme'")
+        try db.execute("DELETE FROM audit_heads WHERE tenant = 'acme'")
+        let faults = try chain.verify(tenant: nil)
+        #expect(faults.map(\.tenant) == ["acme"])
+        #expect(faults.first?.reason.contains("chain deleted") == true)
+        #expect(try chain.verify(tenant: "acme").count == 1)
+        #expect(try chain.verify(tenant: "globex").isEmpty)
+    }
+}

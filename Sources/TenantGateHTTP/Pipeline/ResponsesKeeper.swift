@@ -6,6 +6,10 @@ import TenantGateSystem
 /// client sees the final event or the whole answer, so a `previous_response_id` sent right after finds it.
 struct ResponsesKeeper: Sendable {
     let state: ResponsesState
+    /// The request's input items and messages as stored: after the tenant's ingress redactions, when they
+    /// changed the request (what a policy removed is never kept at rest, nor replayed by a later turn).
+    let inputItems: [JSONValue]
+    let messages: [JSONValue]
     let tenant: String
     let maxStored: Int
     let writer: SharedWriter
@@ -17,7 +21,28 @@ struct ResponsesKeeper: Sendable {
 
     init?(_ call: ModelCall, services: StageServices) {
         guard let state = call.responses, state.request.store else { return nil }
+        // An answer from the cache is stored again only when the client asked for it in so many words:
+        // repeated free hits must not fill the tenant's store.
+        if let outcome = call.cache?.outcome, outcome != "miss", state.request.original["store"]?.boolValue != true {
+            return nil
+        }
         self.state = state
+        let redacted = call.policyTriggers.contains {
+            $0.phase == .ingress && $0.mode == .enforce && $0.action == .redact
+        }
+        if redacted {
+            let engine = Guardrails.engine(call.tenant.policies, budget: call.inspection)
+            var verdict = PolicyVerdict(text: [])
+            inputItems =
+                Guardrails.rewrite(.array(state.request.inputItems), key: "input", engine: engine, verdict: &verdict)
+                .arrayValue ?? []
+            messages =
+                Guardrails.rewrite(.array(state.request.messages), key: "messages", engine: engine, verdict: &verdict)
+                .arrayValue ?? []
+        } else {
+            inputItems = state.request.inputItems
+            messages = state.request.messages
+        }
         tenant = call.tenant.id.rawValue
         maxStored = call.tenant.effective["responses"]?["max_stored"]?.intValue ?? ResponsesKeeper.defaultMaxStored
         writer = services.resources.writer
@@ -31,8 +56,8 @@ struct ResponsesKeeper: Sendable {
         let output = response["output"]?.arrayValue ?? []
         let stored = StoredResponse(
             id: state.id, createdMs: Int64(state.createdAt) * 1000, previous: state.request.previousResponseID,
-            response: response, inputItems: state.request.inputItems,
-            turn: ResponsesAPI.conversation(input: state.request.messages, output: output))
+            response: response, inputItems: inputItems,
+            turn: ResponsesAPI.conversation(input: messages, output: output))
         do {
             try writer.withTransaction { try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored) }
         } catch {
