@@ -56,7 +56,10 @@ defaults:
   features: {{streaming: true}}
   limits: {{max_concurrent: 1000}}
 backends:
-  up: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", api_key_env: TG_TEST_UPSTREAM_KEY, timeout_ms: 3000}}
+  # The mock stands in for a hosted provider, which fetches image URLs itself.
+  up: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", api_key_env: TG_TEST_UPSTREAM_KEY, timeout_ms: 3000,
+        allow_remote_images: true}}
+  selfhosted: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000}}
   dead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 2000}}
   up2: {{provider: openai, base_url: "http://127.0.0.1:{up}/v1", timeout_ms: 3000, max_retries: 0}}
   demo: {{provider: mock}}
@@ -68,6 +71,7 @@ backends:
   faultdead: {{provider: openai, base_url: "http://127.0.0.1:{dead}/v1", timeout_ms: 1500, max_retries: 0}}
 models:
   fast: {{backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1, output_per_mtok: 2}}
+  local: {{backend: selfhosted, upstream_model: llama-local}}
   backup: {{backend: up2, upstream_model: upstream-backup, input_per_mtok: 2, output_per_mtok: 4}}
   gone: {{backend: dead, upstream_model: whatever}}
   mock-small: {{backend: demo, input_per_mtok: 0.15, output_per_mtok: 0.6}}
@@ -132,7 +136,7 @@ tenants:
     models: [fast]
     cache: {{ttl_s: 1, any_temperature: true}}
   bounded:
-    models: [fast, sonnet]
+    models: [fast, sonnet, local]
     rate_limit: {{requests_per_minute: 100000}}
     policies:
       - preset: secrets-block

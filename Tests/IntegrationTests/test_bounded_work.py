@@ -272,3 +272,17 @@ def test_a_cache_hit_is_not_stored_again_unless_asked(stack):
     kept = responses(stack, "cached2", json={**body, "store": True})
     assert kept.headers.get("x-tenantgate-cache") == "hit"
     assert responses(stack, "cached2", "GET", f"/{kept.json()['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("url,status", [("https://example.com/cat.png", 400), ("http://169.254.169.254/x", 400),
+                                        ("data:image/png;base64,iVBORw0KGgo=", 200)])
+def test_a_self_hosted_backend_gets_no_image_urls_unless_allowed(stack, url, status):
+    before = len(stack.upstream_requests())
+    r = httpx.post(f"{stack.base}/tenant/bounded/v1/chat/completions", verify=False, timeout=30,
+                   headers=auth(stack), json={"model": "local", "messages": [{"role": "user", "content": [
+                       {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+    # Before: the self-hosted server was handed the URL to fetch from inside the operator's network.
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"]["param"] == "messages" and "data: URL" in r.json()["error"]["message"]
+        assert len(stack.upstream_requests()) == before

@@ -132,3 +132,16 @@ func node(_ json: String) throws -> ConfigNode { ConfigNode(json: try JSONParser
         #expect(acme.defaultModel == "m")
     }
 }
+
+@Suite struct RemoteImageTests {
+    @Test(arguments: [
+        ("https://api.openai.com/v1", true), ("https://my-resource.openai.azure.com/openai", true),
+        ("https://user:pw@api.example.com:8443/v1", true), ("http://api.openai.com/v1", false),
+        ("https://127.0.0.1/v1", false), ("https://10.0.0.5:8000/v1", false), ("https://[::1]:8000/v1", false),
+        ("https://vllm/v1", false), ("https://gpu.internal/v1", false), ("https://box.local", false),
+        ("https://localhost:11434", false),
+    ])
+    func onlyHostedHTTPSEndpointsFetchImageURLsByDefault(url: String, hosted: Bool) {
+        #expect(BackendConfig.looksHosted(url) == hosted)
+    }
+}

@@ -240,6 +240,7 @@ extension ConfigSchema {
         "first_byte_timeout_ms": .integer(min: 100, max: 3_600_000),
         "anthropic_version": .string(maxLength: 64),
         "responses": .oneOf(["native", "translate"]),
+        "allow_remote_images": .boolean,
     ])
 
     /// One catalog model.

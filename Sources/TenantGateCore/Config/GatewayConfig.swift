@@ -27,6 +27,26 @@ public struct BackendConfig: Sendable, Equatable {
     /// `responses: native`: an OpenAI backend that serves the Responses API itself gets such requests as
     /// they are (else they are translated to Chat Completions).
     public var responsesNative = false
+    /// Whether requests with image URLs may go to it (`allow_remote_images`). By default only a hosted
+    /// provider's HTTPS endpoint fetches them: a server on loopback, a private or bare IP address, a
+    /// single-label or `.local`/`.internal`/`.lan` host, or plain HTTP, is self-hosted and would fetch a
+    /// client's URL from inside the operator's network.
+    public var allowRemoteImages = true
+
+    /// Whether `baseURL` looks like a hosted provider's public endpoint (see `allowRemoteImages`).
+    public static func looksHosted(_ baseURL: String) -> Bool {
+        let lower = baseURL.lowercased()
+        guard lower.hasPrefix("https://") else { return false }
+        var host = String(lower.dropFirst(8).prefix { $0 != "/" && $0 != "?" && $0 != "#" })
+        if let at = host.lastIndex(of: "@") { host = String(host[host.index(after: at)...]) }
+        if host.hasPrefix("[") { return false }  // an IPv6 literal
+        host = String(host.prefix { $0 != ":" })
+        guard host.contains("."), !host.hasSuffix(".local"), !host.hasSuffix(".internal"), !host.hasSuffix(".lan"),
+            !host.hasSuffix(".localhost"), host != "localhost"
+        else { return false }
+        // A dotted-quad IPv4 literal is an address, not a provider's name.
+        return !host.split(separator: ".").allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+    }
 }
 
 /// A tenant's circuit breaker per backend: `errors` failures within `within_s` open it for `cooldown_s`.
@@ -214,6 +234,8 @@ public struct GatewayConfig: Sendable {
                 retryBackoffMs: json["retry_backoff_ms"]?.intValue ?? 100,
                 retryBudgetMs: json["retry_budget_ms"]?.intValue ?? 5_000)
             backends[name]?.responsesNative = provider == .openai && json["responses"]?.stringValue == "native"
+            backends[name]?.allowRemoteImages =
+                json["allow_remote_images"]?.boolValue ?? (provider == .mock || BackendConfig.looksHosted(baseURL))
         }
         var models: [String: ModelConfig] = [:]
         for (name, json) in state.models {

@@ -193,6 +193,17 @@ public struct ChatRequest: Sendable {
         return total
     }
 
+    /// Whether a message carries an image by URL (not inline as a `data:` URL): the upstream would fetch it.
+    public var hasRemoteImages: Bool {
+        messages.contains { message in
+            (message["content"]?.arrayValue ?? []).contains { part in
+                guard part["type"]?.stringValue == "image_url" else { return false }
+                let url = part["image_url"]?["url"]?.stringValue ?? part["image_url"]?.stringValue ?? ""
+                return !url.lowercased().hasPrefix("data:")
+            }
+        }
+    }
+
     /// Whether the request offers tools or functions to the model.
     public var usesTools: Bool {
         for field in ["tools", "functions"] {

@@ -89,6 +89,12 @@ struct ModelStage: Stage {
                 else { return nil }
                 return (candidate, m, b)
             }
+            // A self-hosted server would fetch a client's image URL from inside the operator's network.
+            if chat.hasRemoteImages, let closed = chain.first(where: { !$0.backend.allowRemoteImages }) {
+                throw GatewayError.invalidRequest(
+                    "Model '\(closed.name)' does not fetch image URLs (its backend is self-hosted): send images inline as data: URLs.",
+                    param: "messages")
+            }
         }
         if case .embeddings = call.input, !Provider.of(backend.provider).offersEmbeddings {
             // Refused before anything is reserved or sent.
