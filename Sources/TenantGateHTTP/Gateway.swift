@@ -461,6 +461,14 @@ final class Gateway: Sendable {
         add("daily_usd", l.dailyNano, used.day.nano, periods.dayResetsAt, usd: true, l.enforcement)
         add("monthly_usd", l.monthlyNano, used.month.nano, periods.monthResetsAt, usd: true, l.enforcement)
         // The global budget is the operator's: its spend across all tenants is not shown to any one tenant.
+        let stored = try resources.readers.with { try StorageUsage($0).bytes(tenant: tenant.id.rawValue) }
+        let quota = tenant.storageQuotaBytes
+        var storage: [(String, JSONValue)] = [
+            ("limit_bytes", .int(Int(quota))), ("used_bytes", .int(Int(stored))),
+            ("remaining_bytes", .int(Int(max(0, quota - stored)))),
+        ]
+        if stored >= quota { storage.append(("status", .string("exhausted"))) }
+        out.append(("storage", .object(storage)))
         return .object(out)
     }
 

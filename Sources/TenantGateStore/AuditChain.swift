@@ -117,6 +117,7 @@ public struct AuditChain {
     /// deleted whole (events and head) is then missed by `verify`.
     public func append(_ events: [Pending]) throws {
         var heads: [String: (seq: Int64, mac: [UInt8])] = [:]
+        var added: [String: Int64] = [:]
         var queue = events[...]
         while let event = queue.popFirst() {
             var head = heads[event.tenant]
@@ -146,16 +147,18 @@ public struct AuditChain {
                 .blob(prev), .blob(mac),
             ])
             heads[event.tenant] = (seq, mac)
+            added[event.tenant, default: 0] += Int64(text.utf8.count)
         }
         for (tenant, head) in heads {
+            // `bytes`: the chain's stored event bodies, for the tenant's storage quota.
             try db.statement(
                 """
-                INSERT INTO audit_heads(tenant, seq, mac, head_mac) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT(tenant) DO UPDATE SET seq = ?2, mac = ?3, head_mac = ?4
+                INSERT INTO audit_heads(tenant, seq, mac, head_mac, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+                ON CONFLICT(tenant) DO UPDATE SET seq = ?2, mac = ?3, head_mac = ?4, bytes = audit_heads.bytes + ?5
                 """
             ).run([
                 .text(tenant), .int(head.seq), .blob(head.mac),
-                .blob(headMAC(tenant: tenant, seq: head.seq, mac: head.mac)),
+                .blob(headMAC(tenant: tenant, seq: head.seq, mac: head.mac)), .int(added[tenant] ?? 0),
             ])
         }
     }
@@ -326,7 +329,14 @@ public struct AuditChain {
                 body: .object([("pruned_through", .int(Int(seq))), ("last_mac", .string(Crypto.hex(mac)))]),
                 atMs: nowMs)
             try db.statement("DELETE FROM audit_events WHERE tenant = ? AND seq <= ?").run([.text(tenant), .int(seq)])
-            return db.changes
+            let deleted = db.changes
+            try db.statement(
+                """
+                UPDATE audit_heads SET bytes = (SELECT COALESCE(SUM(length(body)), 0) FROM audit_events
+                WHERE tenant = ?1) WHERE tenant = ?1
+                """
+            ).run([.text(tenant)])
+            return deleted
         }
     }
 }

@@ -25,6 +25,8 @@ public struct CacheWrite: Sendable {
     public let maxBytes: Int64
     /// For the semantic cache: the scope, the question's unit vector and its signature.
     public var semantic: (scope: [UInt8], vector: [Float], signature: String)?
+    /// The tenant's `limits.storage_mb` in bytes: an answer that would pass it is not kept.
+    public var storageQuota: Int64?
 
     /// Creates a write.
     public init(
@@ -93,6 +95,11 @@ public struct CacheStore {
     /// Inside the settlement's transaction.
     func store(tenant: String, _ write: CacheWrite, nowMs: Int64) throws {
         let answer = write.answer.bytes
+        if let quota = write.storageQuota,
+            try StorageUsage(db).bytes(tenant: tenant).saturatingAdd(Int64(answer.count)) > quota
+        {
+            return  // a cache is optional: at its storage quota the tenant's answers are simply not kept
+        }
         try remove(tenant: tenant, key: write.key)
         try db.statement(
             """

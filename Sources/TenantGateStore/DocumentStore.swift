@@ -168,8 +168,11 @@ public struct DocumentStore {
     }
 
     /// Adds a document (in the caller's transaction), or returns the collection's copy of the same text.
+    /// `storageQuota`: the tenant's `limits.storage_mb` in bytes (its text counts three times: document,
+    /// chunks and full-text index; its vectors once).
     public func add(
-        _ document: NewDocument, tenant: String, collection name: String, settings: DocumentSettings, nowMs: Int64
+        _ document: NewDocument, tenant: String, collection name: String, settings: DocumentSettings, nowMs: Int64,
+        storageQuota: Int64? = nil
     ) throws -> (DocumentInfo, duplicate: Bool) {
         guard let collection = try collection(tenant: tenant, name: name) else {
             throw GatewayError.missing("Collection '\(name)'")
@@ -192,6 +195,11 @@ public struct DocumentStore {
             throw GatewayError.quotaExceeded(
                 "The document (\(bytes) bytes) would take the tenant's documents past documents.max_bytes (\(settings.maxBytes))."
             )
+        }
+        let vectorBytes = Int64((document.vectors ?? []).reduce(0) { $0.saturatingAdd($1.count.saturatingMultiply(4)) })
+        if let storageQuota {
+            try StorageUsage(db).check(
+                tenant: tenant, adding: bytes.saturatingMultiply(3).saturatingAdd(vectorBytes), quota: storageQuota)
         }
         let uid = "doc_" + Crypto.hex(try Crypto.randomBytes(12))
         let documentID =
@@ -222,8 +230,11 @@ public struct DocumentStore {
             try index.run([.int(rowID), .text(text)])
         }
         try db.statement(
-            "UPDATE doc_collections SET documents = documents + 1, chunks = chunks + ?, bytes = bytes + ? WHERE id = ?"
-        ).run([.int(Int64(document.chunks.count)), .int(bytes), .int(collection.id)])
+            """
+            UPDATE doc_collections SET documents = documents + 1, chunks = chunks + ?, bytes = bytes + ?,
+                vector_bytes = vector_bytes + ? WHERE id = ?
+            """
+        ).run([.int(Int64(document.chunks.count)), .int(bytes), .int(vectorBytes), .int(collection.id)])
         let info = DocumentInfo(
             id: uid, collection: name, source: document.source, format: document.format.rawValue, bytes: bytes,
             chunks: Int64(document.chunks.count), createdMs: nowMs)
@@ -265,10 +276,16 @@ public struct DocumentStore {
         try db.statement(
             "INSERT INTO \(index)(\(index), rowid, text) SELECT 'delete', id, text FROM doc_chunks WHERE document = ?"
         ).run([.int(documentID)])
+        let vectorBytes =
+            try db.statement("SELECT COALESCE(SUM(length(vector)), 0) FROM doc_chunks WHERE document = ?")
+            .all([.int(documentID)]).first?.first?.int ?? 0
         try db.statement("DELETE FROM doc_documents WHERE id = ?").run([.int(documentID)])
         try db.statement(
-            "UPDATE doc_collections SET documents = documents - 1, chunks = chunks - ?, bytes = bytes - ? WHERE id = ?"
-        ).run([row[2], row[1], .int(collection.id)])
+            """
+            UPDATE doc_collections SET documents = documents - 1, chunks = chunks - ?, bytes = bytes - ?,
+                vector_bytes = vector_bytes - ? WHERE id = ?
+            """
+        ).run([row[2], row[1], .int(vectorBytes), .int(collection.id)])
         return true
     }
 

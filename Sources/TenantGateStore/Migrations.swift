@@ -248,6 +248,18 @@ public enum Migrations {
         CREATE TABLE settled_batches(id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID;
         CREATE INDEX settled_batches_age ON settled_batches(at_ms);
         """,
+        // 15: what each tenant stores, in bytes, for its storage quota (`StorageUsage`): the vectors of a
+        // collection, the audit events of a chain (both kept up to date where they change), and an index
+        // that sums stored responses without reading them.
+        """
+        ALTER TABLE doc_collections ADD COLUMN vector_bytes INTEGER NOT NULL DEFAULT 0;
+        UPDATE doc_collections SET vector_bytes = (
+            SELECT COALESCE(SUM(length(vector)), 0) FROM doc_chunks c WHERE c.collection = doc_collections.id);
+        ALTER TABLE audit_heads ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+        UPDATE audit_heads SET bytes = (
+            SELECT COALESCE(SUM(length(body)), 0) FROM audit_events e WHERE e.tenant = audit_heads.tenant);
+        CREATE INDEX stored_responses_bytes ON stored_responses(tenant, bytes);
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

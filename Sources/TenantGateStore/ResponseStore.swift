@@ -55,12 +55,16 @@ public struct ResponseStore {
     }
 
     /// Keeps a response (in its own transaction, or the caller's), dropping the tenant's oldest beyond
-    /// `maxStored`.
-    public func save(_ stored: StoredResponse, tenant: String, maxStored: Int) throws {
+    /// `maxStored` (portable SQL: PostgreSQL has no `LIMIT -1`, which made every save fail there).
+    /// `storageQuota`: the tenant's `limits.storage_mb` in bytes (refused past it: `storage_quota_exceeded`).
+    public func save(_ stored: StoredResponse, tenant: String, maxStored: Int, storageQuota: Int64? = nil) throws {
         let response = stored.response.jsonString
         let items = JSONValue.array(stored.inputItems).jsonString
         let turn = JSONValue.array(stored.turn).jsonString
         let bytes = response.utf8.count + items.utf8.count + turn.utf8.count
+        if let storageQuota {
+            try StorageUsage(db).check(tenant: tenant, adding: Int64(bytes), quota: storageQuota)
+        }
         try db.statement(
             """
             INSERT INTO stored_responses(tenant, id, created_ms, previous, response, input_items, turn, bytes)
@@ -72,8 +76,9 @@ public struct ResponseStore {
         ])
         try db.statement(
             """
-            DELETE FROM stored_responses WHERE tenant = ?1 AND id IN (
-              SELECT id FROM stored_responses WHERE tenant = ?1 ORDER BY created_ms DESC LIMIT -1 OFFSET ?2)
+            DELETE FROM stored_responses WHERE tenant = ?1 AND (created_ms, id) <= (
+              SELECT created_ms, id FROM stored_responses WHERE tenant = ?1
+              ORDER BY created_ms DESC, id DESC LIMIT 1 OFFSET ?2)
             """
         ).run([.text(tenant), .int(Int64(max(1, maxStored)))])
     }

@@ -286,3 +286,38 @@ def test_a_self_hosted_backend_gets_no_image_urls_unless_allowed(stack, url, sta
     if status == 400:
         assert r.json()["error"]["param"] == "messages" and "data: URL" in r.json()["error"]["message"]
         assert len(stack.upstream_requests()) == before
+
+
+def collections(stack, tenant, method, path="", **kw):
+    return httpx.request(method, f"{stack.base}/tenant/{tenant}/v1/collections{path}", verify=False, timeout=30,
+                         headers=auth(stack, tenant), **kw)
+
+
+def words(n, seed):
+    return " ".join(f"w{seed}x{i}" for i in range(n))
+
+
+def test_a_tenant_at_its_storage_quota_is_refused_and_others_are_not(stack):
+    # tinystore: limits.storage_mb 1; a document's text counts three times (document, chunks, index).
+    assert collections(stack, "tinystore", "POST", json={"name": "kb"}).status_code == 201
+    first = collections(stack, "tinystore", "POST", "/kb/documents", json={"text": words(25_000, 1)})
+    assert first.status_code == 201, first.text
+    info = httpx.get(f"{stack.base}/tenant/tinystore/v1/tenant-info", verify=False, headers=auth(stack, "tinystore"))
+    storage = info.json()["limits"]["storage"]
+    text_bytes = len(words(25_000, 1).encode())
+    # The text three times, and the few audit bytes of the tenant's own trail.
+    assert storage["limit_bytes"] == 1 << 20 and 3 * text_bytes <= storage["used_bytes"] < 3 * text_bytes + 4096
+    second = collections(stack, "tinystore", "POST", "/kb/documents", json={"text": words(25_000, 2)})
+    assert second.status_code == 429, second.text
+    assert second.json()["error"]["code"] == "storage_quota_exceeded"
+    # Nothing of it was written…
+    listed = collections(stack, "tinystore", "GET", "/kb/documents").json()["data"]
+    assert [d["id"] for d in listed] == [first.json()["id"]]
+    # …and another tenant's writes go on.
+    name = f"c-{time.monotonic_ns()}"
+    assert collections(stack, "docs", "POST", json={"name": name}).status_code == 201
+    assert collections(stack, "docs", "POST", f"/{name}/documents", json={"text": words(25_000, 3)}).status_code == 201
+    # Deleting frees the room again.
+    assert collections(stack, "tinystore", "DELETE", f"/kb/documents/{first.json()['id']}").status_code in (200, 204)
+    again = collections(stack, "tinystore", "POST", "/kb/documents", json={"text": words(25_000, 2)})
+    assert again.status_code == 201, again.text

@@ -184,7 +184,9 @@ extension ConfigSchema {
             "any_temperature": .boolean, "embedding_model": .string(maxLength: 256),
             "scope": .oneOf(["tenant", "key", "user"]),
         ]),
-        "limits": .object(["max_concurrent": .integer(min: 1, max: 1_000_000)]),
+        "limits": .object([
+            "max_concurrent": .integer(min: 1, max: 1_000_000), "storage_mb": .integer(min: 1, max: 1 << 30),
+        ]),
         "documents": .object([
             "max_bytes": .integer(min: 1024, max: 1 << 40), "max_documents": .integer(min: 1, max: 100_000_000),
             "max_collections": .integer(min: 1, max: 100_000), "chunk_tokens": .integer(min: 64, max: 8192),

@@ -138,6 +138,15 @@ public struct TenantConfig: Sendable {
     /// The default model, if any.
     public var defaultModel: String? { models.first }
 
+    /// `limits.storage_mb` in bytes: everything the tenant stores (cache, stored responses, documents,
+    /// audit trail) together; 1,024 MiB unless configured.
+    public var storageQuotaBytes: Int64 {
+        Int64(effective["limits"]?["storage_mb"]?.intValue ?? TenantConfig.defaultStorageMB) << 20
+    }
+
+    /// The default `limits.storage_mb`.
+    public static let defaultStorageMB = 1024
+
     /// `requested` and then its fallbacks, each still on the tenant's allow-list (a fallback the tenant may
     /// not use is skipped, whatever the configuration says).
     public func chain(for requested: String) -> [String] {

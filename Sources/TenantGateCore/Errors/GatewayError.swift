@@ -23,6 +23,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case conflict(String)
     /// A per-tenant storage quota would be exceeded.
     case quotaExceeded(String)
+    /// The tenant's whole stored data (`limits.storage_mb`) would be exceeded.
+    case storageQuotaExceeded(String)
     case methodNotAllowed
     case requestTooLarge(limit: Int)
     case unsupportedMediaType
@@ -52,7 +54,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .quotaExceeded: return 403
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
-        case .rateLimited, .budgetExceeded, .concurrencyLimited: return 429
+        case .rateLimited, .budgetExceeded, .concurrencyLimited, .storageQuotaExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
         case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .loginBusy: return 503
@@ -78,6 +80,7 @@ public enum GatewayError: Error, Equatable, Sendable {
             return "upstream_error"
         case .loginBusy: return "server_error"
         case .internalError: return "server_error"
+        case .storageQuotaExceeded: return "storage_quota_exceeded"
         }
     }
 
@@ -103,6 +106,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .notFound, .missing: return "not_found"
         case .conflict: return "already_exists"
         case .quotaExceeded: return "quota_exceeded"
+        case .storageQuotaExceeded: return "storage_quota_exceeded"
         case .methodNotAllowed: return "method_not_allowed"
         case .requestTooLarge: return "request_too_large"
         case .unsupportedMediaType: return "unsupported_media_type"
@@ -143,7 +147,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantNotFound: return "Unknown tenant."
         case .notFound: return "Not found."
         case .missing(let what): return "\(what) not found."
-        case .conflict(let why), .quotaExceeded(let why): return why
+        case .conflict(let why), .quotaExceeded(let why), .storageQuotaExceeded(let why): return why
         case .methodNotAllowed: return "Method not allowed."
         case .requestTooLarge(let limit): return "Request body exceeds \(limit) bytes."
         case .unsupportedMediaType: return "Content-Type must be application/json."

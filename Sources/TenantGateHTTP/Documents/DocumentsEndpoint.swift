@@ -213,7 +213,8 @@ struct DocumentsEndpoint {
         }
         let (info, duplicate) = try resources.writer.withTransaction { db in
             try DocumentStore.required(db).add(
-                document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000)
+                document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000,
+                storageQuota: principal.tenant.storageQuotaBytes)
         }
         return send(duplicate ? 200 : 201, info.json(duplicate: duplicate))
     }

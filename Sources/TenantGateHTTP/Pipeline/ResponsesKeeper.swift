@@ -12,6 +12,7 @@ struct ResponsesKeeper: Sendable {
     let messages: [JSONValue]
     let tenant: String
     let maxStored: Int
+    let storageQuota: Int64
     let writer: SharedWriter
     let log: AppLog
 
@@ -45,6 +46,7 @@ struct ResponsesKeeper: Sendable {
         }
         tenant = call.tenant.id.rawValue
         maxStored = call.tenant.effective["responses"]?["max_stored"]?.intValue ?? ResponsesKeeper.defaultMaxStored
+        storageQuota = call.tenant.storageQuotaBytes
         writer = services.resources.writer
         log = services.log
     }
@@ -59,7 +61,17 @@ struct ResponsesKeeper: Sendable {
             response: response, inputItems: inputItems,
             turn: ResponsesAPI.conversation(input: messages, output: output))
         do {
-            try writer.withTransaction { try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored) }
+            try writer.withTransaction {
+                try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored, storageQuota: storageQuota)
+            }
+        } catch let error as GatewayError {
+            // At its storage quota a tenant's responses are answered but not kept (a later GET is 404).
+            log.event(
+                "storage_quota_exceeded",
+                [
+                    "tenant": .string(tenant), "what": .string("response"),
+                    "error": .string(error.message),
+                ], level: "warn")
         } catch {
             log.event(
                 "response_store_failed", ["tenant": .string(tenant), "error": .string("\(error)")], level: "error")

@@ -164,6 +164,7 @@ struct UpstreamStage: Stage {
             costNano: call.served.costNano ?? 0, ttlMs: cache.settings.ttlMs, maxEntries: cache.settings.maxEntries,
             maxBytes: cache.settings.maxBytes)
         write.semantic = cache.semantic
+        write.storageQuota = call.tenant.storageQuotaBytes
         call.cache?.write = write
     }
 
