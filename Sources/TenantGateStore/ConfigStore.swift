@@ -288,6 +288,27 @@ public struct ConfigStore {
         return (out, unavailable)
     }
 
+    /// Re-seals, under the same master key, the rows sealed before format 2 (not bound to their tenant and
+    /// backend), in one transaction; returns how many. Rows that do not open with `masterKey` are left.
+    @discardableResult
+    public func resealLegacyUpstreamKeys(masterKey: [UInt8]) throws -> Int {
+        try db.transaction {
+            var count = 0
+            for row in try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys") {
+                guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob,
+                    (try? UpstreamKeySeal.open(sealed, key: masterKey, tenant: tenant, backend: backend)) == nil,
+                    let plain = try? UpstreamKeySeal.open(
+                        sealed, key: masterKey, tenant: tenant, backend: backend, legacy: true)
+                else { continue }
+                let resealed = try UpstreamKeySeal.seal(plain, key: masterKey, tenant: tenant, backend: backend)
+                try db.statement("UPDATE upstream_keys SET sealed = ? WHERE tenant_id = ? AND backend = ?")
+                    .run([.blob(resealed), .text(tenant), .text(backend)])
+                count += 1
+            }
+            return count
+        }
+    }
+
     /// Re-seals every stored upstream key under `newKey`, in one transaction; returns how many.
     public func reencryptUpstreamKeys(from oldKey: [UInt8], to newKey: [UInt8]) throws -> Int {
         try db.transaction { try reencryptUpstreamKeysInTransaction(from: oldKey, to: newKey) }
@@ -299,7 +320,8 @@ public struct ConfigStore {
             let rows = try db.query("SELECT tenant_id, backend, sealed FROM upstream_keys")
             for row in rows {
                 guard let tenant = row[0].text, let backend = row[1].text, let sealed = row[2].blob else { continue }
-                let plain = try UpstreamKeySeal.open(sealed, key: oldKey, tenant: tenant, backend: backend)
+                let plain = try UpstreamKeySeal.open(
+                    sealed, key: oldKey, tenant: tenant, backend: backend, legacy: true)
                 let resealed = try UpstreamKeySeal.seal(plain, key: newKey, tenant: tenant, backend: backend)
                 try db.statement("UPDATE upstream_keys SET sealed = ? WHERE tenant_id = ? AND backend = ?")
                     .run([.blob(resealed), .text(tenant), .text(backend)])

@@ -32,10 +32,14 @@ struct GlobalOptions: ParsableArguments {
         return home + "/tenantgate.db"
     }
 
-    /// Opens the database and brings the schema up to date.
+    /// Opens the database and brings the schema up to date (upstream keys sealed before they were bound
+    /// to their tenant are re-sealed, when the master key is at hand: workers refuse such rows).
     func open() throws -> any SQLConnection {
         let conn = try Database.open(path: path)
         try Migrations.migrate(conn)
+        if let masterKey = try? MasterKey.load(dbPath: path) {
+            _ = try? ConfigStore(conn).resealLegacyUpstreamKeys(masterKey: masterKey)
+        }
         return conn
     }
 }
@@ -82,7 +86,13 @@ struct MigrateCommand: ParsableCommand {
         try reporting {
             let conn = try Database.open(path: global.path)
             let applied = try Migrations.migrate(conn)
-            print("schema version \(try Migrations.version(conn)) (\(applied) migration(s) applied)")
+            var resealed = 0
+            if let masterKey = try MasterKey.load(dbPath: global.path) {
+                resealed = try ConfigStore(conn).resealLegacyUpstreamKeys(masterKey: masterKey)
+            }
+            print(
+                "schema version \(try Migrations.version(conn)) (\(applied) migration(s) applied"
+                    + (resealed > 0 ? ", \(resealed) upstream key(s) re-sealed to their tenant)" : ")"))
         }
     }
 }

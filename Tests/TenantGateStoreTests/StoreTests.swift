@@ -276,6 +276,28 @@ let yaml = """
         #expect(try db.query("SELECT COUNT(*) FROM upstream_keys").first?.first?.int == 0)
     }
 
+    /// A row sealed before keys were bound to their tenant opens in any tenant's row: workers refuse it,
+    /// and opening the database with the master key re-seals it bound.
+    @Test(arguments: TestEngine.available) func anUnboundRowIsRefusedUntilResealed(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        let master = try Crypto.randomBytes(32)
+        try apply(db, text, key: master)
+        let legacy = try Crypto.seal(Array("sk-old-format-key".utf8), key: master)
+        try db.statement("UPDATE upstream_keys SET sealed = ?").run([.blob(legacy)])
+        let store = ConfigStore(db)
+        // Before: it opened, in whatever tenant's row it was put.
+        #expect(try store.snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"] == nil)
+        #expect(try store.snapshot(masterKey: master).tenants["acme"]?.unavailableUpstreamKeys == ["up"])
+        #expect(try store.resealLegacyUpstreamKeys(masterKey: master) == 1)
+        #expect(try store.snapshot(masterKey: master).tenants["acme"]?.upstreamKeys["up"]?.value == "sk-old-format-key")
+        #expect(try store.resealLegacyUpstreamKeys(masterKey: master) == 0)
+        // Bound now: the same bytes in another backend's row do not open.
+        let bound = try db.query("SELECT sealed FROM upstream_keys").first?.first?.blob ?? []
+        #expect(throws: (any Error).self) {
+            try UpstreamKeySeal.open(bound, key: master, tenant: "globex", backend: "up")
+        }
+    }
+
     @Test(arguments: TestEngine.available) func aReferenceToNothingIsRefused(_ engine: TestEngine) throws {
         let db = try testDB(engine)
         let yaml = text.replacingOccurrences(of: "sk-live-secret-0123456789", with: "\"encrypted:sk-…6789\"")
