@@ -38,6 +38,8 @@ struct WorkerServices: Sendable {
     /// Connections for long reads (a collection's vectors, its full-text index), so a scan never holds
     /// one that a model call needs for its circuit check.
     let scans: ConnectionPool
+    /// Circuits found closed lately (read from memory, not through a pooled connection, per model call).
+    let closedCircuits = ClosedCircuits()
     let writer: SharedWriter
     let settlements: SettleQueue
     let reservations: ReserveBatcher

@@ -147,7 +147,8 @@ public struct AuditChain {
                 .blob(prev), .blob(mac),
             ])
             heads[event.tenant] = (seq, mac)
-            added[event.tenant, default: 0] += Int64(text.utf8.count)
+            // In characters (code points), as `length(body)` counts them in SQLite and PostgreSQL alike.
+            added[event.tenant, default: 0] += Int64(text.unicodeScalars.count)
         }
         for (tenant, head) in heads {
             // `bytes`: the chain's stored event bodies, for the tenant's storage quota.
@@ -236,10 +237,13 @@ public struct AuditChain {
     public func verify(tenant: String?) throws -> [AuditFault] {
         var faults: [AuditFault] = []
         let present = Set(try tenants())
-        let started = try startedChains()
-        for id in tenant.map({ [$0] }) ?? present.union(started).sorted() {
-            if started.contains(id) && !present.contains(id) {
+        let starts = try startedChains()
+        for id in tenant.map({ [$0] }) ?? present.union(starts.keys).sorted() {
+            if starts[id] != nil && !present.contains(id) {
                 faults.append(AuditFault(tenant: id, seq: 1, reason: "chain deleted (events and head gone)"))
+            } else if (starts[id] ?? 0) > 1 {
+                // Deleted whole, then begun again by its next event.
+                faults.append(AuditFault(tenant: id, seq: 1, reason: "chain deleted and started again"))
             } else if let fault = try verifyOne(id) {
                 faults.append(fault)
             }
@@ -247,14 +251,14 @@ public struct AuditChain {
         return faults
     }
 
-    /// The tenants whose chain start the system chain records.
-    private func startedChains() throws -> Set<String> {
-        var out = Set<String>()
+    /// How many times the system chain records each tenant's chain starting.
+    private func startedChains() throws -> [String: Int] {
+        var out: [String: Int] = [:]
         try db.statement("SELECT body FROM audit_events WHERE tenant = ? AND kind = 'chain_started'").forEach([
             .text(AuditChain.system)
         ]) { row in
             if let body = try? JSONParser.parse(Array(row.text(0).utf8)), let id = body["tenant"]?.stringValue {
-                out.insert(id)
+                out[id, default: 0] += 1
             }
         }
         return out

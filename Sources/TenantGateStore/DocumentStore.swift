@@ -196,7 +196,11 @@ public struct DocumentStore {
                 "The document (\(bytes) bytes) would take the tenant's documents past documents.max_bytes (\(settings.maxBytes))."
             )
         }
-        let vectorBytes = Int64((document.vectors ?? []).reduce(0) { $0.saturatingAdd($1.count.saturatingMultiply(4)) })
+        // Only the vectors of stored chunks (one per chunk) are kept.
+        let vectorBytes = Int64(
+            (document.vectors ?? []).prefix(document.chunks.count).reduce(0) {
+                $0.saturatingAdd($1.count.saturatingMultiply(4))
+            })
         if let storageQuota {
             try StorageUsage(db).check(
                 tenant: tenant, adding: bytes.saturatingMultiply(3).saturatingAdd(vectorBytes), quota: storageQuota)

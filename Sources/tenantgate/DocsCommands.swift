@@ -49,7 +49,8 @@ struct DocsCommand: ParsableCommand {
         func run() throws {
             try DocsCommand.checked {
                 let db = try global.open()
-                let settings = DocumentSettings(try DocsCommand.tenant(tenant, db: db).effective["documents"])
+                let tenantConfig = try DocsCommand.tenant(tenant, db: db)
+                let settings = DocumentSettings(tenantConfig.effective["documents"])
                 guard DocumentSettings.isCollectionName(collection) else { throw CLIError("invalid collection name") }
                 guard let bytes = Posix.readFileBytes(file, limit: DocumentText.maxBytes) else {
                     throw CLIError("cannot read \(file) (or it exceeds \(DocumentText.maxBytes) bytes)")
@@ -73,7 +74,8 @@ struct DocsCommand: ParsableCommand {
                         )
                     }
                     return try store.add(
-                        document, tenant: tenant, collection: collection, settings: settings, nowMs: now)
+                        document, tenant: tenant, collection: collection, settings: settings, nowMs: now,
+                        storageQuota: tenantConfig.storageQuotaBytes)
                 }
                 print("\(info.id)\t\(info.chunks) chunk(s)\(duplicate ? "\t(duplicate: already stored)" : "")")
             }

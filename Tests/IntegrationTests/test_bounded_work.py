@@ -274,6 +274,24 @@ def test_a_cache_hit_is_not_stored_again_unless_asked(stack):
     assert responses(stack, "cached2", "GET", f"/{kept.json()['id']}").status_code == 200
 
 
+def test_other_media_by_url_are_refused_for_a_self_hosted_backend(stack):
+    for part in [{"type": "video_url", "video_url": {"url": "http://169.254.169.254/v.mp4"}},
+                 {"type": "audio_url", "audio_url": {"url": "http://10.0.0.1/a.wav"}},
+                 {"image_url": "http://169.254.169.254/"}]:
+        r = httpx.post(f"{stack.base}/tenant/bounded/v1/chat/completions", verify=False, timeout=30,
+                       headers=auth(stack), json={"model": "local", "messages": [{"role": "user", "content": [
+                           {"type": "text", "text": "what is this?"}, part]}]})
+        assert r.status_code == 400, (part, r.text)
+    # An Anthropic client's image or document by URL, to the same backend.
+    for block in [{"type": "image", "source": {"type": "url", "url": "http://169.254.169.254/i.png"}},
+                  {"type": "document", "source": {"type": "url", "url": "http://10.0.0.1/d.pdf"}}]:
+        r = httpx.post(f"{stack.base}/tenant/bounded/v1/messages", verify=False, timeout=30,
+                       headers={**auth(stack), "anthropic-version": "2023-06-01"},
+                       json={"model": "local", "max_tokens": 10,
+                             "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, block]}]})
+        assert r.status_code == 400, (block, r.text)
+
+
 @pytest.mark.parametrize("url,status", [("https://example.com/cat.png", 400), ("http://169.254.169.254/x", 400),
                                         ("data:image/png;base64,iVBORw0KGgo=", 200)])
 def test_a_self_hosted_backend_gets_no_image_urls_unless_allowed(stack, url, status):

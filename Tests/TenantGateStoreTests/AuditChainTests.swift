@@ -148,5 +148,10 @@ import Testing
         #expect(faults.first?.reason.contains("chain deleted") == true)
         #expect(try chain.verify(tenant: "acme").count == 1)
         #expect(try chain.verify(tenant: "globex").isEmpty)
+        // Begun again by its next event, the chain verifies on its own: the second start gives it away.
+        try db.transaction {
+            _ = try chain.append(tenant: "acme", kind: "key_create", actor: "cli", body: .object([]), atMs: 2_000)
+        }
+        #expect(try chain.verify(tenant: "acme").first?.reason.contains("started again") == true)
     }
 }

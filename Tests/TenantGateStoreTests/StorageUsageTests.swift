@@ -86,6 +86,16 @@ import Testing
         }
         let afterAudit = try usage.bytes(tenant: "a")
         #expect(afterAudit >= afterCache + 300)
+        // What `append` adds is what the database counts (characters of the body, non-ASCII included).
+        try db.transaction {
+            _ = try chain.append(
+                tenant: "a", kind: "request", actor: "t", body: .object([("n", .string("é日本"))]), atMs: 3)
+        }
+        let counted = try usage.bytes(tenant: "a")
+        try db.execute(
+            "UPDATE audit_heads SET bytes = (SELECT COALESCE(SUM(length(body)), 0) FROM audit_events e WHERE e.tenant = audit_heads.tenant)"
+        )
+        #expect(try usage.bytes(tenant: "a") == counted)
         _ = try chain.prune(tenant: "a", beforeMs: 10, nowMs: 20)
         #expect(try usage.bytes(tenant: "a") < afterAudit)
         #expect(try chain.verify(tenant: "a").isEmpty)

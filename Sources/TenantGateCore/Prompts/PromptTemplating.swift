@@ -49,9 +49,9 @@ public enum PromptTemplating {
     /// label (letters, digits and `._@:+-`, at most 128 bytes), else nothing. The rendered prompt is not
     /// checked by the ingress rules and may be `locked`: free text from the client must never reach it.
     public static func userLabel(verified: String?, claimed: String?) -> String {
-        for candidate in [verified, claimed] {
-            if let value = candidate, isLabel(value) { return value }
-        }
+        // With a verified subject the client's claim is never used, even when the subject is no label.
+        if let verified { return isLabel(verified) ? verified : "" }
+        if let claimed, isLabel(claimed) { return claimed }
         return ""
     }
 

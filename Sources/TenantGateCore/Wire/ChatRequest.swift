@@ -193,14 +193,46 @@ public struct ChatRequest: Sendable {
         return total
     }
 
-    /// Whether a message carries an image by URL (not inline as a `data:` URL): the upstream would fetch it.
-    public var hasRemoteImages: Bool {
+    /// Whether a message carries media the upstream would have to fetch: an image not inline as a `data:`
+    /// URL, or a part of any other kind (video, audio, file, unknown) that holds a URL.
+    public var hasRemoteMedia: Bool {
         messages.contains { message in
             (message["content"]?.arrayValue ?? []).contains { part in
-                guard part["type"]?.stringValue == "image_url" else { return false }
-                let url = part["image_url"]?["url"]?.stringValue ?? part["image_url"]?.stringValue ?? ""
-                return !url.lowercased().hasPrefix("data:")
+                switch part["type"]?.stringValue {
+                case "text"?, "input_audio"?: return false
+                case "image_url"?:
+                    let url = part["image_url"]?["url"]?.stringValue ?? part["image_url"]?.stringValue ?? ""
+                    return !url.trimmingASCII().lowercased().hasPrefix("data:")
+                default: return ChatRequest.holdsURL(part)
+                }
             }
+        }
+    }
+
+    /// Whether a string anywhere in `value` is a URL with a scheme (`http://`, `file://`, …).
+    static func holdsURL(_ value: JSONValue) -> Bool {
+        switch value {
+        case .string(let text): return text.contains("://")
+        case .array(let items): return items.contains(where: holdsURL)
+        case .object(let members): return members.contains { holdsURL($0.1) }
+        default: return false
+        }
+    }
+
+    /// Whether `value` (an Anthropic body) holds a content block with a URL source anywhere (an image, a
+    /// document, inside a tool result).
+    public static func hasURLSource(_ value: JSONValue) -> Bool {
+        switch value {
+        case .object(let members):
+            for (key, member) in members {
+                if key == "source", member["type"]?.stringValue?.lowercased() == "url" || member["url"] != nil {
+                    return true
+                }
+                if hasURLSource(member) { return true }
+            }
+            return false
+        case .array(let items): return items.contains(where: hasURLSource)
+        default: return false
         }
     }
 

@@ -6,18 +6,24 @@ import TenantGateSystem
 enum CacheKeys {
     /// Who may share the call's entries under `scope` (a BYOK caller only with the same provider key);
     /// nil when the call may not use the cache (scope `user` without an end user).
+    /// JWT callers share the tenant's one JWT credential (key scope), or their verified subject (user
+    /// scope); a key's end users are named within that key. Each part is length-prefixed.
     static func partition(_ call: ModelCall, scope: CacheScope) -> String? {
-        var partition: String
+        var parts: [String]
         switch scope {
-        case .tenant: partition = "tenant"
-        case .key: partition = "key:" + (call.principal.subject.map { "jwt:" + $0 } ?? call.principal.key.id)
+        case .tenant: parts = ["tenant"]
+        case .key: parts = ["key", call.principal.key.id]
         case .user:
-            guard let user = call.endUser else { return nil }
-            partition = "user:" + user
+            if let subject = call.principal.subject {
+                parts = ["user", "jwt", subject]
+            } else {
+                guard let user = call.endUser else { return nil }
+                parts = ["user", "key", call.principal.key.id, user]
+            }
         }
         // An answer paid with a caller's own provider key is that key's: never served to another one.
-        if let byok = call.principal.passthrough { partition += "|byok:" + Crypto.sha256Hex(byok.value) }
-        return partition
+        if let byok = call.principal.passthrough { parts += ["byok", Crypto.sha256Hex(byok.value)] }
+        return parts.map { "\($0.utf8.count):\($0)" }.joined()
     }
 
     /// The key of `chat` answered by catalog model `name` on `backend`.

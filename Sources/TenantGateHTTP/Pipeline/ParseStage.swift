@@ -79,7 +79,7 @@ struct ModelStage: Stage {
         }
         let (name, model, backend) = try ModelSelection.resolve(requested, tenant: call.tenant, config: call.config)
         var chain = [(name: name, model: model, backend: backend)]
-        if case .chat(let chat, _) = call.input {
+        if case .chat(let chat, let native) = call.input {
             try chat.checkCap(for: model)
             // A BYOK client's key only ever goes to the backend of the model it asked for, so fallbacks on
             // other backends are skipped for it.
@@ -90,9 +90,10 @@ struct ModelStage: Stage {
                 return (candidate, m, b)
             }
             // A self-hosted server would fetch a client's image URL from inside the operator's network.
-            if chat.hasRemoteImages, let closed = chain.first(where: { !$0.backend.allowRemoteImages }) {
+            let remote = chat.hasRemoteMedia || native.map { ChatRequest.hasURLSource($0.original) } == true
+            if remote, let closed = chain.first(where: { !$0.backend.allowRemoteImages }) {
                 throw GatewayError.invalidRequest(
-                    "Model '\(closed.name)' does not fetch image URLs (its backend is self-hosted): send images inline as data: URLs.",
+                    "Model '\(closed.name)' does not fetch media by URL (its backend is self-hosted): send images inline as data: URLs.",
                     param: "messages")
             }
         }

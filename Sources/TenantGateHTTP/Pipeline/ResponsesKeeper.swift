@@ -40,6 +40,8 @@ struct ResponsesKeeper: Sendable {
             messages =
                 Guardrails.rewrite(.array(state.request.messages), key: "messages", engine: engine, verdict: &verdict)
                 .arrayValue ?? []
+            // A rule that could not run this time (the budget spent): nothing unredacted is kept.
+            if verdict.triggers.contains(where: \.failed) { return nil }
         } else {
             inputItems = state.request.inputItems
             messages = state.request.messages
@@ -64,7 +66,7 @@ struct ResponsesKeeper: Sendable {
             try writer.withTransaction {
                 try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored, storageQuota: storageQuota)
             }
-        } catch let error as GatewayError {
+        } catch let error as GatewayError where error.code == "storage_quota_exceeded" {
             // At its storage quota a tenant's responses are answered but not kept (a later GET is 404).
             log.event(
                 "storage_quota_exceeded",

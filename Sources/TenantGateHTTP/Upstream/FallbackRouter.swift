@@ -17,8 +17,15 @@ extension CircuitStore: CircuitBreakers {}
 struct PooledCircuits: CircuitBreakers {
     let resources: ThreadResources
 
+    /// A closed circuit is taken from the worker's memory for `ClosedCircuits.freshMs` (another worker's
+    /// opening is seen within that time; this worker's at once): most model calls read no database.
     func admit(tenant: String, backend: String, nowMs: Int64) throws -> CircuitDecision {
-        try resources.circuits { try $0.admit(tenant: tenant, backend: backend, nowMs: nowMs) }
+        let closed = resources.shared.closedCircuits
+        if closed.isClosed(tenant: tenant, backend: backend, nowMs: nowMs) { return .closed }
+        let epoch = closed.epoch
+        let decision = try resources.circuits { try $0.admit(tenant: tenant, backend: backend, nowMs: nowMs) }
+        if case .closed = decision { closed.remember(tenant: tenant, backend: backend, nowMs: nowMs, epoch: epoch) }
+        return decision
     }
     func recordProbeSuccess(tenant: String, backend: String) throws {
         try resources.circuits { try $0.recordProbeSuccess(tenant: tenant, backend: backend) }
@@ -26,8 +33,48 @@ struct PooledCircuits: CircuitBreakers {
     func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
         throws -> Bool
     {
-        try resources.circuits {
+        let opened = try resources.circuits {
             try $0.recordFailure(tenant: tenant, backend: backend, settings: settings, wasProbe: wasProbe, nowMs: nowMs)
+        }
+        // Any failure stops trusting the remembered state (the circuit may be opening, or open elsewhere).
+        resources.shared.closedCircuits.forget(tenant: tenant, backend: backend)
+        return opened
+    }
+}
+
+/// The circuits a worker found closed in the last `freshMs`, by tenant and backend. A failure forgets
+/// its pair, and a closed state read before any failure since is not remembered (the epoch).
+final class ClosedCircuits: Sendable {
+    private let state = Locked<(seen: [String: Int64], epoch: UInt64)>(([:], 0))
+    /// How long a closed circuit is trusted without reading the database.
+    static let freshMs: Int64 = 250
+    /// Most pairs remembered (past it, the table starts over).
+    static let capacity = 65_536
+
+    private static func key(_ tenant: String, _ backend: String) -> String { tenant + "\u{0}" + backend }
+
+    /// Taken before reading a circuit's state; `remember` ignores a state read before a later failure.
+    var epoch: UInt64 { state.withLock { $0.epoch } }
+
+    func isClosed(tenant: String, backend: String, nowMs: Int64) -> Bool {
+        state.withLock { s in
+            guard let at = s.seen[ClosedCircuits.key(tenant, backend)] else { return false }
+            return nowMs >= at && nowMs - at < ClosedCircuits.freshMs
+        }
+    }
+
+    func remember(tenant: String, backend: String, nowMs: Int64, epoch: UInt64) {
+        state.withLock { s in
+            guard s.epoch == epoch else { return }
+            if s.seen.count >= ClosedCircuits.capacity { s.seen.removeAll(keepingCapacity: true) }
+            s.seen[ClosedCircuits.key(tenant, backend)] = nowMs
+        }
+    }
+
+    func forget(tenant: String, backend: String) {
+        state.withLock { s in
+            s.epoch &+= 1
+            s.seen.removeValue(forKey: ClosedCircuits.key(tenant, backend))
         }
     }
 }
