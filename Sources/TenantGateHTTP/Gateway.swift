@@ -522,6 +522,11 @@ final class Gateway: Sendable {
         if let prompt = exchange.call?.prompt { fields.append(("prompt", .string("\(prompt.name)@\(prompt.version)"))) }
         if let triggers = exchange.call?.policyTriggers, !triggers.isEmpty {
             fields.append(("policy", .string(triggers.map(\.summary).joined(separator: ","))))
+            // Its content inspection ran out of CPU budget: the rules after it failed by their on_error.
+            if triggers.contains(where: \.failed), let budget = exchange.call?.inspection, budget.exhausted {
+                fields.append(("inspection", .string("budget_exhausted")))
+                fields.append(("inspection_ms", .int(Int(budget.spentNanos / 1_000_000))))
+            }
         }
         fields.append(("trace_id", .string(exchange.trace.traceID)))
         if let code = exchange.errorCode { fields.append(("error", .string(code))) }

@@ -432,6 +432,8 @@ def test_cache_figures_and_purge(admin_stack, browser):
     assert wait_until(lambda: admin_stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cached'")[0][0] >= 1)
     page = browser.get("/admin/tenants/cached").text
     assert "Response cache" in page and "Purge cached" in page
+    # The tenant's storage against its quota (the cache entry is in it).
+    assert re.search(r"Stored</th><td>\d+ KiB of 1024 MiB", page)
     # Without the CSRF token nothing is purged.
     assert browser.post("/admin/tenants/cached/cache/purge", {"go": "1"}, csrf=False).status_code == 403
     assert admin_stack.sql("SELECT COUNT(*) FROM cache_entries WHERE tenant = 'cached'")[0][0] >= 1

@@ -231,6 +231,9 @@ def test_a_spent_inspection_budget_fails_rules_closed():
         assert wait_until(lambda: s.sql(query, r.headers["x-request-id"]))
         triggers = json.loads(s.sql(query, r.headers["x-request-id"])[0][0])
         assert any(t["failed"] for t in triggers)
+        # The log line says why, without any of the text.
+        line = next(l for l in s.app_log() if l.get("request_id") == r.headers["x-request-id"] and l.get("status"))
+        assert line["inspection"] == "budget_exhausted" and "hello there" not in json.dumps(line)
         # A tenant without ingress rules: its egress redaction withholds the whole answer.
         r = httpx.post(f"{s.base}/tenant/cachedguard/v1/chat/completions", verify=False, timeout=30,
                        headers={"Authorization": f"Bearer {s.keys['cachedguard']}"},
@@ -339,3 +342,38 @@ def test_a_tenant_at_its_storage_quota_is_refused_and_others_are_not(stack):
     assert collections(stack, "tinystore", "DELETE", f"/kb/documents/{first.json()['id']}").status_code in (200, 204)
     again = collections(stack, "tinystore", "POST", "/kb/documents", json={"text": words(25_000, 2)})
     assert again.status_code == 201, again.text
+
+
+def test_hostile_bodies_leave_another_tenant_served(stack):
+    """Two hostile 1 MiB bodies at a time, over and over: another tenant's /v1/models stays fast."""
+    import statistics
+    import threading
+    stop = threading.Event()
+    answered = []
+
+    def hostile(unit):
+        while not stop.is_set():
+            r, seconds = timed(lambda: post_chat(stack, unit * (1_000_000 // len(unit)), timeout=30))
+            answered.append((r.status_code, seconds))
+
+    workers = [threading.Thread(target=hostile, args=(u,)) for u in ("eyJ", "project-1 ")]
+    deaths = len(worker_deaths(stack))
+    for w in workers:
+        w.start()
+    try:
+        latencies = []
+        with httpx.Client(base_url=stack.base, verify=False, timeout=10,
+                          headers={"Authorization": f"Bearer {stack.keys['acme']}"}) as c:
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                r, seconds = timed(lambda: c.get("/tenant/acme/v1/models"))
+                assert r.status_code == 200
+                latencies.append(seconds)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert len(answered) >= 4 and all(status in (200, 403) and s < 3 for status, s in answered), answered
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    assert p99 < 0.05, f"p99 {p99 * 1000:.1f} ms over {len(latencies)} requests"
+    assert len(worker_deaths(stack)) == deaths

@@ -45,6 +45,7 @@ enum TenantPage {
         body += Chart.dailySpend(
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
         body += try policies(context, id: id)
+        body += try storage(context, id: id)
         body += try cache(context, id: id)
         body += try documents(context, id: id)
         var filter = ExecutionFilter()
@@ -159,6 +160,17 @@ enum TenantPage {
             </fieldset>
             <fieldset><legend>Upstream keys</legend><p class="muted">Stored encrypted (AES-256-GCM); never shown again.</p>\(keyFields)</fieldset>
             <button type="submit">Save settings</button></form>
+            """
+    }
+
+    /// What the tenant stores against its `limits.storage_mb` (cache, responses, documents, audit trail).
+    private static func storage(_ context: AdminContext, id: String) throws -> HTML {
+        guard let tenant = context.config.tenants[id] else { return HTML() }
+        let used = try StorageUsage(context.db).bytes(tenant: id)
+        let quota = tenant.storageQuotaBytes
+        let percent = quota > 0 ? min(100, used.saturatingMultiply(100) / quota) : 100
+        return """
+            <section id="storage"><h2>Storage</h2><table><tbody>            <tr><th scope="row">Stored</th><td>\(String(used / 1024)) KiB of \(String(quota >> 20)) MiB             (\(String(percent)) %; limits.storage_mb)</td></tr>            </tbody></table></section>
             """
     }
 
