@@ -86,6 +86,11 @@ tg_init_home() {
     local home="$1"
     mkdir -p "$home/run/tmp" "$home/run/conf.d" "$home/log" "$home/tls"
     chmod 700 "$home"
+    # A home inside a git checkout (any name, not only ./var) is never one `git add -A` away from
+    # committing master.key, admin.password or the database.
+    [ -e "$home/.gitignore" ] || printf '# TenantGate runtime home: secrets and data, never committed.
+*
+' > "$home/.gitignore"
     if [ ! -s "$home/master.key" ] && [ -z "${TENANTGATE_MASTER_KEY:-}" ]; then
         (umask 077 && openssl rand -hex 32 > "$home/master.key")
     fi

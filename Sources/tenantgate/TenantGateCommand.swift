@@ -8,9 +8,13 @@ import TenantGateSystem
 
 @main
 struct TenantGateCommand: ParsableCommand {
+    /// This build's release (`tenantgate --version`).
+    static let release = "0.30.0"
+
     static let configuration = CommandConfiguration(
         commandName: "tenantgate",
         abstract: "A multi-tenant LLM gateway behind nginx (FastCGI worker pool, SQLite).",
+        version: "tenantgate \(TenantGateCommand.release) (schema \(Migrations.current))",
         subcommands: [
             ServeCommand.self, WorkerCommand.self, MigrateCommand.self, ConfigCommand.self, TenantCommand.self,
             KeyCommand.self, PromptCommand.self, UsageCommand.self, PruneCommand.self, UpstreamKeysCommand.self,

@@ -197,6 +197,9 @@ tenants:
   absurd:
     models: [fast]
     budget: {{daily_usd: 1000, enforcement: soft}}
+  bothlimits:
+    models: [fast]
+    rate_limit: {{requests_per_minute: 1, tokens_per_minute: 100000}}
   tight:
     models: [capped]
     rate_limit: {{tokens_per_minute: 500}}
@@ -369,7 +372,7 @@ class Stack:
         else:
             self.cli("config", "import", str(config))
         for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
+                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

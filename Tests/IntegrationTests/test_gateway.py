@@ -119,10 +119,22 @@ def test_health_and_readiness(stack):
         assert c.get("/readyz").json()["status"] == "ready"
 
 
+def test_the_home_is_ignored_by_git_and_the_cli_tells_its_version(stack):
+    # A home made inside a checkout holds master.key and the database: it ignores itself.
+    assert (stack.home / ".gitignore").read_text().splitlines()[-1] == "*"
+    out = stack.cli("--version").stdout.strip()
+    assert out.startswith("tenantgate ") and "(schema " in out
+
+
 def test_http_redirects_to_https(stack):
     r = httpx.get(f"http://127.0.0.1:{stack.http_port}/v1/models", follow_redirects=False)
-    assert r.status_code == 301
+    assert r.status_code == 308
     assert r.headers["location"].startswith("https://")
+    # A POST keeps its method and body through the redirect (a 301 made clients retry it as a GET).
+    r = httpx.post(f"http://127.0.0.1:{stack.http_port}/tenant/acme/v1/chat/completions", follow_redirects=False,
+                   json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 308
+    assert r.headers["location"].endswith("/tenant/acme/v1/chat/completions")
 
 
 # --- authentication and tenancy ----------------------------------------------------------------
@@ -565,3 +577,17 @@ def test_worker_started_by_spawn_fcgi_serves(spawn_fcgi_stack):
         assert r.status_code == 200
         with c.stream("POST", "/tenant/acme/v1/chat/completions", json=chat(stream=True), headers=auth(s)) as r:
             assert [d for _, d in sse_events(r)][-1] == "[DONE]"
+
+
+def test_a_request_rate_refusal_sends_only_its_own_headers(stack):
+    def ask():
+        return httpx.post(f"{stack.base}/tenant/bothlimits/v1/chat/completions", verify=False, timeout=30,
+                          headers={"Authorization": f"Bearer {stack.keys['bothlimits']}"},
+                          json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    first = ask()
+    assert first.status_code == 200 and "x-ratelimit-remaining-tokens" in first.headers
+    refused = ask()
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "requests"
+    # Before: it also said x-ratelimit-remaining-tokens: 0, sending clients after the wrong limit.
+    assert refused.headers["x-ratelimit-limit"] == "1" and refused.headers["x-ratelimit-remaining"] == "0"
+    assert "x-ratelimit-remaining-tokens" not in refused.headers and "x-ratelimit-limit-tokens" not in refused.headers

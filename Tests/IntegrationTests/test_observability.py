@@ -157,7 +157,11 @@ def test_join_logs_joins_exactly(stack):
     assert ids[3] in only_errors and ids[0] not in only_errors
     table = subprocess.run([str(ROOT / "scripts" / "join-logs"), "--home", str(stack.home), "--tenant", "globex",
                             "--table"], capture_output=True, text=True, check=True).stdout
-    assert table.splitlines()[0].split()[:3] == ["ts", "request_id", "tenant"] and ids[0] in table
+    assert table.splitlines()[0].split()[:5] == ["ts", "request_id", "tenant", "status", "error"] and ids[0] in table
+    # The refused call names its error code; costs are fixed decimals, never in e-notation.
+    refused = next(line for line in table.splitlines() if ids[3] in line)
+    assert "invalid_api_key" in refused or "missing_api_key" in refused
+    assert "e-0" not in table
 
 
 def test_join_logs_reads_rotated_gzip_files(tmp_path):

@@ -107,9 +107,12 @@ struct ReserveStage: Stage {
             case .budget(let scope, let budget, _):
                 hold.refusedLimit = scope == "global" ? "global_\(budget)" : budget
             }
+            // Only the headers of the limit that refused (a request-rate refusal says nothing of tokens).
             var status = LimitStatus()
-            status.requestLimit = limits.requestsPerMinute
-            status.tokenLimit = limits.tokensPerMinute
+            if case .rate(let limit, _) = refusal {
+                if limit == "requests" { status.requestLimit = limits.requestsPerMinute }
+                if limit == "tokens" { status.tokenLimit = limits.tokensPerMinute }
+            }
             hold.headers = headers(status)
             throw GatewayError(refusal)
         }
