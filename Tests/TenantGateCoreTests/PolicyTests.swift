@@ -12,11 +12,34 @@ enum Samples {
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             digits.append(Int(state >> 33) % 10)
         }
-        for check in 0...9 where Detectors.luhn((digits + [check]).map(UInt8.init)) {
+        // The check digit comes from the test's own Luhn, not from the detector under test.
+        for check in 0...9 where referenceLuhn(digits + [check]) {
             return (digits + [check]).map(String.init).joined()
         }
         return ""
     }
+
+    /// Luhn as ISO/IEC 7812-1 states it, written independently of `Detectors.luhn`.
+    static func referenceLuhn(_ digits: [Int]) -> Bool {
+        var total = 0
+        for (position, digit) in digits.reversed().enumerated() {
+            let doubled = position % 2 == 1 ? digit * 2 : digit
+            total += doubled / 10 + doubled % 10
+        }
+        return total % 10 == 0
+    }
+
+    /// Card numbers published by payment providers for testing (Visa, Mastercard incl. the 2-series,
+    /// Amex, Discover, Diners, JCB, UnionPay), and published example IBANs.
+    static let publishedCards = [
+        "4242424242424242", "4012888888881881", "4000056655665556", "5555555555554444", "2223003122003222",
+        "5105105105105100", "378282246310005", "371449635398431", "6011111111111117", "6011000990139424",
+        "30569309025904", "3566002020360505", "6200000000000005",
+    ]
+    static let publishedIBANs = [
+        "GB82WEST12345698765432", "DE89370400440532013000", "FR1420041010050500013M02606", "NL91ABNA0417164300",
+        "CH9300762011623852957",
+    ]
 
     static let issuers: [(String, Int)] = [
         ("4", 16), ("4", 13), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16), ("34", 15), ("37", 15),
@@ -46,6 +69,32 @@ enum Samples {
     func found(_ id: DetectorID, _ text: String) -> [String] {
         let bytes = Array(text.utf8)
         return Detectors.scan(id, bytes).map { String(decoding: bytes[$0.range], as: UTF8.self) }
+    }
+
+    @Test(arguments: Samples.publishedCards)
+    func publishedTestCardsAreFound(number: String) {
+        #expect(found(.card, "pay with \(number) today") == [number])
+        // One digit off fails the checksum.
+        let last = Int(String(number.last ?? "0")) ?? 0
+        let wrong = String(number.dropLast()) + String((last + 1) % 10)
+        #expect(found(.card, "pay with \(wrong) today").isEmpty)
+    }
+
+    @Test(arguments: Samples.publishedIBANs)
+    func publishedIBANsAreFound(iban: String) {
+        #expect(found(.iban, "to \(iban) now") == [iban])
+    }
+
+    @Test func luhnAgreesWithTheReference() {
+        var state: UInt64 = 42
+        for _ in 0..<2_000 {
+            var digits: [Int] = []
+            for _ in 0..<(12 + Int(state % 8)) {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                digits.append(Int(state >> 33) % 10)
+            }
+            #expect(Detectors.luhn(digits.map(UInt8.init)) == Samples.referenceLuhn(digits), "\(digits)")
+        }
     }
 
     @Test func cardsPassLuhnIssuerAndLength() {

@@ -79,12 +79,25 @@ import TenantGateServing
     }
 
     @Test(arguments: [0, 1, 10, 62, Int.max / 2, Int.max])
-    func delayNeverTrapsOnAnyBackoffOrCount(_ value: Int) {
+    func delayNeverTrapsOnAnyBackoffOrCountAndRespectsTheBudget(_ value: Int) throws {
         let policy = RetryPolicy(maxRetries: 3, backoffMs: value, budgetMs: 1)
         let clock = FakeClock()
         clock.highJitter = true
         let delay = policy.delay(afterTries: value, retryAfterMs: value, clock: clock)
-        #expect(delay >= 0)
+        // Never below the upstream's Retry-After nor the backoff's lower half, saturating instead of trapping.
+        let base = value.saturatingMultiply(1 << min(value, 10))
+        #expect(delay >= value && delay >= base / 2)
+        #expect(delay <= max(value, (base / 2).saturatingAdd(max(1, base / 2))))
+        // A retry that would end past the 1 ms budget is not waited for: the failure comes back at once.
+        var attempts = 0
+        #expect(throws: RetryableUpstream.self) {
+            try policy.run(clock: clock, canRetry: { true }, onRetry: {}) {
+                attempts += 1
+                throw RetryableUpstream(error: .upstreamTimeout, retryAfterMs: value)
+            }
+        }
+        #expect(clock.slept.allSatisfy { $0 <= 1 })
+        #expect(value > 1 ? attempts == 1 : attempts >= 1)
     }
 }
 
