@@ -95,9 +95,10 @@ public struct CacheStore {
     /// Inside the settlement's transaction.
     func store(tenant: String, _ write: CacheWrite, nowMs: Int64) throws {
         let answer = write.answer.bytes
-        if let quota = write.storageQuota,
-            try StorageUsage(db).bytes(tenant: tenant).saturatingAdd(Int64(answer.count)) > quota
-        {
+        // An entry's size is its answer and, for the semantic cache, its question's vector: both are stored,
+        // so both count against `max_bytes` and the tenant's storage quota (and come back when it goes).
+        let size = Int64(answer.count).saturatingAdd(Int64(write.semantic?.vector.count ?? 0).saturatingMultiply(4))
+        if let quota = write.storageQuota, try StorageUsage(db).bytes(tenant: tenant).saturatingAdd(size) > quota {
             return  // a cache is optional: at its storage quota the tenant's answers are simply not kept
         }
         try remove(tenant: tenant, key: write.key)
@@ -108,9 +109,9 @@ public struct CacheStore {
             """
         ).run([
             .text(tenant), .blob(write.key), .int(nowMs), .int(nowMs.saturatingAdd(write.ttlMs)), .int(nowMs),
-            .int(Int64(answer.count)), .blob(answer), .int(write.tokens), .int(write.costNano),
+            .int(size), .blob(answer), .int(write.tokens), .int(write.costNano),
         ])
-        try adjust(tenant: tenant, entries: 1, bytes: Int64(answer.count))
+        try adjust(tenant: tenant, entries: 1, bytes: size)
         if let semantic = write.semantic {
             try db.statement(
                 """

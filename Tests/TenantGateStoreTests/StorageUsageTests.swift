@@ -74,6 +74,17 @@ import Testing
         try db.transaction { try cache.store(tenant: "a", write, nowMs: 1) }
         let afterCache = try usage.bytes(tenant: "a")
         #expect(afterCache > afterResponse + 500)
+        // A semantic entry counts its question's vector too, and gives it back when it goes.
+        var semantic = CacheWrite(
+            key: [9], answer: .object([("a", .string("b"))]), tokens: 1, costNano: 1, ttlMs: 60_000, maxEntries: 10,
+            maxBytes: 1 << 20)
+        semantic.semantic = (scope: [1], vector: [Float](repeating: 0.1, count: 256), signature: "s")
+        try db.transaction { try cache.store(tenant: "a", semantic, nowMs: 1) }
+        let withVector = try usage.bytes(tenant: "a")
+        #expect(withVector - afterCache == Int64(semantic.answer.bytes.count + 256 * 4))
+        #expect(try cache.purge(tenant: "a") == 2)
+        #expect(try usage.bytes(tenant: "a") == afterResponse)
+        try db.transaction { try cache.store(tenant: "a", write, nowMs: 1) }
         // Audit events count their bodies; retention takes them back.
         let chain = try AuditChain(db, masterKey: [UInt8](repeating: 3, count: 32))
         try db.transaction {
