@@ -38,6 +38,9 @@ struct WorkerServices: Sendable {
     /// Connections for long reads (a collection's vectors, its full-text index), so a scan never holds
     /// one that a model call needs for its circuit check.
     let scans: ConnectionPool
+    /// The admin page's own connections: its work (a login's 600k-round PBKDF2, a page of executions)
+    /// never holds one that the API's requests need.
+    let admin: ConnectionPool
     /// Circuits found closed lately (read from memory, not through a pooled connection, per model call).
     let closedCircuits = ClosedCircuits()
     let writer: SharedWriter
@@ -247,6 +250,10 @@ final class Gateway: Sendable {
         }
         // The question's embedding (vector and hybrid retrieval) is an execution of its own, settled already.
         record.retrieval = call.retrieval?.record
+        // Inspected, then stopped before reserving (a policy block): the inspection costs one request.
+        record.chargesRequest =
+            call.inspected && call.hold.reservationID == nil && call.hold.leaseClaim == nil
+            && call.hold.refusedLimit == nil && call.tenant.limits.requestsPerMinute != nil
         if let claim = call.hold.leaseClaim { return resources.leases.settle(claim, record: record) }
         return resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
     }
@@ -269,7 +276,7 @@ final class Gateway: Sendable {
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             let config = configs.config
-            let answer = try resources.readers.with {
+            let answer = try resources.shared.admin.with {
                 admin.respond(to: request, sink: sink, db: $0, config: config)
             }
             exchange.status = answer.status

@@ -139,6 +139,16 @@ final class LeaseBook: Sendable {
         }
     }
 
+    /// Whether the worker holds a live lease for the tenant with an admission left: the tenant is not at a
+    /// limit (the store granted the lease only with room for several requests), no need to ask the store.
+    func hasRoom(tenant: String, limits: Limits, nowMs: Int64) -> Bool {
+        leases.withLock { state in
+            guard let lease = state.leases[tenant] else { return false }
+            return !lease.retired && nowMs < lease.admitUntilMs && lease.limits == limits && lease.requests > 0
+                && lease.tokens > 0
+        }
+    }
+
     /// Ends a `fetch` (whatever it got): the threads waiting for it try again.
     func endFetch(tenant: String) {
         let group = leases.withLock { $0.fetching.removeValue(forKey: tenant) }

@@ -140,7 +140,8 @@ public final class Worker: Sendable {
             reservations.start()
             services = WorkerServices(
                 readers: try ConnectionPool(path: options.dbPath, count: 8, cacheKiB: 512),
-                scans: try ConnectionPool(path: options.dbPath, count: 2, cacheKiB: 512, waitMs: 2_000), writer: writer,
+                scans: try ConnectionPool(path: options.dbPath, count: 2, cacheKiB: 512, waitMs: 2_000, lazily: true),
+                admin: try ConnectionPool(path: options.dbPath, count: 2, cacheKiB: 512, lazily: true), writer: writer,
                 settlements: settlements, reservations: reservations, leases: LeaseBook(settlements: settlements))
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")

@@ -68,7 +68,7 @@ public struct AccountingStore {
     static func tenantScope(_ tenant: String) -> String { "tenant:\(tenant)" }
     static let globalScope = "global"
 
-    private func windowSum(_ tenant: String, _ kind: String, since: Int64) throws -> (sum: Int64, oldest: Int64?) {
+    func windowSum(_ tenant: String, _ kind: String, since: Int64) throws -> (sum: Int64, oldest: Int64?) {
         let row = try db.statement(
             "SELECT COALESCE(SUM(amount), 0), MIN(at_ms) FROM rate_log WHERE tenant = ? AND kind = ? AND at_ms > ?"
         ).all([.text(tenant), .text(kind), .int(since)]).first
@@ -112,7 +112,7 @@ public struct AccountingStore {
         try addToTotal(tenant, kind, -(row[2].int ?? 0))
     }
 
-    private func counter(_ scope: String, _ period: String) throws -> (tokens: Int64, nano: Int64) {
+    func counter(_ scope: String, _ period: String) throws -> (tokens: Int64, nano: Int64) {
         let row = try db.statement(
             """
             SELECT used_tokens + reserved_tokens, used_nano + reserved_nano FROM budget_counters
@@ -123,7 +123,7 @@ public struct AccountingStore {
     }
 
     /// A month's total is the sum of its day rows: one counter row written per request, not two.
-    private func monthCounter(_ scope: String, _ month: String) throws -> (tokens: Int64, nano: Int64) {
+    func monthCounter(_ scope: String, _ month: String) throws -> (tokens: Int64, nano: Int64) {
         let row = try db.statement(
             """
             SELECT COALESCE(SUM(used_tokens + reserved_tokens), 0), COALESCE(SUM(used_nano + reserved_nano), 0)
@@ -382,7 +382,7 @@ public struct AccountingStore {
         return (id, status, lease)
     }
 
-    private func retryAfter(_ oldest: Int64?, _ nowMs: Int64) -> Int {
+    func retryAfter(_ oldest: Int64?, _ nowMs: Int64) -> Int {
         guard let oldest else { return 1 }
         return max(1, Int((oldest + AccountingStore.window - nowMs + 999) / 1000))
     }
@@ -635,6 +635,12 @@ public struct AccountingStore {
                         s, "d:\(periods.day)", usedTokens: usedTokens, usedNano: usedNano, reservedTokens: -heldTokens,
                         reservedNano: -heldNano)
                 }
+            }
+            if record.chargesRequest {
+                try db.statement("INSERT INTO rate_log(tenant, kind, at_ms, amount) VALUES (?, 'r', ?, 1)").run([
+                    .text(record.tenant), .int(record.atMs),
+                ])
+                try addToTotal(record.tenant, "r", 1)
             }
             audit.executions.append(record)
             audit.rollups.add(record, day: periods.day)

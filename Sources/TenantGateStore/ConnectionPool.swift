@@ -8,14 +8,21 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
 
     private let free: Locked<[any SQLConnection]>
     private let available: DispatchSemaphore
+    private let path: String
+    private let cacheKiB: Int
 
-    /// Opens `count` connections to `path`.
-    public init(path: String, count: Int, cacheKiB: Int, waitMs: Int = 5_000) throws {
+    /// Opens `count` connections to `path` (`lazily`: each when first needed, for a pool most workers
+    /// rarely use).
+    public init(path: String, count: Int, cacheKiB: Int, waitMs: Int = 5_000, lazily: Bool = false) throws {
         self.waitMs = max(1, waitMs)
+        self.path = path
+        self.cacheKiB = cacheKiB
         var connections: [any SQLConnection] = []
-        for _ in 0..<max(1, count) { connections.append(try Database.open(path: path, cacheKiB: cacheKiB)) }
+        if !lazily {
+            for _ in 0..<max(1, count) { connections.append(try Database.open(path: path, cacheKiB: cacheKiB)) }
+        }
         free = Locked(connections)
-        available = DispatchSemaphore(value: connections.count)
+        available = DispatchSemaphore(value: max(1, count))
     }
 
     /// How long a thread waits for a free connection before the request is refused (`503`).
@@ -25,7 +32,18 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
     /// it throws `PoolExhausted`, a storage failure the gateway answers with `503`).
     public func with<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         guard available.wait(timeout: .now() + .milliseconds(waitMs)) == .success else { throw PoolExhausted() }
-        let connection = free.withLock { $0.removeLast() }
+        let connection: any SQLConnection
+        do {
+            // The semaphore counts free and unopened connections alike: past it, one is ours.
+            if let idle = free.withLock({ $0.popLast() }) {
+                connection = idle
+            } else {
+                connection = try Database.open(path: path, cacheKiB: cacheKiB)
+            }
+        } catch {
+            available.signal()
+            throw error
+        }
         defer {
             free.withLock { $0.append(connection) }
             available.signal()

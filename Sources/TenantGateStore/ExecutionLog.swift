@@ -42,6 +42,9 @@ public struct ExecutionRecord: Sendable {
     public var retrieval: String?
     /// The endpoint: chat, messages, embeddings, count_tokens, responses (nil for other rows).
     public var endpoint: String?
+    /// A request stopped after its content was inspected and before it reserved anything (a policy block):
+    /// the inspection is charged as one request of the tenant's per-minute window.
+    public var chargesRequest = false
 
     /// Creates a record.
     public init(requestID: String, atMs: Int64, tenant: String, status: Int) {

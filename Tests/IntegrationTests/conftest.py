@@ -224,6 +224,12 @@ tenants:
   tinystore:
     models: [fast]
     limits: {{storage_mb: 1}}
+  chargedguard:
+    models: [fast]
+    rate_limit: {{requests_per_minute: 3}}
+    policies:
+      - preset: secrets-block
+      - {{name: no-word, phase: ingress, keywords: [forbidden-word], action: block, message: "Not here."}}
   docs:
     models: [fast, mock-small]
     documents: {{chunk_tokens: 64, overlap_tokens: 8}}
@@ -372,7 +378,7 @@ class Stack:
         else:
             self.cli("config", "import", str(config))
         for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
+                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "chargedguard", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

@@ -494,6 +494,47 @@ def test_login_without_origin_is_refused(admin_stack):
         assert c.post("/admin/login", data={"user": "root", "password": PASSWORD}).status_code == 403
 
 
+def test_a_spray_of_names_and_addresses_is_bounded_by_the_workers_check_rate():
+    """Rotating user names and source addresses passes every per-subject limit; the worker's own bucket of
+    password checks (a burst of 30, then one a second) bounds the PBKDF2 runs, the operator's known address
+    still logs in, and the API is served meanwhile (logins hold no connection of the API's)."""
+    import threading
+    s = Stack(workers=1).start()
+    try:
+        s.cli("admin", "password", "--user", "root", input=PASSWORD + "\n")
+        assert Browser(s, "127.0.0.1").login(user="root").status_code == 303  # a known address from now on
+        statuses = []
+        lock = threading.Lock()
+        started = time.monotonic()
+
+        def spray(n):
+            for i in range(n, 96, 8):
+                b = Browser(s, f"127.0.3.{i + 1}")  # each address and each name tries once
+                r = b.login(user=f"spray-{i}", password="guess")
+                with lock:
+                    statuses.append((r.status_code, r.headers.get("retry-after")))
+
+        threads = [threading.Thread(target=spray, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        api = httpx.get(f"{s.base}/tenant/acme/v1/models", verify=False, timeout=10,
+                        headers={"Authorization": f"Bearer {s.keys['acme']}"})
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+        assert api.status_code == 200
+        checked = sum(1 for code, _ in statuses if code == 401)
+        refused = [retry for code, retry in statuses if code == 429]
+        # Before: all 96 ran a 600k-round PBKDF2 (401 each).
+        assert checked <= 30 + int(elapsed) + 1, (checked, elapsed, statuses)
+        assert refused and all(retry for retry in refused)
+        assert {code for code, _ in statuses} <= {401, 429, 503}
+        # The operator's known address is never held up by the spray.
+        assert Browser(s, "127.0.0.1").login(user="root").status_code == 303
+    finally:
+        s.stop()
+
+
 def test_zz_login_is_throttled_per_address(admin_stack):
     b = Browser(admin_stack)
     for i in range(20):

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 
 import httpx
+import pytest
 
 from conftest import BIN, wait_until
 
@@ -52,6 +53,32 @@ def test_a_tampered_copy_fails_naming_the_seq(stack, tmp_path):
                          text=True, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 1
     assert f"globex: seq {seq}:" in out.stderr and "MAC differs" in out.stderr
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_copy_with_a_tenants_chain_deleted_whole_fails_verification(stack, tmp_path, restart):
+    """Deleting a tenant's events and head together leaves nothing to check inside the chain; the system
+    chain's `chain_started` event still names it (before: verify passed)."""
+    stack.cli("tenant", "set", "globex", "name", f"Globex {restart}")
+    copy = tmp_path / "tenantgate.db"
+    src = sqlite3.connect(stack.home / "tenantgate.db", timeout=10)
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.execute("DELETE FROM audit_events WHERE tenant = 'globex'")
+    dst.execute("DELETE FROM audit_heads WHERE tenant = 'globex'")
+    dst.commit()
+    dst.close()
+    shutil.copy(stack.home / "master.key", tmp_path / "master.key")
+    env = {"PATH": "/usr/bin:/bin"}
+    if restart:
+        # A forger starts the chain again with a fresh event written by the CLI itself.
+        subprocess.run([BIN, "tenant", "set", "globex", "name", "Globex again", "--db", str(copy)], capture_output=True,
+                       text=True, env=env, check=True)
+    out = subprocess.run([BIN, "audit", "verify", "--db", str(copy)], capture_output=True, text=True, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    reason = "chain deleted and started again" if restart else "chain deleted (events and head gone)"
+    assert "globex" in out.stderr and reason in out.stderr, out.stderr
 
 
 def test_requests_from_8_workers_make_one_contiguous_chain(big_stack):

@@ -383,3 +383,96 @@ def test_hostile_bodies_leave_another_tenant_served(stack):
     assert len(answered) >= 4 and all(status in (200, 403) and s < 3 for status, s in answered), answered
     assert min(windows) < 0.05, f"p99 per window: {[round(p * 1000, 1) for p in windows]} ms"
     assert len(worker_deaths(stack)) == deaths
+
+
+def test_inspection_is_charged_against_the_rate_limit_and_a_tenant_at_it_burns_nothing(stack):
+    # chargedguard: 3 requests a minute, an ingress keyword block and the secrets preset.
+    for _ in range(3):
+        r = post_chat(stack, "forbidden-word, please", tenant="chargedguard")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "policy_blocked", r.text
+    # Before: blocked requests cost nothing, so a clean request was still served (200) after any number of
+    # them. Each was inspected, and is charged as a request of the window.
+    # The blocked ones are charged when they settle (at once, but after their answers).
+    assert wait_until(lambda: stack.sql(
+        "SELECT COALESCE(SUM(amount), 0) FROM rate_log WHERE tenant = 'chargedguard' AND kind = 'r'")[0][0] == 3)
+    clean = post_chat(stack, "hello", tenant="chargedguard")
+    assert clean.status_code == 429 and clean.json()["error"]["code"] == "rate_limit_exceeded", clean.text
+    assert clean.headers["X-RateLimit-Limit"] == "3"
+    # At the limit, a hostile body is refused before anything inspects it: 429, not the policy's 403, at once.
+    deaths = len(worker_deaths(stack))
+    content = "forbidden-word " + "eyJ" * 330_000
+    r, seconds = timed(lambda: post_chat(stack, content, tenant="chargedguard"))
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded", r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    assert seconds < 3
+    assert len(worker_deaths(stack)) == deaths
+    # It left no policy trigger in the log (nothing ran), and the refusal names the limit.
+    rid = r.headers["X-Request-ID"]
+    assert wait_until(lambda: any(e.get("request_id") == rid for e in stack.app_log()))
+    line = next(e for e in stack.app_log() if e.get("request_id") == rid)
+    assert "policy" not in line and line.get("error") == "rate_limit_exceeded", line
+
+
+def fastcgi_get(sock_path, params, timeout=30):
+    """One FastCGI request straight to the pool's socket (as a front end would send it); its stdout."""
+    import socket
+    import struct
+
+    def record(kind, content):
+        out = b""
+        for i in range(0, max(1, len(content)), 65535):
+            part = content[i:i + 65535]
+            pad = (8 - len(part) % 8) % 8
+            out += struct.pack(">BBHHBB", 1, kind, 1, len(part), pad, 0) + part + b"\0" * pad
+        return out
+
+    def length(n):
+        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+
+    body = b"".join(length(len(k)) + length(len(v)) + k + v for k, v in params)
+    message = (record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"") + record(5, b""))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(message)
+        out = b""
+        while True:
+            head = s.recv(8, socket.MSG_WAITALL)
+            if len(head) < 8:
+                break
+            _, kind, _, size, pad, _ = struct.unpack(">BBHHBB", head)
+            content = s.recv(size + pad, socket.MSG_WAITALL)[:size] if size + pad else b""
+            if kind == 3:  # END_REQUEST
+                break
+            if kind == 6:
+                out += content
+        return out
+
+
+@pytest.mark.parametrize("shape", ["many", "long"])
+def test_fastcgi_params_are_read_in_linear_time(stack, shape):
+    """libfcgi's params parser, the worker's params map and the request's headers: 1 MiB of params (many
+    short ones, or one long header) costs about 16 times what 64 KiB does (not 256: quadratic)."""
+    sock = stack.home / "run" / "tenantgate.sock"
+    base = [(b"REQUEST_METHOD", b"GET"), (b"TG_ROUTE", b"healthz"), (b"TG_PATH", b"/healthz"),
+            (b"DOCUMENT_URI", b"/healthz")]
+
+    def params(size):
+        if shape == "many":
+            return base + [(b"HTTP_X_H%d" % i, b"v" * 24) for i in range(size // 32)]
+        return base + [(b"HTTP_X_LONG", b"a" * size)]
+
+    def best(size, runs=3):
+        times = []
+        for _ in range(runs):
+            out, seconds = timed(lambda: fastcgi_get(sock, params(size)))
+            assert b"200" in out.split(b"\r\n", 1)[0] or b'"ok"' in out, out[:200]
+            times.append(seconds)
+        return min(times)
+
+    deaths = len(worker_deaths(stack))
+    best(64 << 10, runs=1)  # warm the connection path
+    small, large = best(64 << 10), best(1 << 20)
+    assert large < 3, f"{large:.2f} s for 1 MiB of params"
+    assert large < max(small, 0.002) * 48, f"64 KiB {small * 1000:.1f} ms, 1 MiB {large * 1000:.1f} ms"
+    assert len(worker_deaths(stack)) == deaths

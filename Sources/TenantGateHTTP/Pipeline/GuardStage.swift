@@ -106,6 +106,7 @@ struct GuardStage: Stage {
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
         let set = call.tenant.policies
         guard set.any(.ingress) else { return }
+        call.inspected = true
         let engine = Guardrails.engine(set, budget: call.inspection)
         var verdict = PolicyVerdict(text: [])
         switch call.input {

@@ -31,8 +31,8 @@ struct Pipeline: Sendable {
     let stages: [any Stage]
 
     static let chat = Pipeline(stages: [
-        ParseStage(), ModelStage(), GatesStage(), GuardStage(), PromptStage(), RetrievalStage(), ReserveStage(),
-        CacheStage(), UpstreamStage(), EgressStage(), ReplyStage(),
+        ParseStage(), ModelStage(), GatesStage(), AdmitStage(), GuardStage(), PromptStage(), RetrievalStage(),
+        ReserveStage(), CacheStage(), UpstreamStage(), EgressStage(), ReplyStage(),
     ])
     /// `/v1/messages` is the chat pipeline: parse reads Anthropic's shape, reply writes it.
     static let messages = chat
@@ -40,12 +40,13 @@ struct Pipeline: Sendable {
     /// reply writes response objects and events and keeps the response when asked to.
     static let responses = chat
     static let embeddings = Pipeline(stages: [
-        ParseStage(), GatesStage(), ModelStage(), GuardStage(), ReserveStage(), UpstreamStage(), ReplyStage(),
+        ParseStage(), GatesStage(), ModelStage(), AdmitStage(), GuardStage(), ReserveStage(), UpstreamStage(),
+        ReplyStage(),
     ])
     /// Free like upstream: a backend that cannot count is answered by the estimate, before any reservation.
     static let countTokens = Pipeline(stages: [
-        ParseStage(), GatesStage(), ModelStage(), GuardStage(), EstimateStage(), ReserveStage(), UpstreamStage(),
-        ReplyStage(),
+        ParseStage(), GatesStage(), ModelStage(), AdmitStage(), GuardStage(), EstimateStage(), ReserveStage(),
+        UpstreamStage(), ReplyStage(),
     ])
 
     static func of(_ endpoint: Endpoint) -> Pipeline {

@@ -102,20 +102,25 @@ struct ReserveStage: Stage {
                     ], level: percent >= 100 ? "warn" : "info")
             }
         } catch let refusal as LimitRefusal {
-            switch refusal {
-            case .rate(let limit, _): hold.refusedLimit = limit
-            case .budget(let scope, let budget, _):
-                hold.refusedLimit = scope == "global" ? "global_\(budget)" : budget
-            }
-            // Only the headers of the limit that refused (a request-rate refusal says nothing of tokens).
-            var status = LimitStatus()
-            if case .rate(let limit, _) = refusal {
-                if limit == "requests" { status.requestLimit = limits.requestsPerMinute }
-                if limit == "tokens" { status.tokenLimit = limits.tokensPerMinute }
-            }
-            hold.headers = headers(status)
-            throw GatewayError(refusal)
+            throw refused(refusal, limits: limits, hold: &hold)
         }
+    }
+
+    /// The error for `refusal`, with the refused limit and its headers recorded in `hold`.
+    static func refused(_ refusal: LimitRefusal, limits: Limits, hold: inout Hold) -> GatewayError {
+        switch refusal {
+        case .rate(let limit, _): hold.refusedLimit = limit
+        case .budget(let scope, let budget, _):
+            hold.refusedLimit = scope == "global" ? "global_\(budget)" : budget
+        }
+        // Only the headers of the limit that refused (a request-rate refusal says nothing of tokens).
+        var status = LimitStatus()
+        if case .rate(let limit, _) = refusal {
+            if limit == "requests" { status.requestLimit = limits.requestsPerMinute }
+            if limit == "tokens" { status.tokenLimit = limits.tokensPerMinute }
+        }
+        hold.headers = headers(status)
+        return GatewayError(refusal)
     }
 
     /// Takes the tenant's next lease ahead of need, in the background (this request was admitted from the
