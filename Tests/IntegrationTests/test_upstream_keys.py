@@ -175,3 +175,60 @@ def test_a_sealed_key_moved_to_another_tenant_does_not_open(fresh_stack):
     assert "Bearer sk-tenant-managed-key-999" not in [q["headers"].get("authorization")
                                                       for q in s.upstream_requests()
                                                       if "moved-" in json.dumps(q["body"])]
+
+
+def legacy_seal(plaintext: bytes, key: bytes) -> bytes:
+    """AES-256-GCM as upstream keys were sealed before format 2: nonce ‖ ciphertext ‖ tag, no associated
+    data (libcrypto through ctypes: the test venv has no crypto package)."""
+    import ctypes
+    import os
+    lib = ctypes.CDLL("libcrypto.so.3")
+    lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+    lib.EVP_aes_256_gcm.restype = ctypes.c_void_p
+    for name in ("EVP_EncryptInit_ex", "EVP_CIPHER_CTX_ctrl", "EVP_EncryptUpdate", "EVP_EncryptFinal_ex",
+                 "EVP_CIPHER_CTX_free"):
+        getattr(lib, name).argtypes = None
+    nonce = os.urandom(12)
+    ctx = ctypes.c_void_p(lib.EVP_CIPHER_CTX_new())
+    out = ctypes.create_string_buffer(len(plaintext) + 16)
+    tag = ctypes.create_string_buffer(16)
+    n = ctypes.c_int(0)
+    assert lib.EVP_EncryptInit_ex(ctx, ctypes.c_void_p(lib.EVP_aes_256_gcm()), None, None, None) == 1
+    assert lib.EVP_CIPHER_CTX_ctrl(ctx, 0x9, 12, None) == 1  # EVP_CTRL_GCM_SET_IVLEN
+    assert lib.EVP_EncryptInit_ex(ctx, None, None, key, nonce) == 1
+    assert lib.EVP_EncryptUpdate(ctx, out, ctypes.byref(n), plaintext, len(plaintext)) == 1
+    body = out.raw[:n.value]
+    assert lib.EVP_EncryptFinal_ex(ctx, out, ctypes.byref(n)) == 1
+    assert lib.EVP_CIPHER_CTX_ctrl(ctx, 0x10, 16, tag) == 1  # EVP_CTRL_GCM_GET_TAG
+    lib.EVP_CIPHER_CTX_free(ctx)
+    return nonce + body + tag.raw
+
+
+def test_a_legacy_unbound_seal_is_refused_by_workers_and_resealed_by_the_cli(fresh_stack):
+    """A row sealed before format 2 (not bound to its tenant and backend) is never opened by a worker (it
+    could have been copied from another tenant); any CLI command with the master key re-seals it in place."""
+    import sqlite3
+    s = fresh_stack
+    key = bytes.fromhex((s.home / "master.key").read_text().strip())
+    conn = sqlite3.connect(s.home / "tenantgate.db", timeout=10)
+    conn.execute("UPDATE upstream_keys SET sealed = ? WHERE tenant_id = 'vault' AND backend = 'up'",
+                  (legacy_seal(b"sk-legacy-sealed-key-777", key),))
+    conn.commit()
+    conn.close()
+
+    def refused():
+        refused.n += 1
+        r = post(s, "vault", f"legacy-{refused.n}-end", s.keys["vault"])
+        return r.status_code == 503 and r.json()["error"]["code"] == "upstream_key_unavailable"
+    refused.n = 0
+    assert wait_until(refused, timeout=3)
+    # Until the workers reloaded, the key they had loaded served; the legacy row was never opened.
+    assert "Bearer sk-legacy-sealed-key-777" not in upstream_auth(s, "legacy-")
+    # A CLI command re-seals it for (vault, up); the workers then use it.
+    s.cli("migrate")
+    conn = sqlite3.connect(s.home / "tenantgate.db", timeout=10)
+    sealed = conn.execute("SELECT sealed FROM upstream_keys WHERE tenant_id = 'vault'").fetchone()[0]
+    conn.close()
+    assert sealed[0] == 2 and len(sealed) == 1 + 12 + len(b"sk-legacy-sealed-key-777") + 16
+    assert wait_until(lambda: post(s, "vault", "legacy-resealed", s.keys["vault"]).status_code == 200, timeout=3)
+    assert upstream_auth(s, "legacy-resealed") == ["Bearer sk-legacy-sealed-key-777"]
