@@ -251,6 +251,12 @@ final class Gateway: Sendable {
         // The question's embedding (vector and hybrid retrieval) is an execution of its own, settled already.
         record.retrieval = call.retrieval?.record
         // Inspected, then stopped before reserving (a policy block): the inspection costs one request.
+        let limits = call.tenant.limits
+        if limits.dailyTokens != nil || limits.monthlyTokens != nil || limits.dailyNano != nil
+            || limits.monthlyNano != nil || limits.globalDailyNano != nil || limits.globalMonthlyNano != nil
+        {
+            record.budgetLimits = limits
+        }
         record.chargesRequest =
             call.inspected && call.hold.reservationID == nil && call.hold.leaseClaim == nil
             && call.hold.refusedLimit == nil && call.tenant.limits.requestsPerMinute != nil

@@ -254,7 +254,6 @@ final class LeaseBook: Sendable {
     /// The response headers' view: what the store saw when the lease was taken, plus what it still holds.
     private func status(of lease: Lease) -> LimitStatus {
         var status = lease.status
-        status.crossed = []
         if let remaining = status.requestsRemaining, lease.requests != Int.max {
             status.requestsRemaining = remaining + lease.requests
         }

@@ -175,8 +175,16 @@ final class SettleQueue: Sendable {
                 let id = batchIDs?()
                 while true {
                     do {
-                        try writer.accounting { try $0.settle(batch, batchID: id) }
+                        let notices = try writer.accounting { try $0.settle(batch, batchID: id) }
                         done(until: end, dropped: false)
+                        for notice in notices {
+                            log.event(
+                                "budget_threshold",
+                                [
+                                    "tenant": .string(notice.tenant), "budget": .string(notice.budget),
+                                    "percent": .int(notice.percent), "request_id": .string(notice.requestID),
+                                ], level: notice.percent >= 100 ? "warn" : "info")
+                        }
                         attempts = 0
                         let waiting = state.withLock { s -> Int in
                             defer { s.waiting = 0 }

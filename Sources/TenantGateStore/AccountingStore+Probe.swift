@@ -19,30 +19,135 @@ extension AccountingStore {
             let (used, oldest) = try windowSum(tenant, "t", since: since)
             if used >= Int64(tpm) { return .rate(limit: "tokens", retryAfter: retryAfter(oldest, nowMs)) }
         }
+        for budget in try budgetsLeft(tenant: tenant, limits: limits, nowMs: nowMs) where budget.used >= budget.cap {
+            return .budget(scope: budget.scope, budget: budget.budget, resetsAt: budget.resetsAt)
+        }
+        return nil
+    }
+
+    /// One hard budget's state now (used and held both counted).
+    public struct BudgetLeft: Sendable, Equatable {
+        /// `tenant` or `global`.
+        public let scope: String
+        /// `daily_tokens`, `monthly_tokens`, `daily_usd` or `monthly_usd`.
+        public let budget: String
+        public let cap: Int64
+        public let used: Int64
+        /// Epoch seconds when it resets.
+        public let resetsAt: Int64
+
+        /// What is left (never negative).
+        public var left: Int64 { max(0, cap - used) }
+        /// Whether it counts tokens (else nano-USD).
+        public var countsTokens: Bool { budget.hasSuffix("tokens") }
+    }
+
+    /// Every hard budget that applies to `tenant`, with what it has left now (read only).
+    public func budgetsLeft(tenant: String, limits: Limits, nowMs: Int64) throws -> [BudgetLeft] {
         let periods = Periods(epochMs: nowMs)
-        if limits.enforcement == .hard {
+        var out: [BudgetLeft] = []
+        if limits.enforcement == .hard
+            && (limits.dailyTokens != nil || limits.monthlyTokens != nil || limits.dailyNano != nil
+                || limits.monthlyNano != nil)
+        {
             let scope = AccountingStore.tenantScope(tenant)
             let day = try counter(scope, "d:\(periods.day)")
             let month = try monthCounter(scope, periods.month)
-            let reached: [(String, Int64?, Int64, Int64)] = [
+            let all: [(String, Int64?, Int64, Int64)] = [
                 ("daily_tokens", limits.dailyTokens.map(Int64.init), day.tokens, periods.dayResetsAt),
                 ("monthly_tokens", limits.monthlyTokens.map(Int64.init), month.tokens, periods.monthResetsAt),
                 ("daily_usd", limits.dailyNano, day.nano, periods.dayResetsAt),
                 ("monthly_usd", limits.monthlyNano, month.nano, periods.monthResetsAt),
             ]
-            for (budget, cap, used, resetsAt) in reached {
-                if let cap, used >= cap { return .budget(scope: "tenant", budget: budget, resetsAt: resetsAt) }
+            for (budget, cap, used, resetsAt) in all {
+                guard let cap else { continue }
+                out.append(BudgetLeft(scope: "tenant", budget: budget, cap: cap, used: used, resetsAt: resetsAt))
             }
         }
         if limits.globalEnforcement == .hard {
             let scope = AccountingStore.globalScope
-            if let cap = limits.globalDailyNano, try counter(scope, "d:\(periods.day)").nano >= cap {
-                return .budget(scope: "global", budget: "daily_usd", resetsAt: periods.dayResetsAt)
+            if let cap = limits.globalDailyNano {
+                let used = try counter(scope, "d:\(periods.day)").nano
+                out.append(
+                    BudgetLeft(
+                        scope: "global", budget: "daily_usd", cap: cap, used: used, resetsAt: periods.dayResetsAt))
             }
-            if let cap = limits.globalMonthlyNano, try monthCounter(scope, periods.month).nano >= cap {
-                return .budget(scope: "global", budget: "monthly_usd", resetsAt: periods.monthResetsAt)
+            if let cap = limits.globalMonthlyNano {
+                let used = try monthCounter(scope, periods.month).nano
+                out.append(
+                    BudgetLeft(
+                        scope: "global", budget: "monthly_usd", cap: cap, used: used, resetsAt: periods.monthResetsAt))
             }
         }
-        return nil
+        return out
+    }
+
+    /// The budget thresholds (50, 80, 100 % of each budget, soft or hard) that settled use has reached and
+    /// that nobody announced yet in this period: each is announced once (`budget_notices`), by the first
+    /// reservation after the settlement that reached it. Holds do not count: a worst case held is not
+    /// money spent.
+    func announceThresholds(tenant: String, limits: Limits, nowMs: Int64) throws -> [(
+        budget: String, percent: Int
+    )] {
+        let periods = Periods(epochMs: nowMs)
+        let tenantBudgets =
+            limits.dailyTokens != nil || limits.monthlyTokens != nil || limits.dailyNano != nil
+            || limits.monthlyNano != nil
+        let globalBudgets = limits.globalDailyNano != nil || limits.globalMonthlyNano != nil
+        guard tenantBudgets || globalBudgets else { return [] }
+        var checks: [(scope: String, name: String, period: String, cap: Int64, used: Int64)] = []
+        if tenantBudgets {
+            let scope = AccountingStore.tenantScope(tenant)
+            let day = try settled(scope, from: "d:\(periods.day)", to: "d:\(periods.day)")
+            let month = try settled(scope, from: "d:\(periods.month)-01", to: "d:\(periods.month)-31")
+            let all: [(String, String, Int64?, Int64)] = [
+                ("daily_tokens", periods.day, limits.dailyTokens.map(Int64.init), day.tokens),
+                ("monthly_tokens", periods.month, limits.monthlyTokens.map(Int64.init), month.tokens),
+                ("daily_usd", periods.day, limits.dailyNano, day.nano),
+                ("monthly_usd", periods.month, limits.monthlyNano, month.nano),
+            ]
+            for (name, period, cap, used) in all {
+                if let cap, cap > 0 { checks.append((scope, name, period, cap, used)) }
+            }
+        }
+        if globalBudgets {
+            let scope = AccountingStore.globalScope
+            if let cap = limits.globalDailyNano, cap > 0 {
+                let used = try settled(scope, from: "d:\(periods.day)", to: "d:\(periods.day)").nano
+                checks.append((scope, "global_daily_usd", periods.day, cap, used))
+            }
+            if let cap = limits.globalMonthlyNano, cap > 0 {
+                let used = try settled(scope, from: "d:\(periods.month)-01", to: "d:\(periods.month)-31").nano
+                checks.append((scope, "global_monthly_usd", periods.month, cap, used))
+            }
+        }
+        var out: [(budget: String, percent: Int)] = []
+        let insert = try db.statement(
+            """
+            INSERT INTO budget_notices(scope, period, budget, percent, at_ms) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT DO NOTHING RETURNING percent
+            """)
+        for check in checks {
+            // Compared as used/cap ≥ pct/100 without overflow: caps reach 10¹⁸ nano-USD.
+            for pct in [50, 80, 100] as [Int64]
+            where check.used.saturatingMultiply(100) >= check.cap.saturatingMultiply(pct) {
+                let fresh = try insert.all([
+                    .text(check.scope), .text(check.period), .text(check.name), .int(pct), .int(nowMs),
+                ])
+                if !fresh.isEmpty { out.append((check.name, Int(pct))) }
+            }
+        }
+        return out
+    }
+
+    /// Settled use (not holds) of a scope over a range of day rows.
+    private func settled(_ scope: String, from: String, to: String) throws -> (tokens: Int64, nano: Int64) {
+        let row = try db.statement(
+            """
+            SELECT COALESCE(SUM(used_tokens), 0), COALESCE(SUM(used_nano), 0) FROM budget_counters
+            WHERE scope = ? AND period BETWEEN ? AND ?
+            """
+        ).all([.text(scope), .text(from), .text(to)]).first
+        return (row?[0].int ?? 0, row?[1].int ?? 0)
     }
 }

@@ -16,6 +16,16 @@ public enum Settlement: Sendable {
     case cancel(reservation: Int64)
 }
 
+/// A budget threshold (50, 80 or 100 % of a budget) that settled use reached: announced once per period.
+public struct BudgetNotice: Sendable, Equatable {
+    public let tenant: String
+    /// `daily_usd`, `monthly_tokens`, … (`global_daily_usd` for the gateway's global budget).
+    public let budget: String
+    public let percent: Int
+    /// The request whose settlement reached it (or was settled with it).
+    public let requestID: String
+}
+
 /// One reservation request, for `AccountingStore.reserve(_:)`.
 public struct ReserveJob: Sendable {
     public let tenant: String
@@ -52,7 +62,7 @@ public struct Admission: Sendable {
 }
 
 public struct AccountingStore {
-    private let db: any SQLConnection
+    let db: any SQLConnection
     static let window: Int64 = 60_000
     /// What the settlement being written gathers for its end (audit events, counters, rollups).
     private let audit = SettleScratch()
@@ -196,17 +206,6 @@ public struct AccountingStore {
                     let (id, status, lease) = try reserveOne(
                         tenant: job.tenant, limits: job.limits, need: job.need, nowMs: job.nowMs,
                         expiresMs: job.expiresMs, leaseMs: job.leaseMs, leaseFactor: job.leaseFactor)
-                    for (budget, percent) in status.crossed {
-                        // Into the tenant's audit chain with the reservation (never at the cost of admission).
-                        AuditChain.appendBestEffort(
-                            db,
-                            [
-                                AuditChain.Pending(
-                                    tenant: job.tenant, kind: "budget_threshold", actor: "accounting",
-                                    body: .object([("budget", .string(budget)), ("percent", .int(percent))]),
-                                    atMs: job.nowMs)
-                            ])
-                    }
                     return .success(Admission(id: id, status: status, lease: lease))
                 } catch let refusal as LimitRefusal {
                     return .failure(refusal)
@@ -339,17 +338,6 @@ public struct AccountingStore {
             }
             status.warnings.append(scopeName == "global" ? "global_\(budget)" : budget)
         }
-        for (scopeName, budget, limit, wouldBe, _, _) in all {
-            guard let limit, limit > 0 else { continue }
-            let before = wouldBe.saturatingAdd(-(budget.hasSuffix("tokens") ? tokens : nano))
-            // Compared as wouldBe/limit ≥ pct/100 without overflow: limits reach 10¹⁸ nano-USD.
-            for pct in [50, 80, 100] as [Int64]
-            where before.saturatingMultiply(100) < limit.saturatingMultiply(pct)
-                && wouldBe.saturatingMultiply(100) >= limit.saturatingMultiply(pct)
-            {
-                status.crossed.append((scopeName == "global" ? "global_\(budget)" : budget, Int(pct)))
-            }
-        }
         // A lease's window entries are dated at the end of its admissions, so every window that contains
         // one of them counts the whole lease.
         let entryAt = lease?.admitUntilMs ?? nowMs
@@ -440,18 +428,21 @@ public struct AccountingStore {
     /// `batchID` (unique per batch, the same on every retry of it) makes a retry idempotent: the batch
     /// records its id in its transaction, so a retry of a batch whose COMMIT was carried out although its
     /// connection broke finds the id and applies nothing again (the call then succeeds: the batch is in).
-    public func settle(_ items: [Settlement], batchID: String? = nil) throws {
+    /// Returns the budget thresholds the batch's settled use reached (each announced once).
+    @discardableResult
+    public func settle(_ items: [Settlement], batchID: String? = nil) throws -> [BudgetNotice] {
         audit.reset()
         defer { audit.reset() }
         // A batch that fails forgets the cache: a broken connection may have failed a COMMIT that the
         // server carried out, and then only the rows know what the leases hold.
         do { try settleBatch(items, batchID: batchID) } catch {
             leaseRows?.clear()
-            if let batchID, (try? AccountingStore.batchSettled(db, batchID)) == true { return }
+            if let batchID, (try? AccountingStore.batchSettled(db, batchID)) == true { return [] }
             throw error
         }
         // Committed: the lease rows are what this batch left.
         leaseRows?.apply(audit.leaseUpdates)
+        return audit.notices
     }
 
     /// Whether the batch `id` was committed (its row is in `settled_batches`).
@@ -495,6 +486,26 @@ public struct AccountingStore {
                 })
             try ExecutionLog(db).write(audit.rollups)
             try MetricCounters(db).write(audit.metrics)
+            // Budget thresholds that this batch's settled use reached, once per tenant of the batch (after
+            // the counters are written: they read them), each into the tenant's audit chain.
+            var checked: Set<String> = []
+            var events: [AuditChain.Pending] = []
+            for record in audit.executions.reversed() {
+                guard let limits = record.budgetLimits, checked.insert(record.tenant).inserted else { continue }
+                for (budget, percent) in try announceThresholds(
+                    tenant: record.tenant, limits: limits, nowMs: record.atMs)
+                {
+                    audit.notices.append(
+                        BudgetNotice(
+                            tenant: record.tenant, budget: budget, percent: percent, requestID: record.requestID))
+                    events.append(
+                        AuditChain.Pending(
+                            tenant: record.tenant, kind: "budget_threshold", actor: "accounting",
+                            body: .object([("budget", .string(budget)), ("percent", .int(percent))]),
+                            atMs: record.atMs))
+                }
+            }
+            if !events.isEmpty { AuditChain.appendBestEffort(db, events) }
         }
     }
 
@@ -702,6 +713,8 @@ public struct AccountingStore {
             try db.statement("DELETE FROM settled_batches WHERE at_ms < ?").run([
                 .int(nowMs - AccountingStore.batchIDRetentionMs)
             ])
+            // Announced thresholds of periods long over (a month's last for at most 31 days).
+            try db.statement("DELETE FROM budget_notices WHERE at_ms < ?").run([.int(nowMs - 40 * 86_400_000)])
             return expired.count
         }
     }
@@ -762,6 +775,8 @@ final class SettleScratch {
     var leaseUpdates: [Int64: LeaseRowCache.Row?] = [:]
     /// The execution rows, written at the end in multi-row inserts.
     var executions: [ExecutionRecord] = []
+    /// Budget thresholds the batch reached.
+    var notices: [BudgetNotice] = []
 
     struct BudgetRow: Hashable, Comparable {
         let scope: String
@@ -779,6 +794,7 @@ final class SettleScratch {
         changedLeases.removeAll()
         leaseUpdates.removeAll()
         executions.removeAll()
+        notices.removeAll()
     }
 }
 

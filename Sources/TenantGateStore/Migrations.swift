@@ -260,6 +260,14 @@ public enum Migrations {
             SELECT COALESCE(SUM(length(body)), 0) FROM audit_events e WHERE e.tenant = audit_heads.tenant);
         CREATE INDEX stored_responses_bytes ON stored_responses(tenant, bytes);
         """,
+        // 16: budget thresholds (50, 80, 100 %) announced, once per budget and period, when settled use
+        // (not holds) reaches them. Rows of past periods go with the sweep.
+        """
+        CREATE TABLE budget_notices(
+            scope TEXT NOT NULL, period TEXT NOT NULL, budget TEXT NOT NULL, percent INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL, PRIMARY KEY (scope, period, budget, percent)
+        ) STRICT, WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

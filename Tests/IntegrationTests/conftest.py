@@ -81,6 +81,7 @@ models:
   fault-model: {{backend: faulty, upstream_model: fault-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 64}}
   fault-dead: {{backend: faultdead, upstream_model: whatever, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 64}}
   patient-model: {{backend: patient, upstream_model: patient-up, input_per_mtok: 1, output_per_mtok: 2}}
+  pricey: {{backend: up, upstream_model: pricey-up, input_per_mtok: 3, output_per_mtok: 15}}
   capped: {{backend: up, upstream_model: capped-up, input_per_mtok: 1, output_per_mtok: 2, max_tokens: 50}}
   capped-new: {{backend: up, upstream_model: capped-new-up, max_tokens: 40, max_tokens_field: max_completion_tokens}}
 tenants:
@@ -221,6 +222,12 @@ tenants:
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
+  tinybudget:
+    models: [pricey]
+    budget: {{daily_usd: 0.05}}
+  tinyrefuse:
+    models: [pricey]
+    budget: {{daily_usd: 0.05, when_short: refuse}}
   tinystore:
     models: [fast]
     limits: {{storage_mb: 1}}
@@ -378,7 +385,7 @@ class Stack:
         else:
             self.cli("config", "import", str(config))
         for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "chargedguard", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
+                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "tinybudget", "tinyrefuse", "chargedguard", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

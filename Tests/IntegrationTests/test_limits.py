@@ -260,3 +260,67 @@ def test_sigterm_flushes_queued_settlements(fresh_stack):
     s.pool.send_signal(__import__("signal").SIGTERM)
     assert s.pool.wait(15) == 0
     assert s.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'globex'")[0][0] == 40
+
+
+def thresholds(stack, tenant):
+    return sorted((l["budget"], l["percent"]) for l in stack.app_log()
+                  if l.get("msg") == "budget_threshold" and l.get("tenant") == tenant)
+
+
+def test_a_tiny_budget_fits_the_first_request_instead_of_refusing_it(stack):
+    """daily_usd 0.05 on a $15/Mtok model: the default worst case (4,096 output tokens, $0.0614) is more than
+    the whole budget. Before: refused at once with $0 spent. Now the cap is lowered to what fits."""
+    with stack.client() as c:
+        marker = "tiny-fit-1"
+        usage = {"prompt_tokens": 20, "completion_tokens": 2000, "total_tokens": 2020}
+        r = post(c, stack, "tinybudget", "#mock " + json.dumps({"text": f"{marker} ", "usage": usage}),
+                 model="pricey")
+        assert r.status_code == 200, r.text
+        cap = int(r.headers["x-tenantgate-max-tokens"])
+        # $0.05 - the prompt's bound at $3/Mtok, over $15/Mtok: about 3,330 output tokens.
+        assert 3000 < cap < 3334
+        sent = [q["body"] for q in stack.upstream_requests() if marker in json.dumps(q["body"])]
+        assert [b["max_tokens"] for b in sent] == [cap]
+        settled(stack, "tinybudget", 1)
+        # Holding the whole budget announced nothing; the settled $0.03006 (60 %) announces 50 % once.
+        spent = stack.sql("SELECT used_nano FROM budget_counters WHERE scope = 'tenant:tinybudget'")[0][0]
+        assert spent == 20 * 3000 + 2000 * 15000
+        # The announcement comes with the next settlement of the tenant's (or its own batch).
+        r2 = post(c, stack, "tinybudget", "#mock " + json.dumps({"text": "two ", "usage": {
+            "prompt_tokens": 20, "completion_tokens": 900, "total_tokens": 920}}), model="pricey")
+        assert r2.status_code == 200, r2.text
+        # What remains is under the worst case again: fitted to it.
+        assert int(r2.headers["x-tenantgate-max-tokens"]) < 1330
+        settled(stack, "tinybudget", 2)
+        assert wait_until(lambda: thresholds(stack, "tinybudget") == [("daily_usd", 50), ("daily_usd", 80)])
+        # Used up but for less than 16 output tokens' worth: refused, saying why and what to do.
+        for _ in range(2):
+            post(c, stack, "tinybudget", "#mock " + json.dumps({"text": "x ", "usage": {
+                "prompt_tokens": 20, "completion_tokens": 300, "total_tokens": 320}}), model="pricey")
+        settled(stack, "tinybudget", 4)
+        r3 = post(c, stack, "tinybudget", "one more", model="pricey")
+        assert r3.status_code == 429, r3.text
+        error = r3.json()["error"]
+        assert error["code"] == "budget_exceeded" and error["type"] == "tenant_budget_exceeded"
+        assert "daily_usd budget has $0.00" in error["message"] and "left of $0.0500" in error["message"]
+        assert "worst case" in error["message"]
+        assert wait_until(lambda: thresholds(stack, "tinybudget")
+                          == [("daily_usd", 50), ("daily_usd", 80), ("daily_usd", 100)])
+    # Each threshold is in the tenant's audit chain once.
+    rows = stack.sql("SELECT body FROM audit_events WHERE tenant = 'tinybudget' AND kind = 'budget_threshold'")
+    assert sorted(json.loads(b)["percent"] for (b,) in rows) == [50, 80, 100]
+
+
+def test_when_short_refuse_names_the_worst_case_what_remains_and_what_fits(stack):
+    with stack.client() as c:
+        r = post(c, stack, "tinyrefuse", "hello there", model="pricey")
+        assert r.status_code == 429, r.text
+        message = r.json()["error"]["message"]
+        assert "daily_usd budget has $0.0500 left of $0.0500" in message
+        assert "worst case is $0.06" in message and "4096 output tokens" in message
+        assert "At most 33" in message and "max_tokens of 33" in message
+        # Following the advice is served.
+        fits = int(message.split("At most ")[1].split(" ")[0])
+        ok = post(c, stack, "tinyrefuse", "hello there", model="pricey", max_tokens=fits)
+        assert ok.status_code == 200, ok.text
+        assert "x-tenantgate-max-tokens" not in ok.headers

@@ -56,3 +56,31 @@ import Testing
             try store.refusalNow(tenant: "c", limits: tpm, nowMs: day0 + 1) == .rate(limit: "tokens", retryAfter: 60))
     }
 }
+
+/// Budget thresholds are announced on settled use, once per budget and period, never on holds.
+@Suite struct BudgetNoticeTests {
+    @Test(arguments: TestEngine.available) func settledUseAnnouncesEachThresholdOnce(_ engine: TestEngine) throws {
+        let store = AccountingStore(try testDB(engine))
+        let l = try limits(#"{"budget":{"daily_tokens":100}}"#)
+        func settle(_ tokens: Int, at: Int64) throws -> [BudgetNotice] {
+            var r = record("a", at: day0 + at, tokens: tokens)
+            r.budgetLimits = l
+            return try store.settle([.request(reservation: nil, record: r)])
+        }
+        // A hold of the whole budget announces nothing.
+        _ = try store.reserve(
+            tenant: "a", limits: l, need: Reservation(promptTokens: 50, completionTokens: 50, costNano: 0),
+            nowMs: day0, expiresMs: day0 + 1000)
+        #expect(try settle(10, at: 1).isEmpty)
+        let half = try settle(45, at: 2)
+        #expect(half.map(\.percent) == [50] && half.first?.budget == "daily_tokens")
+        #expect(try settle(1, at: 3).isEmpty)  // still over 50 %: not again
+        #expect(try settle(50, at: 4).map(\.percent) == [80, 100])
+        // A record without budget limits (a tenant without budgets) checks nothing.
+        #expect(try store.settle([.request(reservation: nil, record: record("a", at: day0 + 5))]).isEmpty)
+        // The next day starts over.
+        var next = record("a", at: day0 + 86_400_000, tokens: 60)
+        next.budgetLimits = l
+        #expect(try store.settle([.request(reservation: nil, record: next)]).map(\.percent) == [50])
+    }
+}

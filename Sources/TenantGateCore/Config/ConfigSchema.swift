@@ -161,7 +161,7 @@ extension ConfigSchema {
     /// `budget` (tenant) and `global_budget`.
     public static let budget = ConfigSchema.object([
         "daily_usd": money, "monthly_usd": money, "daily_tokens": count, "monthly_tokens": count,
-        "enforcement": .oneOf(["hard", "soft"]),
+        "enforcement": .oneOf(["hard", "soft"]), "when_short": .oneOf(["fit", "refuse"]),
     ])
     /// `features`.
     public static let features = ConfigSchema.map(.flag, keys: .name)

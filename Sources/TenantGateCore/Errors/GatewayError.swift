@@ -30,6 +30,9 @@ public enum GatewayError: Error, Equatable, Sendable {
     case unsupportedMediaType
     case rateLimited(limit: String, retryAfter: Int)
     case budgetExceeded(scope: String, budget: String, resetsAt: Int64)
+    /// A budget has less left than the request's worst case, said in full (`detail`: the worst case, what
+    /// remains, when it resets, what to change).
+    case budgetShort(scope: String, budget: String, detail: String)
     /// The tenant's (`scope` "tenant") or the whole pool's ("pool") model calls in flight are at their cap.
     case concurrencyLimited(scope: String, limit: Int)
     case upstreamError(String)
@@ -54,7 +57,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .quotaExceeded: return 403
         case .methodNotAllowed: return 405
         case .requestTooLarge: return 413
-        case .rateLimited, .budgetExceeded, .concurrencyLimited, .storageQuotaExceeded: return 429
+        case .rateLimited, .budgetExceeded, .budgetShort, .concurrencyLimited, .storageQuotaExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
         case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .loginBusy: return 503
@@ -74,7 +77,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .tenantMismatch, .featureDisabled: return "permission_error"
         case .policyBlocked: return "policy_error"
         case .rateLimited(let limit, _): return limit
-        case .budgetExceeded(let scope, _, _): return "\(scope)_budget_exceeded"
+        case .budgetExceeded(let scope, _, _), .budgetShort(let scope, _, _): return "\(scope)_budget_exceeded"
         case .concurrencyLimited(let scope, _): return scope == "pool" ? "pool_concurrency" : "concurrency"
         case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable:
             return "upstream_error"
@@ -111,7 +114,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .requestTooLarge: return "request_too_large"
         case .unsupportedMediaType: return "unsupported_media_type"
         case .rateLimited: return "rate_limit_exceeded"
-        case .budgetExceeded: return "budget_exceeded"
+        case .budgetExceeded, .budgetShort: return "budget_exceeded"
         case .concurrencyLimited: return "concurrency_limit_exceeded"
         case .upstreamError: return "upstream_error"
         case .circuitOpen: return "circuit_open"
@@ -158,6 +161,7 @@ public enum GatewayError: Error, Equatable, Sendable {
             let date = "\(y)-\(m < 10 ? "0" : "")\(m)-\(d < 10 ? "0" : "")\(d)"
             return
                 "The \(scope == "global" ? "global" : "tenant's") \(budget) budget is exhausted; it resets at \(date)T00:00:00Z."
+        case .budgetShort(_, _, let detail): return detail
         case .concurrencyLimited(let scope, let limit):
             return scope == "pool"
                 ? "The gateway is at capacity (\(limit) model calls in flight); retry shortly."

@@ -15,6 +15,10 @@ public struct Limits: Sendable, Equatable {
     public var globalDailyNano: Int64?
     public var globalMonthlyNano: Int64?
     public var globalEnforcement: Enforcement
+    /// What a request whose worst case does not fit a hard budget's remainder gets (`budget.when_short`):
+    /// `fit` lowers its completion cap to what remains (when at least `BudgetFit.minimumCap` fits),
+    /// `refuse` refuses it.
+    public var fitsShortRequests: Bool
 
     /// Reads `rate_limit` and `budget` of the effective tenant settings and `global_budget`.
     public init(tenant: JSONValue, global: JSONValue?) {
@@ -27,6 +31,7 @@ public struct Limits: Sendable, Equatable {
         dailyNano = budget?["daily_usd"]?.doubleValue.map(Money.nano(usd:))
         monthlyNano = budget?["monthly_usd"]?.doubleValue.map(Money.nano(usd:))
         enforcement = Enforcement(rawValue: budget?["enforcement"]?.stringValue ?? "hard") ?? .hard
+        fitsShortRequests = budget?["when_short"]?.stringValue != "refuse"
         globalDailyNano = global?["daily_usd"]?.doubleValue.map(Money.nano(usd:))
         globalMonthlyNano = global?["monthly_usd"]?.doubleValue.map(Money.nano(usd:))
         globalEnforcement = Enforcement(rawValue: global?["enforcement"]?.stringValue ?? "hard") ?? .hard
@@ -80,8 +85,6 @@ public struct LimitStatus: Sendable {
     public var resetAt: Int64?
     /// Soft budgets that this request goes over.
     public var warnings: [String] = []
-    /// Budget thresholds (50, 80, 100 %) this request's reservation crossed.
-    public var crossed: [(budget: String, percent: Int)] = []
 
     /// Creates an empty status.
     public init() {}

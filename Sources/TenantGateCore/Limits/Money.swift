@@ -21,6 +21,25 @@ public enum Money {
         return "\(sign)\(v / 1_000_000_000).\(String(repeating: "0", count: 9 - frac.count))\(frac)"
     }
 
+    /// Money as people read it, the same everywhere (admin pages, CLI tables, refusals): `$0.0500`, four
+    /// decimals; below a cent as many more as it takes to show its first two significant digits
+    /// (`$0.000077`); whole dollars keep four decimals (`$12.3400`). Truncated, never rounded up.
+    public static func display(nano: Int64) -> String {
+        let sign = nano < 0 ? "-" : ""
+        let v = nano.magnitude
+        let whole = v / 1_000_000_000
+        let frac = String(v % 1_000_000_000)
+        var digits = String(repeating: "0", count: 9 - frac.count) + frac
+        var keep = 4
+        if whole == 0 && v > 0 && v < 10_000_000 {
+            // Below a cent: up to the second significant digit.
+            let zeros = digits.prefix { $0 == "0" }.count
+            keep = min(9, zeros + 2)
+        }
+        digits = String(digits.prefix(keep))
+        return "\(sign)$\(whole).\(digits)"
+    }
+
     /// The cost of `usage` on `model`, in nano-USD.
     /// Never negative and clamped to `Bounds.maxRequestCostNano` rather than trapping, whatever the counts:
     /// negative ones count as 0, cached and cache-written tokens count at most the prompt's.

@@ -142,6 +142,16 @@ public struct ChatRequest: Sendable {
         return min(maxTokens ?? model.maxTokens ?? Reservation.defaultCompletionCap, cap)
     }
 
+    /// The same request with its completion cap lowered to `cap` (a budget's remainder); the upstream
+    /// body gets it from `completionCap(for:)`.
+    public func capped(at cap: Int) -> ChatRequest {
+        var out = ChatRequest(
+            model: model, stream: stream, includeUsage: includeUsage, maxTokens: min(maxTokens ?? cap, cap),
+            choices: choices, user: user, messages: messages, body: body)
+        out.extraPromptTokens = extraPromptTokens
+        return out
+    }
+
     /// Refuses a client cap above the model's (catalog `max_tokens`, else `Bounds.maxCompletionTokens`).
     public func checkCap(for model: ModelConfig, field: String = "max_tokens") throws(GatewayError) {
         let cap = model.maxTokens ?? Bounds.maxCompletionTokens

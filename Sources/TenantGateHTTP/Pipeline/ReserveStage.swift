@@ -16,14 +16,28 @@ struct ReserveStage: Stage {
         let need: Reservation
         var backend = target.backend
         switch call.input {
-        case .chat(let chat, _):
+        case .chat(let chat, let messages):
             // The worst case over the requested model and its fallbacks (the dearest may serve).
-            let needs = target.chain.map { Reservation(chat: chat, model: $0.model) }
-            need = Reservation(
-                promptTokens: needs.first?.promptTokens ?? 0,
-                completionTokens: needs.map(\.completionTokens).max() ?? 0,
-                costNano: needs.map(\.costNano).max() ?? 0)
+            let models = target.chain.map(\.model)
+            need = BudgetFit.need(chat, models: models)
             backend = target.chain.map(\.backend).max { $0.timeoutMs < $1.timeoutMs } ?? backend
+            var fitted: Int?
+            let tenant = call.tenant
+            let resources = services.resources
+            try ReserveStage.reserve(
+                tenant: call.tenant, need: need, backend: backend, resources: services.resources, log: services.log,
+                requestID: call.request.requestID, hold: &call.hold
+            ) { refusal in
+                try ReserveStage.fit(
+                    refusal, chat: chat, models: models, need: need, tenant: tenant, resources: resources,
+                    fitted: &fitted)
+            }
+            if let cap = fitted {
+                // Lowered to what the budget has left: the upstream gets this cap, the client is told.
+                call.input = .chat(chat.capped(at: cap), messages: messages)
+                call.hold.headers.append(("X-TenantGate-Max-Tokens", String(cap)))
+            }
+            return
         case .embeddings(let embed):
             let bound = embed.tokenBound
             need = Reservation(
@@ -40,9 +54,11 @@ struct ReserveStage: Stage {
     }
 
     /// Reserves `need` for `tenant`: from the worker's lease when it has room, else exactly.
+    /// `short`: called when a budget refuses `need` exactly; returns a smaller worst case to reserve instead
+    /// (the request fitted to what remains) or throws the refusal to answer.
     static func reserve(
         tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources, log: AppLog,
-        requestID: String, hold: inout Hold
+        requestID: String, hold: inout Hold, short: ((LimitRefusal) throws -> Reservation?)? = nil
     ) throws {
         guard need.costNano < Bounds.maxRequestCostNano else {
             throw GatewayError.invalidRequest(
@@ -93,17 +109,76 @@ struct ReserveStage: Stage {
                 status = admission.status
             }
             hold.headers = headers(status)
-            for (budget, percent) in admission.status.crossed {
-                log.event(
-                    "budget_threshold",
-                    [
-                        "tenant": .string(id), "budget": .string(budget), "percent": .int(percent),
-                        "request_id": .string(requestID),
-                    ], level: percent >= 100 ? "warn" : "info")
-            }
         } catch let refusal as LimitRefusal {
-            throw refused(refusal, limits: limits, hold: &hold)
+            guard case .budget = refusal, let short else { throw refused(refusal, limits: limits, hold: &hold) }
+            let smaller: Reservation?
+            do {
+                smaller = try short(refusal)
+            } catch {
+                _ = refused(refusal, limits: limits, hold: &hold)  // the refused limit and its headers
+                throw error
+            }
+            guard let smaller else { throw refused(refusal, limits: limits, hold: &hold) }
+            do {
+                // The fitted worst case, reserved exactly (near a budget's end there is no lease).
+                let admission = try resources.reservations.reserve(
+                    job(tenant: tenant, need: smaller, backend: backend, nowMs: now, leaseFactor: 0))
+                hold.reservationID = admission.id
+                hold.headers = headers(admission.status)
+            } catch let again as LimitRefusal {
+                throw refused(again, limits: limits, hold: &hold)
+            }
         }
+    }
+
+    /// A chat request a budget refused whole: the worst case with its completion cap lowered to what the
+    /// budgets have left (`budget.when_short: fit`, the default), sets `fitted`; else the refusal in full
+    /// (the worst case, what is left, when it resets, what to change).
+    static func fit(
+        _ refusal: LimitRefusal, chat: ChatRequest, models: [ModelConfig], need: Reservation, tenant: TenantConfig,
+        resources: ThreadResources, fitted: inout Int?
+    ) throws -> Reservation? {
+        guard case .budget(let scope, let budget, _) = refusal else { return nil }
+        let limits = tenant.limits
+        let budgets = try resources.readers.with {
+            try AccountingStore($0).budgetsLeft(
+                tenant: tenant.id.rawValue, limits: limits, nowMs: Posix.wallMicros() / 1000)
+        }
+        let room = BudgetFit.Room(
+            tokens: budgets.filter(\.countsTokens).map(\.left).min(),
+            nano: budgets.filter { !$0.countsTokens }.map(\.left).min())
+        let cap = BudgetFit.cap(chat, models: models, room: room)
+        if limits.fitsShortRequests, let cap {
+            fitted = cap
+            return BudgetFit.need(chat, models: models, cap: cap)
+        }
+        guard let state = budgets.first(where: { $0.scope == scope && $0.budget == budget }) else { return nil }
+        throw GatewayError.budgetShort(
+            scope: scope, budget: budget, detail: shortDetail(need: need, state: state, cap: cap))
+    }
+
+    /// The refusal's message: the request's worst case, what the budget has left and when it resets, and
+    /// what the client can change.
+    static func shortDetail(need: Reservation, state: AccountingStore.BudgetLeft, cap: Int?) -> String {
+        func amount(_ value: Int64) -> String {
+            state.countsTokens ? "\(value) tokens" : Money.display(nano: value)
+        }
+        let whose = state.scope == "global" ? "The gateway's global" : "The tenant's"
+        let worst = state.countsTokens ? amount(Int64(need.tokens)) : amount(need.costNano)
+        let (y, m, d) = CivilDate.from(days: Int(state.resetsAt / 86_400))
+        let date = "\(y)-\(m < 10 ? "0" : "")\(m)-\(d < 10 ? "0" : "")\(d)T00:00:00Z"
+        var text =
+            "\(whose) \(state.budget) budget has \(amount(state.left)) left of \(amount(state.cap)) (it resets at \(date)); "
+            + "this request's worst case is \(worst) (\(need.promptTokens) input + \(need.completionTokens) output tokens). "
+        if let cap {
+            text += "At most \(cap) output tokens fit now: send max_tokens of \(cap) or less."
+        } else if state.left == 0 {
+            text += "The budget is used up: wait for the reset, or ask the operator for a larger budget."
+        } else {
+            text +=
+                "Not even \(BudgetFit.minimumCap) output tokens fit with this input: send a shorter request, wait for the reset, or ask the operator for a larger budget."
+        }
+        return text
     }
 
     /// The error for `refusal`, with the refused limit and its headers recorded in `hold`.
