@@ -43,6 +43,15 @@ public final class ConfigCache: Sendable {
 
     /// Stored upstream keys that cannot be opened refuse their tenants' calls: say so loudly, once per load.
     static func reportUnopenedKeys(_ config: GatewayConfig, log: AppLog) {
+        for missing in config.missingBackendKeys(env: Posix.env) {
+            log.event(
+                "backend_key_missing",
+                [
+                    "backend": .string(missing.backend), "variable": .string(missing.variable),
+                    "tenants": .array(missing.tenants.prefix(50).map { .string($0) }),
+                    "error": .string("\(missing.variable) is not set: calls to this backend are refused"),
+                ], level: "error")
+        }
         guard config.unavailableUpstreamKeyCount > 0 else { return }
         let tenants = config.tenants.values.filter { !$0.unavailableUpstreamKeys.isEmpty }.map(\.id.rawValue).sorted()
         log.event(

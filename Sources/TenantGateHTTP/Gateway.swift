@@ -427,7 +427,26 @@ final class Gateway: Sendable {
                 ]))
             return 503
         } else if version == Migrations.current {
-            sink.json(200, .object([("status", .string("ready")), ("schema_version", .int(version))]))
+            // A backend whose key variable is not set: this worker serves every other call, so it stays
+            // ready, but says which backend is degraded and why.
+            let missing = configs.config.missingBackendKeys(env: Posix.env)
+            var body: [(String, JSONValue)] = [
+                ("status", .string(missing.isEmpty ? "ready" : "degraded")), ("schema_version", .int(version)),
+            ]
+            if !missing.isEmpty {
+                body.append(
+                    (
+                        "backends_degraded",
+                        .array(
+                            missing.map {
+                                .object([
+                                    ("backend", .string($0.backend)), ("error", .string("\($0.variable) is not set")),
+                                    ("tenants", .int($0.tenants.count)),
+                                ])
+                            })
+                    ))
+            }
+            sink.json(200, .object(body))
             return 200
         } else {
             sink.error(.serviceUnavailable("database not reachable or schema not current"))

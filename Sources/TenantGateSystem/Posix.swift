@@ -185,6 +185,28 @@ public enum Posix {
         return String(cString: v)
     }
 
+    /// The name of the user this process runs as (`$USER`, else the password database's entry for the
+    /// real user id), nil when neither knows.
+    public static func userName() -> String? {
+        if let user = env("USER"), !user.isEmpty { return user }
+        guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return nil }
+        let text = String(cString: name)
+        return text.isEmpty ? nil : text
+    }
+
+    /// The current working directory ("." if it cannot be read).
+    public static func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The real user id of this process.
+    public static func userID() -> UInt32 { getuid() }
+
+    /// Whether a file (or directory) exists at `path`.
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
     /// Raises this process's soft limit on open files to its hard limit.
     public static func raiseOpenFileLimit() {
         var limit = rlimit()

@@ -39,7 +39,7 @@ struct AdminCommand: ParsableCommand {
 
 /// CLI changes go to the admin audit log too, as user `cli:$USER` from address `local`.
 enum CLIAudit {
-    static var user: String { "cli:" + (Posix.env("USER").flatMap { $0.isEmpty ? nil : $0 } ?? "unknown") }
+    static var user: String { "cli:" + (Posix.userName() ?? "uid:\(Posix.userID())") }
 
     /// The hook for `ConfigStore.apply(…, written:)`: the audit entries commit with the change.
     static func written(_ db: any SQLConnection, action: String) -> (ConfigState, ConfigState) throws -> Void {
@@ -47,6 +47,7 @@ enum CLIAudit {
             try AdminStore(db).auditConfigChange(
                 user: user, address: "local", action: action, before: before, after: after,
                 atMs: Posix.wallMicros() / 1000)
+            CLIWrites.changed(db)
         }
     }
 
@@ -57,6 +58,7 @@ enum CLIAudit {
         try AdminStore(db).audit(
             user: user, address: "local", action: action, target: target, before: before?.jsonString,
             after: after?.jsonString, atMs: Posix.wallMicros() / 1000)
+        CLIWrites.changed(db)
     }
 
     /// One entry, in its own transaction.
@@ -69,5 +71,6 @@ enum CLIAudit {
                 user: user, address: "local", action: action, target: target, before: before?.jsonString,
                 after: after?.jsonString, atMs: Posix.wallMicros() / 1000)
         }
+        CLIWrites.changed(db)
     }
 }

@@ -38,11 +38,26 @@ struct ConfigCommand: ParsableCommand {
                 let db = try global.open()
                 let store = ConfigStore(db)
                 let before = try store.version()
+                let masterKey = try MasterKey.load(dbPath: global.path)
                 try store.apply(
-                    masterKey: try MasterKey.load(dbPath: global.path), { $0.merging(document, prune: prune) },
+                    masterKey: masterKey, { $0.merging(document, prune: prune) },
                     written: CLIAudit.written(db, action: "config_import"))
                 let after = try store.version()
                 print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
+                Import.warnMissingKeys(try store.snapshot(masterKey: masterKey))
+            }
+        }
+
+        /// A backend that calls would reach without a key (its `api_key_env` is not set here, and some
+        /// tenant has no key of its own for it): said now, not at the first 503.
+        static func warnMissingKeys(_ config: GatewayConfig) {
+            for missing in config.missingBackendKeys(env: Posix.env) {
+                let tenants =
+                    missing.tenants.prefix(5).joined(separator: ", ") + (missing.tenants.count > 5 ? ", …" : "")
+                printError(
+                    "warning: backend '\(missing.backend)': \(missing.variable) is not set in this environment; calls of \(tenants) "
+                        + "to it will be refused (503 upstream_key_missing) until the gateway runs with it set, "
+                        + "or the tenant has a key of its own (tenants.<id>.upstream_keys)")
             }
         }
     }

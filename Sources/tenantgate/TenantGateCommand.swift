@@ -26,25 +26,78 @@ struct TenantGateCommand: ParsableCommand {
 
 /// `--db` shared by every command.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "SQLite database (default: $TENANTGATE_DB or $TENANTGATE_HOME/tenantgate.db).")
+    @Option(
+        name: .long,
+        help:
+            "SQLite database (default: $TENANTGATE_DB, else $TENANTGATE_HOME/tenantgate.db, else the home scripts/run uses: the checkout's var/ for a binary built in it, else ./var)."
+    )
     var db: String?
 
     var path: String {
         if let db { return db }
         if let env = Posix.env("TENANTGATE_DB"), !env.isEmpty { return env }
-        let home = Posix.env("TENANTGATE_HOME").flatMap { $0.isEmpty ? nil : $0 } ?? "./var"
-        return home + "/tenantgate.db"
+        return GlobalOptions.home + "/tenantgate.db"
+    }
+
+    /// The runtime home, resolved as `scripts/run` does from any directory: `$TENANTGATE_HOME`, else the
+    /// `var/` of the checkout this binary was built in (`<checkout>/.build/…/tenantgate`), else `./var`.
+    static var home: String {
+        if let home = Posix.env("TENANTGATE_HOME"), !home.isEmpty { return home }
+        var dir = Posix.executablePath()
+        while let slash = dir.lastIndex(of: "/"), slash > dir.startIndex {
+            dir = String(dir[..<slash])
+            if dir.hasSuffix("/.build") {
+                let checkout = String(dir.dropLast("/.build".count))
+                if Posix.exists(checkout + "/scripts/run") && Posix.exists(checkout + "/Package.swift") {
+                    return checkout + "/var"
+                }
+                break
+            }
+        }
+        return "./var"
     }
 
     /// Opens the database and brings the schema up to date (upstream keys sealed before they were bound
     /// to their tenant are re-sealed, when the master key is at hand: workers refuse such rows).
     func open() throws -> any SQLConnection {
+        CLIWrites.opened.withLock { $0 = path }
+        if !path.contains("://"), let slash = path.lastIndex(of: "/"), !Posix.exists(String(path[..<slash])) {
+            throw CLIError(
+                "no TenantGate home at \(path[..<slash]) (database \(path)): start one with scripts/run, or set TENANTGATE_HOME (or --db) to the home of the instance you mean"
+            )
+        }
         let conn = try Database.open(path: path)
         try Migrations.migrate(conn)
         if let masterKey = try? MasterKey.load(dbPath: path) {
             _ = try? ConfigStore(conn).resealLegacyUpstreamKeys(masterKey: masterKey)
         }
         return conn
+    }
+}
+
+/// What a command that changes the database tells its user on standard error, once: which database it
+/// changed (so a CLI pointed at another home than the running gateway's is noticed at once), and a warning
+/// when no live worker uses that database.
+enum CLIWrites {
+    static let opened = Locked<String?>(nil)
+    private static let told = Locked(false)
+
+    /// After a change to `db` (called by the audit hooks every write goes through).
+    static func changed(_ db: any SQLConnection) {
+        // Scripts that set up a home before its gateway starts say so (`TENANTGATE_CLI_QUIET=1`).
+        let first = told.withLock { told in
+            defer { told = true }
+            return !told
+        }
+        guard first, Posix.env("TENANTGATE_CLI_QUIET") != "1", let path = opened.withLock({ $0 }) else { return }
+        let shown = path.hasPrefix("/") || path.contains("://") ? path : Posix.currentDirectory() + "/" + path
+        printError("database: \(path.contains("://") ? "PostgreSQL" : shown)")
+        let since = Posix.wallMicros() / 1000 - 10_000
+        if let live = try? WorkerRegistry(db).alive(sinceMs: since), live.workers == 0 {
+            printError(
+                "warning: no running gateway uses this database (no worker heartbeat in the last 10 s); "
+                    + "a gateway started with another TENANTGATE_HOME will not see this change")
+        }
     }
 }
 

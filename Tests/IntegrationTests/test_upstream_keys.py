@@ -232,3 +232,51 @@ def test_a_legacy_unbound_seal_is_refused_by_workers_and_resealed_by_the_cli(fre
     assert sealed[0] == 2 and len(sealed) == 1 + 12 + len(b"sk-legacy-sealed-key-777") + 16
     assert wait_until(lambda: post(s, "vault", "legacy-resealed", s.keys["vault"]).status_code == 200, timeout=3)
     assert upstream_auth(s, "legacy-resealed") == ["Bearer sk-legacy-sealed-key-777"]
+
+
+def test_a_backend_whose_key_variable_is_unset_fails_loudly(fresh_stack, tmp_path):
+    """api_key_env names a variable the gateway's environment lacks: `config import` warns, calls are refused
+    with 503 upstream_key_missing naming it (before: sent keyless, 502 "upstream answered HTTP 401"),
+    /readyz names the backend, and a tenant with its own stored key, or a keyless backend, is served."""
+    s = fresh_stack
+    config = tmp_path / "extra.yaml"
+    config.write_text(f"""
+backends:
+  realish: {{provider: openai, base_url: "http://127.0.0.1:{s.upstream.port}/v1", api_key_env: TG_TEST_UNSET_KEY}}
+models:
+  real-model: {{backend: realish, upstream_model: real-up}}
+tenants:
+  newcomer:
+    models: [real-model]
+  ownkey:
+    models: [real-model]
+    upstream_keys: {{realish: "sk-own-key-4242"}}
+""")
+    imported = s.cli("config", "import", str(config))
+    assert "warning: backend 'realish': TG_TEST_UNSET_KEY is not set" in imported.stderr, imported.stderr
+    assert "newcomer" in imported.stderr and "ownkey" not in imported.stderr
+    for tenant in ("newcomer", "ownkey"):
+        s.keys[tenant] = s.cli("key", "create", tenant).stdout.strip().splitlines()[-1]
+
+    def call(tenant, marker):
+        with s.client() as c:
+            return c.post(f"/tenant/{tenant}/v1/chat/completions", headers={"Authorization": f"Bearer {s.keys[tenant]}"},
+                          json={"model": "real-model", "messages": [{"role": "user", "content": marker}]})
+
+    def refused():
+        r = call("newcomer", "keyless-call")
+        return r if r.status_code == 503 else None
+    assert wait_until(refused, timeout=5)
+    r = call("newcomer", "keyless-call")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "upstream_key_missing"
+    assert "TG_TEST_UNSET_KEY is not set" in r.json()["error"]["message"]
+    assert upstream_auth(s, "keyless-call") == []  # never sent
+    ok = call("ownkey", "own-key-call")
+    assert ok.status_code == 200 and upstream_auth(s, "own-key-call") == ["Bearer sk-own-key-4242"]
+    with s.client() as c:
+        ready = c.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert ready.json()["backends_degraded"] == [
+        {"backend": "realish", "error": "TG_TEST_UNSET_KEY is not set", "tenants": 1}]
+    assert any(e.get("msg") == "backend_key_missing" and e.get("variable") == "TG_TEST_UNSET_KEY"
+               for e in s.app_log())

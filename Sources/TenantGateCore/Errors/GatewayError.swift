@@ -41,6 +41,9 @@ public enum GatewayError: Error, Equatable, Sendable {
     /// The tenant's managed upstream key for a backend is stored but cannot be opened (master key missing,
     /// wrong or the sealed row damaged): refused rather than served on the operator's key.
     case upstreamKeyUnavailable(backend: String)
+    /// The backend's key comes from an environment variable that is not set where the gateway runs:
+    /// refused rather than sent without a key.
+    case upstreamKeyMissing(backend: String, variable: String)
     /// Too many admin logins are being checked at once on this worker.
     case loginBusy
     case serviceUnavailable(String)
@@ -60,7 +63,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .rateLimited, .budgetExceeded, .budgetShort, .concurrencyLimited, .storageQuotaExceeded: return 429
         case .unsupportedMediaType: return 415
         case .upstreamError: return 502
-        case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .loginBusy: return 503
+        case .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable, .upstreamKeyMissing, .loginBusy: return 503
         case .upstreamTimeout: return 504
         case .internalError: return 500
         }
@@ -79,7 +82,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .rateLimited(let limit, _): return limit
         case .budgetExceeded(let scope, _, _), .budgetShort(let scope, _, _): return "\(scope)_budget_exceeded"
         case .concurrencyLimited(let scope, _): return scope == "pool" ? "pool_concurrency" : "concurrency"
-        case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable:
+        case .upstreamError, .upstreamTimeout, .serviceUnavailable, .circuitOpen, .upstreamKeyUnavailable,
+            .upstreamKeyMissing:
             return "upstream_error"
         case .loginBusy: return "server_error"
         case .internalError: return "server_error"
@@ -100,6 +104,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .invalidToken: return "invalid_token"
         case .missingProviderKey: return "missing_provider_key"
         case .upstreamKeyUnavailable: return "upstream_key_unavailable"
+        case .upstreamKeyMissing: return "upstream_key_missing"
         case .loginBusy: return "login_busy"
         case .tenantMismatch: return "tenant_mismatch"
         case .featureDisabled: return "feature_disabled"
@@ -141,6 +146,9 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .upstreamKeyUnavailable(let backend):
             return
                 "The tenant's stored key for backend '\(backend)' cannot be opened (master key missing or wrong); the operator has been alerted."
+        case .upstreamKeyMissing(let backend, let variable):
+            return
+                "Backend '\(backend)' has no key: \(variable) is not set where the gateway runs; the operator must set it (nothing was sent)."
         case .loginBusy: return "Too many logins are being checked right now; try again in a moment."
         case .tenantMismatch: return "The credential does not belong to this tenant."
         case .featureDisabled(let flag): return "Feature '\(flag)' is disabled for this tenant."

@@ -13,8 +13,11 @@ enum UpstreamHeaders {
             throw GatewayError.upstreamKeyUnavailable(backend: backend.name)
         }
         if let managed = principal.tenant.upstreamKeys[backend.name] { return managed.value }
-        if let env = backend.apiKeyEnv, let key = Posix.env(env), !key.isEmpty { return key }
-        return nil
+        guard let env = backend.apiKeyEnv else { return nil }  // a keyless backend (vLLM, Ollama)
+        guard let key = Posix.env(env), !key.isEmpty else {
+            throw GatewayError.upstreamKeyMissing(backend: backend.name, variable: env)
+        }
+        return key
     }
 
     /// Headers for an upstream call: content type, the backend's key (from its environment variable,

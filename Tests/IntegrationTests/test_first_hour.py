@@ -1,0 +1,126 @@
+"""The operator's first hour, as the README's two commands and the CLI meet it: `scripts/run` keeps one
+instance per home and refuses taken ports (a second start cannot break the first), the banner comes
+once nginx answers, the instance's CLI is found from any directory, and a CLI pointed at another home
+says so."""
+
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from conftest import BIN, ROOT, free_port, wait_until
+
+
+def start_run(home, https_port, http_port):
+    env = dict(os.environ, TG_RUN_BIN=BIN, TENANTGATE_HOME=str(home), TENANTGATE_HTTPS_PORT=str(https_port),
+               TENANTGATE_HTTP_PORT=str(http_port), TENANTGATE_WORKERS="1", TENANTGATE_THREADS="16")
+    env.pop("TENANTGATE_DB", None)
+    return subprocess.Popen([str(ROOT / "scripts/run")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd="/")
+
+
+def run_once(home, https_port, http_port):
+    p = start_run(home, https_port, http_port)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    home = tmp_path_factory.mktemp("first-hour") / "home"
+    https_port, http_port = free_port(), free_port()
+    p = start_run(home, https_port, http_port)
+    banner = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if line.startswith("Ctrl-C stops everything."):
+            break
+    text = "".join(banner)
+    assert "TenantGate is running." in text, text + p.stderr.read() if p.poll() is not None else text
+    yield {"proc": p, "home": home, "https": https_port, "http": http_port, "banner": text}
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+
+
+def chat(instance, key):
+    return httpx.post(f"https://127.0.0.1:{instance['https']}/tenant/demo/v1/chat/completions", verify=False,
+                      timeout=30, headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "demo-small", "messages": [{"role": "user", "content": "Hello!"}]})
+
+
+def test_the_banner_comes_when_the_instance_answers_and_names_its_cli(instance):
+    # Printed only once nginx answered: the health check is up the moment the banner is.
+    r = httpx.get(f"https://127.0.0.1:{instance['https']}/healthz", verify=False, timeout=5)
+    assert r.status_code == 200
+    home = instance["home"]
+    assert f"CLI      {home}/bin/tenantgate" in instance["banner"]
+    assert f"export TENANTGATE_HOME={home}" in instance["banner"]
+    key = (home / "demo.key").read_text().strip()
+    assert chat(instance, key).status_code == 200
+
+
+def test_a_second_scripts_run_cannot_break_the_first(instance, tmp_path):
+    # The same home: refused, naming the running instance's pid.
+    code, _, err = run_once(instance["home"], free_port(), free_port())
+    assert code == 1 and "already running" in err and f"pid {instance['proc'].pid}" in err, err
+    # Another home on the same ports: refused before anything starts.
+    code, _, err = run_once(tmp_path / "other", instance["https"], free_port())
+    assert code == 1 and f"port {instance['https']} is in use" in err, err
+    # Before: the second start replaced the socket and, when stopped, left the first answering 503.
+    assert (instance["home"] / "run" / "tenantgate.sock").exists()
+    key = (instance["home"] / "demo.key").read_text().strip()
+    assert chat(instance, key).status_code == 200
+    assert instance["proc"].poll() is None
+
+
+def test_the_instances_cli_works_from_any_directory(instance, tmp_path):
+    home = instance["home"]
+    # The wrapper scripts/run installed names its home: a key made with it from elsewhere works at once.
+    made = subprocess.run([str(home / "bin/tenantgate"), "key", "create", "demo", "--name", "from-elsewhere"],
+                          capture_output=True, text=True, cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"})
+    assert made.returncode == 0, made.stderr
+    assert f"database: {home}/tenantgate.db" in made.stderr
+    assert "warning" not in made.stderr  # a live gateway uses this database
+    key = made.stdout.strip().splitlines()[-1]
+    assert wait_until(lambda: chat(instance, key).status_code == 200, timeout=5)
+    # Pointed at another home (one that exists, with no gateway), a write says so.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    wrong = subprocess.run([BIN, "tenant", "create", "stray"], capture_output=True, text=True, cwd=str(tmp_path),
+                           env={"PATH": "/usr/bin:/bin", "TENANTGATE_HOME": str(other)})
+    assert wrong.returncode == 0, wrong.stderr
+    assert f"database: {other}/tenantgate.db" in wrong.stderr
+    assert "warning: no running gateway uses this database" in wrong.stderr
+    # A home that does not exist is an error that says what to do (not a SQLite error code).
+    missing = subprocess.run([BIN, "tenant", "list"], capture_output=True, text=True, cwd=str(tmp_path),
+                             env={"PATH": "/usr/bin:/bin", "TENANTGATE_HOME": str(tmp_path / "nowhere")})
+    assert missing.returncode == 1 and "no TenantGate home at" in missing.stderr
+
+
+def test_the_cli_records_its_user_even_without_user_set(instance, tmp_path):
+    home = instance["home"]
+    subprocess.run([str(home / "bin/tenantgate"), "tenant", "set", "demo", "name", "Demo Co"], check=True,
+                   capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    import sqlite3
+    conn = sqlite3.connect(f"file:{home}/tenantgate.db?mode=ro", uri=True, timeout=10)
+    users = [u for (u,) in conn.execute("SELECT user FROM admin_audit ORDER BY id DESC LIMIT 1")]
+    conn.close()
+    import pwd
+    assert users == [f"cli:{pwd.getpwuid(os.getuid()).pw_name}"]
+
+
+def test_when_nginx_exits_the_instance_ends(instance):
+    p = instance["proc"]
+    subprocess.run(["pkill", "-f", f"nginx -p {instance['home']}/run"], check=False)
+    p.wait(timeout=30)
+    assert p.returncode == 1
+    assert "nginx exited" in p.stderr.read()
+    assert not (instance["home"] / "run" / "run.pid").exists()
