@@ -150,4 +150,52 @@ extension AccountingStore {
         ).all([.text(scope), .text(from), .text(to)]).first
         return (row?[0].int ?? 0, row?[1].int ?? 0)
     }
+
+    /// One budget of a tenant as people read it: spent (settled), held (worst cases of requests in flight
+    /// and leases), what is left, when it resets.
+    public struct BudgetMeter: Sendable, Equatable {
+        /// `daily_usd`, `monthly_usd`, `daily_tokens` or `monthly_tokens`.
+        public let budget: String
+        public let cap: Int64
+        public let spent: Int64
+        public let held: Int64
+        public let enforcement: Enforcement
+        /// Epoch seconds.
+        public let resetsAt: Int64
+
+        /// What is left once spend and holds are counted (never negative).
+        public var left: Int64 { max(0, cap - spent - held) }
+        /// Whether it counts tokens (else nano-USD).
+        public var countsTokens: Bool { budget.hasSuffix("tokens") }
+    }
+
+    /// The tenant's budgets, each with spend and holds apart (read only).
+    public func budgetMeters(tenant: String, limits: Limits, nowMs: Int64) throws -> [BudgetMeter] {
+        let periods = Periods(epochMs: nowMs)
+        let scope = AccountingStore.tenantScope(tenant)
+        func read(_ from: String, _ to: String) throws -> [Int64] {
+            let row = try db.statement(
+                """
+                SELECT COALESCE(SUM(used_tokens), 0), COALESCE(SUM(reserved_tokens), 0), COALESCE(SUM(used_nano), 0),
+                       COALESCE(SUM(reserved_nano), 0)
+                FROM budget_counters WHERE scope = ? AND period BETWEEN ? AND ?
+                """
+            ).all([.text(scope), .text(from), .text(to)]).first
+            return (0..<4).map { row?[$0].int ?? 0 }
+        }
+        let day = try read("d:\(periods.day)", "d:\(periods.day)")
+        let month = try read("d:\(periods.month)-01", "d:\(periods.month)-31")
+        let all: [(String, Int64?, [Int64], Bool, Int64)] = [
+            ("daily_usd", limits.dailyNano, day, false, periods.dayResetsAt),
+            ("monthly_usd", limits.monthlyNano, month, false, periods.monthResetsAt),
+            ("daily_tokens", limits.dailyTokens.map(Int64.init), day, true, periods.dayResetsAt),
+            ("monthly_tokens", limits.monthlyTokens.map(Int64.init), month, true, periods.monthResetsAt),
+        ]
+        return all.compactMap { budget, cap, row, tokens, resetsAt in
+            guard let cap else { return nil }
+            return BudgetMeter(
+                budget: budget, cap: cap, spent: tokens ? row[0] : row[2], held: tokens ? row[1] : row[3],
+                enforcement: limits.enforcement, resetsAt: resetsAt)
+        }
+    }
 }

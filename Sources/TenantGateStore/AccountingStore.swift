@@ -721,13 +721,22 @@ public struct AccountingStore {
 
     /// Each tenant's spend (used and reserved) today and this month, nano-USD, by tenant id.
     public func spendByTenant(nowMs: Int64) throws -> [String: (day: Int64, month: Int64)] {
+        try perTenant("used_nano + reserved_nano", nowMs: nowMs)
+    }
+
+    /// Every tenant's held nano-USD today and this month (requests in flight and leases), by tenant id.
+    public func heldByTenant(nowMs: Int64) throws -> [String: (day: Int64, month: Int64)] {
+        try perTenant("reserved_nano", nowMs: nowMs)
+    }
+
+    /// `amount` (an expression over budget_counters' columns) summed today and this month, per tenant.
+    private func perTenant(_ amount: String, nowMs: Int64) throws -> [String: (day: Int64, month: Int64)] {
         let periods = Periods(epochMs: nowMs)
         let prefix = AccountingStore.tenantScope("")
         var out: [String: (day: Int64, month: Int64)] = [:]
         try db.statement(
             """
-            SELECT scope, COALESCE(SUM(CASE WHEN period = ?1 THEN used_nano + reserved_nano END), 0),
-                   COALESCE(SUM(used_nano + reserved_nano), 0)
+            SELECT scope, COALESCE(SUM(CASE WHEN period = ?1 THEN \(amount) END), 0), COALESCE(SUM(\(amount)), 0)
             FROM budget_counters WHERE period BETWEEN ?2 AND ?3 AND scope LIKE 'tenant:%' GROUP BY scope
             """
         ).forEach([.text("d:\(periods.day)"), .text("d:\(periods.month)-01"), .text("d:\(periods.month)-31")]) {

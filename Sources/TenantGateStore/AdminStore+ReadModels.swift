@@ -39,7 +39,10 @@ public struct TenantActivity: Sendable {
     public var todayNano: Int64 = 0
     public var monthNano: Int64 = 0
     public var requests24h: Int64 = 0
+    /// Failed (5xx) in the last 24 hours.
     public var errors24h: Int64 = 0
+    /// Refused by the gateway (4xx) in the last 24 hours.
+    public var refused24h: Int64 = 0
 
     /// No activity.
     public init() {}
@@ -75,10 +78,11 @@ extension AdminStore {
                 tenants[row.text(0)] = TenantActivity(monthNano: row.int(1), todayNano: row.int(2))
             }
             try db.statement(
-                "SELECT tenant, SUM(requests), SUM(errors) FROM usage_hourly WHERE hour > ? GROUP BY tenant"
+                "SELECT tenant, SUM(requests), SUM(errors), SUM(refused) FROM usage_hourly WHERE hour > ? GROUP BY tenant"
             ).forEach([.int(nowMs / 3_600_000 - 24)]) { row in
                 tenants[row.text(0), default: TenantActivity()].requests24h = row.int(1)
                 tenants[row.text(0), default: TenantActivity()].errors24h = row.int(2)
+                tenants[row.text(0), default: TenantActivity()].refused24h = row.int(3)
             }
         }
         let daily = (0..<days).map { offset -> (String, Int64) in
@@ -152,8 +156,10 @@ extension AdminStore {
         if let status = filter.status {
             residual.append("status = ?")
             residualValues.append(.int(Int64(status)))
-        } else if filter.outcome == "error" {
-            residual.append("status >= 400")
+        } else if filter.outcome == "failed" {
+            residual.append("status >= 500")
+        } else if filter.outcome == "refused" {
+            residual.append("status >= 400 AND status < 500 AND status <> 499")
         } else if filter.outcome == "ok" {
             residual.append("status < 400")
         }
@@ -198,9 +204,10 @@ extension AdminStore {
     /// Requests, errors and spend from the daily rollups for days in [fromDay, toDay], optionally of one
     /// tenant and model.
     public func rollupTotals(tenant: String?, model: String?, fromDay: String, toDay: String) throws -> (
-        requests: Int64, errors: Int64, nano: Int64
+        requests: Int64, errors: Int64, refused: Int64, nano: Int64
     ) {
-        var sql = "SELECT SUM(requests), SUM(errors), SUM(cost_nano) FROM usage_daily WHERE day >= ? AND day <= ?"
+        var sql =
+            "SELECT SUM(requests), SUM(errors), SUM(cost_nano), SUM(refused) FROM usage_daily WHERE day >= ? AND day <= ?"
         var values: [SQLValue] = [.text(fromDay), .text(toDay)]
         if let tenant {
             sql += " AND tenant = ?"
@@ -211,6 +218,6 @@ extension AdminStore {
             values.append(.text(model))
         }
         let row = try db.statement(sql).all(values).first
-        return (row?[0].int ?? 0, row?[1].int ?? 0, row?[2].int ?? 0)
+        return (row?[0].int ?? 0, row?[1].int ?? 0, row?[3].int ?? 0, row?[2].int ?? 0)
     }
 }

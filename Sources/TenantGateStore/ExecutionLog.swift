@@ -115,20 +115,25 @@ public struct ExecutionLog {
             let tenant: String
             static func < (a: Hour, b: Hour) -> Bool { (a.hour, a.tenant) < (b.hour, b.tenant) }
         }
-        /// requests, errors, tokens in, tokens out, cost
+        /// requests, failures, refusals, tokens in, tokens out, cost
         var days: [Day: [Int64]] = [:]
-        /// requests, errors, cost
+        /// requests, failures, refusals, cost
         var hours: [Hour: [Int64]] = [:]
 
         mutating func add(_ record: ExecutionRecord, day: String) {
-            let error: Int64 = record.status >= 400 ? 1 : 0
+            let outcome = Outcome(status: record.status)
+            let failed: Int64 = outcome == .failed ? 1 : 0
+            let refused: Int64 = outcome == .refused ? 1 : 0
             let dayDelta = [
-                1, error, Int64(record.usage.promptTokens), Int64(record.usage.completionTokens), record.costNano,
+                1, failed, refused, Int64(record.usage.promptTokens), Int64(record.usage.completionTokens),
+                record.costNano,
             ]
             let dayKey = Day(day: day, tenant: record.tenant, model: record.model ?? "")
-            days[dayKey] = zip(days[dayKey] ?? [0, 0, 0, 0, 0], dayDelta).map { $0 &+ $1 }
+            days[dayKey] = zip(days[dayKey] ?? [0, 0, 0, 0, 0, 0], dayDelta).map { $0 &+ $1 }
             let hourKey = Hour(hour: record.atMs / 3_600_000, tenant: record.tenant)
-            hours[hourKey] = zip(hours[hourKey] ?? [0, 0, 0], [1, error, record.costNano]).map { $0 &+ $1 }
+            hours[hourKey] = zip(hours[hourKey] ?? [0, 0, 0, 0], [1, failed, refused, record.costNano]).map {
+                $0 &+ $1
+            }
         }
     }
 
@@ -148,24 +153,26 @@ public struct ExecutionLog {
 
     private static let daily = MultiRowInsert(
         table: "usage_daily",
-        columns: ["day", "tenant", "model", "requests", "errors", "tokens_in", "tokens_out", "cost_nano"],
+        columns: ["day", "tenant", "model", "requests", "errors", "refused", "tokens_in", "tokens_out", "cost_nano"],
         upsert: (
             "day, tenant, model",
             """
             requests = CAST(usage_daily.requests + excluded.requests AS INTEGER),
               errors = CAST(usage_daily.errors + excluded.errors AS INTEGER),
+              refused = CAST(usage_daily.refused + excluded.refused AS INTEGER),
               tokens_in = CAST(usage_daily.tokens_in + excluded.tokens_in AS INTEGER),
               tokens_out = CAST(usage_daily.tokens_out + excluded.tokens_out AS INTEGER),
               cost_nano = CAST(usage_daily.cost_nano + excluded.cost_nano AS INTEGER)
             """
         ))
     private static let hourly = MultiRowInsert(
-        table: "usage_hourly", columns: ["hour", "tenant", "requests", "errors", "cost_nano"],
+        table: "usage_hourly", columns: ["hour", "tenant", "requests", "errors", "refused", "cost_nano"],
         upsert: (
             "hour, tenant",
             """
             requests = CAST(usage_hourly.requests + excluded.requests AS INTEGER),
               errors = CAST(usage_hourly.errors + excluded.errors AS INTEGER),
+              refused = CAST(usage_hourly.refused + excluded.refused AS INTEGER),
               cost_nano = CAST(usage_hourly.cost_nano + excluded.cost_nano AS INTEGER)
             """
         ))
@@ -174,11 +181,31 @@ public struct ExecutionLog {
     private func opt(_ i: Int?) -> SQLValue { i.map { .int(Int64($0)) } ?? .null }
 }
 
+/// How a request ended, for the figures: served, refused by the gateway (a limit, budget, policy, flag or
+/// a bad request: 4xx), failed (5xx: upstream errors, timeouts, the gateway's own), or abandoned by its
+/// client (499). An error rate counts failures only: refusals are the gateway doing its job.
+public enum Outcome: String, Sendable {
+    case ok, refused, failed, abandoned
+
+    /// The outcome of an answer with HTTP status `status`.
+    public init(status: Int) {
+        switch status {
+        case 499: self = .abandoned
+        case 500...: self = .failed
+        case 400..<500: self = .refused
+        default: self = .ok
+        }
+    }
+}
+
 /// One row of `tenantgate usage`.
 public struct UsageRow: Sendable {
     public let key: String
     public let requests: Int64
+    /// Failed requests (5xx).
     public let errors: Int64
+    /// Requests the gateway refused (4xx).
+    public let refused: Int64
     public let tokensIn: Int64
     public let tokensOut: Int64
     public let costNano: Int64
@@ -195,7 +222,8 @@ extension ExecutionLog {
         default: column = "tenant"
         }
         var sql = """
-            SELECT \(column), SUM(requests), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost_nano)
+            SELECT \(column), SUM(requests), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost_nano),
+              SUM(refused)
             FROM usage_daily WHERE day >= ?
             """
         var bindings: [SQLValue] = [.text(sinceDay)]
@@ -207,8 +235,8 @@ extension ExecutionLog {
         sql += top != nil ? " ORDER BY 6 DESC, 1 LIMIT \(max(1, top ?? 1))" : " ORDER BY 1"
         return try db.query(sql, bindings).map {
             UsageRow(
-                key: $0[0].text ?? "", requests: $0[1].int ?? 0, errors: $0[2].int ?? 0, tokensIn: $0[3].int ?? 0,
-                tokensOut: $0[4].int ?? 0, costNano: $0[5].int ?? 0)
+                key: $0[0].text ?? "", requests: $0[1].int ?? 0, errors: $0[2].int ?? 0, refused: $0[6].int ?? 0,
+                tokensIn: $0[3].int ?? 0, tokensOut: $0[4].int ?? 0, costNano: $0[5].int ?? 0)
         }
     }
 

@@ -261,12 +261,16 @@ public enum Migrations {
         CREATE INDEX stored_responses_bytes ON stored_responses(tenant, bytes);
         """,
         // 16: budget thresholds (50, 80, 100 %) announced, once per budget and period, when settled use
-        // (not holds) reaches them. Rows of past periods go with the sweep.
+        // (not holds) reaches them. Rows of past periods go with the sweep. And the rollups count refusals
+        // (4xx: limits, budgets, policies, flags, bad requests) apart from failures (5xx): `errors` counts
+        // failures only from here on (before, it counted both).
         """
         CREATE TABLE budget_notices(
             scope TEXT NOT NULL, period TEXT NOT NULL, budget TEXT NOT NULL, percent INTEGER NOT NULL,
             at_ms INTEGER NOT NULL, PRIMARY KEY (scope, period, budget, percent)
         ) STRICT, WITHOUT ROWID;
+        ALTER TABLE usage_daily ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
         """,
     ]
 

@@ -42,7 +42,7 @@ struct CacheCommand: ParsableCommand {
                     for row in rows {
                         print(
                             "\(row.tenant)\t\(row.entries)\t\(row.bytes)\t\(row.hits)\t\(Int(rate(row) * 100))%\t"
-                                + Money.usdString(nano: row.savedNano))
+                                + Money.display(nano: row.savedNano))
                     }
                 }
             }

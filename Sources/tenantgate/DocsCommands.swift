@@ -20,7 +20,7 @@ struct DocsCommand: ParsableCommand {
     static func tenant(_ id: String, db: any SQLConnection) throws -> TenantConfig {
         let state = try ConfigStore(db).loadState()
         let config = try GatewayConfig(state: state, keys: [], version: 0)
-        guard let tenant = config.tenants[id] else { throw CLIError("unknown tenant '\(id)'") }
+        guard let tenant = config.tenants[id] else { throw CLIError.unknownTenant(id) }
         return tenant
     }
 
@@ -135,7 +135,7 @@ struct DocsCommand: ParsableCommand {
                     if let id { return try store.deleteDocument(tenant: tenant, collection: collection, id: id) }
                     return try store.deleteCollection(tenant: tenant, name: collection)
                 }
-                guard removed else { throw CLIError("not found") }
+                guard removed else { throw CLIError("not found", notFound: true) }
                 print("removed \(id ?? "collection \(collection)")")
             }
         }

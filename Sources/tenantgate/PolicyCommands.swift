@@ -23,7 +23,7 @@ struct PolicyCommand: ParsableCommand {
                     throw CLIError("--phase must be ingress, midstream or egress")
                 }
                 let config = try ConfigStore(try global.open()).snapshot()
-                guard let tenant = config.tenants[tenant] else { throw CLIError("unknown tenant '\(tenant)'") }
+                guard let tenant = config.tenants[tenant] else { throw CLIError.unknownTenant(tenant) }
                 let verdict = GuardrailTools.check(Array(try readText(file).utf8), tenant: tenant, phase: phase)
                 print(
                     JSONValue.object([
@@ -31,6 +31,8 @@ struct PolicyCommand: ParsableCommand {
                         ("triggers", verdict.triggers.json),
                         ("text", .string(String(decoding: verdict.text, as: UTF8.self))),
                     ]).jsonString)
+                // A script can test it: the text would be refused.
+                if verdict.blockedBy != nil { throw ExitCode(TenantGateCommand.Exit.runtime) }
             }
         }
     }

@@ -22,6 +22,31 @@ struct TenantGateCommand: ParsableCommand {
             DbCommand.self,
         ]
     )
+
+    /// Exit codes, the same for every command: 0 done, 1 a runtime error (or `policy check`'s text blocked,
+    /// `audit verify`'s chain broken), 2 a usage error (bad arguments), 3 not found (an unknown tenant,
+    /// key, prompt, collection…). Every error is one line `error: …` on standard error.
+    enum Exit {
+        static let runtime: Int32 = 1
+        static let usage: Int32 = 2
+        static let notFound: Int32 = 3
+    }
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                // ArgumentParser's "Error: …" and usage, as one style: `error: …`, exit 2.
+                var message = fullMessage(for: error)
+                if message.hasPrefix("Error: ") { message = "error: " + message.dropFirst("Error: ".count) }
+                printError(message)
+                exit(withError: ExitCode(Exit.usage))
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--db` shared by every command.
@@ -106,10 +131,17 @@ func printError(_ message: String) {
     Posix.writeAll(fd: 2, Array((message + "\n").utf8))
 }
 
-/// A failure the CLI reports as one line and a non-zero exit.
+/// A failure the CLI reports as one line and a non-zero exit (3 when something named does not exist).
 struct CLIError: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    let notFound: Bool
+    init(_ description: String, notFound: Bool = false) {
+        self.description = description
+        self.notFound = notFound
+    }
+
+    /// `unknown tenant 'x'`, exit 3.
+    static func unknownTenant(_ id: String) -> CLIError { CLIError("unknown tenant '\(id)'", notFound: true) }
 }
 
 /// Runs `body`, turning our errors into a message on stderr and exit code 1.
@@ -121,9 +153,10 @@ func reporting(_ body: () throws -> Void) throws {
         throw ExitCode(1)
     } catch let error as CLIError {
         printError("error: \(error)")
-        throw ExitCode(1)
+        throw ExitCode(error.notFound ? TenantGateCommand.Exit.notFound : TenantGateCommand.Exit.runtime)
     } catch let error as StoreError {
         printError("error: \(error)")
+        if case .notFound = error { throw ExitCode(TenantGateCommand.Exit.notFound) }
         throw ExitCode(1)
     } catch let error as SQLiteError {
         printError("error: database: \(error)")

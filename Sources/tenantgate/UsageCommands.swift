@@ -31,14 +31,19 @@ struct UsageCommand: ParsableCommand {
         try reporting {
             let periods = Periods(epochMs: Posix.wallMicros() / 1000)
             let first = since ?? "\(periods.month)-01"
-            let rows = try ExecutionLog(try global.open()).usage(tenant: tenant, sinceDay: first, by: by, top: top)
+            let db = try global.open()
+            if let tenant, try ConfigStore(db).loadState().tenants[tenant] == nil {
+                throw CLIError.unknownTenant(tenant)
+            }
+            let rows = try ExecutionLog(db).usage(tenant: tenant, sinceDay: first, by: by, top: top)
             if json {
                 print(
                     JSONValue.array(
                         rows.map {
                             .object([
                                 (by, .string($0.key)), ("requests", .int(Int($0.requests))),
-                                ("errors", .int(Int($0.errors))), ("tokens_in", .int(Int($0.tokensIn))),
+                                ("refused", .int(Int($0.refused))), ("failed", .int(Int($0.errors))),
+                                ("tokens_in", .int(Int($0.tokensIn))),
                                 ("tokens_out", .int(Int($0.tokensOut))),
                                 ("cost_usd", .number(Money.usdString(nano: $0.costNano))),
                             ])
@@ -46,12 +51,13 @@ struct UsageCommand: ParsableCommand {
                     ).jsonString)
                 return
             }
+            // Refusals (limits, budgets, policies, bad requests: 4xx) apart from failures (5xx).
             print(
-                "\(by.padding(24))\("requests".padding(10))\("errors".padding(8))\("tokens_in".padding(12))\("tokens_out".padding(12))cost_usd"
+                "\(by.padding(24))\("requests".padding(10))\("refused".padding(9))\("failed".padding(8))\("tokens_in".padding(12))\("tokens_out".padding(12))cost"
             )
             for r in rows {
                 print(
-                    "\(r.key.padding(24))\(String(r.requests).padding(10))\(String(r.errors).padding(8))\(String(r.tokensIn).padding(12))\(String(r.tokensOut).padding(12))\(Money.usdString(nano: r.costNano))"
+                    "\(r.key.padding(24))\(String(r.requests).padding(10))\(String(r.refused).padding(9))\(String(r.errors).padding(8))\(String(r.tokensIn).padding(12))\(String(r.tokensOut).padding(12))\(Money.display(nano: r.costNano))"
                 )
             }
         }

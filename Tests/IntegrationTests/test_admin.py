@@ -65,10 +65,10 @@ def browser(admin_stack):
     return b
 
 
-def chat(stack, tenant, content="hello"):
+def chat(stack, tenant, content="hello", model="fast"):
     return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", verify=False, timeout=30,
                       headers={"Authorization": f"Bearer {stack.keys[tenant]}"},
-                      json={"model": "fast", "messages": [{"role": "user", "content": content}]})
+                      json={"model": model, "messages": [{"role": "user", "content": content}]})
 
 
 def tenant_form(b, tenant):
@@ -366,7 +366,20 @@ def test_dashboard_and_executions_show_usage(admin_stack, browser):
     assert page.count("<tr class=\"ok\">") >= 3
     executed = admin_stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'limited'")[0][0]
     # The totals for the filter come from the daily rollups and agree with the execution log.
-    assert re.search(r": (\d+) requests, (\d+) errors", page).group(1) == str(executed)
+    totals = re.search(r": (\d+) requests, (\d+) refused .*?, (\d+) failed", page, re.S)
+    assert totals.group(1) == str(executed)
+    refused = admin_stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'limited' AND status BETWEEN 400 AND 498")
+    assert totals.group(2) == str(refused[0][0]) and totals.group(3) == "0"
+    # The dashboard counts refusals apart from failures: a refusal is not an error.
+    assert chat(admin_stack, "limited", "dash-refused", model="gone").status_code in (403, 404)
+    assert wait_until(lambda: admin_stack.sql(
+        "SELECT COUNT(*) FROM executions WHERE tenant = 'limited' AND status BETWEEN 400 AND 498")[0][0] > refused[0][0])
+    dash = browser.get("/admin/").text
+    assert "Refused, 24 h" in dash and "Failure rate, 24 h" in dash and "Error rate" not in dash
+    requests, failures = admin_stack.sql(
+        "SELECT SUM(requests), SUM(errors) FROM usage_hourly WHERE hour > ?", int(time.time() // 3600) - 24)[0]
+    rate = f"{failures * 1000 // requests // 10}.{failures * 1000 // requests % 10} %"
+    assert f"Failure rate, 24 h</h2><p>{rate}" in dash, (rate, dash[dash.find("Failure rate"):][:200])
     # Filters stay inside the tenant asked for: no other tenant's rows.
     assert "/admin/tenants/acme\"" not in page
     r = browser.get("/admin/executions?tenant=<x>&status=abc&from=yesterday")

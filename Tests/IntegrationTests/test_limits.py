@@ -324,3 +324,35 @@ def test_when_short_refuse_names_the_worst_case_what_remains_and_what_fits(stack
         ok = post(c, stack, "tinyrefuse", "hello there", model="pricey", max_tokens=fits)
         assert ok.status_code == 200, ok.text
         assert "x-tenantgate-max-tokens" not in ok.headers
+
+
+def test_refusals_and_failures_are_counted_apart(stack):
+    """Before: 4 rate-limit refusals among 10 requests were a 40 % "error rate" in `usage` and on the
+    dashboard. Refusals (4xx) and failures (5xx) now have their own columns; an error rate counts failures."""
+    def usage(tenant):
+        rows = json.loads(stack.cli("usage", "--tenant", tenant, "--json").stdout)
+        return rows[0] if rows else {"requests": 0, "refused": 0, "failed": 0}
+
+    before = usage("throttled")
+    done = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'throttled'")[0][0]
+    with stack.client() as c:
+        codes = [post(c, stack, "throttled", f"split {i}").status_code for i in range(4)]
+    assert sorted(codes).count(429) >= 2
+    settled(stack, "throttled", done + 4)
+    after = usage("throttled")
+    assert after["requests"] - before["requests"] == 4
+    assert after["refused"] - before["refused"] == codes.count(429)
+    assert after["failed"] - before["failed"] == 0
+    # A failure (the backend is down) is a failure.
+    acme_before = usage("acme")
+    done = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'acme'")[0][0]
+    with stack.client() as c:
+        failed = post(c, stack, "acme", "split failure", model="gone")
+    assert failed.status_code >= 500
+    settled(stack, "acme", done + 1)
+    assert usage("acme")["failed"] - acme_before["failed"] == 1
+    # The table says the same; an unknown tenant is "not found" (exit 3), not an empty table.
+    table = stack.cli("usage", "--tenant", "throttled").stdout.splitlines()
+    assert table[0].split()[:4] == ["tenant", "requests", "refused", "failed"]
+    missing = stack.cli("usage", "--tenant", "nosuch", check=False)
+    assert missing.returncode == 3 and missing.stderr.startswith("error: unknown tenant 'nosuch'")

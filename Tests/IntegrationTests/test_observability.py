@@ -157,7 +157,12 @@ def test_join_logs_joins_exactly(stack):
     assert ids[3] in only_errors and ids[0] not in only_errors
     table = subprocess.run([str(ROOT / "scripts" / "join-logs"), "--home", str(stack.home), "--tenant", "globex",
                             "--table"], capture_output=True, text=True, check=True).stdout
-    assert table.splitlines()[0].split()[:5] == ["ts", "request_id", "tenant", "status", "error"] and ids[0] in table
+    assert table.splitlines()[0].split()[:6] == ["ts", "request_id", "tenant", "status", "outcome", "error"]
+    assert ids[0] in table
+    # Refusals are not failures: the 401 is counted as refused, and the last line sums each outcome.
+    assert rows[ids[3]]["outcome"] == "refused" and rows[ids[0]]["outcome"] == "ok"
+    summary = table.splitlines()[-1]
+    assert " refused (limits, budgets, policies, bad requests), 0 failed (5xx)" in summary, summary
     # The refused call names its error code; costs are fixed decimals, never in e-notation.
     refused = next(line for line in table.splitlines() if ids[3] in line)
     assert "invalid_api_key" in refused or "missing_api_key" in refused

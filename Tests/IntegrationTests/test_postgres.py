@@ -185,7 +185,7 @@ def test_the_admin_pages_read_a_postgres_store(two_stacks):
     # Logged in on one host, the admin pages of the other read the same store.
     browser = Browser(b)
     assert browser.login().status_code == 303
-    for path in ("/admin/", "/admin/executions", "/admin/executions?tenant=acme", "/admin/executions?status=error",
+    for path in ("/admin/", "/admin/executions", "/admin/executions?tenant=acme", "/admin/executions?status=failed", "/admin/executions?status=refused",
                  "/admin/tenants/acme", "/admin/audit"):
         r = browser.get(path)
         assert r.status_code == 200, (path, r.text[:300])

@@ -15,12 +15,12 @@ enum ExecutionsPage {
         }
         switch form.text("status") {
         case nil: break
-        case "ok"?, "error"?: filter.outcome = form.text("status")
+        case "ok"?, "refused"?, "failed"?: filter.outcome = form.text("status")
         case let code?:
             if let n = Int(code), (100...599).contains(n) {
                 filter.status = n
             } else {
-                errors["status"] = "Use ok, error or an HTTP status code."
+                errors["status"] = "Use ok, refused, failed or an HTTP status code."
             }
         }
         if let model = form.text("model") { filter.model = String(model.prefix(256)) }
@@ -55,7 +55,8 @@ enum ExecutionsPage {
             let totals = try context.admin.rollupTotals(
                 tenant: filter.tenant, model: filter.model, fromDay: fromDay, toDay: toDay)
             summary = """
-                <p class="summary">\(fromDay) to \(toDay): \(totals.requests) requests, \(totals.errors) errors, \
+                <p class="summary">\(fromDay) to \(toDay): \(totals.requests) requests, \(totals.refused) refused \
+                (limits, budgets, policies, bad requests), \(totals.errors) failed, \
                 \(Layout.usd(totals.nano)) spent.</p>
                 """
         }
@@ -77,7 +78,7 @@ enum ExecutionsPage {
             <h1>Executions</h1>
             <form method="get" action="/admin/executions" class="filters">
             \(Layout.field("tenant", label: "Tenant", values: values, errors: errors))
-            \(Layout.field("status", label: "Status", values: values, errors: errors, attributes: " placeholder=\"ok, error or a code\""))
+            \(Layout.field("status", label: "Status", values: values, errors: errors, attributes: " placeholder=\"ok, refused, failed or a code\""))
             \(Layout.select("model", label: "Model", options: models, values: values, errors: errors))
             \(Layout.field("from", label: "From (UTC day)", values: values, errors: errors, type: "date"))
             \(Layout.field("to", label: "To (UTC day)", values: values, errors: errors, type: "date"))
@@ -97,7 +98,7 @@ enum ExecutionsPage {
                 <tr class="\(r.status >= 400 ? "err" : "ok")"><td>\(Layout.time(r.atMs))</td>\(tenant)<td>\(r.model)</td>\
                 <td class="num">\(r.status)</td><td>\(r.errorCode)</td><td class="num">\(r.latencyMs)</td>\
                 <td class="num">\(r.tokensIn)</td><td class="num">\(r.tokensOut)</td>\
-                <td class="num">\(Money.usdString(nano: r.costNano))</td><td>\(flags)</td><td><code>\(r.requestID)</code></td></tr>
+                <td class="num">\(Layout.usd(r.costNano))</td><td>\(flags)</td><td><code>\(r.requestID)</code></td></tr>
                 """
         }
         let tenantHead: HTML = showTenant ? "<th scope=\"col\">Tenant</th>" : HTML()

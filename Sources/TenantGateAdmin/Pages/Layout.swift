@@ -31,18 +31,8 @@ enum Layout {
         "<input type=\"hidden\" name=\"_csrf\" value=\"\(session?.csrf ?? "")\">"
     }
 
-    /// USD from nano-USD for tables and labels: cents from $1 up, micro-dollars below (LLM calls are cheap).
-    static func usd(_ nano: Int64) -> String {
-        if nano == 0 { return "$0" }
-        let micros = (nano + 500) / 1000
-        if micros < 1_000_000 {
-            let frac = String(micros)
-            return "$0." + String(repeating: "0", count: max(0, 6 - frac.count)) + frac
-        }
-        let cents = (nano + 5_000_000) / 10_000_000
-        let frac = cents % 100
-        return "$\(cents / 100).\(frac < 10 ? "0" : "")\(frac)"
-    }
+    /// USD from nano-USD, as everywhere (`Money.display`: `$0.0500`, more decimals only below a cent).
+    static func usd(_ nano: Int64) -> String { Money.display(nano: nano) }
 
     /// `2026-11-22 14:03:07` (UTC) from epoch ms.
     static func time(_ ms: Int64) -> String { CivilDate.dateTime(epochMs: ms) }
@@ -97,12 +87,16 @@ enum Layout {
     }
 
     /// A budget bar: a native `<meter>` (no inline style, so the CSP holds) with its figures as text.
-    static func meter(used: Int64, limit: Int64?) -> HTML {
-        guard let limit, limit > 0 else { return "<span class=\"muted\">\(usd(used))</span>" }
-        let shown = min(used, limit)
+    /// A budget meter: spent (settled) and held (worst cases in flight) against the limit, and what is left.
+    static func meter(used: Int64, held: Int64 = 0, limit: Int64?, tokens: Bool = false) -> HTML {
+        func amount(_ v: Int64) -> String { tokens ? "\(v) tokens" : usd(v) }
+        let heldText: HTML = held > 0 ? " + \(amount(held)) held" : HTML()
+        guard let limit, limit > 0 else { return "<span class=\"muted\">\(amount(used))\(heldText)</span>" }
+        let shown = min(used.saturatingAdd(held), limit)
+        let left = max(0, limit - used - held)
         return """
             <meter min="0" max="\(limit)" low="\(limit / 2)" high="\(limit * 4 / 5)" optimum="0" value="\(shown)">\
-            </meter> <span>\(usd(used)) / \(usd(limit))</span>
+            </meter> <span>\(amount(used)) spent\(heldText) of \(amount(limit)); \(amount(left)) left</span>
             """
     }
 }

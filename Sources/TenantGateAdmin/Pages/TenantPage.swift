@@ -44,6 +44,7 @@ enum TenantPage {
         let usage = try context.admin.tenantDaily(id, nowMs: context.nowMs, days: 30)
         body += Chart.dailySpend(
             usage.map { (day: $0.day, nano: $0.nano) }, label: "Daily spend of \(id), last 30 days")
+        body += try budgets(context, id: id)
         body += try policies(context, id: id)
         body += try storage(context, id: id)
         body += try cache(context, id: id)
@@ -163,6 +164,25 @@ enum TenantPage {
             """
     }
 
+    /// The tenant's budgets: spent, held by requests in flight, left, and when each resets.
+    private static func budgets(_ context: AdminContext, id: String) throws -> HTML {
+        guard let tenant = context.config.tenants[id] else { return HTML() }
+        let meters = try AccountingStore(context.db).budgetMeters(
+            tenant: id, limits: tenant.limits, nowMs: context.nowMs)
+        guard !meters.isEmpty else { return HTML() }
+        let rows = meters.map { m -> HTML in
+            """
+            <tr><th scope="row">\(m.budget) (\(m.enforcement.rawValue))</th>\
+            <td>\(Layout.meter(used: m.spent, held: m.held, limit: m.cap, tokens: m.countsTokens))</td>\
+            <td>resets \(Layout.time(m.resetsAt * 1000)) UTC</td></tr>
+            """
+        }
+        return """
+            <section id="budgets"><h2>Budgets</h2><table><tbody>\(rows)</tbody></table>\
+            <p class="muted">Held: the worst cases of requests in flight (and leases), given back as they settle.</p></section>
+            """
+    }
+
     /// What the tenant stores against its `limits.storage_mb` (cache, responses, documents, audit trail).
     private static func storage(_ context: AdminContext, id: String) throws -> HTML {
         guard let tenant = context.config.tenants[id] else { return HTML() }
@@ -185,7 +205,7 @@ enum TenantPage {
             <section><h2>Response cache</h2><table><tbody>\
             <tr><th scope="row">Entries</th><td>\(String(stats.entries)) (\(String(stats.bytes / 1024)) KiB)</td></tr>\
             <tr><th scope="row">Hit rate, 24 h</th><td>\(rate) of \(String(lookups)) lookups</td></tr>\
-            <tr><th scope="row">Saved, 24 h</th><td>USD \(Money.usdString(nano: stats.savedNano))</td></tr>\
+            <tr><th scope="row">Saved, 24 h</th><td>\(Layout.usd(stats.savedNano))</td></tr>\
             </tbody></table>\
             <form method="post" action="/admin/tenants/\(id)/cache/purge">\(Layout.csrf(context.session))\
             <button type="submit">Purge \(id)'s cache</button></form></section>
