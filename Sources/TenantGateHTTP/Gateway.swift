@@ -257,9 +257,10 @@ final class Gateway: Sendable {
         {
             record.budgetLimits = limits
         }
+        // Inspected, then stopped by a policy before reserving: the inspection costs one request.
         record.chargesRequest =
-            call.inspected && call.hold.reservationID == nil && call.hold.leaseClaim == nil
-            && call.hold.refusedLimit == nil && call.tenant.limits.requestsPerMinute != nil
+            call.policyBlocked && call.hold.reservationID == nil && call.hold.leaseClaim == nil
+            && limits.requestsPerMinute != nil
         if let claim = call.hold.leaseClaim { return resources.leases.settle(claim, record: record) }
         return resources.settlements.enqueue(reservation: call.hold.reservationID, record: record)
     }

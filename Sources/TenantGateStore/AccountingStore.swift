@@ -488,19 +488,26 @@ public struct AccountingStore {
             try MetricCounters(db).write(audit.metrics)
             // Budget thresholds that this batch's settled use reached, once per tenant of the batch (after
             // the counters are written: they read them), each into the tenant's audit chain.
-            var checked: Set<String> = []
+            var last: [String: ExecutionRecord] = [:]
+            var exhausted: [String: Set<String>] = [:]
+            for record in audit.executions where record.budgetLimits != nil {
+                last[record.tenant] = record
+                // A budget that refused a request it could not fit: less than the smallest request is left.
+                if let budget = record.refusedLimit, record.budgetLimits?.fitsShortRequests == true {
+                    exhausted[record.tenant, default: []].insert(budget)
+                }
+            }
             var events: [AuditChain.Pending] = []
-            for record in audit.executions.reversed() {
-                guard let limits = record.budgetLimits, checked.insert(record.tenant).inserted else { continue }
+            for (tenant, record) in last.sorted(by: { $0.key < $1.key }) {
+                guard let limits = record.budgetLimits else { continue }
                 for (budget, percent) in try announceThresholds(
-                    tenant: record.tenant, limits: limits, nowMs: record.atMs)
+                    tenant: tenant, limits: limits, nowMs: record.atMs, exhausted: exhausted[tenant] ?? [])
                 {
                     audit.notices.append(
-                        BudgetNotice(
-                            tenant: record.tenant, budget: budget, percent: percent, requestID: record.requestID))
+                        BudgetNotice(tenant: tenant, budget: budget, percent: percent, requestID: record.requestID))
                     events.append(
                         AuditChain.Pending(
-                            tenant: record.tenant, kind: "budget_threshold", actor: "accounting",
+                            tenant: tenant, kind: "budget_threshold", actor: "accounting",
                             body: .object([("budget", .string(budget)), ("percent", .int(percent))]),
                             atMs: record.atMs))
                 }

@@ -286,6 +286,8 @@ def make_handler(recorder):
             cap = body.get("max_tokens") or body.get("max_completion_tokens")
             if cap:
                 n = min(n, int(cap))
+            # Stopped by the cap (like a real model): finish_reason "length".
+            finish = "length" if cap and n == int(cap) and int(d.get("chunks", 4)) > n else "stop"
             pieces = [f"part{i} " for i in range(n)]
             pieces = given_pieces(d) or pieces
             n = len(pieces)
@@ -339,7 +341,7 @@ def make_handler(recorder):
                 value = {
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body.get("model"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text, **more.get("message", {})},
-                                 "finish_reason": "stop", **more.get("choice", {})}],
+                                 "finish_reason": finish, **more.get("choice", {})}],
                 }
                 if not d.get("no_usage"):
                     value["usage"] = usage
@@ -365,7 +367,7 @@ def make_handler(recorder):
                     event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None,
                                                 **extra(d).get("chunk_choice", {})}]})
                 event({**base, "choices": [{"index": 0, "delta": extra(d).get("finish_delta", {}),
-                                            "finish_reason": "stop"}]})
+                                            "finish_reason": finish}]})
                 include = (body.get("stream_options") or {}).get("include_usage")
                 if include and not d.get("no_usage"):
                     event({**base, "choices": [], "usage": usage})

@@ -1,6 +1,7 @@
 """Rate limits, budgets, reservations and the execution log, across workers."""
 
 import json
+import re
 import threading
 import time
 
@@ -285,27 +286,28 @@ def test_a_tiny_budget_fits_the_first_request_instead_of_refusing_it(stack):
         # Holding the whole budget announced nothing; the settled $0.03006 (60 %) announces 50 % once.
         spent = stack.sql("SELECT used_nano FROM budget_counters WHERE scope = 'tenant:tinybudget'")[0][0]
         assert spent == 20 * 3000 + 2000 * 15000
-        # The announcement comes with the next settlement of the tenant's (or its own batch).
-        r2 = post(c, stack, "tinybudget", "#mock " + json.dumps({"text": "two ", "usage": {
-            "prompt_tokens": 20, "completion_tokens": 900, "total_tokens": 920}}), model="pricey")
-        assert r2.status_code == 200, r2.text
-        # What remains is under the worst case again: fitted to it.
-        assert int(r2.headers["x-tenantgate-max-tokens"]) < 1330
-        settled(stack, "tinybudget", 2)
-        assert wait_until(lambda: thresholds(stack, "tinybudget") == [("daily_usd", 50), ("daily_usd", 80)])
-        # Used up but for less than 16 output tokens' worth: refused, saying why and what to do.
-        for _ in range(2):
-            post(c, stack, "tinybudget", "#mock " + json.dumps({"text": "x ", "usage": {
-                "prompt_tokens": 20, "completion_tokens": 300, "total_tokens": 320}}), model="pricey")
-        settled(stack, "tinybudget", 4)
-        r3 = post(c, stack, "tinybudget", "one more", model="pricey")
-        assert r3.status_code == 429, r3.text
-        error = r3.json()["error"]
+        # Then each request is fitted to what is left and uses all of it (the mock writes up to its cap),
+        # until less than 16 output tokens' worth is left: refused, saying why and what to do.
+        refusal = None
+        for n in range(8):
+            r = post(c, stack, "tinybudget", "#mock " + json.dumps({"chunks": 100000}), model="pricey")
+            if r.status_code == 429:
+                refusal = r
+                break
+            assert r.status_code == 200, r.text
+            assert r.json()["usage"]["completion_tokens"] == int(r.headers["x-tenantgate-max-tokens"])
+            assert r.json()["choices"][0]["finish_reason"] == "length"
+            settled(stack, "tinybudget", 2 + n)
+        assert refusal is not None
+        error = refusal.json()["error"]
         assert error["code"] == "budget_exceeded" and error["type"] == "tenant_budget_exceeded"
-        assert "daily_usd budget has $0.00" in error["message"] and "left of $0.0500" in error["message"]
-        assert "worst case" in error["message"]
+        assert re.search(r"daily_usd budget has \$0\.0000\d* left of \$0\.0500", error["message"]), error
+        assert "worst case" in error["message"] and "Not even 16 output tokens fit" in error["message"]
+        # Settled spend reached 50 and 80 %, the refusal says the budget is used up: each announced once.
         assert wait_until(lambda: thresholds(stack, "tinybudget")
-                          == [("daily_usd", 50), ("daily_usd", 80), ("daily_usd", 100)])
+                          == [("daily_usd", 50), ("daily_usd", 80), ("daily_usd", 100)]), thresholds(stack, "tinybudget")
+        spent = stack.sql("SELECT used_nano FROM budget_counters WHERE scope = 'tenant:tinybudget'")[0][0]
+        assert 49_000_000 < spent <= 50_000_000
     # Each threshold is in the tenant's audit chain once.
     rows = stack.sql("SELECT body FROM audit_events WHERE tenant = 'tinybudget' AND kind = 'budget_threshold'")
     assert sorted(json.loads(b)["percent"] for (b,) in rows) == [50, 80, 100]

@@ -43,7 +43,13 @@ import Testing
         let reached = try store.refusalNow(tenant: "a", limits: budget, nowMs: day0 + 3)
         #expect(reached == .budget(scope: "tenant", budget: "daily_tokens", resetsAt: day0 / 1000 + 86_400))
         // A request that spends nothing (token counting) is not refused by a budget.
-        #expect(try store.refusalNow(tenant: "a", limits: budget, nowMs: day0 + 3, costs: false) == nil)
+        #expect(try store.refusalNow(tenant: "a", limits: budget, nowMs: day0 + 3, tokens: false) == nil)
+        // Spent USD does not stop a request whose every model is free; spent tokens do.
+        let usd = try limits(#"{"budget":{"daily_usd":0.000001}}"#)
+        try store.settle(reservation: nil, record: record("u", at: day0, tokens: 10, cost: 1000))
+        #expect(try store.refusalNow(tenant: "u", limits: usd, nowMs: day0 + 1) != nil)
+        #expect(try store.refusalNow(tenant: "u", limits: usd, nowMs: day0 + 1, money: false) == nil)
+        #expect(try store.refusalNow(tenant: "a", limits: budget, nowMs: day0 + 3, money: false) != nil)
         // A soft budget never refuses.
         let soft = try limits(#"{"budget":{"daily_tokens":100,"enforcement":"soft"}}"#)
         #expect(try store.refusalNow(tenant: "a", limits: soft, nowMs: day0 + 3) == nil)
@@ -76,6 +82,13 @@ import Testing
         #expect(half.map(\.percent) == [50] && half.first?.budget == "daily_tokens")
         #expect(try settle(1, at: 3).isEmpty)  // still over 50 %: not again
         #expect(try settle(50, at: 4).map(\.percent) == [80, 100])
+        // A refusal that could not be fitted says the budget is used up: 100 % once, even below it.
+        let other = try limits(#"{"budget":{"daily_tokens":1000}}"#)
+        var refused = record("b", at: day0 + 10, tokens: 0, status: 429)
+        refused.budgetLimits = other
+        refused.refusedLimit = "daily_tokens"
+        #expect(try store.settle([.request(reservation: nil, record: refused)]).map(\.percent) == [100])
+        #expect(try store.settle([.request(reservation: nil, record: refused)]).isEmpty)
         // A record without budget limits (a tenant without budgets) checks nothing.
         #expect(try store.settle([.request(reservation: nil, record: record("a", at: day0 + 5))]).isEmpty)
         // The next day starts over.

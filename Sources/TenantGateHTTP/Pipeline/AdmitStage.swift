@@ -17,10 +17,12 @@ struct AdmitStage: Stage {
         let now = Posix.wallMicros() / 1000
         let id = tenant.id.rawValue
         if services.resources.leases.hasRoom(tenant: id, limits: limits, nowMs: now) { return }
-        let costs = call.endpoint != .countTokens
+        // Token counting spends nothing; a request whose every candidate model is free spends no money.
+        let tokens = call.endpoint != .countTokens
+        let money = call.target?.chain.contains { $0.model.inputPerMTok > 0 || $0.model.outputPerMTok > 0 } ?? true
         guard
             let refusal = try services.resources.readers.with({
-                try AccountingStore($0).refusalNow(tenant: id, limits: limits, nowMs: now, costs: costs)
+                try AccountingStore($0).refusalNow(tenant: id, limits: limits, nowMs: now, tokens: tokens, money: money)
             })
         else { return }
         call.accountable = true

@@ -106,7 +106,6 @@ struct GuardStage: Stage {
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
         let set = call.tenant.policies
         guard set.any(.ingress) else { return }
-        call.inspected = true
         let engine = Guardrails.engine(set, budget: call.inspection)
         var verdict = PolicyVerdict(text: [])
         switch call.input {
@@ -175,6 +174,7 @@ struct GuardStage: Stage {
 
     private func refuse(_ rule: Policy, _ verdict: PolicyVerdict, _ call: inout ModelCall) throws {
         call.policyTriggers.record(verdict.triggers)
+        call.policyBlocked = true
         throw GatewayError.policyBlocked(policy: rule.name, message: rule.message)
     }
 }

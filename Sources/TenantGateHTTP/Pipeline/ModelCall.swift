@@ -128,9 +128,9 @@ struct ModelCall: Sendable {
     var nativeSystem: String?
     /// Reserve: the capacity held.
     var hold = Hold()
-    /// Guard: the request's content was inspected (a request stopped before it reserved is then charged one
-    /// request of the per-minute window).
-    var inspected = false
+    /// Guard: a policy stopped the request after inspecting it (before it reserved anything): the inspection
+    /// is charged as one request of the per-minute window.
+    var policyBlocked = false
     /// Whether the call belongs in the execution log (it reached, or was refused before, a model call).
     var accountable: Bool
     /// Upstream: what served and what it reported.

@@ -147,6 +147,10 @@ struct ReserveStage: Stage {
         let room = BudgetFit.Room(
             tokens: budgets.filter(\.countsTokens).map(\.left).min(),
             nano: budgets.filter { !$0.countsTokens }.map(\.left).min())
+        // Holds given back since the refusal: the whole worst case may fit again (one more exact try).
+        if room.tokens.map({ Int64(need.tokens) <= $0 }) ?? true, room.nano.map({ need.costNano <= $0 }) ?? true {
+            return need
+        }
         let cap = BudgetFit.cap(chat, models: models, room: room)
         if limits.fitsShortRequests, let cap {
             fitted = cap

@@ -115,8 +115,10 @@ struct UpstreamStage: Stage {
         chat: ChatRequest, writer: ReplyWriter, client: UpstreamClient, _ call: inout ModelCall,
         _ services: StageServices
     ) throws {
+        // The cap that was reserved goes upstream, as on every other path (and the one a budget fitted).
         let body = ResponsesNative.body(
-            state.request, previous: state.previous, upstreamModel: candidate.model.upstreamModel)
+            state.request, previous: state.previous, upstreamModel: candidate.model.upstreamModel
+        ).setting("max_output_tokens", .int(chat.completionCap(for: candidate.model)))
         let outgoing = try client.outgoing(
             ProviderRequest(url: candidate.backend.baseURL + "/responses", body: body), backend: candidate.backend,
             stream: chat.stream)

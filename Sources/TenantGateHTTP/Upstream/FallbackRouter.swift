@@ -135,6 +135,10 @@ struct FallbackRouter {
                 }
                 lastError = failure
                 if started() { throw failure.error }
+            } catch GatewayError.upstreamKeyMissing(let name, let variable) where !started() {
+                // Nothing was sent (the backend has no key here): the next candidate may have one; not a
+                // failure of the backend's, so no circuit counts it. The refusal stands if none serves.
+                lastError = GatewayError.upstreamKeyMissing(backend: name, variable: variable)
             }
         }
         throw lastError
