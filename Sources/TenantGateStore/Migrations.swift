@@ -263,7 +263,9 @@ public enum Migrations {
         // 16: budget thresholds (50, 80, 100 %) announced, once per budget and period, when settled use
         // (not holds) reaches them. Rows of past periods go with the sweep. And the rollups count refusals
         // (4xx: limits, budgets, policies, flags, bad requests) apart from failures (5xx): `errors` counts
-        // failures only from here on (before, it counted both).
+        // failures only from here on (before, it counted both). The admin page's key creation: single-use
+        // form tokens (a refreshed POST creates nothing) and the new key, sealed under a key only the
+        // browser's cookie holds, until its page is shown once after the redirect.
         """
         CREATE TABLE budget_notices(
             scope TEXT NOT NULL, period TEXT NOT NULL, budget TEXT NOT NULL, percent INTEGER NOT NULL,
@@ -271,6 +273,11 @@ public enum Migrations {
         ) STRICT, WITHOUT ROWID;
         ALTER TABLE usage_daily ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE admin_once(token_hash BLOB PRIMARY KEY, at_ms INTEGER NOT NULL) STRICT;
+        CREATE TABLE admin_new_keys(
+            id_hash BLOB PRIMARY KEY, tenant TEXT NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL,
+            at_ms INTEGER NOT NULL
+        ) STRICT;
         """,
     ]
 

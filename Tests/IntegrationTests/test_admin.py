@@ -52,6 +52,11 @@ class Browser:
         assert match, page[:500]
         return match.group(1)
 
+    def once(self, tenant):
+        """The key form's single-use token, as the tenant page gives it."""
+        page = self.get(f"/admin/tenants/{tenant}").text
+        return re.search(r'name="_once" value="([0-9a-f]{32})"', page).group(1)
+
     def login(self, user="root", password=PASSWORD):
         return self.client.post("/admin/login", data={"user": user, "password": password},
                                 headers={"Origin": self.origin})
@@ -274,10 +279,22 @@ def test_default_model_is_chosen_from_the_allow_list(admin_stack, browser):
 
 
 def test_keys_created_once_listed_and_revoked(admin_stack, browser):
-    r = browser.post("/admin/tenants/globex/keys", {"key_name": "from-admin"})
-    assert r.status_code == 200
-    key = re.search(r'<code class="secret">(tg_[0-9A-Za-z]+)</code>', r.text).group(1)
-    key_id = re.search(r"New key (key_[0-9a-f]+)", r.text).group(1)
+    form = {"key_name": "from-admin", "_once": browser.once("globex")}
+    r = browser.post("/admin/tenants/globex/keys", form)
+    # POST/redirect/GET: the key is shown by the page the redirect leads to, once.
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/tenants/globex?done=keycreated")
+    shown = browser.get(r.headers["location"]).text
+    key = re.search(r'<code class="secret">(tg_[0-9A-Za-z]+)</code>', shown).group(1)
+    key_id = re.search(r"New key (key_[0-9a-f]+)", shown).group(1)
+    # With where to use it: the tenant's base URL and a ready curl line.
+    assert f"/tenant/globex/v1</code>" in shown and f"Authorization: Bearer {key}" in shown
+    # Before: a refresh of the POST created another key (1 became 3). The token is single-use.
+    again = browser.post("/admin/tenants/globex/keys", form)
+    assert again.status_code == 303 and "done=keyonce" in again.headers["location"]
+    assert "no second key was created" in browser.get(again.headers["location"]).text
+    assert admin_stack.sql("SELECT COUNT(*) FROM api_keys WHERE tenant_id = 'globex' AND name = 'from-admin'")[0][0] == 1
+    # A form without its token creates nothing either.
+    assert browser.post("/admin/tenants/globex/keys", {"key_name": "no-token"}).status_code == 400
 
     def status():
         return httpx.post(f"{admin_stack.base}/tenant/globex/v1/chat/completions", verify=False,

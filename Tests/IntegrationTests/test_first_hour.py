@@ -117,7 +117,30 @@ def test_the_cli_records_its_user_even_without_user_set(instance, tmp_path):
     assert users == [f"cli:{pwd.getpwuid(os.getuid()).pw_name}"]
 
 
-def test_when_nginx_exits_the_instance_ends(instance):
+def test_the_tours_example_tenant_imports_and_serves(instance):
+    """docs/examples/tenant.yaml, as the README's tour uses it with the instance's CLI: imports, serves,
+    and carries its budget, prompt and policies."""
+    cli = str(instance["home"] / "bin/tenantgate")
+    out = subprocess.run([cli, "config", "import", str(ROOT / "docs/examples/tenant.yaml")], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0 and "configuration imported" in out.stdout, out.stderr
+    made = subprocess.run([cli, "key", "create", "acme", "--name", "tour"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, check=True)
+    key = made.stdout.strip().splitlines()[-1]
+
+    def served():
+        r = httpx.post(f"https://127.0.0.1:{instance['https']}/tenant/acme/v1/chat/completions", verify=False,
+                       timeout=30, headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "demo-small", "messages": [{"role": "user", "content": "Hi"}]})
+        return r.status_code == 200
+    assert wait_until(served, timeout=5)
+    shown = subprocess.run([cli, "tenant", "show", "acme", "--json"], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin"}, check=True).stdout
+    assert '"when_short":"fit"' in shown.replace(" ", "") and "Roadrunner Trap" in shown
+    assert "secrets-block" in shown
+
+
+def test_zz_when_nginx_exits_the_instance_ends(instance):
     p = instance["proc"]
     subprocess.run(["pkill", "-f", f"nginx -p {instance['home']}/run"], check=False)
     p.wait(timeout=30)

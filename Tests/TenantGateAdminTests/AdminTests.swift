@@ -21,12 +21,13 @@ import Testing
 }
 
 @Suite struct LayoutTests {
+    /// One money format on every page (`Money.display`): four decimals, more only below a cent, truncated.
     @Test(arguments: [
-        (Int64(0), "$0"), (1_234, "$0.000001"), (135_000, "$0.000135"), (999_999_999, "$1.00"),
-        (999_000_000, "$0.999000"),
-        (1_000_000_000, "$1.00"), (12_345_000_000, "$12.35"),
+        (Int64(0), "$0.0000"), (1_234, "$0.0000012"), (135_000, "$0.00013"), (999_999_999, "$0.9999"),
+        (999_000_000, "$0.9990"), (1_000_000_000, "$1.0000"), (12_345_000_000, "$12.3450"),
+        (50_000_000, "$0.0500"),
     ])
-    func usdShowsSmallAmountsInMicroDollars(_ nano: Int64, _ text: String) {
+    func usdReadsTheSameOnEveryPage(_ nano: Int64, _ text: String) {
         #expect(Layout.usd(nano) == text)
     }
 

@@ -1,5 +1,6 @@
 import TenantGateCore
 import TenantGateStore
+import TenantGateSystem
 
 /// One tenant: every setting in one form (validated like `config import`), prompt versions with
 /// rollback, keys, usage and recent executions; and the create-tenant page.
@@ -8,7 +9,12 @@ enum TenantPage {
         "saved": "Saved. Every worker serves with the new settings within a second.",
         "revoked": "Key revoked.", "rolledback": "Prompt rolled back.", "created": "Tenant created.",
         "purged": "Cache purged. Every worker misses from within a second.",
+        "keycreated": "Key created.",
+        "keyonce": "That form was sent already (a reload?): no second key was created. Its key is in the list below.",
     ]
+
+    /// The cookie that opens a new key's one showing after the redirect (`AdminStore.keepNewKey`).
+    static let newKeyCookie = "tg_newkey"
 
     static func show(
         _ context: AdminContext, tenant id: String, values given: [String: String]? = nil,
@@ -22,13 +28,30 @@ enum TenantPage {
         let defaults = state.settings["defaults"] ?? .object([])
         let session = context.session
         let flash = notice ?? ((try? context.form())?["done"]).flatMap { flashes[$0] }
+        // The key created by the POST this page follows: shown this once, then gone (its cookie too).
+        var headers: [(String, String)] = []
+        var newKey = newKey
+        if let opener = Form.cookies(context.request.headers["cookie"])[newKeyCookie] {
+            headers.append(
+                (
+                    "Set-Cookie",
+                    "\(newKeyCookie)=; Path=/admin/tenants/\(id); HttpOnly; Secure; SameSite=Strict; Max-Age=0"
+                ))
+            if newKey == nil { newKey = try context.admin.takeNewKey(tenant: id, opener: opener, nowMs: context.nowMs) }
+        }
 
         var body: HTML = "<h1>\(tenant["name"]?.stringValue ?? id) <small class=\"muted\">\(id)</small></h1>"
         if let newKey {
+            let base = "https://\(context.request.headers["host"] ?? "localhost")/tenant/\(id)/v1"
+            let model = context.config.tenants[id]?.defaultModel ?? "MODEL"
             body += """
-                <div class="newkey" role="alert"><h2>New key \(newKey.id)</h2>\
+                <div class="newkey" role="alert" id="newkey"><h2>New key \(newKey.id)</h2>\
                 <p>Copy it now: it is shown only this once and stored only as a hash.</p>\
-                <p><code class="secret">\(newKey.secret)</code></p></div>
+                <p><code class="secret">\(newKey.secret)</code></p>\
+                <p>Base URL: <code>\(base)</code></p>\
+                <pre><code>curl \(base)/chat/completions -H "Authorization: Bearer \(newKey.secret)" \\
+                  -H "Content-Type: application/json" -d '{"model":"\(model)","messages":[{"role":"user","content":"Hello!"}]}'</code></pre>\
+                <pre><code>client = openai.OpenAI(base_url="\(base)", api_key="\(newKey.secret)")</code></pre></div>
                 """
         }
         if !errors.isEmpty {
@@ -61,7 +84,9 @@ enum TenantPage {
             \(Layout.field("confirm", label: "Type the tenant id to confirm", values: [:], errors: errors, attributes: " autocomplete=\"off\" required"))\
             <button type="submit" class="danger">Delete \(id) and revoke its keys</button></form></section>
             """
-        return .page(status, Layout.page(title: id, session: session, body: body, flash: flash))
+        var reply = AdminReply.page(status, Layout.page(title: id, session: session, body: body, flash: flash))
+        reply.headers += headers
+        return reply
     }
 
     private static func settingsForm(
@@ -366,6 +391,7 @@ enum TenantPage {
             <th scope="col">Starts with</th><th scope="col">Created (UTC)</th><th scope="col">Last used</th><th scope="col"></th></tr>\
             </thead><tbody>\(rows)</tbody></table></div>
             <form method="post" action="/admin/tenants/\(id)/keys" class="inline">\(Layout.csrf(context.session))\
+            <input type="hidden" name="_once" value="\(Crypto.hex((try? Crypto.randomBytes(16)) ?? []))">\
             \(Layout.field("key_name", label: "New key name", values: [:], errors: [:]))<button type="submit">Create key</button></form>
             </section>
             """
@@ -425,17 +451,37 @@ enum TenantPage {
             })
     }
 
+    /// POST/redirect/GET: the form's single-use token makes a reload create nothing; the new key waits,
+    /// sealed under the cookie's key, for the page the redirect shows (once, within 5 minutes).
     static func createKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
-        let name = String((try context.form().text("key_name") ?? "").prefix(200))
+        let form = try context.form()
+        let name = String((form.text("key_name") ?? "").prefix(200))
         guard try ConfigStore(context.db).loadState().tenants[id] != nil else { throw AdminProblem.notFound }
-        let admin = context.admin
-        let key = try KeyStore(context.db).create(tenant: id, name: name) { keyID in
-            try admin.audit(
-                user: context.user, address: context.address, action: "key_create", target: id, before: nil,
-                after: JSONValue.object([("key_id", .string(keyID)), ("name", .string(name))]).jsonString,
-                atMs: context.nowMs)
+        guard let once = form.text("_once"), once.utf8.count == 32, Crypto.unhex(once) != nil else {
+            throw AdminProblem.badForm("This form is out of date: reload the page and try again.")
         }
-        return try show(context, tenant: id, newKey: key, notice: "Key created.")
+        let admin = context.admin
+        let key: (id: String, secret: String)
+        do {
+            key = try KeyStore(context.db).create(tenant: id, name: name) { keyID in
+                try admin.takeOnce(once, nowMs: context.nowMs)
+                try admin.audit(
+                    user: context.user, address: context.address, action: "key_create", target: id, before: nil,
+                    after: JSONValue.object([("key_id", .string(keyID)), ("name", .string(name))]).jsonString,
+                    atMs: context.nowMs)
+            }
+        } catch is AdminStore.FormAlreadyUsed {
+            return .redirect("/admin/tenants/\(id)?done=keyonce")
+        }
+        let opener = try admin.keepNewKey(tenant: id, keyID: key.id, secret: key.secret, nowMs: context.nowMs)
+        return .redirect(
+            "/admin/tenants/\(id)?done=keycreated#newkey",
+            headers: [
+                (
+                    "Set-Cookie",
+                    "\(newKeyCookie)=\(opener); Path=/admin/tenants/\(id); HttpOnly; Secure; SameSite=Strict; Max-Age=300"
+                )
+            ])
     }
 
     /// Deletes the tenant's cached answers, audited.
