@@ -124,6 +124,7 @@ public struct AdminApp: AdminResponder {
         case ("POST", "tenants"): return try NewTenantPage.submit(context)
         case ("GET", "executions"): return try ExecutionsPage.show(context)
         case ("GET", "audit"): return try AuditPage.show(context)
+        case ("GET", "catalog"): return CatalogPage.show(context)
         case (_, ""), (_, "logout"), (_, "tenants"), (_, "executions"), (_, "audit"):
             throw AdminProblem.methodNotAllowed
         default: throw AdminProblem.notFound

@@ -24,6 +24,9 @@ public struct Form: Sendable {
         fields = out
     }
 
+    /// A form of these fields (a submitted form with some values changed).
+    public init(fields: [(String, String)]) { self.fields = fields }
+
     /// Parses a query string.
     public init(query: String) throws(Problem) { try self.init(urlencoded: Array(query.utf8)) }
 

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateStore
 
 /// The tenant settings form: its fields are named by their configuration key path, the submitted form
 /// becomes a tenant document validated exactly like `config import`, and a `ConfigError` is shown next
@@ -20,7 +21,7 @@ enum TenantForm {
     static func document(_ form: Form, current: JSONValue?) -> ConfigNode {
         var base = current ?? .object([])
         for key in ownedKeys { base = base.removing(key) }
-        // The policies textarea (a JSON list of rules) owns `policies` when the form has it.
+        // The policies textarea (a YAML list of rules; JSON is YAML too) owns `policies` when the form has it.
         let policies = form["policies"]
         if policies != nil { base = base.removing("policies") }
         for path in numberFields + ["budget.enforcement"] { base = remove(base, path) }
@@ -77,8 +78,8 @@ enum TenantForm {
         if let enforcement = form.text("budget.enforcement") { set("budget.enforcement", plain(enforcement)) }
         if form["auth_passthrough"] == "on" { set("auth_passthrough", plain("true")) }
         if let policies, !policies.trimmingASCII().isEmpty {
-            // Not JSON: kept as text, which the schema refuses naming `policies` (shown under the field).
-            set("policies", (try? JSONParser.parse(policies)).map(ConfigNode.init(json:)) ?? text(policies))
+            // Not YAML: kept as text, which the schema refuses naming `policies` (shown under the field).
+            set("policies", (try? YAMLConfig.parse(policies)) ?? text(policies))
         }
         for (name, value) in form.fields where name.hasPrefix("upstream_keys.") && !value.trimmingASCII().isEmpty {
             set(name, text(value.trimmingASCII()))
@@ -100,9 +101,7 @@ enum TenantForm {
         }.joined(separator: "\n")
         out["system_prompt"] = tenant["system_prompt"]?.stringValue ?? ""
         out["policies"] =
-            (tenant["policies"]?.arrayValue).map { rules in
-                rules.isEmpty ? "" : "[\n" + rules.map { "  " + $0.jsonString }.joined(separator: ",\n") + "\n]"
-            } ?? ""
+            (tenant["policies"]?.arrayValue).map { rules in rules.isEmpty ? "" : YAMLConfig.render(list: rules) } ?? ""
         out["prompt_mode"] = tenant["prompt_mode"]?.stringValue ?? ""
         for (name, value) in tenant["prompts"]?.objectValue ?? [] { out["prompts.\(name)"] = value.stringValue ?? "" }
         out["variables"] = (tenant["variables"]?.objectValue ?? []).map { "\($0): \($1.stringValue ?? "")" }

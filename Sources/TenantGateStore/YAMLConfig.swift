@@ -70,6 +70,13 @@ public enum YAMLConfig {
         return out
     }
 
+    /// Renders a list (a tenant's policies) as a YAML block sequence.
+    public static func render(list items: [JSONValue]) -> String {
+        var out = ""
+        renderItems(items, indent: 0, into: &out)
+        return out
+    }
+
     private static func scalar(_ value: JSONValue) -> String? {
         switch value {
         case .null: return "null"

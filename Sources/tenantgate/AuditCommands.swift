@@ -12,16 +12,28 @@ struct AuditCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every chain (or one tenant's); exits 1 naming the first bad seq and why.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Only this tenant's chain (`_system` for deployment events).") var tenant: String?
+        @OptionGroup var only: TenantChoice
+        @Flag var json = false
 
         func run() throws {
             try reporting {
-                let chain = try AuditChain(try global.open())
+                let db = try global.open()
+                let tenant = try only.resolve(db, required: false)
+                let chain = try AuditChain(db)
                 let faults = try chain.verify(tenant: tenant)
-                for fault in faults { printError("audit: \(fault)") }
-                guard faults.isEmpty else { throw ExitCode(1) }
                 let chains = try tenant.map { [$0] } ?? chain.tenants()
-                print("ok: \(chains.count) chain(s) verify (key check \(chain.keyCheck))")
+                if json {
+                    print(
+                        JSONValue.object([
+                            ("ok", .bool(faults.isEmpty)), ("chains", .int(chains.count)),
+                            ("key_check", .string(chain.keyCheck)),
+                            ("faults", .array(faults.map { .string("\($0)") })),
+                        ]).jsonString)
+                } else {
+                    for fault in faults { printError("audit: \(fault)") }
+                }
+                guard faults.isEmpty else { throw ExitCode(TenantGateCommand.Exit.runtime) }
+                if !json { print("ok: \(chains.count) chain(s) verify (key check \(chain.keyCheck))") }
             }
         }
     }
@@ -30,23 +42,27 @@ struct AuditCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One tenant's events as JSON lines, each with its MACs (hex), for offline verification.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "The tenant (`_system` for deployment events).") var tenant: String
-        @Option(help: "Only events at or after this time (epoch milliseconds).") var since: Int64 = 0
+        @OptionGroup var only: TenantChoice
+        @Option(help: "Only events at or after this time (ISO 8601, e.g. 2026-12-01 or 2026-12-01T12:00:00Z).")
+        var since: String?
         @Option(help: "jsonl (the only format).") var format: String = "jsonl"
 
         func run() throws {
             try reporting {
                 guard format == "jsonl" else { throw CLIError("--format must be jsonl") }
-                let chain = try AuditChain(try global.open())
+                let db = try global.open()
+                guard let tenant = try only.resolve(db, required: true) else { return }
+                let sinceMs = try since.map { try CLITime.epochMs($0) } ?? 0
+                let chain = try AuditChain(db)
                 print(
                     JSONValue.object([
                         ("key_check", .string(chain.keyCheck)), ("format", .string("tenantgate-audit-1")),
                     ]).jsonString)
-                for event in try chain.events(tenant: tenant, sinceMs: since) {
+                for event in try chain.events(tenant: tenant, sinceMs: sinceMs) {
                     print(
                         JSONValue.object([
                             ("tenant", .string(event.tenant)), ("seq", .int(Int(event.seq))),
-                            ("ts_ms", .int(Int(event.tsMs))),
+                            ("ts_ms", .int(Int(event.tsMs))), ("ts", .string(CLITime.iso(event.tsMs))),
                             ("kind", .string(event.kind)), ("actor", .string(event.actor)),
                             ("body", .string(event.body)),
                             ("prev_mac", .string(Crypto.hex(event.prevMAC))), ("mac", .string(Crypto.hex(event.mac))),

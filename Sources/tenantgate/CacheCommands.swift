@@ -13,12 +13,14 @@ struct CacheCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Entries, bytes and hits per tenant; hit rate and saved USD over the last 24 hours.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Only this tenant.") var tenant: String?
+        @OptionGroup var only: TenantChoice
         @Flag var json = false
 
         func run() throws {
             try reporting {
-                let rows = try CacheStore(try global.open()).stats(tenant: tenant, nowMs: Posix.wallMicros() / 1000)
+                let db = try global.open()
+                let tenant = try only.resolve(db, required: false)
+                let rows = try CacheStore(db).stats(tenant: tenant, nowMs: Posix.wallMicros() / 1000)
                 func rate(_ row: CacheStats) -> Double {
                     let lookups = row.recentHits + row.recentMisses
                     return lookups == 0 ? 0 : Double(row.recentHits) / Double(lookups)
@@ -53,11 +55,14 @@ struct CacheCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete cached answers (one tenant's, or all); every worker misses from then on.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Only this tenant.") var tenant: String?
+        @OptionGroup var only: TenantChoice
+        @Flag var json = false
 
         func run() throws {
             try reporting {
-                let n = try CacheStore(try global.open()).purge(tenant: tenant)
+                let db = try global.open()
+                let n = try CacheStore(db).purge(tenant: try only.resolve(db, required: false))
+                if json { return print(JSONValue.object([("purged", .int(n))]).jsonString) }
                 print("purged \(n) cached answer(s)")
             }
         }

@@ -109,6 +109,7 @@ struct TenantCommand: ParsableCommand {
         @Argument var id: String
         @Option var name: String?
         @Option(help: "Comma-separated allowed models; the first is the default.") var models: String = ""
+        @Flag var json = false
 
         func run() throws {
             try reporting {
@@ -119,6 +120,9 @@ struct TenantCommand: ParsableCommand {
                 pairs.append((key: "models", value: .sequence(list, line: nil), line: nil))
                 try TenantCommand.applyTenant(
                     global, id, .mapping(pairs, line: nil), mustExist: false, action: "tenant_create")
+                if json {
+                    return print(JSONValue.object([("tenant", .string(id)), ("created", .bool(true))]).jsonString)
+                }
                 print("tenant \(id) created")
             }
         }
@@ -176,6 +180,7 @@ struct TenantCommand: ParsableCommand {
         @Argument var id: String
         @Argument(help: "Dotted key path.") var key: String
         @Argument(help: "Value as YAML (e.g. 100, true, \"[a, b]\", null).") var value: String
+        @Flag var json = false
 
         func run() throws {
             try reporting {
@@ -184,6 +189,10 @@ struct TenantCommand: ParsableCommand {
                     node = .mapping([(key: String(part), value: node, line: nil)], line: nil)
                 }
                 try TenantCommand.applyTenant(global, id, node, mustExist: true)
+                if json {
+                    return print(
+                        JSONValue.object([("tenant", .string(id)), ("updated", .string(key))]).jsonString)
+                }
                 print("tenant \(id): \(key) updated")
             }
         }
@@ -193,6 +202,7 @@ struct TenantCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a tenant (its keys are revoked).")
         @OptionGroup var global: GlobalOptions
         @Argument var id: String
+        @Flag var json = false
 
         func run() throws {
             try reporting {
@@ -202,6 +212,9 @@ struct TenantCommand: ParsableCommand {
                         guard state.tenants[id] != nil else { throw StoreError.notFound("tenant '\(id)'") }
                         return state.removingTenant(id)
                     }, written: CLIAudit.written(db, action: "tenant_delete"))
+                if json {
+                    return print(JSONValue.object([("tenant", .string(id)), ("deleted", .bool(true))]).jsonString)
+                }
                 print("tenant \(id) deleted")
             }
         }
@@ -217,18 +230,24 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue a key; the key is printed once, as the last line.")
         @OptionGroup var global: GlobalOptions
-        @Argument var tenant: String
+        @OptionGroup var only: TenantChoice
         @Option var name: String = ""
+        @Flag var json = false
 
         func run() throws {
             try reporting {
-                guard TenantID(tenant) != nil else { throw CLIError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}") }
                 guard name.utf8.count <= 200 else { throw CLIError("--name is longer than 200 bytes") }
                 let db = try global.open()
+                guard let tenant = try only.resolve(db, required: true) else { return }
                 let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name) { id in
                     try CLIAudit.entry(
                         db, action: "key_create", target: tenant,
                         after: JSONValue.object([("key_id", .string(id)), ("name", .string(name))]))
+                }
+                if json {
+                    return print(
+                        JSONValue.object([("id", .string(id)), ("tenant", .string(tenant)), ("key", .string(secret))])
+                            .jsonString)
                 }
                 print("created \(id) for tenant \(tenant); store this key now, it is not shown again:")
                 print(secret)
@@ -239,20 +258,22 @@ struct KeyCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
         @OptionGroup var global: GlobalOptions
-        @Option var tenant: String?
+        @OptionGroup var only: TenantChoice
         @Flag var json = false
 
         func run() throws {
             try reporting {
-                let keys = try KeyStore(try global.open()).list(tenant: tenant)
+                let db = try global.open()
+                let keys = try KeyStore(db).list(tenant: try only.resolve(db, required: false))
                 if json {
                     print(
                         JSONValue.array(
                             keys.map { k in
                                 .object([
                                     ("id", .string(k.id)), ("tenant", .string(k.tenant)), ("name", .string(k.name)),
-                                    ("prefix", .string(k.prefix)), ("created_at", .int(Int(k.createdAt))),
-                                    ("last_used_at", k.lastUsedAt.map { .int(Int($0)) } ?? .null),
+                                    ("prefix", .string(k.prefix)),
+                                    ("created_at", .string(CLITime.iso(k.createdAt * 1000))),
+                                    ("last_used_at", k.lastUsedAt.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
                                     ("revoked", .bool(k.revokedAt != nil)),
                                 ])
                             }

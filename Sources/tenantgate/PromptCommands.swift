@@ -23,7 +23,8 @@ struct PromptCommand: ParsableCommand {
                         JSONValue.array(
                             rows.map {
                                 .object([
-                                    ("version", .int($0.version)), ("created_at", .int(Int($0.createdAt))),
+                                    ("version", .int($0.version)),
+                                    ("created_at", .string(CLITime.iso($0.createdAt * 1000))),
                                     ("template", .string($0.template)),
                                 ])
                             }
@@ -31,7 +32,7 @@ struct PromptCommand: ParsableCommand {
                 } else {
                     for row in rows {
                         let firstLine = row.template.split(separator: "\n").first.map(String.init) ?? ""
-                        print("v\(row.version)\t\(row.createdAt)\t\(firstLine.prefix(80))")
+                        print("v\(row.version)\t\(CLITime.iso(row.createdAt * 1000))\t\(firstLine.prefix(80))")
                     }
                 }
             }

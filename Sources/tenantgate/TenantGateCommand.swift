@@ -280,3 +280,66 @@ struct WorkerCommand: ParsableCommand {
         throw ExitCode(worker.run())
     }
 }
+
+/// The tenant a command is about, named the same way everywhere: positional (`usage acme`) or
+/// `--tenant acme`, an unknown one refused with exit 3 (`resolve`).
+struct TenantChoice: ParsableArguments {
+    @Argument(help: "The tenant (or --tenant).") var positional: String?
+    @Option(name: .customLong("tenant"), help: "The tenant (the same as the positional argument).")
+    var option: String?
+
+    /// The tenant named, if any (both forms naming different tenants is a usage error).
+    func name() throws -> String? {
+        if let positional, let option, positional != option {
+            throw ValidationError("the tenant is named twice: '\(positional)' and --tenant '\(option)'")
+        }
+        guard let id = positional ?? option else { return nil }
+        guard TenantID(id) != nil || id == "_system" else {
+            throw ValidationError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}")
+        }
+        return id
+    }
+
+    /// The tenant named, which must exist in `db`'s configuration (`_system`: the deployment's chain).
+    func resolve(_ db: any SQLConnection, required: Bool) throws -> String? {
+        guard let id = try name() else {
+            if required { throw CLIError("name the tenant (positional or --tenant)") }
+            return nil
+        }
+        if id != "_system", try ConfigStore(db).loadState().tenants[id] == nil { throw CLIError.unknownTenant(id) }
+        return id
+    }
+}
+
+/// Times on the command line: ISO 8601 in (`2026-12-01`, `2026-12-01T12:00:00Z`) and out.
+enum CLITime {
+    /// Epoch milliseconds of an ISO 8601 date or UTC date-time.
+    static func epochMs(_ text: String) throws -> Int64 {
+        let bytes = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= bytes.count else { return nil }
+            return Int(String(decoding: bytes[range], as: UTF8.self))
+        }
+        guard
+            bytes.count == 10
+                || (bytes.count == 20 && bytes[19] == UInt8(ascii: "Z") && bytes[10] == UInt8(ascii: "T")),
+            bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+            let y = number(0..<4), let m = number(5..<7), let d = number(8..<10), (1...12).contains(m),
+            (1...31).contains(d)
+        else { throw CLIError("a time must be ISO 8601: 2026-12-01 or 2026-12-01T12:00:00Z") }
+        var seconds = Int64(CivilDate.days(year: y, month: m, day: d)) * 86_400
+        if bytes.count == 20 {
+            guard let h = number(11..<13), let mi = number(14..<16), let s = number(17..<19), h < 24, mi < 60, s < 60
+            else { throw CLIError("a time must be ISO 8601: 2026-12-01 or 2026-12-01T12:00:00Z") }
+            seconds += Int64(h * 3600 + mi * 60 + s)
+        }
+        return seconds * 1000
+    }
+}
+
+extension CLITime {
+    /// `2026-12-01T12:00:00Z` for epoch milliseconds.
+    static func iso(_ ms: Int64) -> String {
+        String(CivilDate.dateTime(epochMs: ms).map { $0 == " " ? "T" : $0 }) + "Z"
+    }
+}

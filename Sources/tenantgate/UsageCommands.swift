@@ -7,7 +7,7 @@ struct UsageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage", abstract: "Requests, tokens and cost from the daily rollups.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Only this tenant.") var tenant: String?
+    @OptionGroup var only: TenantChoice
     @Option(help: "First day, YYYY-MM-DD (default: the first of this month, UTC).") var since: String?
     @Option(help: "Group by day, model or tenant.") var by: String = "tenant"
     @Option(help: "Only the N most expensive rows.") var top: Int?
@@ -23,7 +23,7 @@ struct UsageCommand: ParsableCommand {
                 throw ValidationError("--since must be YYYY-MM-DD")
             }
         }
-        if let tenant, TenantID(tenant) == nil { throw ValidationError("invalid tenant id") }
+        _ = try only.name()
         if let top, top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
@@ -32,9 +32,7 @@ struct UsageCommand: ParsableCommand {
             let periods = Periods(epochMs: Posix.wallMicros() / 1000)
             let first = since ?? "\(periods.month)-01"
             let db = try global.open()
-            if let tenant, try ConfigStore(db).loadState().tenants[tenant] == nil {
-                throw CLIError.unknownTenant(tenant)
-            }
+            let tenant = try only.resolve(db, required: false)
             let rows = try ExecutionLog(db).usage(tenant: tenant, sinceDay: first, by: by, top: top)
             if json {
                 print(

@@ -222,6 +222,9 @@ tenants:
   counted:
     models: [sonnet]
     rate_limit: {{requests_per_minute: 2}}
+  splitcount:
+    models: [fast]
+    rate_limit: {{requests_per_minute: 2}}
   tinybudget:
     models: [pricey]
     budget: {{daily_usd: 0.05}}
@@ -385,7 +388,7 @@ class Stack:
         else:
             self.cli("config", "import", str(config))
         for tenant in () if self.shares else ("acme", "globex", "nostream", "initech", "limited", "throttled", "guarded", "cached", "cached2", "cached-ttl", "semantic", "semantic2", "cachedguard", "audited", "budgeted", "softy", "priced", "resilient",
-                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "tinybudget", "tinyrefuse", "chargedguard", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
+                       "steady", "vault", "byok", "bounded", "cachedshare", "tinystore", "splitcount", "tinybudget", "tinyrefuse", "chargedguard", "bothlimits", "anthro", "anthro2", "anthro3", "nomsg", "brute", "absurd", "tight", "leaky", "greedy", "lease-rpm", "lease-budget", "lease-kill",
                        "counted", "docs", "docsbudget", "docstight", "docsquota", "docs2", "docsrag", "docsguard", "nodocs", "responder", "responder2",
                        "narrow", "noresp", "faulty"):
             self.keys[tenant] = self.cli("key", "create", tenant).stdout.strip().splitlines()[-1]

@@ -225,6 +225,11 @@ def test_invalid_settings_are_shown_at_their_field_and_nothing_is_saved(admin_st
     field = r.text.split('id="f-rate_limit-requests_per_minute"', 1)[1][:400]
     assert "f-rate_limit-requests_per_minute-error" in field
     assert 'value="lots"' in r.text and 'value="Changed but not saved"' in r.text
+    # Before: only the first invalid field was reported. Both are, each linked from the banner.
+    assert "f-budget-daily_usd-error" in r.text.split('id="f-budget-daily_usd"', 1)[1][:400]
+    assert "2 settings need attention" in r.text
+    assert '<a href="#f-rate_limit-requests_per_minute">' in r.text and '<a href="#f-budget-daily_usd">' in r.text
+    data["budget.daily_usd"] = ""
     data["rate_limit.requests_per_minute"] = "10"
     data["models"] = "mock-small, no-such-model"
     r = browser.post("/admin/tenants/globex", data)
@@ -565,10 +570,58 @@ def test_a_spray_of_names_and_addresses_is_bounded_by_the_workers_check_rate():
         s.stop()
 
 
+def test_flags_show_what_applies_and_where_it_comes_from(admin_stack, browser):
+    page = browser.get("/admin/tenants/globex").text
+    # Before: "not set" for built-in flags that /v1/tenant-info reported on.
+    streaming = page.split('id="f-features-streaming"', 1)[1][:600]
+    assert "Applies: on (built in)" in streaming
+    semantic = page.split('id="f-features-semantic_cache"', 1)[1][:600]
+    assert "Applies: off (built in)" in semantic
+    data = tenant_form(browser, "globex")
+    data["features.streaming"] = "off"
+    assert browser.post("/admin/tenants/globex", data).status_code == 303
+    page = browser.get("/admin/tenants/globex").text
+    assert "Applies: off (this tenant)" in page.split('id="f-features-streaming"', 1)[1][:600]
+    data["features.streaming"] = ""
+    assert browser.post("/admin/tenants/globex", data).status_code == 303
+
+
+def test_policies_are_edited_as_yaml(admin_stack, browser):
+    data = tenant_form(browser, "globex")
+    data["policies"] = "- preset: secrets-block\n- {name: yaml-cards, phase: egress, detector: pii.card, action: redact}\n"
+    assert browser.post("/admin/tenants/globex", data).status_code == 303
+    shown = tenant_form(browser, "globex")["policies"]
+    assert "yaml-cards" in shown and not shown.lstrip().startswith("[")  # shown back as YAML, not JSON
+    assert browser.post("/admin/tenants/globex", tenant_form(browser, "globex")).status_code == 303  # round trip
+    stored = admin_stack.sql("SELECT json FROM tenants WHERE id = 'globex'")[0][0]
+    assert '"name":"yaml-cards"' in stored.replace(" ", "")
+    data = tenant_form(browser, "globex")
+    data["policies"] = ""
+    assert browser.post("/admin/tenants/globex", data).status_code == 303
+
+
+def test_the_catalog_and_the_audit_page_read_right(admin_stack, browser):
+    page = browser.get("/admin/catalog").text
+    assert "Backends" in page and "<code>up</code>" in page and "<code>TG_TEST_UPSTREAM_KEY</code>" in page
+    assert "<code>fast</code>" in page and "upstream-fast-v2" in page
+    # The audit page: an admin user as target is text, not a link to a tenant page that does not exist.
+    admin_stack.cli("admin", "password", "--user", "auditee", input=PASSWORD + "\n")
+    audit = browser.get("/admin/audit").text
+    assert '<a href="/admin/tenants/auditee">' not in audit and "auditee" in audit
+    # A one-model change is shown as that model's changed field, not the whole catalog twice.
+    cfg = admin_stack.home / "price.yaml"
+    cfg.write_text("models:\n  fast: {backend: up, upstream_model: upstream-fast-v2, input_per_mtok: 1.5, output_per_mtok: 2}\n")
+    admin_stack.cli("config", "import", str(cfg))
+    audit = browser.get("/admin/audit").text
+    row = audit.split("config_import", 1)[1].split("</tr>", 1)[0]
+    assert "<code>models.fast.input_per_mtok</code>" in row and "mock-small" not in row
+
+
 def test_zz_login_is_throttled_per_address(admin_stack):
     b = Browser(admin_stack)
     for i in range(20):
         b.login(user=f"spray-{i}", password="guess")
     assert b.login(user="root").status_code == 429
+
 
 

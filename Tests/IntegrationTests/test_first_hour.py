@@ -3,7 +3,9 @@ instance per home and refuses taken ports (a second start cannot break the first
 once nginx answers, the instance's CLI is found from any directory, and a CLI pointed at another home
 says so."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -147,3 +149,42 @@ def test_zz_when_nginx_exits_the_instance_ends(instance):
     assert p.returncode == 1
     assert "nginx exited" in p.stderr.read()
     assert not (instance["home"] / "run" / "run.pid").exists()
+
+
+def test_the_cli_speaks_one_language(stack):
+    """One error style and documented exit codes; the tenant named the same way everywhere; --json on
+    the commands that print; times in ISO 8601."""
+    def cli(*args):
+        return stack.cli(*args, check=False)
+    # A usage error: exit 2, `error: …` (before: exit 64 and "Error:").
+    bad = cli("usage", "--by", "colour")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: "), (bad.returncode, bad.stderr)
+    # Not found: exit 3, for every command that takes a tenant.
+    for args in (["usage", "nosuch"], ["key", "list", "--tenant", "nosuch"], ["cache", "stats", "nosuch"],
+                 ["audit", "verify", "nosuch"], ["key", "create", "nosuch"], ["policy", "check", "nosuch", "-"]):
+        out = cli(*args)
+        assert out.returncode == 3 and out.stderr.startswith("error: unknown tenant 'nosuch'"), (args, out.stderr)
+    # Positional or --tenant, the same; both naming different tenants is a usage error.
+    assert cli("key", "list", "acme", "--json").stdout == cli("key", "list", "--tenant", "acme", "--json").stdout
+    assert cli("usage", "acme", "--tenant", "globex").returncode == 2
+    # --json where something is printed, times in ISO 8601.
+    made = json.loads(cli("key", "create", "--tenant", "acme", "--name", "json-key", "--json").stdout)
+    assert made["tenant"] == "acme" and made["key"].startswith("tg_") and made["id"].startswith("key_")
+    listed = json.loads(cli("key", "list", "acme", "--json").stdout)
+    mine = next(k for k in listed if k["id"] == made["id"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mine["created_at"])
+    verified = json.loads(cli("audit", "verify", "acme", "--json").stdout)
+    assert verified["ok"] is True and verified["chains"] == 1
+    assert json.loads(cli("tenant", "create", "clitenant", "--models", "fast", "--json").stdout)["created"] is True
+    assert json.loads(cli("tenant", "set", "clitenant", "name", "C", "--json").stdout)["updated"] == "name"
+    assert json.loads(cli("tenant", "delete", "clitenant", "--json").stdout)["deleted"] is True
+    exported = cli("audit", "export", "acme", "--since", "2026-01-01").stdout.splitlines()
+    assert len(exported) > 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", json.loads(exported[1])["ts"])
+    assert cli("audit", "export", "acme", "--since", "yesterday").returncode == 1
+    # policy check exits non-zero when the text would be blocked (before: 0 either way).
+    blocked = subprocess.run([BIN, "policy", "check", "guarded", "-", "--phase", "ingress"], input="a forbidden-word",
+                             capture_output=True, text=True, env=stack.env)
+    assert blocked.returncode == 1 and json.loads(blocked.stdout)["blocked_by"] == "no-word"
+    fine = subprocess.run([BIN, "policy", "check", "guarded", "-", "--phase", "ingress"], input="hello",
+                          capture_output=True, text=True, env=stack.env)
+    assert fine.returncode == 0

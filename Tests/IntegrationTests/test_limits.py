@@ -335,13 +335,13 @@ def test_refusals_and_failures_are_counted_apart(stack):
         rows = json.loads(stack.cli("usage", "--tenant", tenant, "--json").stdout)
         return rows[0] if rows else {"requests": 0, "refused": 0, "failed": 0}
 
-    before = usage("throttled")
-    done = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'throttled'")[0][0]
+    before = usage("splitcount")
+    done = stack.sql("SELECT COUNT(*) FROM executions WHERE tenant = 'splitcount'")[0][0]
     with stack.client() as c:
-        codes = [post(c, stack, "throttled", f"split {i}").status_code for i in range(4)]
+        codes = [post(c, stack, "splitcount", f"split {i}").status_code for i in range(4)]
     assert sorted(codes).count(429) >= 2
-    settled(stack, "throttled", done + 4)
-    after = usage("throttled")
+    settled(stack, "splitcount", done + 4)
+    after = usage("splitcount")
     assert after["requests"] - before["requests"] == 4
     assert after["refused"] - before["refused"] == codes.count(429)
     assert after["failed"] - before["failed"] == 0
@@ -354,7 +354,7 @@ def test_refusals_and_failures_are_counted_apart(stack):
     settled(stack, "acme", done + 1)
     assert usage("acme")["failed"] - acme_before["failed"] == 1
     # The table says the same; an unknown tenant is "not found" (exit 3), not an empty table.
-    table = stack.cli("usage", "--tenant", "throttled").stdout.splitlines()
+    table = stack.cli("usage", "--tenant", "splitcount").stdout.splitlines()
     assert table[0].split()[:4] == ["tenant", "requests", "refused", "failed"]
     missing = stack.cli("usage", "--tenant", "nosuch", check=False)
     assert missing.returncode == 3 and missing.stderr.startswith("error: unknown tenant 'nosuch'")

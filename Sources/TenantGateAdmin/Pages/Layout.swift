@@ -9,7 +9,8 @@ enum Layout {
         if let session {
             nav = """
                 <nav aria-label="Main"><a href="/admin/">Dashboard</a> <a href="/admin/tenants/new">New tenant</a> \
-                <a href="/admin/executions">Executions</a> <a href="/admin/audit">Audit log</a></nav>
+                <a href="/admin/executions">Executions</a> <a href="/admin/catalog">Catalog</a> \
+                <a href="/admin/audit">Audit log</a></nav>
                 <form method="post" action="/admin/logout" class="logout">\(csrf(session))\
                 <button type="submit">Log out \(session.user)</button></form>
                 """

@@ -58,7 +58,10 @@ enum TenantPage {
             body += """
                 <div class="error" role="alert"><p>Nothing was saved: \(errors.count) \
                 \(errors.count == 1 ? "setting needs" : "settings need") attention.</p>\
-                \(errors["_"].map { "<p>\($0)</p>" as HTML } ?? HTML())</div>
+                \(errors["_"].map { "<p>\($0)</p>" as HTML } ?? HTML())\
+                <ul>\(errors.keys.filter { $0 != "_" }.sorted().map { field -> HTML in
+                    "<li><a href=\"#f-\(field.replacingDots)\">\(field)</a>: \(errors[field] ?? "")</li>"
+                })</ul></div>
                 """
         }
         body += settingsForm(context, id: id, tenant: tenant, values: values, errors: errors, defaults: defaults)
@@ -111,10 +114,27 @@ enum TenantPage {
         var flagNames = Set(FeatureFlags.builtins.keys)
         for (name, _) in tenant["features"]?.objectValue ?? [] { flagNames.insert(name) }
         for (name, _) in values where name.hasPrefix("features.") { flagNames.insert(String(name.dropFirst(9))) }
+        // Each flag with the value that applies and where it comes from (the tenant, the defaults, built in).
+        func flagText(_ value: JSONValue) -> String {
+            switch value {
+            case .bool(let on): return on ? "on" : "off"
+            default: return value.stringValue ?? value.jsonString
+            }
+        }
         let flags = flagNames.sorted().map { name -> HTML in
-            Layout.field(
-                "features.\(name)", label: name, values: values, errors: errors,
-                attributes: inherited("features.\(name)"))
+            let effective: String
+            if let own = tenant["features"]?[name], own != .null {
+                effective = "\(flagText(own)) (this tenant)"
+            } else if let inherited = defaults["features"]?[name], inherited != .null {
+                effective = "\(flagText(inherited)) (defaults)"
+            } else if let builtin = FeatureFlags.builtins[name] {
+                effective = "\(builtin ? "on" : "off") (built in)"
+            } else {
+                effective = "off (not set anywhere)"
+            }
+            return Layout.field(
+                "features.\(name)", label: name, values: values, errors: errors, hint: "Applies: \(effective)",
+                attributes: " placeholder=\"inherit: \(effective)\"")
         }
         var promptFields: [HTML] = []
         let promptNames = Set(
@@ -182,7 +202,7 @@ enum TenantPage {
             \(number("circuit_breaker.cooldown_s", "Cooldown seconds"))\(number("audit.retention_days", "Execution log retention, days"))
             </div></fieldset>
             <fieldset><legend>Guardrail policies</legend>\
-            \(Layout.textarea("policies", label: "This tenant's rules (a JSON list)", values: values, errors: errors, rows: 6, hint: "e.g. [{\"name\": \"cards\", \"phase\": \"egress\", \"detector\": \"pii.card\", \"action\": \"redact\"}, {\"preset\": \"secrets-block\"}]. Empty: only the defaults' rules."))
+            \(Layout.textarea("policies", label: "This tenant's rules (a YAML list, as in the configuration file)", values: values, errors: errors, rows: 8, hint: "e.g. “- {preset: secrets-block}” and “- {name: cards, phase: egress, detector: pii.card, action: redact}”, one rule per line. Empty: only the defaults' rules."))
             </fieldset>
             <fieldset><legend>Upstream keys</legend><p class="muted">Stored encrypted (AES-256-GCM); never shown again.</p>\(keyFields)</fieldset>
             <button type="submit">Save settings</button></form>
@@ -403,6 +423,29 @@ enum TenantPage {
         let form = try context.form()
         let store = ConfigStore(context.db)
         guard let current = try store.loadState().tenants[id] else { throw AdminProblem.notFound }
+        // Every invalid field at once: each one found is set back to its stored value, and the form checked
+        // again for the next (at most 32 rounds; nothing is saved while any is left).
+        var errors: [String: String] = [:]
+        var attempt = form
+        let stored = TenantForm.values(current)
+        let fields =
+            Array(TenantForm.values(form).keys) + TenantForm.numberFields + ["models", "fallbacks", "features"]
+        for _ in 0..<32 {
+            do {
+                _ = try validated(id, TenantForm.document(attempt, current: current))
+                break
+            } catch let error as ConfigError {
+                let field = TenantForm.field(for: error, tenant: id, fields: fields) ?? "_"
+                guard errors[field] == nil else { break }  // no progress: what is left is reported
+                errors[field] = error.message + (field == "_" ? " (\(error.path))" : "")
+                if field == "_" { break }
+                attempt = Form(
+                    fields: attempt.fields.filter { $0.0 != field } + (stored[field].map { [(field, $0)] } ?? []))
+            }
+        }
+        if !errors.isEmpty {
+            return try show(context, tenant: id, values: TenantForm.values(form), errors: errors, status: 422)
+        }
         let node = TenantForm.document(form, current: current)
         do {
             try apply(context, tenant: id, action: "tenant_update") { _ in try validated(id, node) }
