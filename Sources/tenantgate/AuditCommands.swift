@@ -43,7 +43,10 @@ struct AuditCommand: ParsableCommand {
             abstract: "One tenant's events as JSON lines, each with its MACs (hex), for offline verification.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var only: TenantChoice
-        @Option(help: "Only events at or after this time (ISO 8601, e.g. 2026-12-01 or 2026-12-01T12:00:00Z).")
+        @Option(
+            help:
+                "Only events at or after this time: ISO 8601 (2026-12-01, 2026-12-01T12:00:00Z) or a duration back (2h, 7d)."
+        )
         var since: String?
         @Option(help: "jsonl (the only format).") var format: String = "jsonl"
 

@@ -30,6 +30,7 @@ struct ConfigCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "YAML file, or - for standard input.") var file: String
         @Flag(help: "Remove what the file does not name.") var prune = false
+        @Flag var json = false
 
         func run() throws {
             try reporting {
@@ -43,15 +44,30 @@ struct ConfigCommand: ParsableCommand {
                     masterKey: masterKey, { $0.merging(document, prune: prune) },
                     written: CLIAudit.written(db, action: "config_import"))
                 let after = try store.version()
-                print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
-                Import.warnMissingKeys(try store.snapshot(masterKey: masterKey))
+                let missing = try store.snapshot(masterKey: masterKey).missingBackendKeys(env: Posix.env)
+                if json {
+                    print(
+                        JSONValue.object([
+                            ("changed", .bool(after != before)), ("version", .int(Int(after))),
+                            (
+                                "backends_missing_keys",
+                                .array(
+                                    missing.map {
+                                        .object([("backend", .string($0.backend)), ("variable", .string($0.variable))])
+                                    })
+                            ),
+                        ]).jsonString)
+                } else {
+                    print(after == before ? "configuration unchanged" : "configuration imported (version \(after))")
+                }
+                Import.warnMissingKeys(missing)
             }
         }
 
         /// A backend that calls would reach without a key (its `api_key_env` is not set here, and some
         /// tenant has no key of its own for it): said now, not at the first 503.
-        static func warnMissingKeys(_ config: GatewayConfig) {
-            for missing in config.missingBackendKeys(env: Posix.env) {
+        static func warnMissingKeys(_ missingKeys: [MissingBackendKey]) {
+            for missing in missingKeys {
                 let tenants =
                     missing.tenants.prefix(5).joined(separator: ", ") + (missing.tenants.count > 5 ? ", …" : "")
                 printError(
@@ -293,6 +309,7 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key by id.")
         @OptionGroup var global: GlobalOptions
         @Argument var id: String
+        @Flag var json = false
 
         func run() throws {
             try reporting {
@@ -302,6 +319,11 @@ struct KeyCommand: ParsableCommand {
                 guard try keys.revoke(id: id) else { throw StoreError.notFound("active key '\(id)'") }
                 try CLIAudit.record(
                     db, action: "key_revoke", target: tenant, before: JSONValue.object([("key_id", .string(id))]))
+                if json {
+                    return print(
+                        JSONValue.object([("id", .string(id)), ("tenant", .string(tenant)), ("revoked", .bool(true))])
+                            .jsonString)
+                }
                 print("key \(id) revoked")
             }
         }

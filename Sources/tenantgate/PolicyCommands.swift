@@ -13,7 +13,7 @@ struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a text (a file, or - for standard input) against a tenant's rules of one phase.")
         @OptionGroup var global: GlobalOptions
-        @Argument var tenant: String
+        @OptionGroup var only: TenantChoice
         @Argument(help: "The text's file, or - for standard input.") var file: String = "-"
         @Option(help: "ingress, midstream or egress.") var phase: String = "egress"
 
@@ -22,8 +22,17 @@ struct PolicyCommand: ParsableCommand {
                 guard let phase = PolicyPhase(rawValue: phase) else {
                     throw CLIError("--phase must be ingress, midstream or egress")
                 }
-                let config = try ConfigStore(try global.open()).snapshot()
-                guard let tenant = config.tenants[tenant] else { throw CLIError.unknownTenant(tenant) }
+                // `policy check --tenant acme FILE`: the one positional is the file, not a second tenant.
+                var only = only
+                var file = file
+                if let option = only.option, let positional = only.positional, positional != option, file == "-" {
+                    file = positional
+                    only.positional = nil
+                }
+                let db = try global.open()
+                guard let id = try only.resolve(db, required: true) else { return }
+                let config = try ConfigStore(db).snapshot()
+                guard let tenant = config.tenants[id] else { throw CLIError.unknownTenant(id) }
                 let verdict = GuardrailTools.check(Array(try readText(file).utf8), tenant: tenant, phase: phase)
                 print(
                     JSONValue.object([

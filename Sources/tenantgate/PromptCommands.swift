@@ -11,13 +11,15 @@ struct PromptCommand: ParsableCommand {
     struct History: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List saved versions of a template, newest first.")
         @OptionGroup var global: GlobalOptions
-        @Argument var tenant: String
+        @OptionGroup var only: TenantChoice
         @Option(help: "Template name (`default` is system_prompt).") var name: String = "default"
         @Flag var json = false
 
         func run() throws {
             try reporting {
-                let rows = try ConfigStore(try global.open()).promptHistory(tenant: tenant, name: name)
+                let db = try global.open()
+                guard let tenant = try only.resolve(db, required: true) else { return }
+                let rows = try ConfigStore(db).promptHistory(tenant: tenant, name: name)
                 if json {
                     print(
                         JSONValue.array(
@@ -43,13 +45,15 @@ struct PromptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make an earlier version current again (saved as a new version).")
         @OptionGroup var global: GlobalOptions
-        @Argument var tenant: String
+        @OptionGroup var only: TenantChoice
         @Option var name: String = "default"
         @Option var version: Int
+        @Flag var json = false
 
         func run() throws {
             try reporting {
                 let db = try global.open()
+                guard let tenant = try only.resolve(db, required: true) else { return }
                 guard
                     let row = try ConfigStore(db).promptHistory(tenant: tenant, name: name).first(where: {
                         $0.version == version
@@ -68,6 +72,12 @@ struct PromptCommand: ParsableCommand {
                         ],
                         line: nil)
                 try TenantCommand.applyTenant(global, tenant, node, mustExist: true, action: "prompt_rollback")
+                if json {
+                    return print(
+                        JSONValue.object([
+                            ("tenant", .string(tenant)), ("name", .string(name)), ("version", .int(version)),
+                        ]).jsonString)
+                }
                 print("prompt '\(name)' of tenant \(tenant) rolled back to v\(version)")
             }
         }

@@ -313,8 +313,13 @@ struct TenantChoice: ParsableArguments {
 
 /// Times on the command line: ISO 8601 in (`2026-12-01`, `2026-12-01T12:00:00Z`) and out.
 enum CLITime {
-    /// Epoch milliseconds of an ISO 8601 date or UTC date-time.
+    /// Epoch milliseconds of an ISO 8601 date or UTC date-time, or of a duration back from now (`90s`,
+    /// `10m`, `2h`, `7d`).
     static func epochMs(_ text: String) throws -> Int64 {
+        if let unit = text.last, let n = Int64(text.dropLast()), n >= 0, n <= 36_500 * 86_400 {
+            let scale: Int64? = ["s": 1, "m": 60, "h": 3600, "d": 86_400][unit]
+            if let scale { return Posix.wallMicros() / 1000 - n * scale * 1000 }
+        }
         let bytes = Array(text.utf8)
         func number(_ range: Range<Int>) -> Int? {
             guard range.upperBound <= bytes.count else { return nil }
@@ -326,7 +331,9 @@ enum CLITime {
             bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
             let y = number(0..<4), let m = number(5..<7), let d = number(8..<10), (1...12).contains(m),
             (1...31).contains(d)
-        else { throw CLIError("a time must be ISO 8601: 2026-12-01 or 2026-12-01T12:00:00Z") }
+        else {
+            throw CLIError("a time must be ISO 8601 (2026-12-01, 2026-12-01T12:00:00Z) or a duration (10m, 2h, 7d)")
+        }
         var seconds = Int64(CivilDate.days(year: y, month: m, day: d)) * 86_400
         if bytes.count == 20 {
             guard let h = number(11..<13), let mi = number(14..<16), let s = number(17..<19), h < 24, mi < 60, s < 60

@@ -181,10 +181,17 @@ def test_the_cli_speaks_one_language(stack):
     exported = cli("audit", "export", "acme", "--since", "2026-01-01").stdout.splitlines()
     assert len(exported) > 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", json.loads(exported[1])["ts"])
     assert cli("audit", "export", "acme", "--since", "yesterday").returncode == 1
+    recent = cli("audit", "export", "acme", "--since", "10m").stdout.splitlines()
+    assert 1 < len(recent) <= len(exported)
+    revoked = json.loads(cli("key", "revoke", made["id"], "--json").stdout)
+    assert revoked == {"id": made["id"], "tenant": "acme", "revoked": True}
     # policy check exits non-zero when the text would be blocked (before: 0 either way).
     blocked = subprocess.run([BIN, "policy", "check", "guarded", "-", "--phase", "ingress"], input="a forbidden-word",
                              capture_output=True, text=True, env=stack.env)
     assert blocked.returncode == 1 and json.loads(blocked.stdout)["blocked_by"] == "no-word"
-    fine = subprocess.run([BIN, "policy", "check", "guarded", "-", "--phase", "ingress"], input="hello",
+    fine = subprocess.run([BIN, "policy", "check", "--tenant", "guarded", "--phase", "ingress"], input="hello",
                           capture_output=True, text=True, env=stack.env)
-    assert fine.returncode == 0
+    assert fine.returncode == 0, fine.stderr
+    history = cli("prompt", "history", "--tenant", "initech", "--json")
+    assert history.returncode == 0 and json.loads(history.stdout) == json.loads(
+        cli("prompt", "history", "initech", "--json").stdout)
