@@ -121,7 +121,7 @@ public struct ExecutionLog {
         var hours: [Hour: [Int64]] = [:]
 
         mutating func add(_ record: ExecutionRecord, day: String) {
-            let outcome = Outcome(status: record.status)
+            let outcome = Outcome(status: record.status, code: record.errorCode)
             let failed: Int64 = outcome == .failed ? 1 : 0
             let refused: Int64 = outcome == .refused ? 1 : 0
             let dayDelta = [
@@ -187,8 +187,18 @@ public struct ExecutionLog {
 public enum Outcome: String, Sendable {
     case ok, refused, failed, abandoned
 
-    /// The outcome of an answer with HTTP status `status`.
-    public init(status: Int) {
+    /// Error codes that are failures whatever their status (an upstream's own 4xx relayed as ours).
+    public static let failureCodes: Set<String> = [
+        "upstream_error", "upstream_timeout", "circuit_open", "upstream_key_unavailable", "upstream_key_missing",
+        "internal_error", "service_unavailable",
+    ]
+
+    /// The outcome of an answer with HTTP status `status` and error code `code`.
+    public init(status: Int, code: String? = nil) {
+        if let code, Outcome.failureCodes.contains(code), status != 499 {
+            self = .failed
+            return
+        }
         switch status {
         case 499: self = .abandoned
         case 500...: self = .failed

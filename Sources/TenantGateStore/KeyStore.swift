@@ -34,9 +34,12 @@ public struct KeyStore {
 
     /// Creates a key for `tenant`; returns its id and the secret (shown once, never stored). `written(id)`
     /// runs in the same transaction (the audit entry commits with the key, or neither does).
-    public func create(tenant: String, name: String, written: ((String) throws -> Void)? = nil) throws -> (
-        id: String, secret: String
-    ) {
+    /// `written(id)` and `keeping(id, secret)` run in the key's transaction: what they write commits with
+    /// the key, or neither does.
+    public func create(
+        tenant: String, name: String, written: ((String) throws -> Void)? = nil,
+        keeping: ((String, String) throws -> Void)? = nil
+    ) throws -> (id: String, secret: String) {
         // 44 base62 characters carry 261 bits.
         let secret = "tg_" + (try KeyStore.randomBase62(44))
         let id = "key_" + Crypto.hex(try Crypto.randomBytes(8))
@@ -53,6 +56,7 @@ public struct KeyStore {
                 .int(now),
             ])
             try written?(id)
+            try keeping?(id, secret)
         }
         return (id, secret)
     }

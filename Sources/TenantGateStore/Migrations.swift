@@ -275,8 +275,8 @@ public enum Migrations {
         ALTER TABLE usage_hourly ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
         CREATE TABLE admin_once(token_hash BLOB PRIMARY KEY, at_ms INTEGER NOT NULL) STRICT;
         CREATE TABLE admin_new_keys(
-            id_hash BLOB PRIMARY KEY, tenant TEXT NOT NULL, key_id TEXT NOT NULL, sealed BLOB NOT NULL,
-            at_ms INTEGER NOT NULL
+            id_hash BLOB PRIMARY KEY, session_hash BLOB NOT NULL, tenant TEXT NOT NULL, key_id TEXT NOT NULL,
+            sealed BLOB NOT NULL, at_ms INTEGER NOT NULL
         ) STRICT;
         """,
     ]

@@ -18,6 +18,8 @@ struct AuditCommand: ParsableCommand {
         func run() throws {
             try reporting {
                 let db = try global.open()
+                var only = only
+                only.allowsSystem = true
                 let tenant = try only.resolve(db, required: false)
                 let chain = try AuditChain(db)
                 let faults = try chain.verify(tenant: tenant)
@@ -54,6 +56,8 @@ struct AuditCommand: ParsableCommand {
             try reporting {
                 guard format == "jsonl" else { throw CLIError("--format must be jsonl") }
                 let db = try global.open()
+                var only = only
+                only.allowsSystem = true
                 guard let tenant = try only.resolve(db, required: true) else { return }
                 let sinceMs = try since.map { try CLITime.epochMs($0) } ?? 0
                 let chain = try AuditChain(db)

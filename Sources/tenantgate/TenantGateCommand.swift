@@ -284,9 +284,14 @@ struct WorkerCommand: ParsableCommand {
 /// The tenant a command is about, named the same way everywhere: positional (`usage acme`) or
 /// `--tenant acme`, an unknown one refused with exit 3 (`resolve`).
 struct TenantChoice: ParsableArguments {
-    @Argument(help: "The tenant (or --tenant).") var positional: String?
+    @Argument(help: ArgumentHelp("The tenant (or --tenant).", valueName: "tenant")) var positional: String?
     @Option(name: .customLong("tenant"), help: "The tenant (the same as the positional argument).")
     var option: String?
+
+    /// The audit commands also take `_system`, the deployment's own chain.
+    var allowsSystem = false
+
+    enum CodingKeys: CodingKey { case positional, option }
 
     /// The tenant named, if any (both forms naming different tenants is a usage error).
     func name() throws -> String? {
@@ -294,7 +299,7 @@ struct TenantChoice: ParsableArguments {
             throw ValidationError("the tenant is named twice: '\(positional)' and --tenant '\(option)'")
         }
         guard let id = positional ?? option else { return nil }
-        guard TenantID(id) != nil || id == "_system" else {
+        guard TenantID(id) != nil || (id == "_system" && allowsSystem) else {
             throw ValidationError("tenant id must match [a-z0-9][a-z0-9_-]{0,62}")
         }
         return id
@@ -316,6 +321,8 @@ enum CLITime {
     /// Epoch milliseconds of an ISO 8601 date or UTC date-time, or of a duration back from now (`90s`,
     /// `10m`, `2h`, `7d`).
     static func epochMs(_ text: String) throws -> Int64 {
+        // Epoch milliseconds, as `--since` took before.
+        if text.count >= 12, text.allSatisfy({ $0.isASCII && $0.isNumber }), let ms = Int64(text) { return ms }
         if let unit = text.last, let n = Int64(text.dropLast()), n >= 0, n <= 36_500 * 86_400 {
             let scale: Int64? = ["s": 1, "m": 60, "h": 3600, "d": 86_400][unit]
             if let scale { return Posix.wallMicros() / 1000 - n * scale * 1000 }
@@ -330,13 +337,15 @@ enum CLITime {
                 || (bytes.count == 20 && bytes[19] == UInt8(ascii: "Z") && bytes[10] == UInt8(ascii: "T")),
             bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
             let y = number(0..<4), let m = number(5..<7), let d = number(8..<10), (1...12).contains(m),
-            (1...31).contains(d)
+            (1...31).contains(d), CivilDate.from(days: CivilDate.days(year: y, month: m, day: d)) == (y, m, d)
         else {
             throw CLIError("a time must be ISO 8601 (2026-12-01, 2026-12-01T12:00:00Z) or a duration (10m, 2h, 7d)")
         }
         var seconds = Int64(CivilDate.days(year: y, month: m, day: d)) * 86_400
         if bytes.count == 20 {
-            guard let h = number(11..<13), let mi = number(14..<16), let s = number(17..<19), h < 24, mi < 60, s < 60
+            guard bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+                bytes[11...18].allSatisfy({ $0 == UInt8(ascii: ":") || ($0 >= 0x30 && $0 <= 0x39) }),
+                let h = number(11..<13), let mi = number(14..<16), let s = number(17..<19), h < 24, mi < 60, s < 60
             else { throw CLIError("a time must be ISO 8601: 2026-12-01 or 2026-12-01T12:00:00Z") }
             seconds += Int64(h * 3600 + mi * 60 + s)
         }

@@ -288,11 +288,21 @@ def test_keys_created_once_listed_and_revoked(admin_stack, browser):
     r = browser.post("/admin/tenants/globex/keys", form)
     # POST/redirect/GET: the key is shown by the page the redirect leads to, once.
     assert r.status_code == 303 and r.headers["location"].startswith("/admin/tenants/globex?done=keycreated")
+    cookie = r.headers["set-cookie"]
+    assert "tg_newkey=" in cookie and "HttpOnly" in cookie and "Path=/admin/tenants/globex" in cookie
+    # Another admin session holding the same cookie (a shared browser, a stolen cookie) sees nothing.
+    other = Browser(admin_stack)
+    assert other.login(user="other").status_code == 303
+    opener = re.search(r"tg_newkey=([0-9a-f]{64})", cookie).group(1)
+    other.client.cookies.set("tg_newkey", opener, path="/admin/tenants/globex")
+    assert "class=\"secret\"" not in other.get("/admin/tenants/globex").text
     shown = browser.get(r.headers["location"]).text
     key = re.search(r'<code class="secret">(tg_[0-9A-Za-z]+)</code>', shown).group(1)
     key_id = re.search(r"New key (key_[0-9a-f]+)", shown).group(1)
     # With where to use it: the tenant's base URL and a ready curl line.
     assert f"/tenant/globex/v1</code>" in shown and f"Authorization: Bearer {key}" in shown
+    # Shown once: the next view of the page has it no more.
+    assert key not in browser.get("/admin/tenants/globex").text
     # Before: a refresh of the POST created another key (1 became 3). The token is single-use.
     again = browser.post("/admin/tenants/globex/keys", form)
     assert again.status_code == 303 and "done=keyonce" in again.headers["location"]

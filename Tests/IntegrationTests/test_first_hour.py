@@ -183,6 +183,12 @@ def test_the_cli_speaks_one_language(stack):
     assert cli("audit", "export", "acme", "--since", "yesterday").returncode == 1
     recent = cli("audit", "export", "acme", "--since", "10m").stdout.splitlines()
     assert 1 < len(recent) <= len(exported)
+    assert len(cli("audit", "export", "acme", "--since", "2099-01-01").stdout.splitlines()) == 1  # header only
+    assert cli("audit", "export", "acme", "--since", "2026-02-31").returncode == 1
+    assert cli("usage", "_system").returncode == 2  # only the audit commands know the deployment's chain
+    assert cli("audit", "verify", "_system").returncode == 0
+    for args in (["--version"], ["usage", "--help"]):
+        assert cli(*args).returncode == 0
     revoked = json.loads(cli("key", "revoke", made["id"], "--json").stdout)
     assert revoked == {"id": made["id"], "tenant": "acme", "revoked": True}
     # policy check exits non-zero when the text would be blocked (before: 0 either way).

@@ -52,3 +52,10 @@ public enum GuardrailTools {
         return out
     }
 }
+
+extension GuardrailTools {
+    /// Median milliseconds of one semantic-cache scan over `count` entries of `dimensions`.
+    public static func semanticScanMs(count: Int, dimensions: Int = 1536) -> Double {
+        SemanticIndex.benchmark(count: count, dimensions: dimensions)
+    }
+}

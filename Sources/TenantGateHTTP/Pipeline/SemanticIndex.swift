@@ -105,10 +105,3 @@ final class SemanticIndex: Sendable {
         return runs.sorted()[runs.count / 2]
     }
 }
-
-extension GuardrailTools {
-    /// Median milliseconds of one semantic-cache scan over `count` entries of `dimensions`.
-    public static func semanticScanMs(count: Int, dimensions: Int = 1536) -> Double {
-        SemanticIndex.benchmark(count: count, dimensions: dimensions)
-    }
-}
