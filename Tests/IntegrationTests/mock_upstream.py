@@ -59,6 +59,11 @@ def directive(body):
             content = text_of(message.get("content"))
             if isinstance(content, str) and "#mock " in content:
                 return json.loads(content.split("#mock ", 1)[1])
+        # Embeddings: a directive in any input text (up to its end of line).
+        inputs = body.get("input")
+        for text in [inputs] if isinstance(inputs, str) else (inputs or []):
+            if isinstance(text, str) and "#mock " in text:
+                return json.loads(text.split("#mock ", 1)[1].split("\n", 1)[0])
     except (ValueError, AttributeError):
         pass
     return {}
@@ -134,7 +139,7 @@ def make_handler(recorder):
             if d.get("only_model") and d["only_model"] != body.get("model"):
                 d = {k: v for k, v in d.items() if k not in ("status", "retry_after", "delay_ms")}
             if d.get("fail_times") is not None:
-                key = json.dumps(body.get("messages"), sort_keys=True)
+                key = json.dumps(body.get("messages") or body.get("input"), sort_keys=True)
                 if recorder.attempt(key) >= d["fail_times"]:
                     d = {k: v for k, v in d.items() if k not in ("status", "retry_after")}
             if self.path.endswith("/v1/messages/count_tokens"):

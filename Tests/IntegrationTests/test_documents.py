@@ -476,3 +476,17 @@ def test_embedding_documents_is_held_against_the_tenants_budget(stack):
     assert wait_until(lambda: stack.sql(
         "SELECT endpoint, model FROM executions WHERE tenant = 'docsbudget' ORDER BY id DESC LIMIT 1")
         == [("embeddings", "mock-small")])
+
+
+def test_document_embeddings_are_retried_like_chat_calls(stack):
+    """Embeddings the gateway makes for itself go through the backend's retries and the tenant's circuit, as
+    chat calls do (before: one 503 from the upstream failed the document)."""
+    name = fresh(stack, "docs", embedding_model="fast")
+    marker = uuid.uuid4().hex[:10]
+    text = f'Retried embedding {marker} of a short note. #mock {{"status": 503, "fail_times": 1}}'
+    r = api(stack, "docs", "POST", f"/{name}/documents", json={"text": text})
+    assert r.status_code == 201, r.text
+    sent = [q for q in stack.upstream_requests() if q["path"].endswith("/embeddings") and marker in json.dumps(q["body"])]
+    assert len(sent) == 2  # the refused attempt and the retry that got the vectors
+    found = search(stack, "docs", name, f"retried embedding {marker}", mode="vector")
+    assert found.status_code == 200 and found.json()["data"], found.text

@@ -222,7 +222,7 @@ struct DocumentsEndpoint {
     // MARK: search
 
     private var embedder: Embedder {
-        Embedder(config: config, principal: principal, request: request, trace: trace, resources: resources)
+        Embedder(config: config, principal: principal, request: request, trace: trace, resources: resources, log: log)
     }
 
     /// Embeddings held against the tenant's limits and budgets, each an execution of the model.

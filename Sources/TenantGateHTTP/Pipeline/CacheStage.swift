@@ -127,7 +127,7 @@ extension CacheStage {
         guard let name = settings.embeddingModel,
             let embedded = Embedder(
                 config: call.config, principal: call.principal, request: call.request, trace: call.trace,
-                resources: services.resources
+                resources: services.resources, log: services.log
             ).embed([text], model: name), let vector = embedded.vectors.first,
             (1...Bounds.maxEmbeddingDimensions).contains(vector.count)
         else { return nil }

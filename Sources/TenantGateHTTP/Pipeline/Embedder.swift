@@ -3,24 +3,29 @@ import TenantGateServing
 import TenantGateStore
 
 /// Embeddings the gateway makes for itself (the semantic cache's questions, document chunks and search
-/// queries) through a catalog model and its backend, on the tenant's behalf (its keys, its trace).
+/// queries) through a catalog model and its backend, on the tenant's behalf (its keys, its trace), with
+/// the backend's retries and the tenant's circuit breaker, as every chat call has.
 struct Embedder {
     let config: GatewayConfig
     let principal: Principal
     let requestID: String
     let trace: TraceContext
     let resources: ThreadResources
+    let log: AppLog
 
     /// Inputs sent upstream per request.
     static let batch = 64
 
-    init(config: GatewayConfig, principal: Principal, request: Request, trace: TraceContext, resources: ThreadResources)
-    {
+    init(
+        config: GatewayConfig, principal: Principal, request: Request, trace: TraceContext, resources: ThreadResources,
+        log: AppLog
+    ) {
         self.config = config
         self.principal = principal
         self.requestID = request.requestID
         self.trace = trace
         self.resources = resources
+        self.log = log
     }
 
     /// Whether `name` is a catalog model whose backend can embed.
@@ -67,12 +72,24 @@ struct Embedder {
             guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
             let client = UpstreamClient(
                 transport: resources.curl, principal: principal, requestID: requestID, trace: trace, ids: resources.ids)
-            guard
-                let outgoing = try? client.outgoing(
-                    embeddings.embeddingsRequest(request, model: model, backend: backend), backend: backend,
-                    stream: false),
-                let (fetched, _) = try? client.fetchJSON(outgoing, limit: 64 << 20)
-            else { return nil }
+            // One candidate through the router: the backend's retries (5xx, 429, a broken connection) and
+            // the tenant's circuit for it, like a chat call.
+            let router = FallbackRouter(circuits: PooledCircuits(resources: resources), log: log)
+            var fetched: JSONValue?
+            do {
+                try router.serve(
+                    [(name: name, model: model, backend: backend)], tenant: principal.tenant, started: { false },
+                    onRetry: {}
+                ) { _, _ in
+                    let outgoing = try client.outgoing(
+                        embeddings.embeddingsRequest(request, model: model, backend: backend), backend: backend,
+                        stream: false)
+                    fetched = try client.fetchJSON(outgoing, limit: 64 << 20).0
+                }
+            } catch {
+                return nil
+            }
+            guard let fetched else { return nil }
             json = fetched
         }
         guard let data = json["data"]?.arrayValue, data.count == texts.count else { return nil }

@@ -57,7 +57,8 @@ struct RetrievalStage: Stage {
         let embedder = BilledEmbedder(
             embedder: Embedder(
                 config: call.config, principal: call.principal, request: call.request, trace: call.trace,
-                resources: services.resources), principal: call.principal, requestID: call.request.requestID,
+                resources: services.resources, log: services.log), principal: call.principal,
+            requestID: call.request.requestID,
             traceID: call.trace.traceID, log: services.log)
         let found = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
             .search(SearchRequest(query: query, k: settings.k, mode: mode), in: collection)
