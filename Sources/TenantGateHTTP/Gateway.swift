@@ -201,8 +201,9 @@ final class Gateway: Sendable {
             if request.method == "POST" { try concurrency.admit(principal.tenant) }
             defer { if request.method == "POST" { concurrency.release(principal.tenant) } }
             let documents = DocumentsEndpoint(
-                principal: principal, config: config, request: request, trace: exchange.trace, sink: sink,
-                resources: resources, log: log)
+                context: RequestContext(
+                    request: request, principal: principal, config: config, trace: exchange.trace,
+                    resources: resources, log: log), sink: sink)
             exchange.status = try documents.respond()
         case (_, nil) where request.path.hasPrefix("/v1/responses/"):
             exchange.status = try storedResponse(request, principal: principal, sink: sink, resources: resources)

@@ -12,6 +12,14 @@ struct BilledEmbedder {
     let traceID: String
     let log: AppLog
 
+    init(_ context: RequestContext) {
+        embedder = Embedder(context)
+        principal = context.principal
+        requestID = context.requestID
+        traceID = context.trace.traceID
+        log = context.log
+    }
+
     func embed(_ texts: [String], model name: String) throws -> [[Float]] {
         let resources = embedder.resources
         guard let model = embedder.config.models[name], let backend = embedder.config.backends[model.backend] else {

@@ -7,13 +7,14 @@ import TenantGateSystem
 /// Every lookup is by (tenant, name) or (tenant, id): another tenant's collection answers exactly like
 /// one that does not exist.
 struct DocumentsEndpoint {
-    let principal: Principal
-    let config: GatewayConfig
-    let request: Request
-    let trace: TraceContext
+    let context: RequestContext
     let sink: ResponseSink
-    let resources: ThreadResources
-    let log: AppLog
+    var principal: Principal { context.principal }
+    var config: GatewayConfig { context.config }
+    var request: Request { context.request }
+    var trace: TraceContext { context.trace }
+    var resources: ThreadResources { context.resources }
+    var log: AppLog { context.log }
 
     var tenant: String { principal.tenant.id.rawValue }
     var settings: DocumentSettings { DocumentSettings(principal.tenant.effective["documents"]) }
@@ -221,15 +222,10 @@ struct DocumentsEndpoint {
 
     // MARK: search
 
-    private var embedder: Embedder {
-        Embedder(config: config, principal: principal, request: request, trace: trace, resources: resources, log: log)
-    }
+    private var embedder: Embedder { Embedder(context) }
 
     /// Embeddings held against the tenant's limits and budgets, each an execution of the model.
-    private var billed: BilledEmbedder {
-        BilledEmbedder(
-            embedder: embedder, principal: principal, requestID: request.requestID, traceID: trace.traceID, log: log)
-    }
+    private var billed: BilledEmbedder { BilledEmbedder(context) }
 
     private func search(_ name: String) throws -> Int {
         let query = try SearchRequest.parse(try jsonBody())

@@ -59,13 +59,13 @@ struct CacheStage: Stage {
         let none = Usage(promptTokens: 0, completionTokens: 0)
         if call.streamed {
             var relay = StreamRelay(
-                writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+                writer: writer, filters: AnswerFilters.of(call, services), sink: services.sink,
                 headers: call.answerHeaders)
             relay.open()
             call.status = 200
             call.relayed = true
             _ = relay.write(ResponseCache.replay(hit.answer, chunks: chunks), usage: none, usageChunk: chunks.usage)
-            call.policyTriggers.record(UpstreamStage.triggers(relay))
+            call.policyTriggers.record(AnswerFilters.triggers(relay))
             if relay.clientGone {
                 call.status = 499
                 call.errorCode = "client_closed"
@@ -125,10 +125,8 @@ extension CacheStage {
         vector: [Float], tokens: Int, costNano: Int64
     )? {
         guard let name = settings.embeddingModel,
-            let embedded = Embedder(
-                config: call.config, principal: call.principal, request: call.request, trace: call.trace,
-                resources: services.resources, log: services.log
-            ).embed([text], model: name), let vector = embedded.vectors.first,
+            let embedded = Embedder(RequestContext(call, services)).embed([text], model: name),
+            let vector = embedded.vectors.first,
             (1...Bounds.maxEmbeddingDimensions).contains(vector.count)
         else { return nil }
         return (vector, embedded.tokens, embedded.costNano)

@@ -6,27 +6,14 @@ import TenantGateStore
 /// queries) through a catalog model and its backend, on the tenant's behalf (its keys, its trace), with
 /// the backend's retries and the tenant's circuit breaker, as every chat call has.
 struct Embedder {
-    let config: GatewayConfig
-    let principal: Principal
-    let requestID: String
-    let trace: TraceContext
-    let resources: ThreadResources
-    let log: AppLog
+    let context: RequestContext
+    var config: GatewayConfig { context.config }
+    var resources: ThreadResources { context.resources }
 
     /// Inputs sent upstream per request.
     static let batch = 64
 
-    init(
-        config: GatewayConfig, principal: Principal, request: Request, trace: TraceContext, resources: ThreadResources,
-        log: AppLog
-    ) {
-        self.config = config
-        self.principal = principal
-        self.requestID = request.requestID
-        self.trace = trace
-        self.resources = resources
-        self.log = log
-    }
+    init(_ context: RequestContext) { self.context = context }
 
     /// Whether `name` is a catalog model whose backend can embed.
     func canEmbed(_ name: String) -> Bool {
@@ -71,14 +58,16 @@ struct Embedder {
         case .remote(let remote):
             guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
             let client = UpstreamClient(
-                transport: resources.curl, principal: principal, requestID: requestID, trace: trace, ids: resources.ids)
+                transport: resources.curl, principal: context.principal, requestID: context.requestID,
+                trace: context.trace,
+                ids: resources.ids)
             // One candidate through the router: the backend's retries (5xx, 429, a broken connection) and
             // the tenant's circuit for it, like a chat call.
-            let router = FallbackRouter(circuits: PooledCircuits(resources: resources), log: log)
+            let router = FallbackRouter(circuits: PooledCircuits(resources: resources), log: context.log)
             var fetched: JSONValue?
             do {
                 try router.serve(
-                    [(name: name, model: model, backend: backend)], tenant: principal.tenant, started: { false },
+                    [(name: name, model: model, backend: backend)], tenant: context.tenant, started: { false },
                     onRetry: {}
                 ) { _, _ in
                     let outgoing = try client.outgoing(

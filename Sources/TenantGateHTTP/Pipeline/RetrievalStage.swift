@@ -54,12 +54,7 @@ struct RetrievalStage: Stage {
         // A collection without vectors is searched by BM25 whatever the mode.
         let mode = collection.embeddingModel == nil ? SearchMode.bm25 : settings.mode
         let query = String(decoding: Array(text.utf8.suffix(SearchRequest.maxQueryBytes)), as: UTF8.self)
-        let embedder = BilledEmbedder(
-            embedder: Embedder(
-                config: call.config, principal: call.principal, request: call.request, trace: call.trace,
-                resources: services.resources, log: services.log), principal: call.principal,
-            requestID: call.request.requestID,
-            traceID: call.trace.traceID, log: services.log)
+        let embedder = BilledEmbedder(RequestContext(call, services))
         let found = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
             .search(SearchRequest(query: query, k: settings.k, mode: mode), in: collection)
         guard let (rendered, used) = ContextBlock.render(found, settings: settings) else { return }

@@ -203,11 +203,11 @@ struct UpstreamStage: Stage {
         _ services: StageServices
     ) -> JSONValue? {
         var relay = StreamRelay(
-            writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+            writer: writer, filters: AnswerFilters.of(call, services), sink: services.sink,
             headers: call.answerHeaders)
         relay.open()
         call.status = 200
-        defer { call.policyTriggers.record(UpstreamStage.triggers(relay)) }
+        defer { call.policyTriggers.record(AnswerFilters.triggers(relay)) }
         let factory = ChunkFactory(id: call.completionID, model: call.served.model ?? "", created: created)
         for piece in pieces {
             guard relay.write([piece], usage: usage, usageChunk: { factory.usage($0) }) else {
@@ -218,7 +218,7 @@ struct UpstreamStage: Stage {
                 return nil
             }
         }
-        return UpstreamStage.recorded(relay, model: call.served.model ?? "")
+        return AnswerFilters.recorded(relay, model: call.served.model ?? "")
     }
 
     /// Relays an upstream stream: SSE events → the provider's decoder → the relay. A failure before the
@@ -230,9 +230,9 @@ struct UpstreamStage: Stage {
     ) throws -> JSONValue? {
         var decoder = decoder
         var relay = StreamRelay(
-            writer: writer, filters: UpstreamStage.filters(call, services), sink: services.sink,
+            writer: writer, filters: AnswerFilters.of(call, services), sink: services.sink,
             headers: call.answerHeaders)
-        defer { call.policyTriggers.record(UpstreamStage.triggers(relay)) }
+        defer { call.policyTriggers.record(AnswerFilters.triggers(relay)) }
         var parser = SSEParser()
         var errorBody = [UInt8]()
         var broken = false
@@ -301,29 +301,7 @@ struct UpstreamStage: Stage {
         services.sink.flush()
         // Only a stream that ended well, untouched by a policy, is kept.
         guard failure == nil, !relay.stoppedByFilter else { return nil }
-        return UpstreamStage.recorded(relay, model: call.served.model ?? "")
-    }
-
-    /// The stream filters of this call: the cache's recorder (what the upstream said), the worker's, then
-    /// the tenant's mid-stream policies.
-    static func filters(_ call: ModelCall, _ services: StageServices) -> [any StreamFilter] {
-        var filters: [any StreamFilter] =
-            call.cache?.key != nil && call.cache?.outcome == "miss" ? [CacheRecorder()] : []
-        filters += services.streamFilters
-        if call.tenant.policies.any(.midstream) {
-            filters.append(PolicyFilter(engine: Guardrails.engine(call.tenant.policies, budget: call.inspection)))
-        }
-        return filters
-    }
-
-    /// The answer the cache recorder of `relay` rebuilt, if the stream finished.
-    static func recorded(_ relay: StreamRelay, model: String) -> JSONValue? {
-        relay.filters.compactMap { $0 as? CacheRecorder }.first?.recorder.completion(model: model)
-    }
-
-    /// What the policy filter of `relay` recorded.
-    static func triggers(_ relay: StreamRelay) -> [PolicyTrigger] {
-        relay.filters.compactMap { $0 as? PolicyFilter }.flatMap(\.allTriggers)
+        return AnswerFilters.recorded(relay, model: call.served.model ?? "")
     }
 
     // MARK: embeddings and token counts
