@@ -12,7 +12,10 @@ struct PromptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List saved versions of a template, newest first.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var only: TenantChoice
-        @Option(help: "Template name (`default` is system_prompt).") var name: String = "default"
+        @Option(
+            name: [.customLong("template"), .customLong("name")],
+            help: "Template name (`default` is system_prompt); --name is accepted too.")
+        var name: String = "default"
         @Flag var json = false
 
         func run() throws {
@@ -46,7 +49,10 @@ struct PromptCommand: ParsableCommand {
             abstract: "Make an earlier version current again (saved as a new version).")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var only: TenantChoice
-        @Option var name: String = "default"
+        @Option(
+            name: [.customLong("template"), .customLong("name")],
+            help: "Template name (`default` is system_prompt); --name is accepted too.")
+        var name: String = "default"
         @Option var version: Int
         @Flag var json = false
 

@@ -198,6 +198,10 @@ def test_the_cli_speaks_one_language(stack):
     fine = subprocess.run([BIN, "policy", "check", "--tenant", "guarded", "--phase", "ingress"], input="hello",
                           capture_output=True, text=True, env=stack.env)
     assert fine.returncode == 0, fine.stderr
+    # `--name` meant three things (a key's name, a tenant's display name, a template): templates are
+    # `--template` now (`--name` still works).
+    assert cli("prompt", "history", "initech", "--template", "sales", "--json").stdout == cli(
+        "prompt", "history", "initech", "--name", "sales", "--json").stdout
     history = cli("prompt", "history", "--tenant", "initech", "--json")
     assert history.returncode == 0 and json.loads(history.stdout) == json.loads(
         cli("prompt", "history", "initech", "--json").stdout)
