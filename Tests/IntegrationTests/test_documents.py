@@ -317,7 +317,10 @@ def test_retrieval_augmented_chat_through_the_openai_sdk(stack):
     with client.chat.completions.with_streaming_response.create(
             model="fast", stream=True, messages=[{"role": "user", "content": f"zorblat warranty {marker} again"}]) as s:
         assert s.headers["x-tenantgate-sources"] == sources[0]
-        assert "".join(c.choices[0].delta.content or "" for c in s.parse() if c.choices)
+        streamed = "".join(c.choices[0].delta.content or "" for c in s.parse() if c.choices)
+    assert streamed == "part0 part1 part2 part3 "  # the upstream's whole answer, relayed
+    sent = [q["body"] for q in stack.upstream_requests() if f"{marker} again" in json.dumps(q["body"])][-1]
+    assert sent["stream"] is True and marker in [m for m in sent["messages"] if m["role"] == "system"][1]["content"]
 
 
 def test_retrieval_through_the_anthropic_sdk_reaches_a_native_backend(stack):

@@ -97,8 +97,9 @@ import TenantGateServing
             BEGIN SELECT RAISE(ABORT, 'refused'); END;
             """)
         let made = Locked(0)
+        let logPath = path + ".log"
         let queue = SettleQueue(
-            writer: try SharedWriter(path: path), log: AppLog(path: "/dev/null", level: "error"),
+            writer: try SharedWriter(path: path), log: AppLog(path: logPath, level: "error"),
             batchIDs: {
                 made.withLock { $0 += 1 }
                 return "batch-\(made.withLock { $0 })"
@@ -108,15 +109,21 @@ import TenantGateServing
             record.usage = Usage(promptTokens: 1, completionTokens: 1)
             queue.enqueue(reservation: nil, record: record)
         }
-        // The first two tries fail (after 0 and 50 ms); the third, 100 ms later, finds the store willing.
+        // The store refuses until the queue has logged its second failed try (whatever the machine's
+        // speed: no timing decides it); the next try finds it willing.
         let opener = DispatchWorkItem {
-            Posix.sleepMs(80)
+            for _ in 0..<2_000 {
+                let logged = Posix.readFile(logPath, limit: 1 << 20) ?? ""
+                if logged.contains("\"attempt\":2") { break }
+                Posix.sleepMs(5)
+            }
             _ = try? SQLiteConnection(path: path).execute("DELETE FROM refuse")
         }
         DispatchQueue.global().async(execute: opener)
         queue.flush()
         opener.wait()
         #expect(made.withLock { $0 } == 1)
+        #expect((Posix.readFile(logPath, limit: 1 << 20) ?? "").contains("\"attempt\":2"))
         #expect(try db.query("SELECT id FROM settled_batches") == [[.text("batch-1")]])
         #expect(try db.query("SELECT COUNT(*) FROM executions") == [[.int(3)]])
     }
