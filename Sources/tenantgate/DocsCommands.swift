@@ -44,6 +44,7 @@ struct DocsCommand: ParsableCommand {
         @Option(help: "Where the document came from (default: the file name).") var source: String?
         @Option(help: "text, markdown or html (default: from the file name).") var format: String?
         @Flag(help: "Create the collection if it does not exist (BM25 only).") var create = false
+        @Flag var json = false
         @Argument(help: "The file.") var file: String
 
         func run() throws {
@@ -76,6 +77,13 @@ struct DocsCommand: ParsableCommand {
                     return try store.add(
                         document, tenant: tenant, collection: collection, settings: settings, nowMs: now,
                         storageQuota: tenantConfig.storageQuotaBytes)
+                }
+                if json {
+                    return print(
+                        JSONValue.object([
+                            ("id", .string(info.id)), ("chunks", .int(Int(info.chunks))),
+                            ("duplicate", .bool(duplicate)),
+                        ]).jsonString)
                 }
                 print("\(info.id)\t\(info.chunks) chunk(s)\(duplicate ? "\t(duplicate: already stored)" : "")")
             }
@@ -125,6 +133,7 @@ struct DocsCommand: ParsableCommand {
         @Option(help: "The tenant.") var tenant: String
         @Option(help: "The collection.") var collection: String
         @Argument(help: "The document id (doc_…).") var id: String?
+        @Flag var json = false
 
         func run() throws {
             try DocsCommand.checked {
@@ -136,6 +145,13 @@ struct DocsCommand: ParsableCommand {
                     return try store.deleteCollection(tenant: tenant, name: collection)
                 }
                 guard removed else { throw CLIError("not found", notFound: true) }
+                if json {
+                    return print(
+                        JSONValue.object([
+                            ("removed", .string(id ?? collection)),
+                            ("kind", .string(id == nil ? "collection" : "document")),
+                        ]).jsonString)
+                }
                 print("removed \(id ?? "collection \(collection)")")
             }
         }

@@ -171,6 +171,7 @@ struct MigrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate", abstract: "Create or upgrade the database schema.")
     @OptionGroup var global: GlobalOptions
+    @Flag var json = false
 
     func run() throws {
         try reporting {
@@ -179,6 +180,13 @@ struct MigrateCommand: ParsableCommand {
             var resealed = 0
             if let masterKey = try MasterKey.load(dbPath: global.path) {
                 resealed = try ConfigStore(conn).resealLegacyUpstreamKeys(masterKey: masterKey)
+            }
+            if json {
+                return print(
+                    JSONValue.object([
+                        ("schema_version", .int(try Migrations.version(conn))), ("applied", .int(applied)),
+                        ("resealed_upstream_keys", .int(resealed)),
+                    ]).jsonString)
             }
             print(
                 "schema version \(try Migrations.version(conn)) (\(applied) migration(s) applied"

@@ -69,6 +69,7 @@ struct PruneCommand: ParsableCommand {
             "Delete execution rows and audit events past each tenant's audit.retention_days (default 90), stored responses past responses.retention_days (30)."
     )
     @OptionGroup var global: GlobalOptions
+    @Flag var json = false
 
     func run() throws {
         try reporting {
@@ -80,7 +81,7 @@ struct PruneCommand: ParsableCommand {
             }
             let now = Posix.wallMicros() / 1000
             let n = try ExecutionLog(db).prune(retentionDays: retention, defaultDays: 90, nowMs: now)
-            print("pruned \(n) execution rows")
+            if !json { print("pruned \(n) execution rows") }
             // The audit trail keeps the same retention, each chain re-anchored before its oldest events go.
             let chain = try AuditChain(db)
             var events = 0
@@ -97,7 +98,7 @@ struct PruneCommand: ParsableCommand {
                         atMs: now)
                 }
             }
-            print("pruned \(events) audit events (each chain re-anchored)")
+            if !json { print("pruned \(events) audit events (each chain re-anchored)") }
             // Stored Responses API responses: responses.retention_days (default 30, OpenAI's).
             var kept: [String: Int] = [:]
             for (id, tenant) in config.tenants {
@@ -105,6 +106,13 @@ struct PruneCommand: ParsableCommand {
             }
             let responses = try db.transaction {
                 try ResponseStore(db).prune(retentionDays: kept, defaultDays: 30, nowMs: now)
+            }
+            if json {
+                return print(
+                    JSONValue.object([
+                        ("execution_rows", .int(n)), ("audit_events", .int(events)),
+                        ("stored_responses", .int(responses)),
+                    ]).jsonString)
             }
             print("pruned \(responses) stored responses")
         }

@@ -445,12 +445,15 @@ def test_the_cli_adds_lists_searches_and_removes(stack, tmp_path):
     assert search(stack, "docs2", "cli-kb", "copper").json()["data"][0]["document_id"] == doc_id
     assert api(stack, "docs", "GET", "/cli-kb").status_code == 404
     bad = stack.cli("docs", "add", "--tenant", "nobody", "--collection", "x", str(f), check=False)
-    assert bad.returncode != 0 and "unknown tenant" in bad.stderr
+    assert bad.returncode == 3 and "unknown tenant" in bad.stderr
+    again = json.loads(stack.cli("docs", "add", "--tenant", "docs2", "--collection", "cli-kb", "--json", str(f)).stdout)
+    assert again == {"id": doc_id, "chunks": again["chunks"], "duplicate": True}
     bad = stack.cli("docs", "search", "--tenant", "docs2", "--collection", "cli-kb", '"*', check=False)
     assert bad.returncode != 0 and "no words" in bad.stderr
     stack.cli("docs", "rm", "--tenant", "docs2", "--collection", "cli-kb", doc_id)
     assert api(stack, "docs2", "GET", "/cli-kb").json()["documents"] == 0
-    stack.cli("docs", "rm", "--tenant", "docs2", "--collection", "cli-kb")
+    removed = json.loads(stack.cli("docs", "rm", "--tenant", "docs2", "--collection", "cli-kb", "--json").stdout)
+    assert removed == {"removed": "cli-kb", "kind": "collection"}
     assert api(stack, "docs2", "GET", "/cli-kb").status_code == 404
 
 

@@ -189,6 +189,11 @@ def test_the_cli_speaks_one_language(stack):
     assert cli("audit", "verify", "_system").returncode == 0
     for args in (["--version"], ["usage", "--help"]):
         assert cli(*args).returncode == 0
+    # The commands that change something answer --json too.
+    migrated = json.loads(cli("migrate", "--json").stdout)
+    assert migrated["applied"] == 0 and migrated["schema_version"] >= 16
+    pruned = json.loads(cli("prune", "--json").stdout)
+    assert set(pruned) == {"execution_rows", "audit_events", "stored_responses"}
     revoked = json.loads(cli("key", "revoke", made["id"], "--json").stdout)
     assert revoked == {"id": made["id"], "tenant": "acme", "revoked": True}
     # policy check exits non-zero when the text would be blocked (before: 0 either way).
