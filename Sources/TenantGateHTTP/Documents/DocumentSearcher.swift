@@ -31,8 +31,7 @@ struct BilledEmbedder {
             costNano: Money.cost(Usage(promptTokens: bound, completionTokens: 0), model))
         var hold = Hold()
         try ReserveStage.reserve(
-            tenant: principal.tenant, need: need, backend: backend, resources: resources, log: log,
-            requestID: requestID, hold: &hold)
+            tenant: principal.tenant, need: need, backend: backend, resources: resources, hold: &hold)
         var record = ExecutionRecord(
             requestID: requestID, atMs: Posix.wallMicros() / 1000, tenant: principal.tenant.id.rawValue, status: 200)
         record.keyID = principal.key.id

@@ -25,8 +25,8 @@ struct ReserveStage: Stage {
             let tenant = call.tenant
             let resources = services.resources
             try ReserveStage.reserve(
-                tenant: call.tenant, need: need, backend: backend, resources: services.resources, log: services.log,
-                requestID: call.request.requestID, hold: &call.hold
+                tenant: call.tenant, need: need, backend: backend, resources: services.resources,
+                hold: &call.hold
             ) { refusal in
                 try ReserveStage.fit(
                     refusal, chat: chat, models: models, need: need, tenant: tenant, resources: resources,
@@ -49,16 +49,16 @@ struct ReserveStage: Stage {
         case .none: return
         }
         try ReserveStage.reserve(
-            tenant: call.tenant, need: need, backend: backend, resources: services.resources, log: services.log,
-            requestID: call.request.requestID, hold: &call.hold)
+            tenant: call.tenant, need: need, backend: backend, resources: services.resources,
+            hold: &call.hold)
     }
 
     /// Reserves `need` for `tenant`: from the worker's lease when it has room, else exactly.
     /// `short`: called when a budget refuses `need` exactly; returns a smaller worst case to reserve instead
     /// (the request fitted to what remains) or throws the refusal to answer.
     static func reserve(
-        tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources, log: AppLog,
-        requestID: String, hold: inout Hold, short: ((LimitRefusal) throws -> Reservation?)? = nil
+        tenant: TenantConfig, need: Reservation, backend: BackendConfig, resources: ThreadResources,
+        hold: inout Hold, short: ((LimitRefusal) throws -> Reservation?)? = nil
     ) throws {
         guard need.costNano < Bounds.maxRequestCostNano else {
             throw GatewayError.invalidRequest(
