@@ -26,6 +26,7 @@ extension Gateway {
         record.fallbackUsed = call.served.fallbackUsed
         record.retries = call.served.retries
         record.refusedLimit = call.hold.refusedLimit
+        record.budgetExhausted = call.hold.budgetExhausted
         record.policyTriggers = call.policyTriggers
         record.auditCapture = call.tenant.effective["audit"]?["capture_requests"]?.boolValue ?? false
         record.endpoint = call.endpoint.rawValue

@@ -42,7 +42,7 @@ extension AccountingStore {
             for record in audit.executions where record.budgetLimits != nil {
                 last[record.tenant] = record
                 // A budget that refused a request it could not fit: less than the smallest request is left.
-                if let budget = record.refusedLimit, record.budgetLimits?.fitsShortRequests == true {
+                if let budget = record.refusedLimit, record.budgetExhausted {
                     exhausted[record.tenant, default: []].insert(budget)
                 }
             }

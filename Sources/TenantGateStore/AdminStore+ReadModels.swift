@@ -157,9 +157,11 @@ extension AdminStore {
             residual.append("status = ?")
             residualValues.append(.int(Int64(status)))
         } else if filter.outcome == "failed" {
-            residual.append("status >= 500")
+            residual.append("(status >= 500 OR (status <> 499 AND error_code IN (\(AdminStore.failureCodesSQL))))")
         } else if filter.outcome == "refused" {
-            residual.append("status >= 400 AND status < 500 AND status <> 499")
+            residual.append(
+                "status >= 400 AND status < 500 AND status <> 499 AND (error_code IS NULL OR error_code NOT IN (\(AdminStore.failureCodesSQL)))"
+            )
         } else if filter.outcome == "ok" {
             residual.append("status < 400")
         }
@@ -220,4 +222,9 @@ extension AdminStore {
         let row = try db.statement(sql).all(values).first
         return (row?[0].int ?? 0, row?[1].int ?? 0, row?[3].int ?? 0, row?[2].int ?? 0)
     }
+}
+
+extension AdminStore {
+    /// `Outcome.failureCodes` as an SQL list (fixed names: no client text reaches it).
+    static let failureCodesSQL = Outcome.failureCodes.sorted().map { "'\($0)'" }.joined(separator: ", ")
 }

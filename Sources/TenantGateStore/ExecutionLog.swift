@@ -45,6 +45,8 @@ public struct ExecutionRecord: Sendable {
     /// A request stopped after its content was inspected and before it reserved anything (a policy block):
     /// the inspection is charged as one request of the tenant's per-minute window.
     public var chargesRequest = false
+    /// The budget named by `refusedLimit` refused because it is used up (its 100 % notice is due).
+    public var budgetExhausted = false
     /// The tenant's limits, when it has budgets: its settlement announces the thresholds reached.
     public var budgetLimits: Limits?
 

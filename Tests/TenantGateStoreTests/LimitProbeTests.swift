@@ -87,6 +87,9 @@ import Testing
         var refused = record("b", at: day0 + 10, tokens: 0, status: 429)
         refused.budgetLimits = other
         refused.refusedLimit = "daily_tokens"
+        // A refusal with room left (a big input) is not exhaustion.
+        #expect(try store.settle([.request(reservation: nil, record: refused)]).isEmpty)
+        refused.budgetExhausted = true
         #expect(try store.settle([.request(reservation: nil, record: refused)]).map(\.percent) == [100])
         #expect(try store.settle([.request(reservation: nil, record: refused)]).isEmpty)
         // A record without budget limits (a tenant without budgets) checks nothing.

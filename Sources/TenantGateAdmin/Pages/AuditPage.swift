@@ -64,7 +64,7 @@ enum AuditPage {
             <ins>\(new.map { String($0.jsonString.prefix(500)) } ?? "—")</ins></li>
             """
         }
-        let more: HTML = changes.count > 40 ? "<li>… and \(changes.count - 40) more</li>" : HTML()
+        let more: HTML = changes.count > 40 ? "<li>… and more</li>" : HTML()
         return lines.isEmpty ? HTML() : "<ul class=\"diff\">\(lines)\(more)</ul>"
     }
 

@@ -56,6 +56,8 @@ struct Hold: Sendable {
     var headers: [(String, String)] = []
     /// The limit or budget that refused the call.
     var refusedLimit: String?
+    /// The budget that refused is used up (not even the smallest answer fits): its 100 % notice is due.
+    var budgetExhausted = false
 }
 
 /// What serving the call did, for the answer's headers, the execution log and the log line.

@@ -22,15 +22,21 @@ struct ReserveStage: Stage {
             need = BudgetFit.need(chat, models: models)
             backend = target.chain.map(\.backend).max { $0.timeoutMs < $1.timeoutMs } ?? backend
             var fitted: Int?
+            var exhausted = false
             let tenant = call.tenant
             let resources = services.resources
-            try ReserveStage.reserve(
-                tenant: call.tenant, need: need, backend: backend, resources: services.resources,
-                hold: &call.hold
-            ) { refusal in
-                try ReserveStage.fit(
-                    refusal, chat: chat, models: models, need: need, tenant: tenant, resources: resources,
-                    fitted: &fitted)
+            do {
+                try ReserveStage.reserve(
+                    tenant: call.tenant, need: need, backend: backend, resources: services.resources,
+                    hold: &call.hold
+                ) { refusal in
+                    try ReserveStage.fit(
+                        refusal, chat: chat, models: models, need: need, tenant: tenant, resources: resources,
+                        fitted: &fitted, exhausted: &exhausted)
+                }
+            } catch {
+                call.hold.budgetExhausted = exhausted
+                throw error
             }
             if let cap = fitted {
                 // Lowered to what the budget has left: the upstream gets this cap, the client is told.
@@ -136,7 +142,7 @@ struct ReserveStage: Stage {
     /// (the worst case, what is left, when it resets, what to change).
     static func fit(
         _ refusal: LimitRefusal, chat: ChatRequest, models: [ModelConfig], need: Reservation, tenant: TenantConfig,
-        resources: ThreadResources, fitted: inout Int?
+        resources: ThreadResources, fitted: inout Int?, exhausted: inout Bool
     ) throws -> Reservation? {
         guard case .budget(let scope, let budget, _) = refusal else { return nil }
         let limits = tenant.limits
@@ -156,6 +162,13 @@ struct ReserveStage: Stage {
             fitted = cap
             return BudgetFit.need(chat, models: models, cap: cap)
         }
+        // Used up: not even the smallest answer (no input, `minimumCap` output tokens) fits any more. A big
+        // input refused with room left is not exhaustion (no 100 % notice for it).
+        let smallest = models.map { Money.cost(Usage(promptTokens: 0, completionTokens: BudgetFit.minimumCap), $0) }
+        exhausted =
+            limits.fitsShortRequests
+            && ((room.tokens.map { $0 < Int64(BudgetFit.minimumCap) } ?? false)
+                || (room.nano.map { $0 < (smallest.max() ?? 0) } ?? false))
         guard let state = budgets.first(where: { $0.scope == scope && $0.budget == budget }) else { return nil }
         throw GatewayError.budgetShort(
             scope: scope, budget: budget, detail: shortDetail(need: need, state: state, cap: cap))
