@@ -43,9 +43,19 @@ let package = Package(
         ),
         // What the front ends and the responders share: the request, the response sink, the admin responder.
         .target(name: "TenantGateServing", dependencies: ["TenantGateCore", "TenantGateSystem"]),
+        // The request path: routing, the pipeline's stages, upstream calls; storage only through the ports
+        // the core declares (no Store).
         .target(
             name: "TenantGateHTTP",
-            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing"]
+            dependencies: ["TenantGateCore", "TenantGateSystem", "TenantGateServing"]
+        ),
+        // The process: supervisor, worker threads and the FastCGI accept loop, the group-commit queues, the
+        // config poller, heartbeat and checkpointer; it wires the Store's ports into the request path.
+        .target(
+            name: "TenantGateRuntime",
+            dependencies: [
+                "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing", "TenantGateHTTP",
+            ]
         ),
         // The admin page: HTML type, pages, forms, sessions, CSRF; no SQL, no C.
         .target(
@@ -56,7 +66,7 @@ let package = Package(
             name: "tenantgate",
             dependencies: [
                 "TenantGateCore", "TenantGateSystem", "TenantGateStore", "TenantGateServing", "TenantGateHTTP",
-                "TenantGateAdmin",
+                "TenantGateRuntime", "TenantGateAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -70,7 +80,8 @@ let package = Package(
         .testTarget(
             name: "TenantGateHTTPTests",
             dependencies: [
-                "TenantGateHTTP", "TenantGateServing", "TenantGateStore", "TenantGateSystem", "TenantGateCore",
+                "TenantGateHTTP", "TenantGateRuntime", "TenantGateServing", "TenantGateStore", "TenantGateSystem",
+                "TenantGateCore",
             ]
         ),
     ]

@@ -18,10 +18,21 @@ public struct AdminApp: AdminResponder {
     static let throttleWindowMs: Int64 = 15 * 60_000
     static let cookie = "tg_admin"
 
-    /// An app over the database at `dbPath`.
-    public init(dbPath: String) { self.dbPath = dbPath }
+    /// The admin page's own connections (2, opened on first use): its work (a login's 600k-round PBKDF2, a
+    /// page of executions) never holds one that the API's requests need.
+    let pool: ConnectionPool
 
-    public func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
+    /// An app over the database at `dbPath`.
+    public init(dbPath: String) throws {
+        self.dbPath = dbPath
+        pool = try ConnectionPool(path: dbPath, count: 2, cacheKiB: 512, lazily: true)
+    }
+
+    public func respond(to request: Request, sink: any ResponseSink, config: GatewayConfig) throws -> AdminAnswer {
+        try pool.with { respond(to: request, sink: sink, db: $0, config: config) }
+    }
+
+    func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
         -> AdminAnswer
     {
         var context = AdminContext(request: request, db: db, config: config, dbPath: dbPath)

@@ -9,7 +9,7 @@ import TenantGateSystem
 /// A tenant's cap is `limits.max_concurrent`, else a quarter of the pool's request slots; all model calls
 /// together may take all but a tenth of the slots (at most 64 kept back), so `/v1/models`, `/v1/tenant-info`, the health and
 /// metrics endpoints and the admin page always find a free thread, whatever the upstreams do.
-final class ConcurrencyGate: Sendable {
+public final class ConcurrencyGate: Sendable {
     private let counters: SharedCounters
     private let row: Int
     /// Request slots of the whole pool (threads × workers).
@@ -17,7 +17,7 @@ final class ConcurrencyGate: Sendable {
 
     private static let poolKey = SharedCounters.key("\u{0}pool")
 
-    init(counters: SharedCounters, row: Int, poolSlots: Int) {
+    public init(counters: SharedCounters, row: Int, poolSlots: Int) {
         self.counters = counters
         self.row = row
         self.poolSlots = max(1, poolSlots)

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// SHA-256 and constant-time comparison for the authenticator, over OpenSSL.
@@ -10,9 +9,12 @@ struct OpenSSLKeyHasher: KeyHasher {
 }
 
 /// JWT signature checks for the authenticator, over OpenSSL.
-struct OpenSSLJWTVerifier: JWTSignatureVerifier {
+public struct OpenSSLJWTVerifier: JWTSignatureVerifier {
     let key: JWTKey
-    func verify(_ algorithm: JWTAlgorithm, signingInput: [UInt8], signature: [UInt8]) -> Bool {
+
+    public init(key: JWTKey) { self.key = key }
+
+    public func verify(_ algorithm: JWTAlgorithm, signingInput: [UInt8], signature: [UInt8]) -> Bool {
         key.verify(algorithm.rawValue, signingInput: signingInput, signature: signature)
     }
 }

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// What a request did, for its answer and its log line; a model call carries its own `ModelCall`.

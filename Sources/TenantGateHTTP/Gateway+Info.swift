@@ -1,14 +1,15 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 extension Gateway {
     /// `GET /readyz`: the schema is current and every stored upstream key opens; returns the status sent.
     func ready(sink: ResponseSink, resources: ThreadResources) throws -> Int {
-        let version = (try? resources.readers.with { try Migrations.version($0) }) ?? -1
+        let operations = resources.store.operations
+        let version = (try? operations.schemaVersion()) ?? -1
+        let current = operations.currentSchemaVersion
         let unopened = configs.config.unavailableUpstreamKeyCount
-        if version == Migrations.current && unopened > 0 {
+        if version == current && unopened > 0 {
             // Serving, but the tenants whose stored keys cannot be opened are refused: an operator must look.
             sink.json(
                 503,
@@ -18,7 +19,7 @@ extension Gateway {
                     ("error", .string("stored upstream keys cannot be opened: master key missing or wrong")),
                 ]))
             return 503
-        } else if version == Migrations.current {
+        } else if version == current {
             // A backend whose key variable is not set: this worker serves every other call, so it stays
             // ready, but says which backend is degraded and why.
             let missing = configs.config.missingBackendKeys(env: Posix.env)
@@ -59,7 +60,7 @@ extension Gateway {
     /// Each configured limit with what remains now and when it resets.
     func limitsNow(_ tenant: TenantConfig, resources: ThreadResources) throws -> JSONValue {
         let now = Posix.wallMicros() / 1000
-        let used = try resources.writer.accounting { try $0.usageNow(tenant: tenant.id.rawValue, nowMs: now) }
+        let used = try resources.store.accounting.usageNow(tenant: tenant.id.rawValue, nowMs: now)
         let periods = Periods(epochMs: now)
         let l = tenant.limits
         var out: [(String, JSONValue)] = []
@@ -79,15 +80,15 @@ extension Gateway {
         add("requests_per_minute", l.requestsPerMinute.map(Int64.init), used.requests, nil, usd: false, .hard)
         add("tokens_per_minute", l.tokensPerMinute.map(Int64.init), used.tokens, nil, usd: false, .hard)
         add(
-            "daily_tokens", l.dailyTokens.map(Int64.init), used.day.tokens, periods.dayResetsAt, usd: false,
+            "daily_tokens", l.dailyTokens.map(Int64.init), used.dayTokens, periods.dayResetsAt, usd: false,
             l.enforcement)
         add(
-            "monthly_tokens", l.monthlyTokens.map(Int64.init), used.month.tokens, periods.monthResetsAt, usd: false,
+            "monthly_tokens", l.monthlyTokens.map(Int64.init), used.monthTokens, periods.monthResetsAt, usd: false,
             l.enforcement)
-        add("daily_usd", l.dailyNano, used.day.nano, periods.dayResetsAt, usd: true, l.enforcement)
-        add("monthly_usd", l.monthlyNano, used.month.nano, periods.monthResetsAt, usd: true, l.enforcement)
+        add("daily_usd", l.dailyNano, used.dayNano, periods.dayResetsAt, usd: true, l.enforcement)
+        add("monthly_usd", l.monthlyNano, used.monthNano, periods.monthResetsAt, usd: true, l.enforcement)
         // The global budget is the operator's: its spend across all tenants is not shown to any one tenant.
-        let stored = try resources.readers.with { try StorageUsage($0).bytes(tenant: tenant.id.rawValue) }
+        let stored = try resources.store.operations.storageBytes(tenant: tenant.id.rawValue)
         let quota = tenant.storageQuotaBytes
         var storage: [(String, JSONValue)] = [
             ("limit_bytes", .int(Int(quota))), ("used_bytes", .int(Int(stored))),

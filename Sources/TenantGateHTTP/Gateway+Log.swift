@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 extension Gateway {

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 extension Gateway {
@@ -33,7 +32,7 @@ extension Gateway {
                 throw GatewayError.invalidAPIKey
             }
         }
-        let body = try resources.readers.with { try scrape($0, resources: resources) }
+        let body = try scrape(resources.store)
         sink.head(
             status: 200,
             headers: [
@@ -44,12 +43,12 @@ extension Gateway {
         return 200
     }
 
-    private func scrape(_ db: any SQLConnection, resources: ThreadResources) throws -> [UInt8] {
+    private func scrape(_ store: StorePorts) throws -> [UInt8] {
         let now = Posix.wallMicros() / 1000
         var renderer = MetricsFormat.Renderer(help: Gateway.metricHelp, capacity: 1 << 20)
-        try MetricCounters(db).render(into: &renderer)
+        try store.operations.renderCounters(into: &renderer)
         var text = ""
-        let workers = try WorkerRegistry(db).alive(sinceMs: now - 5000)
+        let workers = try store.operations.workersAlive(sinceMs: now - 5000)
         text += "# HELP tenantgate_workers_alive Worker processes that reported in the last 5 s.\n"
         text += "# TYPE tenantgate_workers_alive gauge\ntenantgate_workers_alive \(workers.workers)\n"
         text += "# HELP tenantgate_pool_in_flight_requests Requests being handled now, all workers, all endpoints.\n"
@@ -68,7 +67,7 @@ extension Gateway {
         text += "# TYPE tenantgate_config_version gauge\ntenantgate_config_version \(config.version)\n"
         text += "# HELP tenantgate_budget_remaining_usd USD left in each tenant budget period.\n"
         text += "# TYPE tenantgate_budget_remaining_usd gauge\n"
-        let spend = try AccountingStore(db).spendByTenant(nowMs: now)
+        let spend = try store.accounting.spendByTenant(nowMs: now)
         for id in config.tenants.keys.sorted() {
             guard let limits = config.tenants[id]?.limits else { continue }
             let used = spend[id] ?? (0, 0)
@@ -84,7 +83,7 @@ extension Gateway {
         }
         text += "# HELP tenantgate_circuit_open 1 while a tenant's circuit for a backend is open.\n"
         text += "# TYPE tenantgate_circuit_open gauge\n"
-        for (tenant, backend, open) in try CircuitStore.states(db, nowMs: now) {
+        for (tenant, backend, open) in try store.circuits.states(nowMs: now) {
             text +=
                 "tenantgate_circuit_open{tenant=\"\(MetricsFormat.escape(tenant))\",backend=\"\(MetricsFormat.escape(backend))\"} \(open ? 1 : 0)\n"
         }

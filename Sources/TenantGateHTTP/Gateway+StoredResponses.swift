@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 extension Gateway {
@@ -17,22 +16,22 @@ extension Gateway {
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(3).map(String.init)
         guard let id = parts.first, parts.count <= 2 else { throw GatewayError.notFound }
         let owner = tenant.id.rawValue
-        let missing = GatewayError.missing("Response with id '\(ResponseStore.isID(id) ? id : "?")'")
+        let missing = GatewayError.missing("Response with id '\(StoredResponse.isID(id) ? id : "?")'")
         let headers = [("X-Tenant-ID", owner)]
         switch (request.method, parts.count > 1 ? parts[1] : nil) {
         case ("GET", nil):
-            guard let response = try resources.readers.with({ try ResponseStore($0).response(tenant: owner, id: id) })
+            guard let response = try resources.store.responses.response(tenant: owner, id: id)
             else { throw missing }
             sink.json(200, response, headers: headers)
         case ("DELETE", nil):
-            guard try resources.writer.withTransaction({ try ResponseStore($0).delete(tenant: owner, id: id) }) else {
+            guard try resources.store.responses.delete(tenant: owner, id: id) else {
                 throw missing
             }
             sink.json(
                 200, .object([("id", .string(id)), ("object", .string("response.deleted")), ("deleted", .bool(true))]),
                 headers: headers)
         case ("GET", "input_items"):
-            guard let items = try resources.readers.with({ try ResponseStore($0).inputItems(tenant: owner, id: id) })
+            guard let items = try resources.store.responses.inputItems(tenant: owner, id: id)
             else { throw missing }
             // Newest first by default (OpenAI's `order=desc`); `order=asc` gives them as sent.
             let ordered = request.queryValue("order") == "asc" ? items : items.reversed()
@@ -49,5 +48,14 @@ extension Gateway {
         default: throw GatewayError.notFound
         }
         return 200
+    }
+}
+
+extension StoredResponse {
+    /// A fresh, unguessable response id (`resp_` + 48 hex digits from the CSPRNG).
+    static func newID() -> String {
+        "resp_"
+            + ((try? Crypto.randomBytes(24)).map(Crypto.hex)
+                ?? Crypto.hex(Crypto.sha256(Array(String(Posix.wallMicros()).utf8))))
     }
 }

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Settings that shape every request.
@@ -36,8 +35,8 @@ public struct GatewayOptions: Sendable {
 
 /// Routes a request: operator endpoints by the front end's route, tenant endpoints after authentication,
 /// model calls through their `Pipeline`; then settles and logs.
-final class Gateway: Sendable {
-    let configs: ConfigCache
+public final class Gateway: Sendable {
+    let configs: any ConfigSource
     let log: AppLog
     let options: GatewayOptions
     let authenticator = Authenticator(hasher: OpenSSLKeyHasher())
@@ -46,8 +45,8 @@ final class Gateway: Sendable {
     /// The pool's fair share of in-flight model calls.
     let concurrency: ConcurrencyGate
 
-    init(
-        configs: ConfigCache, log: AppLog, options: GatewayOptions, concurrency: ConcurrencyGate,
+    public init(
+        configs: any ConfigSource, log: AppLog, options: GatewayOptions, concurrency: ConcurrencyGate,
         admin: (any AdminResponder)? = nil
     ) {
         self.configs = configs
@@ -58,10 +57,10 @@ final class Gateway: Sendable {
     }
 
     /// Requests being handled by this worker now.
-    let inFlight = Locked(0)
+    public let inFlight = Locked(0)
 
     /// Handles one request completely; never throws, always answers.
-    func handle(_ request: Request, tooLarge: Bool, sink: ResponseSink, resources: ThreadResources) {
+    public func handle(_ request: Request, tooLarge: Bool, sink: ResponseSink, resources: ThreadResources) {
         let started = Posix.monotonicMs()
         inFlight.withLock { $0 += 1 }
         defer { inFlight.withLock { $0 -= 1 } }
@@ -144,9 +143,7 @@ final class Gateway: Sendable {
         case (.admin, _, _) where request.path == "/admin" || request.path.hasPrefix("/admin/"):
             guard let admin else { throw GatewayError.notFound }
             let config = configs.config
-            let answer = try resources.shared.admin.with {
-                admin.respond(to: request, sink: sink, db: $0, config: config)
-            }
+            let answer = try admin.respond(to: request, sink: sink, config: config)
             exchange.status = answer.status
             exchange.errorCode = answer.errorCode
             exchange.errorDetail = answer.errorDetail

@@ -1,6 +1,5 @@
 import Dispatch
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// Admission by leases: a worker takes, for a tenant, a lease of rate-window and budget capacity in one
@@ -22,38 +21,50 @@ import TenantGateSystem
 /// One thread at a time takes a tenant's next lease; the others wait for it (briefly). Its size follows
 /// demand: a lease used up before it expires makes the next one twice as large (up to `maxFactor` × the
 /// request's worst case), one that expired mostly unused halves it (down to the store's default).
-final class LeaseBook: Sendable {
-    /// One lease; every mutable field is read and written under the book's lock.
-    final class Lease: @unchecked Sendable {  // mutable state only under `LeaseBook.leases`' lock
+public final class LeaseBook: Sendable {
+    /// One lease. Its counts change only under the book's lock; they sit behind a lock of their own as
+    /// well (never contended), so that the compiler checks the sharing instead of a promise.
+    @dynamicMemberLookup
+    final class Lease: Sendable {
+        /// What a lease still holds and what it admitted.
+        struct Counts: Sendable {
+            var requests: Int
+            var tokens: Int64
+            var nano: Int64
+            var inFlight = 0
+            var inFlightTokens: Int64 = 0
+            var consumedRequests: Int64 = 0
+            var usedTokens: Int64 = 0
+            var retired = false
+            /// Tokens taken by the requests it admitted (for sizing the next lease).
+            var takenTokens: Int64 = 0
+            /// A thread is taking the next lease already.
+            var renewing = false
+        }
+
         let id: Int64
         let limits: Limits
         let admitUntilMs: Int64
         let status: LimitStatus
-        var requests: Int
-        var tokens: Int64
-        var nano: Int64
-        var inFlight = 0
-        var inFlightTokens: Int64 = 0
-        var consumedRequests: Int64 = 0
-        var usedTokens: Int64 = 0
-        var retired = false
-        /// Tokens granted, and taken by the requests it admitted (for sizing the next lease).
+        /// Tokens and requests granted (for sizing the next lease).
         let grantedTokens: Int64
-        var takenTokens: Int64 = 0
         let grantedRequests: Int
-        /// A thread is taking the next lease already.
-        var renewing = false
+        private let counts: Locked<Counts>
 
-        init(id: Int64, limits: Limits, grant: AccountingStore.LeaseGrant, status: LimitStatus) {
+        /// `lease.requests`, `lease.tokens`, …: each count read or written under its lock.
+        subscript<T>(dynamicMember path: WritableKeyPath<Counts, T>) -> T {
+            get { counts.withLock { $0[keyPath: path] } }
+            set { counts.withLock { $0[keyPath: path] = newValue } }
+        }
+
+        init(id: Int64, limits: Limits, grant: LeaseGrant, status: LimitStatus) {
             grantedTokens = grant.tokens
             grantedRequests = grant.requests
             self.id = id
             self.limits = limits
             admitUntilMs = grant.admitUntilMs
             self.status = status
-            requests = grant.requests
-            tokens = grant.tokens
-            nano = grant.nano
+            counts = Locked(Counts(requests: grant.requests, tokens: grant.tokens, nano: grant.nano))
         }
     }
 
@@ -95,9 +106,9 @@ final class LeaseBook: Sendable {
     }
 
     private let leases = Locked(State())
-    private let settlements: SettleQueue
+    private let settlements: any SettlementQueueing
 
-    init(settlements: SettleQueue) { self.settlements = settlements }
+    public init(settlements: any SettlementQueueing) { self.settlements = settlements }
 
     /// Admits a request from the tenant's lease if it has one that fits (retiring one that cannot admit),
     /// else says whether to wait for another thread's lease or to take the next one.
@@ -105,7 +116,7 @@ final class LeaseBook: Sendable {
         leases.withLock { state in
             if let lease = state.leases[tenant] {
                 let expired = nowMs >= lease.admitUntilMs || lease.limits != limits
-                let factor = state.factors[tenant] ?? AccountingStore.leaseFactor
+                let factor = state.factors[tenant] ?? LeaseGrant.defaultFactor
                 if !expired, let claim = take(need, from: lease) {
                     let low =
                         lease.tokens < lease.grantedTokens / 2
@@ -121,12 +132,12 @@ final class LeaseBook: Sendable {
                     group.enter()
                     state.fetching[tenant] = group
                     return .admittedRenewing(
-                        claim, status(of: lease), factor: state.factors[tenant] ?? AccountingStore.leaseFactor)
+                        claim, status(of: lease), factor: state.factors[tenant] ?? LeaseGrant.defaultFactor)
                 }
                 if !expired {
                     state.factors[tenant] = min(factor * 2, LeaseBook.maxFactor)  // used up: ask for more
                 } else if lease.takenTokens < lease.grantedTokens / 4 {
-                    state.factors[tenant] = max(factor / 2, AccountingStore.leaseFactor)  // mostly unused
+                    state.factors[tenant] = max(factor / 2, LeaseGrant.defaultFactor)  // mostly unused
                 }
                 state.leases[tenant] = nil
                 retire(lease)
@@ -135,7 +146,7 @@ final class LeaseBook: Sendable {
             let group = DispatchGroup()
             group.enter()
             state.fetching[tenant] = group
-            return .fetch(factor: state.factors[tenant] ?? AccountingStore.leaseFactor)
+            return .fetch(factor: state.factors[tenant] ?? LeaseGrant.defaultFactor)
         }
     }
 
@@ -185,7 +196,7 @@ final class LeaseBook: Sendable {
     @discardableResult
     func settle(_ claim: Claim, record: ExecutionRecord) -> Int64 {
         let lease = claim.lease
-        let consumed = AccountingStore.consumed(record)
+        let consumed = record.consumesCapacity
         let used = consumed ? Int64(record.usage.promptTokens + record.usage.completionTokens) : 0
         let usedNano = consumed ? record.costNano : 0
         return leases.withLock { _ -> Int64 in
@@ -212,7 +223,7 @@ final class LeaseBook: Sendable {
 
     /// Retires every lease that stopped admitting (called about once a second), or all of them for good
     /// (drain: a renewal still on its way is given back when it lands).
-    func retireExpired(nowMs: Int64, all: Bool = false) {
+    public func retireExpired(nowMs: Int64, all: Bool = false) {
         leases.withLock { state in
             if all { state.closed = true }
             for (tenant, lease) in state.leases where all || nowMs >= lease.admitUntilMs {

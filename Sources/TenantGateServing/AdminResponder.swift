@@ -3,10 +3,10 @@ import TenantGateSystem
 
 /// Serves the admin page (`/admin/…`): implemented by the TenantGateAdmin module, wired in by the executable.
 public protocol AdminResponder: Sendable {
-    /// Answers one request completely on `sink` (using this thread's `db` connection and the worker's
-    /// configuration snapshot); returns what it sent, for the request log.
-    func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
-        -> AdminAnswer
+    /// Answers one request completely on `sink` (with the worker's configuration snapshot); returns what
+    /// it sent, for the request log. Throws only when it could not start (no connection free: a storage
+    /// failure), before anything was sent.
+    func respond(to request: Request, sink: any ResponseSink, config: GatewayConfig) throws -> AdminAnswer
 }
 
 /// The status an admin request was answered with and, when it failed on the server's side, an error code

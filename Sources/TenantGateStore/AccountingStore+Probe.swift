@@ -46,23 +46,6 @@ extension AccountingStore {
         return (max(0, total - expired), oldest)
     }
 
-    /// One hard budget's state now (used and held both counted).
-    public struct BudgetLeft: Sendable, Equatable {
-        /// `tenant` or `global`.
-        public let scope: String
-        /// `daily_tokens`, `monthly_tokens`, `daily_usd` or `monthly_usd`.
-        public let budget: String
-        public let cap: Int64
-        public let used: Int64
-        /// Epoch seconds when it resets.
-        public let resetsAt: Int64
-
-        /// What is left (never negative).
-        public var left: Int64 { max(0, cap - used) }
-        /// Whether it counts tokens (else nano-USD).
-        public var countsTokens: Bool { budget.hasSuffix("tokens") }
-    }
-
     /// Every hard budget that applies to `tenant`, with what it has left now (read only).
     public func budgetsLeft(tenant: String, limits: Limits, nowMs: Int64) throws -> [BudgetLeft] {
         let periods = Periods(epochMs: nowMs)

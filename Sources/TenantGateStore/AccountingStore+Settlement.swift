@@ -290,7 +290,5 @@ extension AccountingStore {
     }
 
     /// A request answered, or that used tokens, counts against the per-minute limits and is charged.
-    public static func consumed(_ record: ExecutionRecord) -> Bool {
-        record.usage.promptTokens + record.usage.completionTokens > 0 || (200..<300).contains(record.status)
-    }
+    public static func consumed(_ record: ExecutionRecord) -> Bool { record.consumesCapacity }
 }

@@ -158,24 +158,11 @@ public struct AccountingStore {
         }
     }
 
-    /// A lease of capacity a worker takes for a tenant and spends in memory (see `Lease` in HTTP).
-    public struct LeaseGrant: Sendable, Equatable {
-        /// Admissions it holds in the requests-per-minute window (`Int.max` when there is no such limit).
-        public let requests: Int
-        public let tokens: Int64
-        public let nano: Int64
-        /// The lease admits until then; its window entries are dated then (they cover every admission).
-        public let admitUntilMs: Int64
-        /// The day its hold is counted in.
-        public let day: String
-    }
-
-    /// A lease is taken only while every limited dimension has room for `leaseThreshold` × the request's
-    /// worst case; it then holds the job's `leaseFactor` × that (`leaseFactor` by default; the worker
-    /// raises it for tenants that use up their leases), but never more than 1/`leaseThreshold` of the room.
-    /// Nearer a limit, admission is exact (one reservation per request).
-    public static let leaseFactor: Int64 = 16
-    public static let leaseThreshold: Int64 = 8
+    public typealias LeaseGrant = TenantGateCore.LeaseGrant
+    public typealias BudgetLeft = TenantGateCore.BudgetLeft
+    /// See `LeaseGrant.defaultFactor` and `LeaseGrant.threshold`.
+    public static let leaseFactor = LeaseGrant.defaultFactor
+    public static let leaseThreshold = LeaseGrant.threshold
 
     func reserveOne(
         tenant: String, limits: Limits, need: Reservation, nowMs: Int64, expiresMs: Int64, leaseMs: Int64 = 0,

@@ -1,15 +1,6 @@
 import TenantGateCore
 import TenantGateSystem
 
-/// What the breaker says about calling a backend for a tenant now.
-public enum CircuitDecision: Equatable, Sendable {
-    case closed
-    /// The cooldown is over: this request is the one half-open probe.
-    case probe
-    /// Open: retry after the given seconds.
-    case open(retryAfter: Int)
-}
-
 /// Circuit breakers per tenant × backend, shared by all workers through SQLite. Tenant A's failures
 /// never touch tenant B's rows.
 public struct CircuitStore {

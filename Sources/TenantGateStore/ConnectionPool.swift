@@ -4,9 +4,9 @@ import TenantGateSystem
 /// A few SQLite connections shared by every thread of a worker, for what is not accounting (circuit
 /// reads, readiness, the metrics scrape, the admin page). A thread per connection would cost each of
 /// hundreds of request threads a page cache and a schema copy; these are checked out per use instead.
-public final class ConnectionPool: @unchecked Sendable {  // one thread at a time holds a connection
-
-    private let free: Locked<[any SQLConnection]>
+public final class ConnectionPool: Sendable {
+    /// Idle connections; each is given to one borrower at a time.
+    private let free: Locked<[Confined<any SQLConnection>]>
     private let available: DispatchSemaphore
     private let path: String
     private let cacheKiB: Int
@@ -17,9 +17,11 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
         self.waitMs = max(1, waitMs)
         self.path = path
         self.cacheKiB = cacheKiB
-        var connections: [any SQLConnection] = []
+        var connections: [Confined<any SQLConnection>] = []
         if !lazily {
-            for _ in 0..<max(1, count) { connections.append(try Database.open(path: path, cacheKiB: cacheKiB)) }
+            for _ in 0..<max(1, count) {
+                connections.append(Confined(try Database.open(path: path, cacheKiB: cacheKiB)))
+            }
         }
         free = Locked(connections)
         available = DispatchSemaphore(value: max(1, count))
@@ -36,7 +38,7 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
         do {
             // The semaphore counts free and unopened connections alike: past it, one is ours.
             if let idle = free.withLock({ $0.popLast() }) {
-                connection = idle
+                connection = idle.resource
             } else {
                 connection = try Database.open(path: path, cacheKiB: cacheKiB)
             }
@@ -45,7 +47,7 @@ public final class ConnectionPool: @unchecked Sendable {  // one thread at a tim
             throw error
         }
         defer {
-            free.withLock { $0.append(connection) }
+            free.withLock { $0.append(Confined(connection)) }
             available.signal()
         }
         return try body(connection)

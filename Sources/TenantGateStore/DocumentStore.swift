@@ -1,73 +1,16 @@
 import TenantGateCore
 import TenantGateSystem
 
-/// A tenant's collection as listed.
-public struct CollectionInfo: Sendable {
-    public let id: Int64
-    public let name: String
-    public let createdMs: Int64
-    public let embeddingModel: String?
-    public let documents: Int64
-    public let chunks: Int64
-    public let bytes: Int64
-
-    public var json: JSONValue {
-        .object([
-            ("object", .string("collection")), ("name", .string(name)),
-            ("created_at", .int(Int(createdMs / 1000))),
-            ("embedding_model", embeddingModel.map { .string($0) } ?? .null),
-            ("documents", .int(Int(documents))), ("chunks", .int(Int(chunks))), ("bytes", .int(Int(bytes))),
-        ])
-    }
-}
-
-/// A stored document, without its text.
-public struct DocumentInfo: Sendable {
-    public let id: String
-    public let collection: String
-    public let source: String?
-    public let format: String
-    public let bytes: Int64
-    public let chunks: Int64
-    public let createdMs: Int64
-
-    public func json(text: String? = nil, duplicate: Bool = false) -> JSONValue {
-        var members: [(String, JSONValue)] = [
-            ("object", .string("document")), ("id", .string(id)), ("collection", .string(collection)),
-            ("source", source.map { .string($0) } ?? .null), ("format", .string(format)),
-            ("bytes", .int(Int(bytes))), ("chunks", .int(Int(chunks))), ("created_at", .int(Int(createdMs / 1000))),
-        ]
-        if duplicate { members.append(("duplicate", .bool(true))) }
-        if let text { members.append(("text", .string(text))) }
-        return .object(members)
-    }
-}
-
-/// A document ready to be written: its text, chunks and (for a collection with an embedding model) one
-/// unit vector per chunk.
-public struct NewDocument: Sendable {
-    public let text: String
-    public let source: String?
-    public let format: DocumentFormat
-    public let chunks: [String]
-    public var vectors: [[Float]]?
-
-    public init(text: String, source: String?, format: DocumentFormat, chunks: [String]) {
-        self.text = text
-        self.source = source
-        self.format = format
-        self.chunks = chunks
-    }
-
-    /// The content hash documents are de-duplicated by (per collection).
-    public var hash: [UInt8] { Crypto.sha256(Array(text.utf8)) }
-}
-
 /// Per-tenant document collections in SQLite. Every statement names the tenant, and every row carries it
 /// under a composite foreign key to its collection; each collection's full-text index is its own FTS5
 /// table, named from the collection's integer id only, so BM25 statistics (document counts, term
 /// frequencies) never mix tenants or collections. Writes run inside the caller's transaction: one
 /// document is added or removed whole.
+extension NewDocument {
+    /// The content hash documents are de-duplicated by (per collection).
+    public var hash: [UInt8] { Crypto.sha256(Array(text.utf8)) }
+}
+
 public struct DocumentStore {
     private let db: SQLiteConnection
 

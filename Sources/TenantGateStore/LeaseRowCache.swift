@@ -10,18 +10,18 @@ import TenantGateSystem
 /// expired reservations, run by every worker of every host: so an entry is used only until `marginMs`
 /// before its lease expires (then the row is read again; hosts' clocks must agree within that margin),
 /// and expired entries are dropped.
-public final class LeaseRowCache: @unchecked Sendable {  // used only under the writer connection's lock
+public final class LeaseRowCache: Sendable {
     public struct Row: Sendable, Equatable {
         let day: String
         let tokens: Int64
         let nano: Int64
         let expiresMs: Int64
     }
-    private var rows: [Int64: Row] = [:]
+    /// The rows, and the count at which expired ones are dropped next (then twice as many as are left, at
+    /// least 256). Used under the writer connection's lock already: this lock is never contended.
+    private let state = Locked<(rows: [Int64: Row], sweepAt: Int)>(([:], 256))
     /// How long before its lease expires an entry stops being used.
     static let marginMs: Int64 = 30_000
-    /// Entries kept before expired ones are dropped (then twice as many as are left, at least 256).
-    private var sweepAt = 256
     /// Wall-clock milliseconds (the sweep's clock).
     let clock: @Sendable () -> Int64
 
@@ -29,23 +29,27 @@ public final class LeaseRowCache: @unchecked Sendable {  // used only under the 
 
     /// The cached row of `lease`, unless it is near its expiry (or unknown).
     func row(_ lease: Int64, nowMs: Int64) -> Row? {
-        guard let row = rows[lease], nowMs < row.expiresMs - LeaseRowCache.marginMs else { return nil }
+        guard let row = state.withLock({ $0.rows[lease] }), nowMs < row.expiresMs - LeaseRowCache.marginMs else {
+            return nil
+        }
         return row
     }
 
     /// A committed batch's changes (nil: the row is gone or must be read again).
     func apply(_ updates: [Int64: Row?]) {
-        for (id, row) in updates { rows[id] = row }
-        if rows.count > sweepAt {
-            let nowMs = clock()
-            rows = rows.filter { nowMs < $0.value.expiresMs }
-            sweepAt = max(256, 2 * rows.count)
+        state.withLock { s in
+            for (id, row) in updates { s.rows[id] = row }
+            if s.rows.count > s.sweepAt {
+                let nowMs = clock()
+                s.rows = s.rows.filter { nowMs < $0.value.expiresMs }
+                s.sweepAt = max(256, 2 * s.rows.count)
+            }
         }
     }
 
     /// Forgets every row (they are read again when next needed).
-    func clear() { rows.removeAll() }
+    func clear() { state.withLock { $0.rows.removeAll() } }
 
     /// Leases cached now.
-    public var count: Int { rows.count }
+    public var count: Int { state.withLock { $0.rows.count } }
 }

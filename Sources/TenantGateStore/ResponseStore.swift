@@ -1,31 +1,6 @@
 import TenantGateCore
 import TenantGateSystem
 
-/// A response to keep (`store: true`).
-public struct StoredResponse: Sendable {
-    public let id: String
-    public let createdMs: Int64
-    public let previous: String?
-    /// The response object as the client got it.
-    public let response: JSONValue
-    /// The request's own input items, as `input_items` lists them.
-    public let inputItems: [JSONValue]
-    /// This turn as Chat Completions messages: the input, then the output as an assistant message.
-    public let turn: [JSONValue]
-
-    public init(
-        id: String, createdMs: Int64, previous: String?, response: JSONValue, inputItems: [JSONValue],
-        turn: [JSONValue]
-    ) {
-        self.id = id
-        self.createdMs = createdMs
-        self.previous = previous
-        self.response = response
-        self.inputItems = inputItems
-        self.turn = turn
-    }
-}
-
 /// Stored Responses API responses. The tenant leads the primary key and every statement names it, so an
 /// id of another tenant, or one the gateway never issued, is simply not found. Ids are random
 /// (`resp_` + 48 hex digits). Each tenant keeps at most `maxStored` (the oldest go first) for its
@@ -48,11 +23,7 @@ public struct ResponseStore {
     }
 
     /// Whether `id` has the shape of an id this gateway issues.
-    public static func isID(_ id: String) -> Bool {
-        let bytes = Array(id.utf8)
-        return bytes.count == 53 && id.hasPrefix("resp_")
-            && bytes.dropFirst(5).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-    }
+    public static func isID(_ id: String) -> Bool { StoredResponse.isID(id) }
 
     /// Keeps a response (in its own transaction, or the caller's), dropping the tenant's oldest beyond
     /// `maxStored` (portable SQL: PostgreSQL has no `LIMIT -1`, which made every save fail there).

@@ -5,7 +5,7 @@ import TenantGateSystem
 /// never used by two threads at once. One shared connection keeps its page cache warm, where a connection
 /// per thread would find its cache invalidated by every other thread's commit.
 public final class SharedWriter: Sendable {
-    private let connection: Locked<any SQLConnection>
+    private let connection: Locked<Confined<any SQLConnection>>
     /// The worker's lease rows as its committed settlements left them (used under the connection's lock).
     public let leaseRows = LeaseRowCache()
 
@@ -15,7 +15,7 @@ public final class SharedWriter: Sendable {
     /// Takes `connection` over: nothing else may use it afterwards.
     public init(_ connection: any SQLConnection) {
         engine = connection.engine
-        self.connection = Locked(connection)
+        self.connection = Locked(Confined(connection))
     }
 
     /// Opens the worker's write connection to `path`.
@@ -23,12 +23,12 @@ public final class SharedWriter: Sendable {
 
     /// Runs `body` in one `BEGIN IMMEDIATE … COMMIT` (rolled back if it throws).
     public func withTransaction<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
-        try connection.withLock { db in try db.transaction { try body(db) } }
+        try connection.withLock { held in try held.resource.transaction { try body(held.resource) } }
     }
 
     /// Runs `body` holding the connection (reads, or transactions of its own).
     public func read<T>(_ body: (any SQLConnection) throws -> T) rethrows -> T {
-        try connection.withLock { db in try body(db) }
+        try connection.withLock { held in try body(held.resource) }
     }
 
     /// Runs `body` with the accounting store over the connection.

@@ -250,9 +250,10 @@ public final class FileLock {
 }
 
 /// A joinable-less OS thread whose pthread id can be signalled.
-public final class OSThread: @unchecked Sendable {  // the id is written once before start returns
+public final class OSThread: Sendable {
+    private let handle = Locked(pthread_t())
     /// The pthread handle.
-    public private(set) var id = pthread_t()
+    public var id: pthread_t { handle.withLock { $0 } }
     private let body: @Sendable () -> Void
 
     private init(body: @escaping @Sendable () -> Void) { self.body = body }
@@ -268,8 +269,9 @@ public final class OSThread: @unchecked Sendable {  // the id is written once be
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         let context = Unmanaged.passRetained(thread).toOpaque()
         // The retained context is released by the thread itself when it starts.
+        var id = pthread_t()
         let rc = pthread_create(
-            &thread.id, &attr,
+            &id, &attr,
             { raw in
                 guard let raw else { return nil }
                 let t = Unmanaged<OSThread>.fromOpaque(raw).takeRetainedValue()
@@ -280,6 +282,7 @@ public final class OSThread: @unchecked Sendable {  // the id is written once be
             Unmanaged<OSThread>.fromOpaque(context).release()
             return nil
         }
+        thread.handle.withLock { $0 = id }
         return thread
     }
 
@@ -289,7 +292,7 @@ public final class OSThread: @unchecked Sendable {  // the id is written once be
 
 /// A mutex-protected value, shareable across threads. The mutex lives at a stable heap address (a
 /// `pthread_mutex_t` must never move, which a stored property of a class does not promise).
-public final class Locked<Value>: @unchecked Sendable {  // every access to `value` holds `mutex`
+public final class Locked<Value: Sendable>: @unchecked Sendable {  // every access to `value` holds `mutex`
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
@@ -313,6 +316,15 @@ public final class Locked<Value>: @unchecked Sendable {  // every access to `val
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
+}
+
+/// A resource that is not safe to share (a database connection) but may move between threads when one
+/// thread at a time uses it: what holds it guarantees that (a `Locked` around it, a pool's free list that
+/// gives each out to one borrower). The one place that promise is made, instead of on every holder.
+public struct Confined<Resource>: @unchecked Sendable {  // its holders hand it to one thread at a time
+    public let resource: Resource
+
+    public init(_ resource: Resource) { self.resource = resource }
 }
 
 extension Posix {

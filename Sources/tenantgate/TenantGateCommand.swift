@@ -2,6 +2,7 @@ import ArgumentParser
 import TenantGateAdmin
 import TenantGateCore
 import TenantGateHTTP
+import TenantGateRuntime
 import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
@@ -279,7 +280,7 @@ struct WorkerCommand: ParsableCommand {
         var options = WorkerOptions(
             dbPath: global.path, threads: max(1, threads), maxBodyBytes: maxBody, logPath: log, logLevel: logLevel,
             drainTimeoutMs: drainTimeout)
-        options.admin = AdminApp(dbPath: global.path)
+        options.admin = try AdminApp(dbPath: global.path)
         options.countersPath = counters
         options.poolIndex = poolIndex
         options.poolSlots = poolSlots

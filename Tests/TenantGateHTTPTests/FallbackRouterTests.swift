@@ -11,7 +11,7 @@ import TenantGateServing
     let config: GatewayConfig
     let tenant: TenantConfig
     let chain: [FallbackRouter.Candidate]
-    let circuits: CircuitStore
+    let circuits: PooledCircuits
     let clock = FakeClock()
 
     init() throws {
@@ -22,8 +22,9 @@ import TenantGateServing
         chain = tenant.chain(for: "a").compactMap { name in
             config.models[name].flatMap { m in config.backends[m.backend].map { (name, m, $0) } }
         }
-        let (path, db) = try temporaryDatabase()
-        circuits = CircuitStore(reader: db, writer: try SharedWriter(path: path))
+        let (path, _) = try temporaryDatabase()
+        circuits = PooledCircuits(
+            readers: try ConnectionPool(path: path, count: 1, cacheKiB: 64), writer: try SharedWriter(path: path))
     }
 
     var router: FallbackRouter {

@@ -2,6 +2,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+@testable import TenantGateRuntime
 import TenantGateServing
 @testable import TenantGateSystem
 

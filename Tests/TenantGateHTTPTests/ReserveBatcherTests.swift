@@ -3,6 +3,7 @@ import Testing
 
 @testable import TenantGateCore
 @testable import TenantGateHTTP
+@testable import TenantGateRuntime
 import TenantGateServing
 @testable import TenantGateStore
 @testable import TenantGateSystem

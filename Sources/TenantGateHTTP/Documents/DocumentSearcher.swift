@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// Embeddings the documents API makes for a tenant, held against its limits and budgets like any model
@@ -68,6 +67,8 @@ struct DocumentSearcher {
     let resources: ThreadResources
     let embedder: BilledEmbedder
 
+    var documents: any DocumentRepository { resources.store.documents }
+
     /// Candidates each ranking contributes to a hybrid fusion, per result wanted.
     static let hybridDepth = 4
 
@@ -88,26 +89,17 @@ struct DocumentSearcher {
             }
             let depth = request.mode == .vector ? request.k : min(request.k * DocumentSearcher.hybridDepth, 200)
             // Streamed through a running top-k, on a scan connection (never one of the pooled readers).
-            let nearest = try resources.scans.with { db in
-                var best = NearestK(query: query, k: depth)
-                try DocumentStore.required(db).forEachVector(tenant: tenant, collection: collection) {
-                    best.offer($0, $1)
-                }
-                return best.sorted
-            }
+            var best = NearestK(query: query, k: depth)
+            try documents.forEachVector(tenant: tenant, collection: collection) { best.offer($0, $1) }
+            let nearest = best.sorted
             if request.mode == .vector {
-                let chunks = try resources.readers.with {
-                    try DocumentStore.required($0).chunks(tenant: tenant, collection: collection, ids: nearest)
-                }
-                return chunks
+                return try documents.chunks(tenant: tenant, collection: collection, ids: nearest)
             }
             let lexical = try bm25(request.query, collection, k: depth)
             let fused = ReciprocalRank.fuse([lexical.map(\.0), nearest.map(\.0)], limit: request.k)
             let known = Dictionary(lexical.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
             let missing = fused.filter { known[$0.0] == nil }
-            let fetched = try resources.readers.with {
-                try DocumentStore.required($0).chunks(tenant: tenant, collection: collection, ids: missing)
-            }
+            let fetched = try documents.chunks(tenant: tenant, collection: collection, ids: missing)
             var byID: [Int64: FoundChunk] = [:]
             for (id, chunk) in zip(missing.map(\.0), fetched) { byID[id] = chunk }
             let chunks: [FoundChunk] = fused.compactMap { id, score in
@@ -120,9 +112,7 @@ struct DocumentSearcher {
     }
 
     private func bm25(_ query: String, _ collection: CollectionInfo, k: Int) throws -> [(Int64, FoundChunk)] {
-        try resources.scans.with {
-            try DocumentStore.required($0).searchBM25(tenant: tenant, collection: collection, query: query, k: k)
-        }
+        try documents.searchBM25(tenant: tenant, collection: collection, query: query, k: k)
     }
 
     /// The `k` vectors most similar to `query` (dot products of unit vectors), best first.

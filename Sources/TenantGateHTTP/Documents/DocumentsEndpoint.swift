@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// `/v1/collections…`: a tenant's document collections, their documents and search (flag `documents`).
@@ -14,6 +13,7 @@ struct DocumentsEndpoint {
     var request: Request { context.request }
     var trace: TraceContext { context.trace }
     var resources: ThreadResources { context.resources }
+    var documents: any DocumentRepository { resources.store.documents }
     var log: AppLog { context.log }
 
     var tenant: String { principal.tenant.id.rawValue }
@@ -60,9 +60,7 @@ struct DocumentsEndpoint {
 
     private func collection(_ name: String) throws -> CollectionInfo {
         guard
-            let found = try resources.readers.with({
-                try DocumentStore.required($0).collection(tenant: tenant, name: name)
-            })
+            let found = try documents.collection(tenant: tenant, name: name)
         else { throw GatewayError.missing("Collection '\(name)'") }
         return found
     }
@@ -76,7 +74,7 @@ struct DocumentsEndpoint {
     // MARK: collections
 
     private func list() -> Int {
-        let rows = (try? resources.readers.with { try DocumentStore.required($0).collections(tenant: tenant) }) ?? []
+        let rows = (try? documents.collections(tenant: tenant)) ?? []
         return send(200, .object([("object", .string("list")), ("data", .array(rows.map(\.json)))]))
     }
 
@@ -102,19 +100,15 @@ struct DocumentsEndpoint {
             }
         }
         let settings = settings
-        let created = try resources.writer.withTransaction { db in
-            try DocumentStore.required(db).createCollection(
-                tenant: tenant, name: name, embeddingModel: model, settings: settings, nowMs: Posix.wallMicros() / 1000)
-        }
+        let created = try documents.createCollection(
+            tenant: tenant, name: name, embeddingModel: model, settings: settings, nowMs: Posix.wallMicros() / 1000)
         return send(201, created.json)
     }
 
     private func show(_ name: String) throws -> Int { send(200, try collection(name).json) }
 
     private func deleteCollection(_ name: String) throws -> Int {
-        let deleted = try resources.writer.withTransaction {
-            try DocumentStore.required($0).deleteCollection(tenant: tenant, name: name)
-        }
+        let deleted = try documents.deleteCollection(tenant: tenant, name: name)
         guard deleted else { throw GatewayError.missing("Collection '\(name)'") }
         return send(
             200,
@@ -125,17 +119,13 @@ struct DocumentsEndpoint {
 
     private func listDocuments(_ name: String) throws -> Int {
         _ = try collection(name)
-        let rows = try resources.readers.with {
-            try DocumentStore.required($0).documents(tenant: tenant, collection: name)
-        }
+        let rows = try documents.documents(tenant: tenant, collection: name)
         return send(200, .object([("object", .string("list")), ("data", .array(rows.map { $0.json() }))]))
     }
 
     private func showDocument(_ name: String, _ id: String) throws -> Int {
         guard DocumentSettings.isDocumentID(id),
-            let (info, text) = try resources.readers.with({
-                try DocumentStore.required($0).document(tenant: tenant, collection: name, id: id)
-            })
+            let (info, text) = try documents.document(tenant: tenant, collection: name, id: id)
         else { throw GatewayError.missing("Document '\(DocumentSettings.isDocumentID(id) ? id : "?")'") }
         return send(200, info.json(text: text))
     }
@@ -143,9 +133,7 @@ struct DocumentsEndpoint {
     private func deleteDocument(_ name: String, _ id: String) throws -> Int {
         let deleted =
             try DocumentSettings.isDocumentID(id)
-            && resources.writer.withTransaction {
-                try DocumentStore.required($0).deleteDocument(tenant: tenant, collection: name, id: id)
-            }
+            && documents.deleteDocument(tenant: tenant, collection: name, id: id)
         guard deleted else { throw GatewayError.missing("Document '\(DocumentSettings.isDocumentID(id) ? id : "?")'") }
         return send(
             200, .object([("object", .string("document.deleted")), ("id", .string(id)), ("deleted", .bool(true))]))
@@ -204,19 +192,15 @@ struct DocumentsEndpoint {
         var document = NewDocument(
             text: text, source: source, format: format, chunks: DocumentChunker.chunks(text, rule: settings.chunking))
         // The same text again is the stored document: nothing is embedded or written twice.
-        if let existing = try resources.readers.with({
-            try DocumentStore.required($0).duplicate(tenant: tenant, collection: collection, hash: document.hash)
-        }) {
+        if let existing = try documents.duplicate(tenant: tenant, collection: collection, of: document) {
             return send(200, existing.json(duplicate: true))
         }
         if let model = collection.embeddingModel {
             document.vectors = try billed.embed(document.chunks, model: model)
         }
-        let (info, duplicate) = try resources.writer.withTransaction { db in
-            try DocumentStore.required(db).add(
-                document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000,
-                storageQuota: principal.tenant.storageQuotaBytes)
-        }
+        let (info, duplicate) = try documents.add(
+            document, tenant: tenant, collection: name, settings: settings, nowMs: Posix.wallMicros() / 1000,
+            storageQuota: principal.tenant.storageQuotaBytes)
         return send(duplicate ? 200 : 201, info.json(duplicate: duplicate))
     }
 
@@ -238,17 +222,5 @@ struct DocumentsEndpoint {
             ("data", .array(chunks.map(\.json))), ("search_ms", .int(Int(Posix.monotonicMs() - started))),
         ])
         return send(200, body)
-    }
-}
-
-extension DocumentStore {
-    /// The document store over `db`. Collections are searched with SQLite's FTS5 and kept on SQLite only:
-    /// on a PostgreSQL deployment their endpoints answer 503, saying so.
-    static func required(_ db: any SQLConnection) throws -> DocumentStore {
-        guard let store = DocumentStore.of(db) else {
-            throw GatewayError.serviceUnavailable(
-                "Document collections are kept on SQLite only; this deployment runs on PostgreSQL.")
-        }
-        return store
     }
 }

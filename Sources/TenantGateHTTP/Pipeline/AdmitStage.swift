@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// Before any content inspection (or retrieval's embedding call): a tenant that is at one of its limits is
@@ -21,9 +20,8 @@ struct AdmitStage: Stage {
         let tokens = call.endpoint != .countTokens
         let money = call.target?.chain.contains { $0.model.inputPerMTok > 0 || $0.model.outputPerMTok > 0 } ?? true
         guard
-            let refusal = try services.resources.readers.with({
-                try AccountingStore($0).refusalNow(tenant: id, limits: limits, nowMs: now, tokens: tokens, money: money)
-            })
+            let refusal = try services.resources.store.accounting.refusalNow(
+                tenant: id, limits: limits, nowMs: now, tokens: tokens, money: money)
         else { return }
         call.accountable = true
         throw ReserveStage.refused(refusal, limits: limits, hold: &call.hold)

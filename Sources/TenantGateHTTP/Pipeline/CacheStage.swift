@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// The response cache: after the reservation (a hit still counts against the rate limits), before the
@@ -28,13 +27,11 @@ struct CacheStage: Stage {
         let tenant = call.tenant.id.rawValue
         let now = Posix.wallMicros() / 1000
         // A store failure is a miss, never an error.
-        var hit = HotCache.shared.get(tenant: tenant, key: key, nowMs: now)
+        var hit = services.resources.shared.hotCache.get(tenant: tenant, key: key, nowMs: now)
         if hit == nil {
-            let found = try? services.resources.readers.with {
-                try CacheStore($0).lookup(tenant: tenant, key: key, nowMs: now)
-            }
+            let found = try? services.resources.store.cache.lookup(tenant: tenant, key: key, nowMs: now)
             hit = found.flatMap { $0 }
-            if let hit { HotCache.shared.put(tenant: tenant, key: key, hit, nowMs: now) }
+            if let hit { services.resources.shared.hotCache.put(tenant: tenant, key: key, hit, nowMs: now) }
         }
         var similarity: Float?
         if hit == nil, let found = semantic(chat, messages: messages, target: target, &call, services) {
@@ -43,7 +40,7 @@ struct CacheStage: Stage {
         guard let hit else { return }
         call.cache?.outcome = similarity == nil ? "hit" : "semantic-hit"
         call.cache?.similarity = similarity
-        call.cache?.touch = hit.usedMs < now - CacheStore.touchEveryMs
+        call.cache?.touch = hit.usedMs < now - CachedAnswer.touchEveryMs
         call.cache?.savedTokens = hit.tokens
         call.cache?.savedNano = hit.costNano
         call.served.model = target.name
@@ -105,17 +102,19 @@ extension CacheStage {
         let threshold = SemanticCache.threshold(
             tenant: settings.semanticThreshold, requested: call.request.headers["x-tenantgate-cache-threshold"])
         let now = Posix.wallMicros() / 1000
-        let found: (CachedAnswer, Float)?? = try? services.resources.readers.with { db in
-            let entries = try SemanticIndex.shared.entries(tenant: tenant, scope: scope, signature: signature, db: db)
+        let store = services.resources.store.cache
+        let found: (CachedAnswer, Float)?? = try? {
+            let entries = try services.resources.shared.semanticIndex.entries(
+                tenant: tenant, scope: scope, signature: signature, store: store)
             guard
                 let (entry, similarity) = SemanticIndex.best(
                     SemanticIndex.pack(embedded.vector), signature: signature, in: entries),
                 Double(similarity) >= threshold,
-                let answer = try CacheStore(db).lookup(tenant: tenant, key: entry.key, nowMs: now)
+                let answer = try store.lookup(tenant: tenant, key: entry.key, nowMs: now)
             else { return nil }
             call.cache?.key = entry.key
             return (answer, similarity)
-        }
+        }()
         return found.flatMap { $0 }
     }
 

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 
 /// Embeddings the gateway makes for itself (the semantic cache's questions, document chunks and search
 /// queries) through a catalog model and its backend, on the tenant's behalf (its keys, its trace), with
@@ -58,12 +57,12 @@ struct Embedder {
         case .remote(let remote):
             guard let embeddings = remote as? any EmbeddingsProvider else { return nil }
             let client = UpstreamClient(
-                transport: resources.curl, principal: context.principal, requestID: context.requestID,
+                transport: resources.transport, principal: context.principal, requestID: context.requestID,
                 trace: context.trace,
                 ids: resources.ids)
             // One candidate through the router: the backend's retries (5xx, 429, a broken connection) and
             // the tenant's circuit for it, like a chat call.
-            let router = FallbackRouter(circuits: PooledCircuits(resources: resources), log: context.log)
+            let router = FallbackRouter(circuits: RememberedCircuits(resources.shared), log: context.log)
             var fetched: JSONValue?
             do {
                 try router.serve(

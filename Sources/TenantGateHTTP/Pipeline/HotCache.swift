@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// The entries this worker read in the last second, so a hot answer costs no database read per request.
@@ -15,9 +14,6 @@ final class HotCache: Sendable {
     static let freshMs: Int64 = 1000
     /// Most entries kept per worker.
     static let capacity = 1024
-
-    /// The worker's hot cache.
-    static let shared = HotCache()
 
     /// The entry of `tenant` under `key`, if read less than `freshMs` ago.
     func get(tenant: String, key: [UInt8], nowMs: Int64) -> CachedAnswer? {

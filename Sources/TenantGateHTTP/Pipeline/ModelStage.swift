@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Resolves the model against the tenant's allow-list, its backend and the fallback chain, and checks

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Validates the body in the endpoint's API and records who the call is for.
@@ -26,16 +25,15 @@ struct ParseStage: Stage {
             if let id = request.previousResponseID {
                 // Another tenant's id, or one never issued, is not found: exactly like an unknown one.
                 guard
-                    let conversation = try services.resources.readers.with({
-                        try ResponseStore($0).conversation(tenant: call.tenant.id.rawValue, id: id)
-                    })
+                    let conversation = try services.resources.store.responses.conversation(
+                        tenant: call.tenant.id.rawValue, id: id)
                 else { throw GatewayError.missing("Previous response with id '\(id.prefix(64))'") }
                 previous = conversation
             }
             let chat = try request.chat(previous: previous)
             call.input = .chat(chat, messages: nil)
             call.responses = ResponsesState(
-                request: request, id: ResponseStore.newID(), createdAt: Int(Posix.wallMicros() / 1_000_000),
+                request: request, id: StoredResponse.newID(), createdAt: Int(Posix.wallMicros() / 1_000_000),
                 previous: previous)
             (requested, user, call.streamed) = (chat.model, chat.user, chat.stream)
         case .embeddings:

@@ -1,7 +1,6 @@
 import Dispatch
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Checks and reserves the call's worst case against every limit and budget of the tenant (one
@@ -146,10 +145,8 @@ struct ReserveStage: Stage {
     ) throws -> Reservation? {
         guard case .budget(let scope, let budget, _) = refusal else { return nil }
         let limits = tenant.limits
-        let budgets = try resources.readers.with {
-            try AccountingStore($0).budgetsLeft(
-                tenant: tenant.id.rawValue, limits: limits, nowMs: Posix.wallMicros() / 1000)
-        }
+        let budgets = try resources.store.accounting.budgetsLeft(
+            tenant: tenant.id.rawValue, limits: limits, nowMs: Posix.wallMicros() / 1000)
         let room = BudgetFit.Room(
             tokens: budgets.filter(\.countsTokens).map(\.left).min(),
             nano: budgets.filter { !$0.countsTokens }.map(\.left).min())
@@ -176,7 +173,7 @@ struct ReserveStage: Stage {
 
     /// The refusal's message: the request's worst case, what the budget has left and when it resets, and
     /// what the client can change.
-    static func shortDetail(need: Reservation, state: AccountingStore.BudgetLeft, cap: Int?) -> String {
+    static func shortDetail(need: Reservation, state: BudgetLeft, cap: Int?) -> String {
         func amount(_ value: Int64) -> String {
             state.countsTokens ? "\(value) tokens" : Money.display(nano: value)
         }

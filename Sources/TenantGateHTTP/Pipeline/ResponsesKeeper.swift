@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// Keeps a Responses API response (`store: true`, OpenAI's default) under its tenant: written before the
@@ -13,7 +12,7 @@ struct ResponsesKeeper: Sendable {
     let tenant: String
     let maxStored: Int
     let storageQuota: Int64
-    let writer: SharedWriter
+    let responses: any ResponseRepository
     let log: AppLog
 
     /// Most responses a tenant keeps (`responses.max_stored`), and for how long (`responses.retention_days`).
@@ -49,7 +48,7 @@ struct ResponsesKeeper: Sendable {
         tenant = call.tenant.id.rawValue
         maxStored = call.tenant.effective["responses"]?["max_stored"]?.intValue ?? ResponsesKeeper.defaultMaxStored
         storageQuota = call.tenant.storageQuotaBytes
-        writer = services.resources.writer
+        responses = services.resources.store.responses
         log = services.log
     }
 
@@ -63,9 +62,7 @@ struct ResponsesKeeper: Sendable {
             response: response, inputItems: inputItems,
             turn: ResponsesAPI.conversation(input: messages, output: output))
         do {
-            try writer.withTransaction {
-                try ResponseStore($0).save(stored, tenant: tenant, maxStored: maxStored, storageQuota: storageQuota)
-            }
+            try responses.save(stored, tenant: tenant, maxStored: maxStored, storageQuota: storageQuota)
         } catch let error as GatewayError where error.code == "storage_quota_exceeded" {
             // At its storage quota a tenant's responses are answered but not kept (a later GET is 404).
             log.event(

@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Retrieval-augmented chat: with the tenant's `retrieval` setting or a request's `metadata.retrieval`,
@@ -37,9 +36,7 @@ struct RetrievalStage: Stage {
         let started = Posix.monotonicMs()
         let id = tenant.id.rawValue
         guard
-            let collection = try services.resources.readers.with({
-                try DocumentStore.required($0).collection(tenant: id, name: settings.collection)
-            })
+            let collection = try services.resources.store.documents.collection(tenant: id, name: settings.collection)
         else {
             // A request that names a collection must get it; the tenant's standing setting is skipped.
             if requested != nil { throw GatewayError.missing("Collection '\(settings.collection)'") }

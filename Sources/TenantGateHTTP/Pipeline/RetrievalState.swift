@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// What retrieval added to a call (execution row, header, `tenantgate.sources`).

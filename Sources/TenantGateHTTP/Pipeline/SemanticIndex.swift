@@ -1,5 +1,4 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
 /// A worker's in-memory copy of the semantic cache's vectors, per tenant, scope and signature (a hit needs
@@ -26,11 +25,8 @@ final class SemanticIndex: Sendable {
     /// Most bytes of vectors a worker holds (beyond it, the sets are dropped and reloaded on use).
     static let capacityBytes = 64 << 20
 
-    static let shared = SemanticIndex()
-
     /// The entries of `tenant` in `scope` with `signature`, at the database's current generation.
-    func entries(tenant: String, scope: [UInt8], signature: String, db: any SQLConnection) throws -> [Entry] {
-        let store = CacheStore(db)
+    func entries(tenant: String, scope: [UInt8], signature: String, store: any ResponseCacheReads) throws -> [Entry] {
         let generation = try store.generation(tenant: tenant)
         var id = Array(tenant.utf8) + [0]
         id += scope

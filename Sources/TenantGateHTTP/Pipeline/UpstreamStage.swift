@@ -1,6 +1,5 @@
 import TenantGateCore
 import TenantGateServing
-import TenantGateStore
 import TenantGateSystem
 
 /// Calls the model through the fallback router and its provider: a whole answer is left for the reply
@@ -11,7 +10,7 @@ struct UpstreamStage: Stage {
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
         guard let target = call.target else { return }
         let client = UpstreamClient(
-            transport: services.resources.curl, principal: call.principal, requestID: call.request.requestID,
+            transport: services.resources.transport, principal: call.principal, requestID: call.request.requestID,
             trace: call.trace, ids: services.resources.ids)
         switch call.input {
         case .chat(let chat, let messages):
@@ -30,7 +29,7 @@ struct UpstreamStage: Stage {
         _ chat: ChatRequest, messages: MessagesRequest?, target: Target, client: UpstreamClient,
         _ call: inout ModelCall, _ services: StageServices
     ) throws {
-        let router = FallbackRouter(circuits: PooledCircuits(resources: services.resources), log: services.log)
+        let router = FallbackRouter(circuits: RememberedCircuits(services.resources.shared), log: services.log)
         let sink = services.sink
         var retries = 0
         // Only Anthropic clients see it (in message_start, before the exact count arrives).
@@ -322,7 +321,7 @@ struct UpstreamStage: Stage {
                 stream: false)
             let started = Posix.monotonicMs()
             defer { call.served.upstreamMs = Int(Posix.monotonicMs() - started) }
-            let router = FallbackRouter(circuits: PooledCircuits(resources: services.resources), log: services.log)
+            let router = FallbackRouter(circuits: RememberedCircuits(services.resources.shared), log: services.log)
             var retries = 0
             try router.serve(
                 [(target.name, target.model, target.backend)], tenant: call.tenant, started: { false },

@@ -1,45 +1,39 @@
 import TenantGateCore
-import TenantGateStore
 import TenantGateSystem
 
-/// The tenant × backend circuit breakers as the router uses them.
-protocol CircuitBreakers {
-    func admit(tenant: String, backend: String, nowMs: Int64) throws -> CircuitDecision
-    func recordProbeSuccess(tenant: String, backend: String) throws
-    /// Records a failure; true when it opened the circuit.
-    func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
-        throws -> Bool
-}
+/// The shared circuit breakers with this worker's memory in front: a closed circuit is taken from memory
+/// for `ClosedCircuits.freshMs` (another worker's opening is seen within that time; this worker's at once),
+/// so most model calls read no database.
+struct RememberedCircuits: CircuitBreakers {
+    let shared: any CircuitBreakers
+    let closed: ClosedCircuits
 
-extension CircuitStore: CircuitBreakers {}
+    init(_ services: WorkerServices) {
+        shared = services.store.circuits
+        closed = services.closedCircuits
+    }
 
-/// The circuit breakers over a worker's pooled connections (one borrowed per call).
-struct PooledCircuits: CircuitBreakers {
-    let resources: ThreadResources
-
-    /// A closed circuit is taken from the worker's memory for `ClosedCircuits.freshMs` (another worker's
-    /// opening is seen within that time; this worker's at once): most model calls read no database.
     func admit(tenant: String, backend: String, nowMs: Int64) throws -> CircuitDecision {
-        let closed = resources.shared.closedCircuits
         if closed.isClosed(tenant: tenant, backend: backend, nowMs: nowMs) { return .closed }
         let epoch = closed.epoch
-        let decision = try resources.circuits { try $0.admit(tenant: tenant, backend: backend, nowMs: nowMs) }
+        let decision = try shared.admit(tenant: tenant, backend: backend, nowMs: nowMs)
         if case .closed = decision { closed.remember(tenant: tenant, backend: backend, nowMs: nowMs, epoch: epoch) }
         return decision
     }
     func recordProbeSuccess(tenant: String, backend: String) throws {
-        try resources.circuits { try $0.recordProbeSuccess(tenant: tenant, backend: backend) }
+        try shared.recordProbeSuccess(tenant: tenant, backend: backend)
     }
     func recordFailure(tenant: String, backend: String, settings: CircuitSettings, wasProbe: Bool, nowMs: Int64)
         throws -> Bool
     {
-        let opened = try resources.circuits {
-            try $0.recordFailure(tenant: tenant, backend: backend, settings: settings, wasProbe: wasProbe, nowMs: nowMs)
-        }
+        let opened = try shared.recordFailure(
+            tenant: tenant, backend: backend, settings: settings, wasProbe: wasProbe, nowMs: nowMs)
         // Any failure stops trusting the remembered state (the circuit may be opening, or open elsewhere).
-        resources.shared.closedCircuits.forget(tenant: tenant, backend: backend)
+        closed.forget(tenant: tenant, backend: backend)
         return opened
     }
+
+    func states(nowMs: Int64) throws -> [(String, String, Bool)] { try shared.states(nowMs: nowMs) }
 }
 
 /// The circuits a worker found closed in the last `freshMs`, by tenant and backend. A failure forgets

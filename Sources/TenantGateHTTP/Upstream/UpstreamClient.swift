@@ -10,7 +10,7 @@ struct RetryableUpstream: Error {
 }
 
 /// Sends one HTTP exchange (libcurl in production).
-protocol UpstreamTransport: AnyObject {
+public protocol UpstreamTransport: AnyObject {
     /// Performs `request`, handing each piece of the body to `onData` with the status (false stops it).
     func perform(_ request: OutgoingRequest, onData: @escaping (Int, [UInt8]) -> Bool) -> Result<
         ResponseHead, CurlError

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateStore
 import TenantGateSystem
 
@@ -7,7 +8,7 @@ import TenantGateSystem
 /// The request path only takes the current snapshot (a lock and a retain); the poller reads the
 /// version counter every `intervalMs` (on PostgreSQL also as soon as a change is notified) and rebuilds
 /// the snapshot only when it changed.
-public final class ConfigCache: Sendable {
+public final class ConfigCache: ConfigSource {
     private let current: Locked<(config: GatewayConfig, jwt: JWTCheck?)>
     private let usedKeys = Locked<Set<String>>([])
     private let dbPath: String
@@ -25,11 +26,8 @@ public final class ConfigCache: Sendable {
         current = Locked((config, ConfigCache.jwtCheck(config.jwt, log: log)))
     }
 
-    /// The snapshot to serve this request with.
-    public var config: GatewayConfig { current.withLock { $0.config } }
-
     /// The snapshot and the JWT check that goes with it.
-    var snapshot: (config: GatewayConfig, jwt: JWTCheck?) { current.withLock { $0 } }
+    public var snapshot: (config: GatewayConfig, jwt: JWTCheck?) { current.withLock { $0 } }
 
     /// The master key (re-read on every reload, so a rotation needs no restart); nil if unusable.
     static func masterKey(_ dbPath: String, log: AppLog) -> [UInt8]? {

@@ -1,5 +1,6 @@
 import Dispatch
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
@@ -17,7 +18,7 @@ import TenantGateSystem
 /// (backpressure instead of unbounded memory). A batch the store keeps refusing is tried `maxAttempts`
 /// times with growing pauses, then dropped with an error log line naming its requests: its reservations
 /// and leases stay held until they expire, so no budget is ever overspent by the loss.
-final class SettleQueue: Sendable {
+final class SettleQueue: SettlementQueueing {
     private struct State {
         var items: [Settlement] = []
         /// Request threads waiting for room.
@@ -70,16 +71,10 @@ final class SettleQueue: Sendable {
         self.batchIDs = batchIDs ?? (writer.engine == .postgres ? SettleQueue.randomBatchID : nil)
     }
 
-    /// Queues one settlement; returns its sequence number (for `waitWritten`).
-    @discardableResult
-    func enqueue(reservation: Int64?, record: ExecutionRecord) -> Int64 {
-        enqueue(.request(reservation: reservation, record: record))
-    }
-
     /// Queues one item (a request's, a leased request's settlement, or a lease's retirement); waits for
     /// room while the queue is full. Returns the item's sequence number.
     @discardableResult
-    func enqueue(_ item: Settlement) -> Int64 {
+    public func enqueue(_ item: Settlement) -> Int64 {
         while true {
             let (seq, first) = state.withLock { s -> (Int64?, Bool) in
                 guard s.items.count < SettleQueue.capacity else {
@@ -102,7 +97,9 @@ final class SettleQueue: Sendable {
     /// Waits until the item numbered `seq` is in the database; false if it was dropped (the store kept
     /// refusing it) or not written within `timeoutMs` (it may still be, later). Someone waiting makes the
     /// writer hurry (it has no other pause).
-    func waitWritten(_ seq: Int64, timeoutMs: Int = SettleQueue.waitLimitMs) -> Bool {
+    public func waitWritten(_ seq: Int64) -> Bool { waitWritten(seq, timeoutMs: SettleQueue.waitLimitMs) }
+
+    func waitWritten(_ seq: Int64, timeoutMs: Int) -> Bool {
         let wake = DispatchSemaphore(value: 0)
         let pending = state.withLock { s -> Bool in
             guard seq >= s.doneSeq else { return false }

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateSystem
 
 /// The pool: binds once, runs N worker processes on the shared socket, restarts the dead,

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateServing
 import TenantGateSystem
 

@@ -1,4 +1,5 @@
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateServing
 import TenantGateStore
 import TenantGateSystem
@@ -131,24 +132,28 @@ public final class Worker: Sendable {
                 maxBodyBytes: options.maxBodyBytes, durableSettlements: options.durableSettlements),
             concurrency: gate, admin: options.admin)
         let services: WorkerServices
+        let settlements: SettleQueue
         do {
             let writer = try SharedWriter(path: options.dbPath)
-            let settlements = SettleQueue(
+            settlements = SettleQueue(
                 writer: writer, log: log, commitDelayMs: options.durableSettlements ? 0 : 1)
             settlements.start()
             let reservations = ReserveBatcher(writer: writer, log: log)
             reservations.start()
-            services = WorkerServices(
+            // The composition root: the store's ports over this worker's connections (8 pooled readers; 2
+            // scan connections, opened on first use, for long reads; the one write connection).
+            let store = StorePorts.pooled(
                 readers: try ConnectionPool(path: options.dbPath, count: 8, cacheKiB: 512),
                 scans: try ConnectionPool(path: options.dbPath, count: 2, cacheKiB: 512, waitMs: 2_000, lazily: true),
-                admin: try ConnectionPool(path: options.dbPath, count: 2, cacheKiB: 512, lazily: true), writer: writer,
-                settlements: settlements, reservations: reservations, leases: LeaseBook(settlements: settlements))
+                writer: writer)
+            services = WorkerServices(
+                store: store, settlements: settlements, reservations: reservations,
+                leases: LeaseBook(settlements: settlements))
         } catch {
             log.event("worker_error", ["error": .string("cannot open the database: \(error)")], level: "error")
             return 1
         }
         let leases = services.leases
-        let settlements = services.settlements
         if cgi {
             // One request, then every settlement and lease written back before the process ends.
             let connection = CGIConnection()

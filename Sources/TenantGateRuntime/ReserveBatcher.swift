@@ -1,5 +1,6 @@
 import Dispatch
 import TenantGateCore
+import TenantGateHTTP
 import TenantGateStore
 import TenantGateSystem
 
@@ -7,12 +8,12 @@ import TenantGateSystem
 /// per worker runs everything queued in one transaction, in order, and wakes each waiter with its own
 /// answer. Under load this turns N write transactions into one, with the same result as running them
 /// one by one (each job sees the reservations before it).
-final class ReserveBatcher: Sendable {
-    // Results are written by the batch thread before `done` is signalled, and read by the waiter after.
-    private final class Ticket: @unchecked Sendable {  // see above: the semaphore orders every access
+final class ReserveBatcher: Reserving {
+    /// A queued job and, once its batch ran, its answer (written by the batch thread before `done` is
+    /// signalled, read by the waiter after).
+    private final class Ticket: Sendable {
         let job: ReserveJob
-        var result: Result<Admission, LimitRefusal>?
-        var error: (any Error)?
+        let answer = Locked<(result: Result<Admission, LimitRefusal>?, error: (any Error)?)>((nil, nil))
         let done = DispatchSemaphore(value: 0)
         /// For `reserveLater`: called on the batch thread instead of waking a waiter.
         let completion: (@Sendable (Admission?) -> Void)?
@@ -45,16 +46,16 @@ final class ReserveBatcher: Sendable {
                 if batch.isEmpty { continue }
                 do {
                     let results = try writer.accounting { try $0.reserve(batch.map(\.job)) }
-                    for (ticket, result) in zip(batch, results) { ticket.result = result }
+                    for (ticket, result) in zip(batch, results) { ticket.answer.withLock { $0.result = result } }
                 } catch {
                     log.write(
                         "reserve_failed", level: "error",
                         [("count", .int(batch.count)), ("error", .string("\(error)"))])
-                    for ticket in batch { ticket.error = error }
+                    for ticket in batch { ticket.answer.withLock { $0.error = error } }
                 }
                 for ticket in batch {
                     if let completion = ticket.completion {
-                        completion(try? ticket.result?.get())
+                        completion(try? ticket.answer.withLock { $0.result }?.get())
                     } else {
                         ticket.done.signal()
                     }
@@ -65,19 +66,20 @@ final class ReserveBatcher: Sendable {
 
     /// Queues `job` and returns at once; `completion` runs on the batch thread with the admission (nil
     /// when refused or failed). For work no request waits for (taking a lease ahead of need).
-    func reserveLater(_ job: ReserveJob, completion: @escaping @Sendable (Admission?) -> Void) {
+    public func reserveLater(_ job: ReserveJob, completion: @escaping @Sendable (Admission?) -> Void) {
         queue.withLock { $0.append(Ticket(job, completion: completion)) }
         wake.signal()
     }
 
     /// Checks and reserves `job`; throws `LimitRefusal` when a hard limit refuses it.
-    func reserve(_ job: ReserveJob) throws -> Admission {
+    public func reserve(_ job: ReserveJob) throws -> Admission {
         let ticket = Ticket(job)
         queue.withLock { $0.append(ticket) }
         wake.signal()
         ticket.done.wait()
-        if let error = ticket.error { throw error }
-        guard let result = ticket.result else { throw GatewayError.serviceUnavailable("accounting unavailable") }
+        let (result, error) = ticket.answer.withLock { $0 }
+        if let error { throw error }
+        guard let result else { throw GatewayError.serviceUnavailable("accounting unavailable") }
         return try result.get()
     }
 }
