@@ -21,6 +21,8 @@ public struct AdminApp: AdminResponder {
     /// The admin page's own connections (2, opened on first use): its work (a login's 600k-round PBKDF2, a
     /// page of executions) never holds one that the API's requests need.
     let pool: ConnectionPool
+    /// Password checks at once and per second in this worker.
+    let logins = LoginGate()
 
     /// An app over the database at `dbPath`.
     public init(dbPath: String) throws {
@@ -35,7 +37,7 @@ public struct AdminApp: AdminResponder {
     func respond(to request: Request, sink: any ResponseSink, db: any SQLConnection, config: GatewayConfig)
         -> AdminAnswer
     {
-        var context = AdminContext(request: request, db: db, config: config, dbPath: dbPath)
+        var context = AdminContext(request: request, db: db, config: config, dbPath: dbPath, logins: logins)
         var reply: AdminReply
         var answer = AdminAnswer(status: 0)
         do {
@@ -201,9 +203,12 @@ struct AdminContext {
     let db: any SQLConnection
     let config: GatewayConfig
     let dbPath: String
+    /// The worker's bound on password checks.
+    let logins: LoginGate
     var session: AdminSession?
 
-    init(request: Request, db: any SQLConnection, config: GatewayConfig, dbPath: String) {
+    init(request: Request, db: any SQLConnection, config: GatewayConfig, dbPath: String, logins: LoginGate) {
+        self.logins = logins
         self.request = request
         self.db = db
         self.config = config

@@ -29,27 +29,7 @@ extension Gateway {
         record.policyTriggers = call.policyTriggers
         record.auditCapture = call.tenant.effective["audit"]?["capture_requests"]?.boolValue ?? false
         record.endpoint = call.endpoint.rawValue
-        if let cache = call.cache {
-            record.cache = cache.outcome
-            if cache.outcome == "miss" && (cache.embeddingNano > 0 || cache.embeddingTokens > 0) {
-                // The question's embedding is billed with the call it was made for.
-                record.usage = Usage(
-                    promptTokens: record.usage.promptTokens.saturatingAdd(cache.embeddingTokens),
-                    completionTokens: record.usage.completionTokens, cachedTokens: record.usage.cachedTokens,
-                    cacheWriteTokens: record.usage.cacheWriteTokens)
-                record.costNano = record.costNano.saturatingAdd(cache.embeddingNano)
-            }
-            if cache.outcome != "miss" {
-                record.savedTokens = cache.savedTokens
-                record.savedNano = cache.savedNano
-                if cache.touch { record.cacheHitKey = cache.key }
-            }
-            // An answer a policy redacted or stopped is not kept, nor anything but a clean success.
-            let changed = call.policyTriggers.contains {
-                $0.mode == .enforce && ($0.action == .redact || $0.action == .block)
-            }
-            if !changed && call.status == 200 && call.errorCode == nil { record.cacheWrite = cache.write }
-        }
+        ResponseCacheService.settle(call, into: &record)
         // The question's embedding (vector and hybrid retrieval) is an execution of its own, settled already.
         record.retrieval = call.retrieval?.record
         // Inspected, then stopped before reserving (a policy block): the inspection costs one request.

@@ -15,11 +15,6 @@ private enum BusyHandler {
     }
 }
 
-/// Write transactions of one process take turns here first, so threads of a worker queue on a mutex
-/// instead of polling SQLite's file lock (only processes contend for that). A performance measure, not a
-/// safety one: a connection is never shared without an owner that serialises its use (`SharedWriter`).
-private let processWriteLock = Locked(false)  // a byte: see SettleQueue.flushing
-
 /// An error reported by SQLite, with its result code and message.
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     /// The primary or extended SQLite result code.
@@ -151,11 +146,9 @@ public final class SQLiteConnection {
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
+    /// (A worker's request threads write through its one `SharedWriter`, which queues them on its lock; its
+    /// few other writers, the config poller and the heartbeat, wait on SQLite's busy handler.)
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try processWriteLock.withLock { _ in try immediateTransaction(body) }
-    }
-
-    private func immediateTransaction<T>(_ body: () throws -> T) throws -> T {
         // Prepared once per connection: no SQL parsing per transaction.
         try statement("BEGIN IMMEDIATE").run()
         do {

@@ -59,13 +59,14 @@ enum LoginPage {
         // Rotating names and addresses passes the per-subject limits: the worker's own rate of password
         // checks bounds the PBKDF2 work whatever the attacker varies. An account's known-good address is
         // never held up by it (a spray cannot lock the operators out).
-        guard try admin.isKnownAddress(user: user, address: context.address) || LoginGate.takeCheck(nowMs: now) else {
+        guard try admin.isKnownAddress(user: user, address: context.address) || context.logins.takeCheck(nowMs: now)
+        else {
             return show(context, status: 429, message: GatewayError.loginBusy.message, user: user)
                 .adding(("Retry-After", String(LoginGate.refillMs / 1000)))
         }
         // PBKDF2 (600k rounds) runs for at most `LoginGate.slots` logins at once per worker, so logins can
         // never hold more than that many of the threads that serve the API.
-        guard let verified = try LoginGate.run({ try admin.verify(user: user, password: password) }) else {
+        guard let verified = try context.logins.run({ try admin.verify(user: user, password: password) }) else {
             return show(context, status: 503, message: GatewayError.loginBusy.message, user: user)
                 .adding(("Retry-After", "1"))
         }
@@ -110,18 +111,19 @@ enum LoginPage {
     }
 }
 
-/// Bounds the admin logins checked at once in this worker process (each costs a 600k-round PBKDF2).
-enum LoginGate {
+/// Bounds the admin logins checked at once in this worker process (each costs a 600k-round PBKDF2): one
+/// per admin app, which a worker makes once.
+final class LoginGate: Sendable {
     /// Concurrent password checks per worker; more are refused at once (503 with Retry-After).
     static let slots = 2
-    private static let busy = Locked(0)
+    private let busy = Locked(0)
     /// Password checks per worker: a burst of 30, then one a second (a 600k-round PBKDF2 costs about a third
     /// of a second of one core).
     static let refillMs: Int64 = 1_000
-    private static let bucket = Locked(CheckBucket(burst: 30, refillMs: refillMs))
+    private let bucket = Locked(CheckBucket(burst: 30, refillMs: LoginGate.refillMs))
 
     /// Takes one password check from the worker's bucket; false when it is empty.
-    static func takeCheck(nowMs: Int64) -> Bool { bucket.withLock { $0.take(nowMs: nowMs) } }
+    func takeCheck(nowMs: Int64) -> Bool { bucket.withLock { $0.take(nowMs: nowMs) } }
 
     /// The address failures are counted under: an IPv4 address as it is, an IPv6 one as its /64.
     static func throttleAddress(_ address: String) -> String {
@@ -145,9 +147,9 @@ enum LoginGate {
     }
 
     /// Runs `check` if a slot is free; nil when all are taken.
-    static func run(_ check: () throws -> Bool) throws -> Bool? {
+    func run(_ check: () throws -> Bool) throws -> Bool? {
         let entered = busy.withLock { count -> Bool in
-            guard count < slots else { return false }
+            guard count < LoginGate.slots else { return false }
             count += 1
             return true
         }

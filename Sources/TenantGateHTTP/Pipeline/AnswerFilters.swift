@@ -8,11 +8,12 @@ enum AnswerFilters {
     /// The stream filters of this call: the cache's recorder (what the upstream said), the worker's, then
     /// the tenant's mid-stream policies.
     static func of(_ call: ModelCall, _ services: StageServices) -> [any StreamFilter] {
-        var filters: [any StreamFilter] =
-            call.cache?.key != nil && call.cache?.outcome == "miss" ? [CacheRecorder()] : []
+        var filters: [any StreamFilter] = ResponseCacheService.recorder(for: call).map { [$0] } ?? []
         filters += services.streamFilters
         if call.tenant.policies.any(.midstream) {
-            filters.append(PolicyFilter(engine: Guardrails.engine(call.tenant.policies, budget: call.inspection)))
+            filters.append(
+                PolicyFilter(
+                    engine: services.resources.shared.policies.engine(call.tenant.policies, budget: call.inspection)))
         }
         return filters
     }

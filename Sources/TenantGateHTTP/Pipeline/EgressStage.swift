@@ -16,7 +16,7 @@ struct EgressStage: Stage {
         guard set.any(.egress), var reply = call.reply, reply.status == 200, !call.streamed,
             let json = try? JSONParser.parse(reply.body)
         else { return }
-        let engine = Guardrails.engine(set, budget: call.inspection)
+        let engine = services.resources.shared.policies.engine(set, budget: call.inspection)
         var checked = Checked(engine: engine)
         let out: JSONValue
         switch call.api {

@@ -9,7 +9,7 @@ struct GuardStage: Stage {
     func run(_ call: inout ModelCall, _ services: StageServices) throws {
         let set = call.tenant.policies
         guard set.any(.ingress) else { return }
-        let engine = Guardrails.engine(set, budget: call.inspection)
+        let engine = services.resources.shared.policies.engine(set, budget: call.inspection)
         var verdict = PolicyVerdict(text: [])
         switch call.input {
         case .chat(let chat, let messages):

@@ -5,7 +5,7 @@ import TenantGateSystem
 public enum GuardrailTools {
     /// What `tenant`'s rules of `phase` make of `text` (the worker's folding and pattern engine).
     public static func check(_ text: [UInt8], tenant: TenantConfig, phase: PolicyPhase) -> PolicyVerdict {
-        Guardrails.engine(tenant.policies).check(text, phase: phase)
+        PolicyEngines().engine(tenant.policies).check(text, phase: phase)
     }
 
     /// MB/s of each detector family, and of everything at once including normalization, over `corpusBytes`
@@ -42,7 +42,7 @@ public enum GuardrailTools {
                     name: family, phase: .egress,
                     matcher: .detectors(DetectorID.select(family + ".*") ?? [], label: family + ".*"), action: .redact)
             }, holdBackOverride: nil)
-        let engine = Guardrails.engine(every)
+        let engine = PolicyEngines().engine(every)
         out.append(("all, normalized", rate { _ = engine.check(corpus, phase: .egress) }))
         // A chat message: the per-request cost is per text, not per byte.
         let message = Array("Say hello in five words, and keep it friendly please.".utf8)

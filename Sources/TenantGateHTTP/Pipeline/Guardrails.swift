@@ -1,26 +1,8 @@
 import TenantGateCore
 import TenantGateSystem
 
-/// The worker's guardrail services: Unicode folding over utf8proc and tenant patterns compiled once.
+/// Where guardrails meet JSON: which keys hold text a policy reads, and rewriting them.
 enum Guardrails {
-    /// Compiled tenant patterns by source (a pattern that fails to compile is remembered as nil).
-    private static let compiled = Locked<[String: RegexMatcher?]>([:])
-
-    /// The engine for `set`, charging `budget` (a request's; none outside requests).
-    static func engine(_ set: PolicySet, budget: InspectionBudget = .unbounded()) -> PolicyEngine {
-        PolicyEngine(set: set, folding: Utf8procFolding(), patterns: pattern, budget: budget)
-    }
-
-    @Sendable static func pattern(_ source: String) -> (any PatternMatching)? {
-        if let known = compiled.withLock({ $0[source] }) { return known }
-        let made = (try? Regex(source)).map(RegexMatcher.init)
-        compiled.withLock {
-            if $0.count > 4096 { $0.removeAll() }
-            $0[source] = made
-        }
-        return made
-    }
-
     /// Keys whose string values are text a policy reads: message content and text parts, tool results and
     /// tool-call arguments, the Anthropic `system`, embeddings `input`.
     static let textKeys: Set<String> = ["content", "text", "arguments", "system", "input"]
@@ -82,18 +64,5 @@ enum Guardrails {
         default:
             return value
         }
-    }
-}
-
-/// utf8proc's folding for the detectors.
-struct Utf8procFolding: ScalarFolding {
-    func fold(_ scalar: Unicode.Scalar, into out: inout [Unicode.Scalar]) { UnicodeFold.fold(scalar, into: &out) }
-}
-
-/// A compiled tenant pattern for the detectors.
-struct RegexMatcher: PatternMatching {
-    let regex: Regex
-    func matches(in text: [UInt8], maxSpan: Int, budget: InspectionBudget) throws -> [Range<Int>] {
-        try regex.matches(in: text, maxSpan: maxSpan, stop: { budget.exhausted })
     }
 }

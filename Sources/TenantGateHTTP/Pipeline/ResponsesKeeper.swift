@@ -31,7 +31,7 @@ struct ResponsesKeeper: Sendable {
             $0.phase == .ingress && $0.mode == .enforce && $0.action == .redact
         }
         if redacted {
-            let engine = Guardrails.engine(call.tenant.policies, budget: call.inspection)
+            let engine = services.resources.shared.policies.engine(call.tenant.policies, budget: call.inspection)
             var verdict = PolicyVerdict(text: [])
             inputItems =
                 Guardrails.rewrite(.array(state.request.inputItems), key: "input", engine: engine, verdict: &verdict)

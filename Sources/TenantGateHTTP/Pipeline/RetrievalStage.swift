@@ -55,7 +55,7 @@ struct RetrievalStage: Stage {
         let found = try DocumentSearcher(tenant: id, resources: services.resources, embedder: embedder)
             .search(SearchRequest(query: query, k: settings.k, mode: mode), in: collection)
         guard let (rendered, used) = ContextBlock.render(found, settings: settings) else { return }
-        let context = try guarded(rendered, &call)
+        let context = try guarded(rendered, &call, services)
         // The context follows the system messages (the tenant's prompt first), before the conversation.
         var list = chat.messages
         let at = list.firstIndex { !["system", "developer"].contains($0["role"]?.stringValue ?? "") } ?? list.count
@@ -83,13 +83,12 @@ struct RetrievalStage: Stage {
     }
 
     /// The context after the tenant's ingress policies: a block refuses the call, a redaction rewrites it.
-    private func guarded(_ context: String, _ call: inout ModelCall) throws -> String {
+    private func guarded(_ context: String, _ call: inout ModelCall, _ services: StageServices) throws -> String {
         let set = call.tenant.policies
         guard set.any(.ingress) else { return context }
         var verdict = PolicyVerdict(text: [])
-        let checked = Guardrails.rewrite(
-            .string(context), key: "content", engine: Guardrails.engine(set, budget: call.inspection), verdict: &verdict
-        )
+        let engine = services.resources.shared.policies.engine(set, budget: call.inspection)
+        let checked = Guardrails.rewrite(.string(context), key: "content", engine: engine, verdict: &verdict)
         call.policyTriggers.record(verdict.triggers)
         if let blocked = verdict.blockedBy {
             throw GatewayError.policyBlocked(policy: blocked.name, message: blocked.message)

@@ -94,7 +94,7 @@ struct UpstreamStage: Stage {
             call.served.retries = retries
             if let usage = call.served.usage { call.served.costNano = Money.cost(usage, candidate.model) }
         }
-        keep(fresh, chat: chat, messages: messages, target: target, &call)
+        ResponseCacheService.keep(fresh, chat: chat, messages: messages, target: target, &call)
     }
 
     /// Whether a Responses API call may go to a `responses: native` backend as the client wrote it: only
@@ -139,34 +139,6 @@ struct UpstreamStage: Stage {
             call.served.usage = ResponsesNative.usage(response)
             call.reply = PendingReply(body: response.bytes)
         }
-    }
-
-    /// Hands a fresh, complete answer of an eligible request to the settlement, to be stored.
-    /// A fallback's answer is kept under the model that gave it (asking that model finds it; asking the
-    /// first one again tries it first), and never as a semantic match of the first one's questions.
-    private func keep(
-        _ fresh: JSONValue?, chat: ChatRequest, messages: MessagesRequest?, target: Target, _ call: inout ModelCall
-    ) {
-        guard let fresh, var cache = call.cache, var key = cache.key, call.errorCode == nil,
-            call.status == 200 || call.reply?.status == 200, ResponseCache.storable(fresh)
-        else { return }
-        if call.served.fallbackUsed {
-            guard let partition = cache.partition,
-                let serving = target.chain.first(where: { $0.name == call.served.model })
-            else { return }
-            key = CacheKeys.key(
-                call, chat: chat, messages: messages, name: serving.name, model: serving.model,
-                backend: serving.backend, partition: partition)
-            cache.semantic = nil
-        }
-        let usage = call.served.usage ?? Usage(promptTokens: 0, completionTokens: 0)
-        var write = CacheWrite(
-            key: key, answer: fresh, tokens: Int64(usage.promptTokens.saturatingAdd(usage.completionTokens)),
-            costNano: call.served.costNano ?? 0, ttlMs: cache.settings.ttlMs, maxEntries: cache.settings.maxEntries,
-            maxBytes: cache.settings.maxBytes)
-        write.semantic = cache.semantic
-        write.storageQuota = call.tenant.storageQuotaBytes
-        call.cache?.write = write
     }
 
     /// A whole answer in the provider-neutral (Chat Completions) shape the cache keeps.
