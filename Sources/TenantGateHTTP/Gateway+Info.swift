@@ -47,6 +47,16 @@ extension Gateway {
         }
     }
 
+    /// The calling key as `/v1/tenant-info` shows it: its id, expiry and own model list (nil: the tenant's).
+    func keyInfo(_ principal: Principal) -> JSONValue {
+        let key = principal.key
+        return .object([
+            ("id", .string(key.id)),
+            ("expires_at", key.expiresAt.map { .string(AppLog.timestamp($0 * 1_000_000)) } ?? .null),
+            ("models", key.models.map { .array($0.map { .string($0) }) } ?? .null),
+        ])
+    }
+
     func models(_ tenant: TenantConfig, _ config: GatewayConfig) -> JSONValue {
         let data: [JSONValue] = tenant.models.map { name in
             .object([

@@ -188,6 +188,7 @@ public final class Gateway: Sendable {
             let subject = principal.subject ?? principal.key.id
             var info = tenantInfo(principal.tenant, config, subject: subject)
             info = info.setting("limits", try limitsNow(principal.tenant, resources: resources))
+            info = info.setting("key", keyInfo(principal))
             sink.json(200, info, headers: tenantHeader)
         default:
             throw GatewayError.methodNotAllowed

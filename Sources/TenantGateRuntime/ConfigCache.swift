@@ -10,7 +10,10 @@ import TenantGateSystem
 /// the snapshot only when it changed.
 public final class ConfigCache: ConfigSource {
     private let current: Locked<(config: GatewayConfig, jwt: JWTCheck?)>
-    private let usedKeys = Locked<Set<String>>([])
+    /// Keys used since the last write, and when each was last written (a key's last use is written at
+    /// most once a minute per worker).
+    private let usedKeys = Locked<(pending: Set<String>, written: [String: Int64])>(([], [:]))
+    static let touchEveryMs: Int64 = 60_000
     private let dbPath: String
     private let log: AppLog
     private let intervalMs: Int
@@ -95,7 +98,13 @@ public final class ConfigCache: ConfigSource {
 
     /// Notes that a key was used (written to the database in batches by the poller).
     public func markUsed(_ keyID: String) {
-        usedKeys.withLock { _ = $0.insert(keyID) }
+        let now = Posix.monotonicMs()
+        usedKeys.withLock { used in
+            if let last = used.written[keyID], now - last < ConfigCache.touchEveryMs { return }
+            if used.written.count >= 65_536 { used.written.removeAll(keepingCapacity: true) }
+            used.written[keyID] = now
+            used.pending.insert(keyID)
+        }
     }
 
     /// Starts the poller thread.
@@ -136,9 +145,9 @@ public final class ConfigCache: ConfigSource {
                         // Reservations whose worker died are released once they expire.
                         let released = try AccountingStore(conn).sweep(nowMs: Posix.wallMicros() / 1000)
                         if released > 0 { log.event("reservations_expired", ["count": .int(released)], level: "warn") }
-                        let ids = usedKeys.withLock { set -> [String] in
-                            defer { set.removeAll() }
-                            return Array(set)
+                        let ids = usedKeys.withLock { used -> [String] in
+                            defer { used.pending.removeAll() }
+                            return Array(used.pending)
                         }
                         if !ids.isEmpty {
                             try KeyStore(conn).touch(ids: ids, at: Posix.wallMicros() / 1_000_000)

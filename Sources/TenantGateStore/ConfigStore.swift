@@ -184,15 +184,37 @@ public struct ConfigStore {
         return lists
     }
 
-    /// The active (unrevoked) keys.
+    /// How long a revoked key (or a rotated key's previous secret, past its grace) is still recognised, to
+    /// answer `key_revoked` or `key_expired` instead of `invalid_api_key`; after that it is forgotten, so
+    /// the keys a worker holds stay bounded by the live ones.
+    public static let recognisedForSeconds: Int64 = 30 * 86_400
+
+    /// The keys the request path knows: active ones, and those revoked or rotated lately (refused with
+    /// the code that says why). A rotated key has two records, its previous secret expiring with its grace.
     public func activeKeys() throws -> [APIKeyRecord] {
-        try db.statement("SELECT id, tenant_id, prefix, hash FROM api_keys WHERE revoked_at IS NULL").all().compactMap {
-            row in
+        let since = Posix.wallMicros() / 1_000_000 - ConfigStore.recognisedForSeconds
+        var out: [APIKeyRecord] = []
+        try db.statement(
+            """
+            SELECT id, tenant_id, prefix, hash, models, expires_at, revoked_at, prev_prefix, prev_hash, prev_until
+            FROM api_keys WHERE revoked_at IS NULL OR revoked_at > ?
+            """
+        ).all([.int(since)]).forEach { row in
             guard let id = row[0].text, let tenant = row[1].text.flatMap(TenantID.init), let prefix = row[2].text,
                 let hash = row[3].blob
-            else { return nil }
-            return APIKeyRecord(id: id, tenant: tenant, lookupPrefix: prefix, hash: hash)
+            else { return }
+            let key = APIKeyRecord(
+                id: id, tenant: tenant, lookupPrefix: prefix, hash: hash, models: KeySettings.models(row[4]),
+                expiresAt: row[5].int, revokedAt: row[6].int)
+            out.append(key)
+            if let previousPrefix = row[7].text, let previousHash = row[8].blob, let until = row[9].int, until > since {
+                let previous = APIKeyRecord(
+                    id: id, tenant: tenant, lookupPrefix: previousPrefix, hash: previousHash, models: key.models,
+                    expiresAt: min(until, key.expiresAt ?? until), revokedAt: key.revokedAt)
+                out.append(previous)
+            }
         }
+        return out
     }
 
     /// A full snapshot for the request path.

@@ -10,6 +10,34 @@ public struct KeyInfo: Sendable {
     public let createdAt: Int64
     public let lastUsedAt: Int64?
     public let revokedAt: Int64?
+    /// The key's own model allow-list (nil: the tenant's).
+    public let models: [String]?
+    /// Epoch seconds from which it is refused.
+    public let expiresAt: Int64?
+    /// After a rotation: until when (epoch seconds) the previous secret still works.
+    public let previousUntil: Int64?
+}
+
+/// A key's own settings: everything but its secret, tenant and history.
+public struct KeySettings: Sendable, Equatable {
+    /// The key's model allow-list (nil: the tenant's); it can only narrow the tenant's.
+    public var models: [String]?
+    /// Epoch seconds from which the key is refused (nil: never).
+    public var expiresAt: Int64?
+
+    public init(models: [String]? = nil, expiresAt: Int64? = nil) {
+        self.models = models
+        self.expiresAt = expiresAt
+    }
+
+    var modelsColumn: SQLValue {
+        models.map { .text(JSONValue.array($0.map { .string($0) }).jsonString) } ?? .null
+    }
+
+    static func models(_ value: SQLValue) -> [String]? {
+        guard let text = value.text, let parsed = try? JSONParser.parse(Array(text.utf8)) else { return nil }
+        return parsed.arrayValue?.compactMap(\.stringValue)
+    }
 }
 
 /// Issues, lists and revokes gateway API keys; stores only their SHA-256.
@@ -37,11 +65,10 @@ public struct KeyStore {
     /// `written(id)` and `keeping(id, secret)` run in the key's transaction: what they write commits with
     /// the key, or neither does.
     public func create(
-        tenant: String, name: String, written: ((String) throws -> Void)? = nil,
+        tenant: String, name: String, settings: KeySettings = KeySettings(), written: ((String) throws -> Void)? = nil,
         keeping: ((String, String) throws -> Void)? = nil
     ) throws -> (id: String, secret: String) {
-        // 44 base62 characters carry 261 bits.
-        let secret = "tg_" + (try KeyStore.randomBase62(44))
+        let secret = try KeyStore.newSecret()
         let id = "key_" + Crypto.hex(try Crypto.randomBytes(8))
         let prefix = String(secret.prefix(APIKeyRecord.prefixLength))
         let now = Posix.wallMicros() / 1_000_000
@@ -50,10 +77,13 @@ public struct KeyStore {
                 throw StoreError.notFound("tenant '\(tenant)'")
             }
             try db.statement(
-                "INSERT INTO api_keys(id, tenant_id, prefix, hash, name, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                """
+                INSERT INTO api_keys(id, tenant_id, prefix, hash, name, created_at, models, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
             ).run([
                 .text(id), .text(tenant), .text(prefix), .blob(Crypto.sha256(Array(secret.utf8))), .text(name),
-                .int(now),
+                .int(now), settings.modelsColumn, settings.expiresAt.map { .int($0) } ?? .null,
             ])
             try written?(id)
             try keeping?(id, secret)
@@ -61,10 +91,14 @@ public struct KeyStore {
         return (id, secret)
     }
 
+    /// A fresh secret: `tg_` and 44 base62 characters (261 bits).
+    static func newSecret() throws -> String { "tg_" + (try KeyStore.randomBase62(44)) }
+
     /// Keys, optionally of one tenant.
     public func list(tenant: String?) throws -> [KeyInfo] {
         let rows: [[SQLValue]]
-        let columns = "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at"
+        let columns =
+            "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, prev_until"
         if let tenant {
             rows = try db.query(
                 "SELECT \(columns) FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", [.text(tenant)])
@@ -74,7 +108,57 @@ public struct KeyStore {
         return rows.map {
             KeyInfo(
                 id: $0[0].text ?? "", tenant: $0[1].text ?? "", name: $0[2].text ?? "", prefix: $0[3].text ?? "",
-                createdAt: $0[4].int ?? 0, lastUsedAt: $0[5].int, revokedAt: $0[6].int)
+                createdAt: $0[4].int ?? 0, lastUsedAt: $0[5].int, revokedAt: $0[6].int,
+                models: KeySettings.models($0[7]), expiresAt: $0[8].int, previousUntil: $0[9].int)
+        }
+    }
+
+    /// The key `id`, if it exists.
+    public func key(id: String) throws -> KeyInfo? { try list(tenant: nil).first { $0.id == id } }
+
+    /// Changes an active key's settings (`nil` leaves one as it is); false if no such active key. The
+    /// change reaches every worker with the next configuration version.
+    public func set(id: String, name: String? = nil, models: [String]?? = nil, expiresAt: Int64?? = nil) throws
+        -> Bool
+    {
+        try db.transaction {
+            guard !(try db.query("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", [.text(id)]).isEmpty)
+            else { return false }
+            if let name {
+                try db.statement("UPDATE api_keys SET name = ? WHERE id = ?").run([.text(name), .text(id)])
+            }
+            if let models {
+                try db.statement("UPDATE api_keys SET models = ? WHERE id = ?")
+                    .run([KeySettings(models: models).modelsColumn, .text(id)])
+            }
+            if let expiresAt {
+                try db.statement("UPDATE api_keys SET expires_at = ? WHERE id = ?")
+                    .run([expiresAt.map { .int($0) } ?? .null, .text(id)])
+            }
+            return true
+        }
+    }
+
+    /// Issues a new secret for the active key `id` (same id, settings and history); the previous secret
+    /// keeps working for `graceSeconds` (0: not at all). Returns the new secret (shown once), nil if no
+    /// such active key. `written` runs in the same transaction.
+    public func rotate(id: String, graceSeconds: Int64, written: (() throws -> Void)? = nil) throws -> String? {
+        let secret = try KeyStore.newSecret()
+        let now = Posix.wallMicros() / 1_000_000
+        return try db.transaction { () throws -> String? in
+            try db.statement(
+                """
+                UPDATE api_keys SET prev_prefix = prefix, prev_hash = hash, prev_until = ?, prefix = ?, hash = ?
+                WHERE id = ? AND revoked_at IS NULL
+                """
+            ).run([
+                .int(now.saturatingAdd(max(0, graceSeconds))),
+                .text(String(secret.prefix(APIKeyRecord.prefixLength))), .blob(Crypto.sha256(Array(secret.utf8))),
+                .text(id),
+            ])
+            guard db.changes > 0 else { return nil }
+            try written?()
+            return secret
         }
     }
 

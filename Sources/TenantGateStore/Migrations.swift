@@ -279,6 +279,19 @@ public enum Migrations {
             sealed BLOB NOT NULL, at_ms INTEGER NOT NULL
         ) STRICT;
         """,
+        // 17: keys with their own settings: a model allow-list (JSON array, narrowing the tenant's), an
+        // expiry, and after a rotation the previous secret with the end of its grace. A change of any of
+        // them reaches the workers with the configuration version.
+        """
+        ALTER TABLE api_keys ADD COLUMN models TEXT;
+        ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+        ALTER TABLE api_keys ADD COLUMN prev_prefix TEXT;
+        ALTER TABLE api_keys ADD COLUMN prev_hash BLOB;
+        ALTER TABLE api_keys ADD COLUMN prev_until INTEGER;
+        CREATE INDEX api_keys_prev_prefix ON api_keys(prev_prefix);
+        CREATE TRIGGER api_keys_settings_bump AFTER UPDATE OF models, expires_at, prev_hash, prev_until ON api_keys
+        BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

@@ -240,7 +240,43 @@ struct TenantCommand: ParsableCommand {
 struct KeyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key", abstract: "Issue, list and revoke gateway API keys.",
-        subcommands: [Create.self, List.self, Revoke.self])
+        subcommands: [Create.self, List.self, Update.self, Rotate.self, Revoke.self])
+
+    /// `--models a,b` checked against the tenant's allow-list (a key can only narrow it).
+    static func models(_ list: String?, tenant: String, db: any SQLConnection) throws -> [String]? {
+        guard let list else { return nil }
+        let names = list.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingASCII() }
+        guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty }) else {
+            throw CLIError("--models takes model names separated by commas")
+        }
+        let allowed = try ConfigStore(db).snapshot().tenants[tenant]?.models ?? []
+        for name in names where !allowed.contains(name) {
+            throw CLIError(
+                "model '\(name)' is not on tenant \(tenant)'s allow-list (\(allowed.joined(separator: ", ")))")
+        }
+        return names
+    }
+
+    /// `--expires DATE|DURATION` in epoch seconds (`never`: nil); it must be in the future.
+    static func expiry(_ text: String) throws -> Int64? {
+        guard text != "never" else { return nil }
+        let at = try CLITime.aheadMs(text) / 1000
+        guard at > Posix.wallMicros() / 1_000_000 else { throw CLIError("--expires must be in the future") }
+        return at
+    }
+
+    /// A key as `--json` prints it.
+    static func json(_ k: KeyInfo) -> JSONValue {
+        .object([
+            ("id", .string(k.id)), ("tenant", .string(k.tenant)), ("name", .string(k.name)),
+            ("prefix", .string(k.prefix)), ("created_at", .string(CLITime.iso(k.createdAt * 1000))),
+            ("last_used_at", k.lastUsedAt.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
+            ("expires_at", k.expiresAt.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
+            ("models", k.models.map { .array($0.map { .string($0) }) } ?? .null),
+            ("previous_secret_until", k.previousUntil.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
+            ("revoked", .bool(k.revokedAt != nil)),
+        ])
+    }
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -248,6 +284,12 @@ struct KeyCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var only: TenantChoice
         @Option var name: String = ""
+        @Option(help: "Models the key may use, comma-separated (a subset of the tenant's; default: all of them).")
+        var models: String?
+        @Option(
+            help: "When the key stops working: a date (2027-01-01, 2027-01-01T12:00:00Z) or a duration (30d, 12h, 90s)."
+        )
+        var expires: String?
         @Flag var json = false
 
         func run() throws {
@@ -255,10 +297,17 @@ struct KeyCommand: ParsableCommand {
                 guard name.utf8.count <= 200 else { throw CLIError("--name is longer than 200 bytes") }
                 let db = try global.open()
                 guard let tenant = try only.resolve(db, required: true) else { return }
-                let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name) { id in
+                let settings = KeySettings(
+                    models: try KeyCommand.models(models, tenant: tenant, db: db),
+                    expiresAt: try expires.flatMap(KeyCommand.expiry))
+                let (id, secret) = try KeyStore(db).create(tenant: tenant, name: name, settings: settings) { id in
                     try CLIAudit.entry(
                         db, action: "key_create", target: tenant,
-                        after: JSONValue.object([("key_id", .string(id)), ("name", .string(name))]))
+                        after: JSONValue.object([
+                            ("key_id", .string(id)), ("name", .string(name)),
+                            ("models", settings.models.map { .array($0.map { .string($0) }) } ?? .null),
+                            ("expires_at", settings.expiresAt.map { .int(Int($0)) } ?? .null),
+                        ]))
                 }
                 if json {
                     return print(
@@ -282,25 +331,101 @@ struct KeyCommand: ParsableCommand {
                 let db = try global.open()
                 let keys = try KeyStore(db).list(tenant: try only.resolve(db, required: false))
                 if json {
-                    print(
-                        JSONValue.array(
-                            keys.map { k in
-                                .object([
-                                    ("id", .string(k.id)), ("tenant", .string(k.tenant)), ("name", .string(k.name)),
-                                    ("prefix", .string(k.prefix)),
-                                    ("created_at", .string(CLITime.iso(k.createdAt * 1000))),
-                                    ("last_used_at", k.lastUsedAt.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
-                                    ("revoked", .bool(k.revokedAt != nil)),
-                                ])
-                            }
-                        ).jsonString)
+                    print(JSONValue.array(keys.map(KeyCommand.json)).jsonString)
                 } else {
+                    let now = Posix.wallMicros() / 1_000_000
                     for k in keys {
-                        print(
-                            "\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(k.revokedAt == nil ? "active" : "revoked")\t\(k.name)"
-                        )
+                        let state =
+                            k.revokedAt != nil
+                            ? "revoked" : (k.expiresAt.map { $0 <= now } ?? false) ? "expired" : "active"
+                        let expiry = k.expiresAt.map { "expires " + CLITime.iso($0 * 1000) } ?? "no expiry"
+                        let used = k.lastUsedAt.map { "used " + CLITime.iso($0 * 1000) } ?? "never used"
+                        let models = k.models.map { "models " + $0.joined(separator: ",") } ?? "all models"
+                        print("\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(state)\t\(expiry)\t\(used)\t\(models)\t\(k.name)")
                     }
                 }
+            }
+        }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set",
+            abstract: "Change an active key's name, models or expiry (the same id, secret and history).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Option var name: String?
+        @Option(help: "Models the key may use, comma-separated, or 'all' for the tenant's.") var models: String?
+        @Option(help: "A date, a duration (30d, 12h) or 'never'.") var expires: String?
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                if let name, name.utf8.count > 200 { throw CLIError("--name is longer than 200 bytes") }
+                guard name != nil || models != nil || expires != nil else {
+                    throw CLIError("nothing to change: give --name, --models or --expires")
+                }
+                let db = try global.open()
+                let keys = KeyStore(db)
+                guard let before = try keys.key(id: id), before.revokedAt == nil else {
+                    throw StoreError.notFound("active key '\(id)'")
+                }
+                let list: [String]?? = try models.map {
+                    $0 == "all" ? nil : try KeyCommand.models($0, tenant: before.tenant, db: db)
+                }
+                let expiry: Int64?? = try expires.map(KeyCommand.expiry)
+                guard try keys.set(id: id, name: name, models: list, expiresAt: expiry),
+                    let after = try keys.key(id: id)
+                else { throw StoreError.notFound("active key '\(id)'") }
+                try CLIAudit.record(
+                    db, action: "key_set", target: before.tenant, before: KeyCommand.json(before),
+                    after: KeyCommand.json(after))
+                if json { return print(KeyCommand.json(after).jsonString) }
+                print("key \(id) updated")
+            }
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a new secret for a key (same id, settings and history); printed once, as the last line.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Option(help: "How long the previous secret keeps working (90s, 10m, 24h, 7d; default 0: not at all).")
+        var grace: String = "0s"
+        @Flag var json = false
+
+        func run() throws {
+            try reporting {
+                let seconds = try CLITime.seconds(grace)
+                let db = try global.open()
+                let keys = KeyStore(db)
+                guard let key = try keys.key(id: id), key.revokedAt == nil else {
+                    throw StoreError.notFound("active key '\(id)'")
+                }
+                let until = Posix.wallMicros() / 1_000_000 + seconds
+                guard
+                    let secret = try keys.rotate(
+                        id: id, graceSeconds: seconds,
+                        written: {
+                            try CLIAudit.entry(
+                                db, action: "key_rotate", target: key.tenant,
+                                after: JSONValue.object([
+                                    ("key_id", .string(id)), ("previous_until", .string(CLITime.iso(until * 1000))),
+                                ]))
+                        })
+                else { throw StoreError.notFound("active key '\(id)'") }
+                if json {
+                    return print(
+                        JSONValue.object([
+                            ("id", .string(id)), ("tenant", .string(key.tenant)), ("key", .string(secret)),
+                            ("previous_until", .string(CLITime.iso(until * 1000))),
+                        ]).jsonString)
+                }
+                print(
+                    "rotated \(id); the previous secret works until \(CLITime.iso(until * 1000)); store this key now, it is not shown again:"
+                )
+                print(secret)
             }
         }
     }

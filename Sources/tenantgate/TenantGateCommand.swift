@@ -365,6 +365,26 @@ enum CLITime {
 }
 
 extension CLITime {
+    /// Epoch milliseconds of an ISO 8601 date or UTC date-time, or of a duration ahead of now (`90s`,
+    /// `12h`, `30d`): an expiry.
+    static func aheadMs(_ text: String) throws -> Int64 {
+        if let unit = text.last, "smhd".contains(unit), let n = Int64(text.dropLast()), n >= 0 {
+            let back = try epochMs(text)
+            let now = Posix.wallMicros() / 1000
+            return now.saturatingAdd(now - back)
+        }
+        return try epochMs(text)
+    }
+
+    /// Seconds of a duration (`90s`, `10m`, `24h`, `7d`).
+    static func seconds(_ text: String) throws -> Int64 {
+        guard let unit = text.last, "smhd".contains(unit), let n = Int64(text.dropLast()), n >= 0,
+            n <= 36_500 * 86_400
+        else { throw CLIError("a duration is a number and s, m, h or d (90s, 10m, 24h, 7d)") }
+        let scale: Int64 = ["s": 1, "m": 60, "h": 3600, "d": 86_400][unit] ?? 1
+        return n * scale
+    }
+
     /// `2026-12-01T12:00:00Z` for epoch milliseconds.
     static func iso(_ ms: Int64) -> String {
         String(CivilDate.dateTime(epochMs: ms).map { $0 == " " ? "T" : $0 }) + "Z"

@@ -326,6 +326,33 @@ def test_keys_created_once_listed_and_revoked(admin_stack, browser):
     assert "key_revoke" in browser.get("/admin/audit").text
 
 
+def test_a_key_made_on_the_page_has_its_own_models_and_expiry(admin_stack, browser):
+    # acme may use fast, gone and mock-small: a model outside that list is refused, nothing is created.
+    bad = browser.post("/admin/tenants/acme/keys", {"key_name": "wide", "key_models": "mock-small, pricey",
+                                                    "_once": browser.once("acme")})
+    assert bad.status_code == 400 and "pricey" in bad.text
+    past = browser.post("/admin/tenants/acme/keys", {"key_name": "old", "key_expires": "2020-01-01",
+                                                     "_once": browser.once("acme")})
+    assert past.status_code == 400 and "future" in past.text
+    assert admin_stack.sql("SELECT COUNT(*) FROM api_keys WHERE name IN ('wide', 'old')")[0][0] == 0
+    r = browser.post("/admin/tenants/acme/keys", {"key_name": "narrow-page", "key_models": "mock-small",
+                                                  "key_expires": "2099-12-31", "_once": browser.once("acme")})
+    assert r.status_code == 303
+    shown = browser.get(r.headers["location"]).text
+    key = re.search(r'<code class="secret">(tg_[0-9A-Za-z]+)</code>', shown).group(1)
+    row = admin_stack.sql("SELECT models, expires_at FROM api_keys WHERE name = 'narrow-page'")[0]
+    assert row == ('["mock-small"]', 4102358400)
+
+    def status(model):
+        return httpx.post(f"{admin_stack.base}/tenant/acme/v1/chat/completions", verify=False,
+                          headers={"Authorization": f"Bearer {key}"},
+                          json={"model": model, "messages": [{"role": "user", "content": "hi"}]}).status_code
+    assert wait_until(lambda: status("mock-small") == 200, timeout=3)
+    assert status("fast") == 403
+    page = browser.get("/admin/tenants/acme").text
+    assert "2099-12-31" in page and "mock-small" in page
+
+
 def test_upstream_keys_are_write_only_and_never_shown(admin_stack, browser):
     secret = "sk-admin-typed-secret-0123456789"
     data = tenant_form(browser, "acme")

@@ -416,7 +416,17 @@ def first_checkpointer(s):
 def test_one_worker_checkpoints_and_another_takes_over_when_it_is_killed(fresh_stack):
     s = fresh_stack
     holder = first_checkpointer(s)
-    time.sleep(1.5)  # the other worker keeps finding the role taken
+    # The other worker keeps finding the role taken: its loop tries every 200 ms, so wait (by its own
+    # heartbeat, once a second) until it has lived through two more beats, i.e. about ten tries.
+    other = next(pid for pid in s.worker_pids() if pid != holder)
+
+    def seen(pid):
+        rows = s.sql("SELECT seen_ms FROM workers WHERE pid = ?", pid)
+        return rows[0][0] if rows else None
+
+    assert wait_until(lambda: seen(other) is not None, timeout=5)
+    start = seen(other)
+    assert wait_until(lambda: seen(other) >= start + 2000, timeout=10)
     assert checkpointers(s) == [holder]
     # Only the holder copies the WAL into the database file (no commit does any more): the execution
     # rows of requests served now are in the main file alone within a few seconds.

@@ -174,3 +174,51 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
         #expect(throws: GatewayError.self) { try EmbeddingsRequest.parse(Array(body.utf8)) }
     }
 }
+
+@Suite struct KeySettingsTests {
+    let auth = Authenticator(hasher: FakeHasher())
+
+    /// Tenant `acme` (models m, n) with one key of the given settings, secret `tg_acmeacme_secret`.
+    func config(models: [String]? = nil, expiresAt: Int64? = nil, revokedAt: Int64? = nil) throws -> GatewayConfig {
+        var state = ConfigState()
+        state.backends["demo"] = try JSONParser.parse(#"{"provider":"mock"}"#)
+        state.models["m"] = try JSONParser.parse(#"{"backend":"demo"}"#)
+        state.models["n"] = try JSONParser.parse(#"{"backend":"demo"}"#)
+        state.tenants["acme"] = try JSONParser.parse(#"{"models":["m","n"]}"#)
+        let key = APIKeyRecord(
+            id: "k1", tenant: try #require(TenantID("acme")), lookupPrefix: "tg_acmeacme_",
+            hash: FakeHasher().hash("tg_acmeacme_secret"), models: models, expiresAt: expiresAt, revokedAt: revokedAt)
+        return try GatewayConfig(state: state, keys: [key], version: 1)
+    }
+
+    func authenticate(_ config: GatewayConfig, now: Int64) throws -> Principal {
+        try auth.authenticate(
+            ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: "tg_acmeacme_secret"), config: config,
+            now: now)
+    }
+
+    @Test func aKeysModelsNarrowTheTenantsAndNeverWidenThem() throws {
+        #expect(try authenticate(config(), now: 0).tenant.models == ["m", "n"])
+        #expect(try authenticate(config(models: ["n"]), now: 0).tenant.models == ["n"])
+        #expect(try authenticate(config(models: ["n"]), now: 0).tenant.defaultModel == "n")
+        // A model the tenant does not have stays out, whatever the key lists.
+        #expect(try authenticate(config(models: ["n", "x"]), now: 0).tenant.models == ["n"])
+        #expect(try authenticate(config(models: []), now: 0).tenant.models.isEmpty)
+    }
+
+    @Test func aKeyIsRefusedFromTheSecondItExpires() throws {
+        let config = try config(expiresAt: 1_000)
+        #expect(try authenticate(config, now: 999).key.id == "k1")
+        #expect(throws: GatewayError.keyExpired) { try authenticate(config, now: 1_000) }
+        #expect(throws: GatewayError.keyExpired) { try authenticate(config, now: 5_000) }
+    }
+
+    @Test func aRevokedKeyIsRefusedAsRevokedWhateverItsExpiry() throws {
+        #expect(throws: GatewayError.keyRevoked) { try authenticate(config(revokedAt: 10), now: 0) }
+        #expect(throws: GatewayError.keyRevoked) {
+            try authenticate(config(expiresAt: 5, revokedAt: 10), now: 100)
+        }
+        #expect(GatewayError.keyRevoked.status == 401 && GatewayError.keyExpired.status == 401)
+        #expect(GatewayError.keyRevoked.code == "key_revoked" && GatewayError.keyExpired.code == "key_expired")
+    }
+}

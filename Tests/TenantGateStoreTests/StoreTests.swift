@@ -128,7 +128,8 @@ let yaml = """
         #expect(principal.key.id == id)
         #expect(try keys.revoke(id: id))
         #expect(try !keys.revoke(id: id))
-        #expect(throws: GatewayError.invalidAPIKey) {
+        // A revoked key is still recognised (for 30 days), to say why it is refused.
+        #expect(throws: GatewayError.keyRevoked) {
             try auth.authenticate(
                 ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
                 config: try ConfigStore(db).snapshot())
@@ -142,11 +143,53 @@ let yaml = """
         let (_, secret) = try KeyStore(db).create(tenant: "acme", name: "")
         try importYAML(db, "tenants:\n  acme: null\n")
         try importYAML(db, "tenants:\n  acme: {models: [m]}\n")
-        #expect(throws: GatewayError.invalidAPIKey) {
+        #expect(throws: GatewayError.keyRevoked) {
             try Authenticator(hasher: TestKeyHasher()).authenticate(
                 ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
                 config: try ConfigStore(db).snapshot())
         }
+    }
+
+    @Test(arguments: TestEngine.available) func keySettingsAndRotationReachTheSnapshot(_ engine: TestEngine) throws {
+        let db = try testDB(engine)
+        try importYAML(db, yaml)
+        let keys = KeyStore(db)
+        let (id, first) = try keys.create(
+            tenant: "acme", name: "ci", settings: KeySettings(models: ["m"], expiresAt: 4_000_000_000))
+        func records() throws -> [APIKeyRecord] { try ConfigStore(db).activeKeys().filter { $0.id == id } }
+        #expect(try records().map(\.models) == [["m"]])
+        #expect(try records().map(\.expiresAt) == [4_000_000_000])
+        #expect(try keys.set(id: id, name: "renamed", models: .some(nil), expiresAt: .some(nil)))
+        #expect(try records().map(\.models) == [nil] && records().map(\.expiresAt) == [nil])
+        #expect(try keys.key(id: id)?.name == "renamed")
+        // A rotation: a new secret for the same id, the previous one a second record that expires with
+        // its grace.
+        let before = Posix.wallMicros() / 1_000_000
+        let second = try #require(try keys.rotate(id: id, graceSeconds: 3600))
+        #expect(second != first)
+        let rotated = try records()
+        #expect(rotated.count == 2)
+        let old = try #require(rotated.first { $0.hash == Crypto.sha256(Array(first.utf8)) })
+        let new = try #require(rotated.first { $0.hash == Crypto.sha256(Array(second.utf8)) })
+        #expect(new.expiresAt == nil)
+        #expect((before + 3600...before + 3602).contains(old.expiresAt ?? 0))
+        let auth = Authenticator(hasher: TestKeyHasher())
+        let config = try ConfigStore(db).snapshot()
+        for secret in [first, second] {
+            let principal = try auth.authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret), config: config,
+                now: before + 10)
+            #expect(principal.key.id == id)
+        }
+        #expect(throws: GatewayError.keyExpired) {
+            try auth.authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: first), config: config,
+                now: before + 7200)
+        }
+        // A revoked key can be neither changed nor rotated.
+        #expect(try keys.revoke(id: id))
+        #expect(try !keys.set(id: id, name: "again"))
+        #expect(try keys.rotate(id: id, graceSeconds: 0) == nil)
     }
 
     /// Text is bound from the string's own bytes: empty stays '' (never NULL), inline and long strings,

@@ -9,6 +9,7 @@ extension TenantPage {
         let form = try context.form()
         let name = String((form.text("key_name") ?? "").prefix(200))
         guard try ConfigStore(context.db).loadState().tenants[id] != nil else { throw AdminProblem.notFound }
+        let settings = try keySettings(form, tenant: id, context: context)
         guard let once = form.text("_once"), once.utf8.count == 32, Crypto.unhex(once) != nil else {
             throw AdminProblem.badForm("This form is out of date: reload the page and try again.")
         }
@@ -18,12 +19,16 @@ extension TenantPage {
         do {
             // The key, its audit entry, the form token and the key kept for its one showing commit together.
             _ = try KeyStore(context.db).create(
-                tenant: id, name: name,
+                tenant: id, name: name, settings: settings,
                 written: { keyID in
                     try admin.takeOnce(once, nowMs: context.nowMs)
                     try admin.audit(
                         user: context.user, address: context.address, action: "key_create", target: id, before: nil,
-                        after: JSONValue.object([("key_id", .string(keyID)), ("name", .string(name))]).jsonString,
+                        after: JSONValue.object([
+                            ("key_id", .string(keyID)), ("name", .string(name)),
+                            ("models", settings.models.map { .array($0.map { .string($0) }) } ?? .null),
+                            ("expires_at", settings.expiresAt.map { .int(Int($0)) } ?? .null),
+                        ]).jsonString,
                         atMs: context.nowMs)
                 },
                 keeping: { keyID, secret in
@@ -41,6 +46,39 @@ extension TenantPage {
                     "\(newKeyCookie)=\(opener); Path=/admin/tenants/\(id); HttpOnly; Secure; SameSite=Strict; Max-Age=300"
                 )
             ])
+    }
+
+    /// A new key's models (a subset of the tenant's; empty: all of them) and expiry (a date, UTC midnight;
+    /// empty: none) from the form.
+    static func keySettings(_ form: Form, tenant id: String, context: AdminContext) throws -> KeySettings {
+        var settings = KeySettings()
+        let names = TenantForm.list(form.text("key_models") ?? "")
+        if !names.isEmpty {
+            let allowed = context.config.tenants[id]?.models ?? []
+            guard let outside = names.first(where: { !allowed.contains($0) }) else {
+                settings.models = names
+                return try expiry(form, into: settings, context: context)
+            }
+            throw AdminProblem.badForm("Model '\(outside)' is not on this tenant's allow-list.")
+        }
+        return try expiry(form, into: settings, context: context)
+    }
+
+    private static func expiry(_ form: Form, into settings: KeySettings, context: AdminContext) throws
+        -> KeySettings
+    {
+        var settings = settings
+        let text = (form.text("key_expires") ?? "").trimmingASCII()
+        guard !text.isEmpty else { return settings }
+        let parts = text.split(separator: "-").compactMap { Int($0) }
+        guard text.utf8.count == 10, parts.count == 3, (1...12).contains(parts[1]), (1...31).contains(parts[2]),
+            CivilDate.from(days: CivilDate.days(year: parts[0], month: parts[1], day: parts[2]))
+                == (parts[0], parts[1], parts[2])
+        else { throw AdminProblem.badForm("The expiry must be a date: YYYY-MM-DD.") }
+        let at = Int64(CivilDate.days(year: parts[0], month: parts[1], day: parts[2])) * 86_400
+        guard at > context.nowMs / 1000 else { throw AdminProblem.badForm("The expiry must be in the future.") }
+        settings.expiresAt = at
+        return settings
     }
 
     /// Deletes the tenant's cached answers, audited.

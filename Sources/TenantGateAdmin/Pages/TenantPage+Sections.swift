@@ -188,8 +188,10 @@ extension TenantPage {
     static func keys(_ context: AdminContext, id: String) throws -> HTML {
         let keys = try KeyStore(context.db).list(tenant: id)
         let rows = keys.map { key -> HTML in
+            let expired = key.revokedAt == nil && (key.expiresAt.map { $0 * 1000 <= context.nowMs } ?? false)
             let state: HTML =
                 key.revokedAt.map { "revoked \(Layout.time($0 * 1000))" }
+                ?? (expired ? "expired" : nil)
                     ?? """
                     <form method="post" action="/admin/tenants/\(id)/keys/revoke" class="inline">\(Layout.csrf(context.session))\
                     <input type="hidden" name="key_id" value="\(key.id)"><button type="submit">Revoke</button></form>
@@ -197,16 +199,21 @@ extension TenantPage {
             return """
                 <tr><td><code>\(key.id)</code></td><td>\(key.name)</td><td><code>\(key.prefix)…</code></td>\
                 <td>\(Layout.time(key.createdAt * 1000))</td><td>\(key.lastUsedAt.map { Layout.time($0 * 1000) } ?? "never")</td>\
-                <td>\(state)</td></tr>
+                <td>\(key.expiresAt.map { Layout.time($0 * 1000) } ?? "never")</td>\
+                <td>\(key.models.map { $0.joined(separator: ", ") } ?? "all")</td><td>\(state)</td></tr>
                 """
         }
         return """
             <section><h2>API keys</h2><div class="scroll"><table><thead><tr><th scope="col">Id</th><th scope="col">Name</th>\
-            <th scope="col">Starts with</th><th scope="col">Created (UTC)</th><th scope="col">Last used</th><th scope="col"></th></tr>\
+            <th scope="col">Starts with</th><th scope="col">Created (UTC)</th><th scope="col">Last used</th>\
+            <th scope="col">Expires</th><th scope="col">Models</th><th scope="col"></th></tr>\
             </thead><tbody>\(rows)</tbody></table></div>
             <form method="post" action="/admin/tenants/\(id)/keys" class="inline">\(Layout.csrf(context.session))\
             <input type="hidden" name="_once" value="\(Crypto.hex((try? Crypto.randomBytes(16)) ?? []))">\
-            \(Layout.field("key_name", label: "New key name", values: [:], errors: [:]))<button type="submit">Create key</button></form>
+            \(Layout.field("key_name", label: "New key name", values: [:], errors: [:]))\
+            \(Layout.field("key_models", label: "Models (comma-separated; empty: all)", values: [:], errors: [:]))\
+            \(Layout.field("key_expires", label: "Expires (YYYY-MM-DD; empty: never)", values: [:], errors: [:]))\
+            <button type="submit">Create key</button></form>
             </section>
             """
     }

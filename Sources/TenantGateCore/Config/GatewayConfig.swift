@@ -110,7 +110,7 @@ public struct TenantConfig: Sendable {
     public let id: TenantID
     public let name: String
     /// Allowed models; the first is the default.
-    public let models: [String]
+    public private(set) var models: [String]
     public let fallbacks: [String: [String]]
     public let systemPrompt: String?
     public let promptMode: PromptMode
@@ -157,6 +157,15 @@ public struct TenantConfig: Sendable {
     public func feature(_ flag: String, subject: String) -> Bool {
         FeatureFlags.isOn(flag, tenant: self, subject: subject)
     }
+
+    /// The tenant as a key restricted to `allowed` sees it: only those of its models, in the tenant's order
+    /// (the first of them is the default). A key's list can only narrow the tenant's, never widen it.
+    public func narrowed(to allowed: [String]?) -> TenantConfig {
+        guard let allowed else { return self }
+        var copy = self
+        copy.models = models.filter { allowed.contains($0) }
+        return copy
+    }
 }
 
 /// Where a tenant may be read from, in the configured order.
@@ -173,13 +182,31 @@ public struct APIKeyRecord: Sendable, Equatable {
     public let lookupPrefix: String
     /// SHA-256 of the whole key.
     public let hash: [UInt8]
+    /// The key's own model allow-list (nil: the tenant's); it only narrows the tenant's.
+    public var models: [String]?
+    /// Epoch seconds from which the key is refused (`key_expired`); nil: never.
+    public var expiresAt: Int64?
+    /// Epoch seconds when the key was revoked: it is refused (`key_revoked`).
+    public var revokedAt: Int64?
 
     /// Creates a record.
-    public init(id: String, tenant: TenantID, lookupPrefix: String, hash: [UInt8]) {
+    public init(
+        id: String, tenant: TenantID, lookupPrefix: String, hash: [UInt8], models: [String]? = nil,
+        expiresAt: Int64? = nil, revokedAt: Int64? = nil
+    ) {
         self.id = id
         self.tenant = tenant
         self.lookupPrefix = lookupPrefix
         self.hash = hash
+        self.models = models
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+
+    /// Refuses the key if it is revoked or expired at `now` (epoch seconds): the codes say which.
+    public func checkUsable(now: Int64) throws(GatewayError) {
+        if revokedAt != nil { throw GatewayError.keyRevoked }
+        if let expiresAt, now >= expiresAt { throw GatewayError.keyExpired }
     }
 
     /// How many characters of a key form its lookup prefix (`tg_` plus 9).

@@ -7,6 +7,10 @@ public enum GatewayError: Error, Equatable, Sendable {
     case unknownPrompt(String)
     case missingAPIKey
     case invalidAPIKey
+    /// A gateway key past its expiry (or a rotated key's old secret past its grace).
+    case keyExpired
+    /// A gateway key its tenant or the operator revoked.
+    case keyRevoked
     case invalidToken(String)
     /// A BYOK (`auth_passthrough`) tenant's model call without `X-Provider-Key`.
     case missingProviderKey
@@ -53,7 +57,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var status: Int {
         switch self {
         case .invalidJSON, .invalidRequest, .invalidTenantID, .systemPromptLocked, .unknownPrompt: return 400
-        case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return 401
+        case .missingAPIKey, .invalidAPIKey, .keyExpired, .keyRevoked, .invalidToken, .missingProviderKey: return 401
         case .tenantMismatch, .featureDisabled, .modelNotAllowed, .policyBlocked: return 403
         case .tenantNotFound, .notFound, .missing: return 404
         case .conflict: return 409
@@ -76,7 +80,8 @@ public enum GatewayError: Error, Equatable, Sendable {
             .unsupportedMediaType,
             .methodNotAllowed, .notFound, .tenantNotFound, .modelNotAllowed, .missing, .conflict, .quotaExceeded:
             return "invalid_request_error"
-        case .missingAPIKey, .invalidAPIKey, .invalidToken, .missingProviderKey: return "authentication_error"
+        case .missingAPIKey, .invalidAPIKey, .keyExpired, .keyRevoked, .invalidToken, .missingProviderKey:
+            return "authentication_error"
         case .tenantMismatch, .featureDisabled: return "permission_error"
         case .policyBlocked: return "policy_error"
         case .rateLimited(let limit, _): return limit
@@ -101,6 +106,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .unknownPrompt: return "unknown_prompt"
         case .missingAPIKey: return "missing_api_key"
         case .invalidAPIKey: return "invalid_api_key"
+        case .keyExpired: return "key_expired"
+        case .keyRevoked: return "key_revoked"
         case .invalidToken: return "invalid_token"
         case .missingProviderKey: return "missing_provider_key"
         case .upstreamKeyUnavailable: return "upstream_key_unavailable"
@@ -140,6 +147,8 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .unknownPrompt(let name): return "Unknown prompt template '\(name)'."
         case .missingAPIKey: return "No API key provided. Use 'Authorization: Bearer <key>' or 'x-api-key'."
         case .invalidAPIKey: return "Invalid API key."
+        case .keyExpired: return "This API key has expired; ask for a new one."
+        case .keyRevoked: return "This API key was revoked."
         case .invalidToken(let why): return "Invalid token: \(why)."
         case .missingProviderKey:
             return "This tenant uses its clients' own provider keys: send yours in the X-Provider-Key header."

@@ -83,6 +83,7 @@ public struct Authenticator: Sendable {
             key = APIKeyRecord(id: "jwt", tenant: tid, lookupPrefix: "", hash: [])
         } else {
             key = try findKey(credential, config: config)
+            try key.checkUsable(now: now)
         }
 
         var resolved: TenantID?
@@ -104,7 +105,7 @@ public struct Authenticator: Sendable {
         guard let tenant = config.tenants[tenantID.rawValue] else { throw GatewayError.tenantNotFound }
         // Every source that named a tenant must agree, and the key must belong to it.
         guard key.tenant == tenantID, claimed.allSatisfy({ $0 == tenantID }) else { throw GatewayError.tenantMismatch }
-        var principal = Principal(tenant: tenant, key: key, subject: subject)
+        var principal = Principal(tenant: tenant.narrowed(to: key.models), key: key, subject: subject)
         // BYOK rides beside the gateway credential, never instead of it: a provider key alone reaches nothing.
         if tenant.authPassthrough, let provided = input.providerKey, !provided.isEmpty {
             guard provided.utf8.count <= 1024, Bounds.isPrintableASCII(provided), !provided.contains(" ") else {

@@ -1,0 +1,141 @@
+"""Keys with their own settings (issue 31): a model allow-list that narrows the tenant's, an expiry, rotation
+with a grace period, and refusals that say why (expired, revoked), through nginx and the worker pool."""
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import wait_until
+
+
+def chat(model="mock-small", content="hello"):
+    return {"model": model, "messages": [{"role": "user", "content": content}]}
+
+
+def call(stack, key, model="mock-small", tenant="acme"):
+    return httpx.post(f"{stack.base}/tenant/{tenant}/v1/chat/completions", json=chat(model), verify=False,
+                      timeout=30, headers={"Authorization": f"Bearer {key}"})
+
+
+def known(stack, key, tenant="acme"):
+    """Whether the workers know the key yet (a new key reaches them with the next config poll)."""
+    return httpx.get(f"{stack.base}/tenant/{tenant}/v1/models", verify=False,
+                     headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def create(stack, *args):
+    out = stack.cli("key", "create", "acme", *args, "--json").stdout
+    made = json.loads(out)
+    assert wait_until(lambda: all(known(stack, made["key"]) for _ in range(4)), timeout=5)
+    return made["id"], made["key"]
+
+
+def error_code(response):
+    return response.json()["error"]["code"]
+
+
+def test_a_keys_model_list_narrows_the_tenants(stack):
+    key_id, key = create(stack, "--name", "narrow", "--models", "mock-small")
+    assert call(stack, key, "mock-small").status_code == 200
+    refused = call(stack, key, "fast")
+    assert refused.status_code == 403 and error_code(refused) == "model_not_allowed"
+    # The tenant's other keys are not narrowed.
+    assert call(stack, stack.keys["acme"], "fast").status_code == 200
+    models = httpx.get(f"{stack.base}/tenant/acme/v1/models", verify=False,
+                       headers={"Authorization": f"Bearer {key}"}).json()
+    assert [m["id"] for m in models["data"]] == ["mock-small"]
+    info = httpx.get(f"{stack.base}/tenant/acme/v1/tenant-info", verify=False,
+                     headers={"Authorization": f"Bearer {key}"}).json()
+    assert info["key"] == {"id": key_id, "expires_at": None, "models": ["mock-small"]}
+    assert info["models"] == ["mock-small"]
+
+
+def test_a_key_cannot_name_models_outside_its_tenants_list(stack):
+    out = stack.cli("key", "create", "acme", "--models", "mock-small,sonnet", check=False)
+    assert out.returncode != 0 and "not on tenant acme's allow-list" in out.stderr
+    key_id, _ = create(stack, "--name", "wider")
+    out = stack.cli("key", "set", key_id, "--models", "pricey", check=False)
+    assert out.returncode != 0 and "pricey" in out.stderr
+    # Nothing was changed by the refusals.
+    listed = json.loads(stack.cli("key", "list", "acme", "--json").stdout)
+    assert next(k for k in listed if k["id"] == key_id)["models"] is None
+
+
+def test_key_set_changes_models_on_every_worker(stack):
+    key_id, key = create(stack, "--name", "changing")
+    assert call(stack, key, "fast").status_code == 200
+    stack.cli("key", "set", key_id, "--models", "mock-small")
+    assert wait_until(lambda: all(call(stack, key, "fast").status_code == 403 for _ in range(6)), timeout=5)
+    stack.cli("key", "set", key_id, "--models", "all")
+    assert wait_until(lambda: all(call(stack, key, "fast").status_code == 200 for _ in range(6)), timeout=5)
+
+
+def test_an_expired_key_is_refused_with_key_expired(stack):
+    key_id, key = create(stack, "--name", "short", "--expires", "3s")
+    listed = json.loads(stack.cli("key", "list", "acme", "--json").stdout)
+    expires = next(k for k in listed if k["id"] == key_id)["expires_at"]
+    assert expires.endswith("Z")
+    assert call(stack, key).status_code == 200
+    assert wait_until(lambda: call(stack, key).status_code == 401, timeout=10)
+    refused = call(stack, key)
+    assert refused.status_code == 401 and error_code(refused) == "key_expired"
+    # On every worker: several calls in a row, all refused.
+    assert all(error_code(call(stack, key)) == "key_expired" for _ in range(8))
+    # The official SDK raises an authentication error naming the code.
+    client = openai.OpenAI(base_url=stack.base + "/tenant/acme/v1", api_key=key,
+                           http_client=httpx.Client(verify=False))
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(**chat())
+    assert raised.value.code == "key_expired"
+    # An expiry in the past is refused by the CLI.
+    out = stack.cli("key", "create", "acme", "--expires", "2020-01-01", check=False)
+    assert out.returncode != 0 and "future" in out.stderr
+
+
+def test_a_revoked_key_is_refused_with_key_revoked(stack):
+    key_id, key = create(stack, "--name", "gone")
+    assert call(stack, key).status_code == 200
+    stack.cli("key", "revoke", key_id)
+    assert wait_until(lambda: call(stack, key).status_code == 401, timeout=5)
+    assert error_code(call(stack, key)) == "key_revoked"
+    # A made-up key is still just invalid.
+    assert error_code(call(stack, "tg_" + "x" * 44)) == "invalid_api_key"
+
+
+def test_rotation_keeps_the_id_and_the_old_secret_works_until_the_grace_ends(stack):
+    key_id, old = create(stack, "--name", "rotating", "--models", "mock-small")
+    assert call(stack, old).status_code == 200
+    rotated = json.loads(stack.cli("key", "rotate", key_id, "--grace", "4s", "--json").stdout)
+    new = rotated["key"]
+    assert rotated["id"] == key_id and new != old and new.startswith("tg_")
+    assert wait_until(lambda: call(stack, new).status_code == 200, timeout=5)
+    # The old secret still works during the grace; the settings carried over to the new one.
+    assert call(stack, old).status_code == 200
+    assert error_code(call(stack, new, "fast")) == "model_not_allowed"
+    assert wait_until(lambda: call(stack, old).status_code == 401, timeout=10)
+    assert error_code(call(stack, old)) == "key_expired"
+    assert call(stack, new).status_code == 200
+    # Both secrets' calls are the same key's history.
+    assert wait_until(lambda: stack.sql(
+        "SELECT COUNT(*) FROM executions WHERE key_id = ? AND status = 200", key_id)[0][0] >= 4)
+    # Without a grace, the old secret stops at once.
+    again = json.loads(stack.cli("key", "rotate", key_id, "--json").stdout)["key"]
+    assert wait_until(lambda: call(stack, again).status_code == 200, timeout=5)
+    assert wait_until(lambda: call(stack, new).status_code == 401, timeout=5)
+    assert error_code(call(stack, new)) == "key_expired"
+
+
+def test_last_use_is_recorded(stack):
+    key_id, key = create(stack, "--name", "used")
+    listed = json.loads(stack.cli("key", "list", "acme", "--json").stdout)
+    assert next(k for k in listed if k["id"] == key_id)["last_used_at"] is None
+    assert call(stack, key).status_code == 200
+
+    def used():
+        listed = json.loads(stack.cli("key", "list", "acme", "--json").stdout)
+        return next(k for k in listed if k["id"] == key_id)["last_used_at"]
+
+    assert wait_until(lambda: used() is not None, timeout=5)
