@@ -40,10 +40,6 @@ public struct CacheStore {
             expiresMs: row[4].int ?? 0)
     }
 
-    /// How stale an entry's last-use time may get before a hit records it again: the LRU order is kept to
-    /// ten seconds, so a hot entry costs one write every ten seconds, not one per hit.
-    public static let touchEveryMs = CachedAnswer.touchEveryMs
-
     /// A hit: the entry was used now (LRU order and hit count). Inside the settlement's transaction.
     func touch(tenant: String, key: [UInt8], nowMs: Int64) throws {
         try db.statement("UPDATE cache_entries SET used_ms = ?, hits = hits + 1 WHERE tenant = ? AND key = ?")

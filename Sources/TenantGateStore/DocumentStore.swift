@@ -1,16 +1,16 @@
 import TenantGateCore
 import TenantGateSystem
 
-/// Per-tenant document collections in SQLite. Every statement names the tenant, and every row carries it
-/// under a composite foreign key to its collection; each collection's full-text index is its own FTS5
-/// table, named from the collection's integer id only, so BM25 statistics (document counts, term
-/// frequencies) never mix tenants or collections. Writes run inside the caller's transaction: one
-/// document is added or removed whole.
 extension NewDocument {
     /// The content hash documents are de-duplicated by (per collection).
     public var hash: [UInt8] { Crypto.sha256(Array(text.utf8)) }
 }
 
+/// Per-tenant document collections in SQLite. Every statement names the tenant, and every row carries it
+/// under a composite foreign key to its collection; each collection's full-text index is its own FTS5
+/// table, named from the collection's integer id only, so BM25 statistics (document counts, term
+/// frequencies) never mix tenants or collections. Writes run inside the caller's transaction: one
+/// document is added or removed whole.
 public struct DocumentStore {
     private let db: SQLiteConnection
 

@@ -34,9 +34,12 @@ public struct KeySettings: Sendable, Equatable {
         models.map { .text(JSONValue.array($0.map { .string($0) }).jsonString) } ?? .null
     }
 
+    /// The stored list; nil only when none is stored. A list that cannot be read allows nothing (fails
+    /// closed), never everything.
     static func models(_ value: SQLValue) -> [String]? {
-        guard let text = value.text, let parsed = try? JSONParser.parse(Array(text.utf8)) else { return nil }
-        return parsed.arrayValue?.compactMap(\.stringValue)
+        guard let text = value.text else { return nil }
+        guard let parsed = try? JSONParser.parse(Array(text.utf8)), let list = parsed.arrayValue else { return [] }
+        return list.compactMap(\.stringValue)
     }
 }
 
@@ -118,9 +121,10 @@ public struct KeyStore {
 
     /// Changes an active key's settings (`nil` leaves one as it is); false if no such active key. The
     /// change reaches every worker with the next configuration version.
-    public func set(id: String, name: String? = nil, models: [String]?? = nil, expiresAt: Int64?? = nil) throws
-        -> Bool
-    {
+    public func set(
+        id: String, name: String? = nil, models: [String]?? = nil, expiresAt: Int64?? = nil,
+        written: (() throws -> Void)? = nil
+    ) throws -> Bool {
         try db.transaction {
             guard !(try db.query("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", [.text(id)]).isEmpty)
             else { return false }
@@ -135,6 +139,7 @@ public struct KeyStore {
                 try db.statement("UPDATE api_keys SET expires_at = ? WHERE id = ?")
                     .run([expiresAt.map { .int($0) } ?? .null, .text(id)])
             }
+            try written?()
             return true
         }
     }

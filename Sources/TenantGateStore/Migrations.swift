@@ -288,7 +288,6 @@ public enum Migrations {
         ALTER TABLE api_keys ADD COLUMN prev_prefix TEXT;
         ALTER TABLE api_keys ADD COLUMN prev_hash BLOB;
         ALTER TABLE api_keys ADD COLUMN prev_until INTEGER;
-        CREATE INDEX api_keys_prev_prefix ON api_keys(prev_prefix);
         CREATE TRIGGER api_keys_settings_bump AFTER UPDATE OF models, expires_at, prev_hash, prev_until ON api_keys
         BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
         """,

@@ -15,13 +15,6 @@ public struct ResponseStore {
     /// Most bytes of conversation a chain may bring back.
     public static let maxChainBytes = 8 << 20
 
-    /// A fresh, unguessable response id.
-    public static func newID() -> String {
-        "resp_"
-            + ((try? Crypto.randomBytes(24)).map(Crypto.hex)
-                ?? Crypto.hex(Crypto.sha256(Array(String(Posix.wallMicros()).utf8))))
-    }
-
     /// Whether `id` has the shape of an id this gateway issues.
     public static func isID(_ id: String) -> Bool { StoredResponse.isID(id) }
 

@@ -146,8 +146,9 @@ public final class SQLiteConnection {
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
-    /// (A worker's request threads write through its one `SharedWriter`, which queues them on its lock; its
-    /// few other writers, the config poller and the heartbeat, wait on SQLite's busy handler.)
+    /// (A worker's request threads write accounting, settlements and circuits through its one
+    /// `SharedWriter`, which queues them on its lock; its other writers, the admin page's two connections,
+    /// the config poller and the heartbeat, wait on SQLite's busy handler.)
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         // Prepared once per connection: no SQL parsing per transaction.
         try statement("BEGIN IMMEDIATE").run()

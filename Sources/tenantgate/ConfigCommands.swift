@@ -374,12 +374,16 @@ struct KeyCommand: ParsableCommand {
                     $0 == "all" ? nil : try KeyCommand.models($0, tenant: before.tenant, db: db)
                 }
                 let expiry: Int64?? = try expires.map(KeyCommand.expiry)
-                guard try keys.set(id: id, name: name, models: list, expiresAt: expiry),
-                    let after = try keys.key(id: id)
-                else { throw StoreError.notFound("active key '\(id)'") }
-                try CLIAudit.record(
-                    db, action: "key_set", target: before.tenant, before: KeyCommand.json(before),
-                    after: KeyCommand.json(after))
+                var after: KeyInfo?
+                let changed = try keys.set(
+                    id: id, name: name, models: list, expiresAt: expiry,
+                    written: {
+                        after = try keys.key(id: id)
+                        try CLIAudit.entry(
+                            db, action: "key_set", target: before.tenant, before: KeyCommand.json(before),
+                            after: after.map(KeyCommand.json))
+                    })
+                guard changed, let after else { throw StoreError.notFound("active key '\(id)'") }
                 if json { return print(KeyCommand.json(after).jsonString) }
                 print("key \(id) updated")
             }

@@ -221,4 +221,18 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
         #expect(GatewayError.keyRevoked.status == 401 && GatewayError.keyExpired.status == 401)
         #expect(GatewayError.keyRevoked.code == "key_revoked" && GatewayError.keyExpired.code == "key_expired")
     }
+
+    @Test func onlyTheHolderOfTheSecretLearnsWhyItIsRefused() throws {
+        // Same lookup prefix as the revoked key, another secret: just invalid.
+        #expect(throws: GatewayError.invalidAPIKey) {
+            try auth.authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: "tg_acmeacme_guessed"),
+                config: config(revokedAt: 10), now: 100)
+        }
+        #expect(throws: GatewayError.invalidAPIKey) {
+            try auth.authenticate(
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: "tg_acmeacme_guessed"),
+                config: config(expiresAt: 10), now: 100)
+        }
+    }
 }

@@ -26,7 +26,8 @@ final class MemoryStore: AccountingReads, Reserving, SettlementQueueing, Respons
     private(set) var charged: [String: (tokens: Int64, nano: Int64)] = [:]
     /// Every settled execution, in order.
     private(set) var records: [ExecutionRecord] = []
-    private var cache: [[UInt8]: CachedAnswer] = [:]
+    /// Answers by tenant and key (the real store's key leads with the tenant as well).
+    private var cache: [String: CachedAnswer] = [:]
     private var responses: [String: StoredResponse] = [:]
     private var circuitFailures: [String: Int] = [:]
     private var openUntil: [String: Int64] = [:]
@@ -152,7 +153,7 @@ final class MemoryStore: AccountingReads, Reserving, SettlementQueueing, Respons
                     charged[record.tenant] = (before.tokens + used, before.nano + record.costNano)
                 }
                 if let write = record.cacheWrite {
-                    cache[write.key] = CachedAnswer(
+                    cache[MemoryStore.cacheID(record.tenant, write.key)] = CachedAnswer(
                         answer: write.answer, tokens: write.tokens, costNano: write.costNano, usedMs: record.atMs,
                         expiresMs: record.atMs + write.ttlMs)
                 }
@@ -170,7 +171,7 @@ final class MemoryStore: AccountingReads, Reserving, SettlementQueueing, Respons
     // MARK: cache
 
     func lookup(tenant: String, key: [UInt8], nowMs: Int64) throws -> CachedAnswer? {
-        locked { cache[key].flatMap { $0.expiresMs > nowMs ? $0 : nil } }
+        locked { cache[MemoryStore.cacheID(tenant, key)].flatMap { $0.expiresMs > nowMs ? $0 : nil } }
     }
 
     func generation(tenant: String) throws -> Int64 { 0 }
@@ -180,6 +181,10 @@ final class MemoryStore: AccountingReads, Reserving, SettlementQueueing, Respons
     )] { [] }
 
     var cachedAnswers: Int { locked { cache.count } }
+
+    static func cacheID(_ tenant: String, _ key: [UInt8]) -> String {
+        tenant + "\u{0}" + key.map { String($0) }.joined(separator: ",")
+    }
 
     // MARK: stored responses
 

@@ -302,7 +302,7 @@ func completion(_ content: String = "hello there") -> ScriptedTransport.Step {
             "POST", "/v1/chat/completions", tenant: "acme",
             body: #"{"model": "a", "messages": [{"role": "user", "content": "hi"}]}"#,
             key: PipelineHarness.key("globex"))
-        #expect(forged.status == 403 || forged.status == 401)
+        #expect(forged.status == 403 && forged.json?["error"]?["code"]?.stringValue == "tenant_mismatch")
         #expect(h.transport.sent.count == 1 && h.store.records.count == 1)
     }
 }

@@ -189,13 +189,13 @@ extension TenantPage {
         let keys = try KeyStore(context.db).list(tenant: id)
         let rows = keys.map { key -> HTML in
             let expired = key.revokedAt == nil && (key.expiresAt.map { $0 * 1000 <= context.nowMs } ?? false)
+            // An expired key can still be revoked (`key set --expires` could revive it).
+            let revoke: HTML = """
+                <form method="post" action="/admin/tenants/\(id)/keys/revoke" class="inline">\(Layout.csrf(context.session))\
+                <input type="hidden" name="key_id" value="\(key.id)"><button type="submit">Revoke</button></form>
+                """
             let state: HTML =
-                key.revokedAt.map { "revoked \(Layout.time($0 * 1000))" }
-                ?? (expired ? "expired" : nil)
-                    ?? """
-                    <form method="post" action="/admin/tenants/\(id)/keys/revoke" class="inline">\(Layout.csrf(context.session))\
-                    <input type="hidden" name="key_id" value="\(key.id)"><button type="submit">Revoke</button></form>
-                    """
+                key.revokedAt.map { "revoked \(Layout.time($0 * 1000))" } ?? (expired ? "expired \(revoke)" : revoke)
             return """
                 <tr><td><code>\(key.id)</code></td><td>\(key.name)</td><td><code>\(key.prefix)…</code></td>\
                 <td>\(Layout.time(key.createdAt * 1000))</td><td>\(key.lastUsedAt.map { Layout.time($0 * 1000) } ?? "never")</td>\

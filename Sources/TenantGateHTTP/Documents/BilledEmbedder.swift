@@ -21,6 +21,7 @@ struct BilledEmbedder {
 
     func embed(_ texts: [String], model name: String) throws -> [[Float]] {
         let resources = embedder.resources
+        guard Embedder.allowed(name, for: principal) else { throw GatewayError.modelNotAllowed(name) }
         guard let model = embedder.config.models[name], let backend = embedder.config.backends[model.backend] else {
             throw GatewayError.upstreamError("the embedding model '\(name)' is not in the catalog")
         }

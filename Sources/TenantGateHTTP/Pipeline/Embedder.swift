@@ -14,6 +14,13 @@ struct Embedder {
 
     init(_ context: RequestContext) { self.context = context }
 
+    /// Whether the caller's key may use `model` for embeddings: a key with a model list of its own spends
+    /// nothing on a model outside it (the tenant's own embedding settings may name models that are not on
+    /// its chat allow-list; a key without a list keeps them).
+    static func allowed(_ model: String, for principal: Principal) -> Bool {
+        principal.key.models.map { $0.contains(model) } ?? true
+    }
+
     /// Whether `name` is a catalog model whose backend can embed.
     func canEmbed(_ name: String) -> Bool {
         guard let model = config.models[name], let backend = config.backends[model.backend] else { return false }
@@ -26,7 +33,9 @@ struct Embedder {
     /// One unit vector per text (in order) from catalog model `name`, with the tokens and cost; nil when
     /// any batch cannot be had.
     func embed(_ texts: [String], model name: String) -> (vectors: [[Float]], tokens: Int, costNano: Int64)? {
-        guard let model = config.models[name], let backend = config.backends[model.backend] else { return nil }
+        guard Embedder.allowed(name, for: context.principal), let model = config.models[name],
+            let backend = config.backends[model.backend]
+        else { return nil }
         var vectors: [[Float]] = []
         vectors.reserveCapacity(texts.count)
         var tokens = 0
