@@ -35,36 +35,24 @@ public struct AuditChain {
     static let genesis = [UInt8](repeating: 0, count: 32)
 
     /// The chain over `db`, with the audit key opened under `masterKey` (made on first use).
-    public init(_ db: any SQLConnection, masterKey: [UInt8]?) throws {
+    public init(_ db: any SQLConnection, masterKey: [UInt8]?, keys: AuditKeys = AuditKeys()) throws {
         self.db = db
-        key = try AuditChain.key(db, masterKey: masterKey)
+        key = try AuditChain.key(db, masterKey: masterKey, keys: keys)
     }
 
     /// The chain over `db`, with the master key found next to it (or in `TENANTGATE_MASTER_KEY`); a master
-    /// key rotated since this process read it is read again.
-    public init(_ db: any SQLConnection) throws {
+    /// key rotated since `keys` read it is read again. `keys`: what a writer opened before (its
+    /// `SharedWriter`'s), or nothing.
+    public init(_ db: any SQLConnection, keys: AuditKeys = AuditKeys()) throws {
         do {
-            try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
+            try self.init(db, masterKey: try keys.masterKey(for: db.path), keys: keys)
         } catch {
-            AuditChain.masterKeys.withLock { $0[db.path] = nil }
-            try self.init(db, masterKey: try AuditChain.masterKey(for: db.path))
+            keys.forgetMasterKey(for: db.path)
+            try self.init(db, masterKey: try keys.masterKey(for: db.path), keys: keys)
         }
     }
 
-    private static let masterKeys = Locked<[String: [UInt8]?]>([:])
-
-    /// The master key for a database, read once per process.
-    static func masterKey(for path: String) throws -> [UInt8]? {
-        if let known = masterKeys.withLock({ $0[path] }) { return known }
-        let key = try MasterKey.load(dbPath: path)
-        masterKeys.withLock { $0[path] = key }
-        return key
-    }
-
-    /// Audit keys this process opened, by their sealed form and the master key that opened them.
-    private static let opened = Locked<[[UInt8]: [UInt8]]>([:])
-
-    static func key(_ db: any SQLConnection, masterKey: [UInt8]?) throws -> [UInt8] {
+    static func key(_ db: any SQLConnection, masterKey: [UInt8]?, keys: AuditKeys) throws -> [UInt8] {
         let aad = Array("tenantgate audit key".utf8)
         if let row = try db.statement("SELECT sealed, key FROM audit_key WHERE id = 1").all().first,
             let stored = row[1].blob
@@ -73,26 +61,19 @@ public struct AuditChain {
             guard let masterKey else {
                 throw StoreError.invalid("the audit key is sealed under a master key that is not configured")
             }
-            let id = Crypto.sha256(stored + masterKey)
-            if let known = opened.withLock({ $0[id] }) { return known }
-            let key = try Crypto.open(stored, key: masterKey, aad: aad)
-            opened.withLock {
-                if $0.count > 16 { $0.removeAll() }
-                $0[id] = key
-            }
-            return key
+            return try keys.opened(stored, under: masterKey) { try Crypto.open(stored, key: masterKey, aad: aad) }
         }
         let fresh = try Crypto.randomBytes(32)
         let sealed = try masterKey.map { try Crypto.seal(fresh, key: $0, aad: aad) }
         try db.statement("INSERT INTO audit_key(id, sealed, key) VALUES (1, ?, ?) ON CONFLICT(id) DO NOTHING")
             .run([.int(sealed == nil ? 0 : 1), .blob(sealed ?? fresh)])
         // Another process may have made it first: use what is stored.
-        return try key(db, masterKey: masterKey)
+        return try key(db, masterKey: masterKey, keys: keys)
     }
 
     /// Seals the audit key under `new` instead of `old` (master key rotation; inside its transaction).
     public static func reseal(_ db: any SQLConnection, from old: [UInt8]?, to new: [UInt8]) throws {
-        let key = try key(db, masterKey: old)
+        let key = try key(db, masterKey: old, keys: AuditKeys())
         let sealed = try Crypto.seal(key, key: new, aad: Array("tenantgate audit key".utf8))
         try db.statement("UPDATE audit_key SET sealed = 1, key = ? WHERE id = 1").run([.blob(sealed)])
     }
@@ -168,10 +149,10 @@ public struct AuditChain {
     /// a savepoint of the caller's transaction, so a failure (an audit key that cannot be opened, a full
     /// disk) leaves nothing half-written and the chains whole; returns whether they were chained.
     @discardableResult
-    public static func appendBestEffort(_ db: any SQLConnection, _ events: [Pending]) -> Bool {
+    public static func appendBestEffort(_ db: any SQLConnection, keys: AuditKeys, _ events: [Pending]) -> Bool {
         guard !events.isEmpty, (try? db.execute("SAVEPOINT audit")) != nil else { return false }
         do {
-            try AuditChain(db).append(events)
+            try AuditChain(db, keys: keys).append(events)
             try db.execute("RELEASE audit")
             return true
         } catch {

@@ -60,7 +60,7 @@ public struct CircuitStore {
 
     private func open(_ writer: any SQLConnection, _ tenant: String, _ backend: String, until: Int64) throws {
         AuditChain.appendBestEffort(
-            writer,
+            writer, keys: self.writer.auditKeys,
             [
                 AuditChain.Pending(
                     tenant: tenant, kind: "circuit_open", actor: "circuit",
@@ -81,7 +81,7 @@ public struct CircuitStore {
             try writer.statement("DELETE FROM circuit_state WHERE tenant = ? AND backend = ?")
                 .run([.text(tenant), .text(backend)])
             AuditChain.appendBestEffort(
-                writer,
+                writer, keys: self.writer.auditKeys,
                 [
                     AuditChain.Pending(
                         tenant: tenant, kind: "circuit_close", actor: "circuit",

@@ -8,6 +8,8 @@ public final class SharedWriter: Sendable {
     private let connection: Locked<Confined<any SQLConnection>>
     /// The worker's lease rows as its committed settlements left them (used under the connection's lock).
     public let leaseRows = LeaseRowCache()
+    /// The audit keys its settlements and circuit changes chain events with.
+    public let auditKeys = AuditKeys()
 
     /// The engine behind the connection.
     public let engine: SQLEngine
@@ -33,6 +35,6 @@ public final class SharedWriter: Sendable {
 
     /// Runs `body` with the accounting store over the connection.
     public func accounting<T>(_ body: (AccountingStore) throws -> T) rethrows -> T {
-        try read { try body(AccountingStore($0, leaseRows: leaseRows)) }
+        try read { try body(AccountingStore($0, leaseRows: leaseRows, auditKeys: auditKeys)) }
     }
 }
