@@ -48,7 +48,7 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
 
     @Test func keyOwnerResolvesTenant() throws {
         let p = try auth.authenticate(
-            ResolutionInput(pathTenant: nil, headerTenant: nil, credential: acmeKey), config: makeConfig())
+            ResolutionInput(pathTenant: nil, headerTenant: nil, credential: acmeKey), config: makeConfig(), now: 0)
         #expect(p.tenant.id.rawValue == "acme")
         #expect(p.key.id == "k1")
     }
@@ -57,26 +57,28 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
         let config = try makeConfig()
         #expect(throws: GatewayError.tenantMismatch) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: "globex", headerTenant: nil, credential: acmeKey), config: config)
+                ResolutionInput(pathTenant: "globex", headerTenant: nil, credential: acmeKey), config: config, now: 0)
         }
         #expect(throws: GatewayError.tenantMismatch) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: "acme", headerTenant: "globex", credential: acmeKey), config: config)
+                ResolutionInput(pathTenant: "acme", headerTenant: "globex", credential: acmeKey), config: config, now: 0
+            )
         }
         #expect(throws: GatewayError.tenantNotFound) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: "nobody", headerTenant: nil, credential: acmeKey), config: config)
+                ResolutionInput(pathTenant: "nobody", headerTenant: nil, credential: acmeKey), config: config, now: 0)
         }
     }
 
     @Test func validatesIdsBeforeAnything() throws {
         #expect(throws: GatewayError.invalidTenantID) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: "Bad!", headerTenant: nil, credential: nil), config: makeConfig())
+                ResolutionInput(pathTenant: "Bad!", headerTenant: nil, credential: nil), config: makeConfig(), now: 0)
         }
         #expect(throws: GatewayError.invalidTenantID) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: nil, headerTenant: "x y", credential: acmeKey), config: makeConfig())
+                ResolutionInput(pathTenant: nil, headerTenant: "x y", credential: acmeKey), config: makeConfig(), now: 0
+            )
         }
     }
 
@@ -89,7 +91,8 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
     func credentialFailures(_ credential: String?, _ expected: GatewayError) throws {
         #expect(throws: expected) {
             try auth.authenticate(
-                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: credential), config: makeConfig())
+                ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: credential), config: makeConfig(),
+                now: 0)
         }
     }
 
@@ -97,7 +100,7 @@ func makeConfig(resolution: [String] = [], defaultTenant: String? = nil) throws 
         // With only api_key in the order, a path naming another tenant is ignored rather than compared.
         let config = try makeConfig(resolution: ["api_key"])
         let p = try auth.authenticate(
-            ResolutionInput(pathTenant: "globex", headerTenant: nil, credential: acmeKey), config: config)
+            ResolutionInput(pathTenant: "globex", headerTenant: nil, credential: acmeKey), config: config, now: 0)
         #expect(p.tenant.id.rawValue == "acme")
     }
 }

@@ -124,7 +124,7 @@ let yaml = """
         let config = try ConfigStore(db).snapshot()
         let auth = Authenticator(hasher: TestKeyHasher())
         let principal = try auth.authenticate(
-            ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret), config: config)
+            ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret), config: config, now: 0)
         #expect(principal.key.id == id)
         #expect(try keys.revoke(id: id))
         #expect(try !keys.revoke(id: id))
@@ -132,7 +132,7 @@ let yaml = """
         #expect(throws: GatewayError.keyRevoked) {
             try auth.authenticate(
                 ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
-                config: try ConfigStore(db).snapshot())
+                config: try ConfigStore(db).snapshot(), now: 0)
         }
         #expect(throws: StoreError.self) { try keys.create(tenant: "nobody", name: "") }
     }
@@ -146,7 +146,7 @@ let yaml = """
         #expect(throws: GatewayError.keyRevoked) {
             try Authenticator(hasher: TestKeyHasher()).authenticate(
                 ResolutionInput(pathTenant: "acme", headerTenant: nil, credential: secret),
-                config: try ConfigStore(db).snapshot())
+                config: try ConfigStore(db).snapshot(), now: 0)
         }
     }
 

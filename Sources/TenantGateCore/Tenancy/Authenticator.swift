@@ -66,7 +66,7 @@ public struct Authenticator: Sendable {
 
     /// Validates ids, finds the key, resolves the tenant and checks they agree.
     public func authenticate(
-        _ input: ResolutionInput, config: GatewayConfig, jwt: JWTCheck? = nil, now: Int64 = 0
+        _ input: ResolutionInput, config: GatewayConfig, jwt: JWTCheck? = nil, now: Int64
     ) throws(GatewayError) -> Principal {
         let pathID = try input.pathTenant.map(Authenticator.tenantID)
         let headerID = try input.headerTenant.map(Authenticator.tenantID)
