@@ -55,8 +55,16 @@ public struct ExecutionLog {
         }
         /// requests, failures, refusals, tokens in, tokens out, cost
         var days: [Day: [Int64]] = [:]
+        struct KeyDay: Hashable, Comparable {
+            let day: String
+            let tenant: String
+            let key: String
+            static func < (a: KeyDay, b: KeyDay) -> Bool { (a.day, a.tenant, a.key) < (b.day, b.tenant, b.key) }
+        }
         /// requests, failures, refusals, cost
         var hours: [Hour: [Int64]] = [:]
+        /// Per key (requests, failures, refusals, tokens in, tokens out, cost), for spend by key.
+        var keys: [KeyDay: [Int64]] = [:]
 
         mutating func add(_ record: ExecutionRecord, day: String) {
             let outcome = Outcome(status: record.status, code: record.errorCode)
@@ -68,6 +76,10 @@ public struct ExecutionLog {
             ]
             let dayKey = Day(day: day, tenant: record.tenant, model: record.model ?? "")
             days[dayKey] = zip(days[dayKey] ?? [0, 0, 0, 0, 0, 0], dayDelta).map { $0 &+ $1 }
+            if let key = record.keyID {
+                let keyDay = KeyDay(day: day, tenant: record.tenant, key: key)
+                keys[keyDay] = zip(keys[keyDay] ?? [0, 0, 0, 0, 0, 0], dayDelta).map { $0 &+ $1 }
+            }
             let hourKey = Hour(hour: record.atMs / 3_600_000, tenant: record.tenant)
             hours[hourKey] = zip(hours[hourKey] ?? [0, 0, 0, 0], [1, failed, refused, record.costNano]).map {
                 $0 &+ $1
@@ -87,7 +99,27 @@ public struct ExecutionLog {
             rollups.hours.sorted { $0.key < $1.key }.map { key, v in
                 [.int(key.hour), .text(key.tenant)] + v.map { .int($0) }
             })
+        try ExecutionLog.byKey.write(
+            db,
+            rollups.keys.sorted { $0.key < $1.key }.map { key, v in
+                [.text(key.day), .text(key.tenant), .text(key.key)] + v.map { .int($0) }
+            })
     }
+
+    private static let byKey = MultiRowInsert(
+        table: "usage_keys",
+        columns: ["day", "tenant", "key_id", "requests", "errors", "refused", "tokens_in", "tokens_out", "cost_nano"],
+        upsert: (
+            "day, tenant, key_id",
+            """
+            requests = CAST(usage_keys.requests + excluded.requests AS INTEGER),
+              errors = CAST(usage_keys.errors + excluded.errors AS INTEGER),
+              refused = CAST(usage_keys.refused + excluded.refused AS INTEGER),
+              tokens_in = CAST(usage_keys.tokens_in + excluded.tokens_in AS INTEGER),
+              tokens_out = CAST(usage_keys.tokens_out + excluded.tokens_out AS INTEGER),
+              cost_nano = CAST(usage_keys.cost_nano + excluded.cost_nano AS INTEGER)
+            """
+        ))
 
     private static let daily = MultiRowInsert(
         table: "usage_daily",
@@ -160,19 +192,24 @@ public struct UsageRow: Sendable {
 }
 
 extension ExecutionLog {
-    /// Usage from the daily rollups (never the raw execution rows), grouped by `day`, `model` or `tenant`,
+    /// Usage from the daily rollups (never the raw execution rows), grouped by `day`, `model`, `tenant` or
+    /// `key` (the per-key rollups, kept from migration 18 on),
     /// most expensive first when `top` is given.
     public func usage(tenant: String?, sinceDay: String, by: String, top: Int?) throws -> [UsageRow] {
         let column: String
+        var table = "usage_daily"
         switch by {
         case "day": column = "day"
         case "model": column = "model"
+        case "key":
+            column = "key_id"
+            table = "usage_keys"
         default: column = "tenant"
         }
         var sql = """
             SELECT \(column), SUM(requests), SUM(errors), SUM(tokens_in), SUM(tokens_out), SUM(cost_nano),
               SUM(refused)
-            FROM usage_daily WHERE day >= ?
+            FROM \(table) WHERE day >= ?
             """
         var bindings: [SQLValue] = [.text(sinceDay)]
         if let tenant {

@@ -116,6 +116,22 @@ public struct KeyStore {
         }
     }
 
+    /// What each key of `tenant` spent (nano-USD) on `day` (`YYYY-MM-DD`) and in its month, from the
+    /// per-key rollups (equal to the execution rows: written in the same transactions).
+    public func spend(tenant: String, day: String) throws -> [String: (day: Int64, month: Int64)] {
+        let month = String(day.prefix(7))
+        var out: [String: (day: Int64, month: Int64)] = [:]
+        for row in try db.query(
+            """
+            SELECT key_id, COALESCE(SUM(CASE WHEN day = ? THEN cost_nano ELSE 0 END), 0), COALESCE(SUM(cost_nano), 0)
+            FROM usage_keys WHERE tenant = ? AND day BETWEEN ? AND ? GROUP BY key_id
+            """, [.text(day), .text(tenant), .text(month + "-01"), .text(month + "-31")])
+        {
+            if let id = row[0].text { out[id] = (row[1].int ?? 0, row[2].int ?? 0) }
+        }
+        return out
+    }
+
     /// The key `id`, if it exists.
     public func key(id: String) throws -> KeyInfo? { try list(tenant: nil).first { $0.id == id } }
 

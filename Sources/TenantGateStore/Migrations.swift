@@ -291,6 +291,15 @@ public enum Migrations {
         CREATE TRIGGER api_keys_settings_bump AFTER UPDATE OF models, expires_at, prev_hash, prev_until ON api_keys
         BEGIN UPDATE meta SET value = value + 1 WHERE key = 'config_version'; END;
         """,
+        // 18: spend by key: daily rollups per (tenant, key), written in the settlement's transaction like
+        // `usage_daily` (so they equal the execution rows), kept like it.
+        """
+        CREATE TABLE usage_keys(
+            day TEXT NOT NULL, tenant TEXT NOT NULL, key_id TEXT NOT NULL, requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL, refused INTEGER NOT NULL, tokens_in INTEGER NOT NULL,
+            tokens_out INTEGER NOT NULL, cost_nano INTEGER NOT NULL, PRIMARY KEY (day, tenant, key_id)
+        ) STRICT, WITHOUT ROWID;
+        """,
     ]
 
     /// The schema version stored in the database (0 for a new one).

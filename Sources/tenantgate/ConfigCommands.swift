@@ -265,9 +265,9 @@ struct KeyCommand: ParsableCommand {
         return at
     }
 
-    /// A key as `--json` prints it.
-    static func json(_ k: KeyInfo) -> JSONValue {
-        .object([
+    /// A key as `--json` prints it (with what it spent today and this month, UTC, when known).
+    static func json(_ k: KeyInfo, spend: (day: Int64, month: Int64)? = nil) -> JSONValue {
+        var members: [(String, JSONValue)] = [
             ("id", .string(k.id)), ("tenant", .string(k.tenant)), ("name", .string(k.name)),
             ("prefix", .string(k.prefix)), ("created_at", .string(CLITime.iso(k.createdAt * 1000))),
             ("last_used_at", k.lastUsedAt.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
@@ -275,7 +275,22 @@ struct KeyCommand: ParsableCommand {
             ("models", k.models.map { .array($0.map { .string($0) }) } ?? .null),
             ("previous_secret_until", k.previousUntil.map { .string(CLITime.iso($0 * 1000)) } ?? .null),
             ("revoked", .bool(k.revokedAt != nil)),
-        ])
+        ]
+        if let spend {
+            members.append(("spent_today_usd", .number(Money.usdString(nano: spend.day))))
+            members.append(("spent_this_month_usd", .number(Money.usdString(nano: spend.month))))
+        }
+        return .object(members)
+    }
+
+    /// What each key spent, per tenant of `keys` (today and this month, UTC).
+    static func spend(_ keys: [KeyInfo], db: any SQLConnection) throws -> [String: (day: Int64, month: Int64)] {
+        let today = String(CLITime.iso(Posix.wallMicros() / 1000).prefix(10))
+        var out: [String: (day: Int64, month: Int64)] = [:]
+        for tenant in Swift.Set(keys.map(\.tenant)) {
+            out.merge(try KeyStore(db).spend(tenant: tenant, day: today)) { a, _ in a }
+        }
+        return out
     }
 
     struct Create: ParsableCommand {
@@ -330,8 +345,9 @@ struct KeyCommand: ParsableCommand {
             try reporting {
                 let db = try global.open()
                 let keys = try KeyStore(db).list(tenant: try only.resolve(db, required: false))
+                let spend = try KeyCommand.spend(keys, db: db)
                 if json {
-                    print(JSONValue.array(keys.map(KeyCommand.json)).jsonString)
+                    print(JSONValue.array(keys.map { KeyCommand.json($0, spend: spend[$0.id] ?? (0, 0)) }).jsonString)
                 } else {
                     let now = Posix.wallMicros() / 1_000_000
                     for k in keys {
@@ -341,7 +357,11 @@ struct KeyCommand: ParsableCommand {
                         let expiry = k.expiresAt.map { "expires " + CLITime.iso($0 * 1000) } ?? "no expiry"
                         let used = k.lastUsedAt.map { "used " + CLITime.iso($0 * 1000) } ?? "never used"
                         let models = k.models.map { "models " + $0.joined(separator: ",") } ?? "all models"
-                        print("\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(state)\t\(expiry)\t\(used)\t\(models)\t\(k.name)")
+                        let spent = spend[k.id] ?? (0, 0)
+                        let money = "today \(Money.display(nano: spent.day)), month \(Money.display(nano: spent.month))"
+                        print(
+                            "\(k.id)\t\(k.tenant)\t\(k.prefix)…\t\(state)\t\(expiry)\t\(used)\t\(models)\t\(money)\t\(k.name)"
+                        )
                     }
                 }
             }
@@ -381,7 +401,7 @@ struct KeyCommand: ParsableCommand {
                         after = try keys.key(id: id)
                         try CLIAudit.entry(
                             db, action: "key_set", target: before.tenant, before: KeyCommand.json(before),
-                            after: after.map(KeyCommand.json))
+                            after: after.map { KeyCommand.json($0) })
                     })
                 guard changed, let after else { throw StoreError.notFound("active key '\(id)'") }
                 if json { return print(KeyCommand.json(after).jsonString) }

@@ -9,13 +9,13 @@ struct UsageCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var only: TenantChoice
     @Option(help: "First day, YYYY-MM-DD (default: the first of this month, UTC).") var since: String?
-    @Option(help: "Group by day, model or tenant.") var by: String = "tenant"
+    @Option(help: "Group by day, model, tenant or key.") var by: String = "tenant"
     @Option(help: "Only the N most expensive rows.") var top: Int?
     @Flag var json = false
 
     func validate() throws {
-        guard ["day", "model", "tenant"].contains(by) else {
-            throw ValidationError("--by must be day, model or tenant")
+        guard ["day", "model", "tenant", "key"].contains(by) else {
+            throw ValidationError("--by must be day, model, tenant or key")
         }
         if let since {
             let parts = since.split(separator: "-")

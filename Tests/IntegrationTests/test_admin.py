@@ -350,7 +350,7 @@ def test_a_key_made_on_the_page_has_its_own_models_and_expiry(admin_stack, brows
     assert wait_until(lambda: all(status("mock-small") == 200 for _ in range(4)), timeout=5)
     assert all(status("fast") == 403 for _ in range(4))
     page = browser.get("/admin/tenants/acme").text
-    assert "2099-12-31" in page and "mock-small" in page
+    assert "2099-12-31" in page and "mock-small" in page and "Spent today / month" in page
 
 
 def test_upstream_keys_are_write_only_and_never_shown(admin_stack, browser):

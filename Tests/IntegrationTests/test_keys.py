@@ -167,3 +167,28 @@ def test_a_key_spends_nothing_on_an_embedding_model_outside_its_list(stack):
     ok = httpx.post(f"{base}/{name}/documents", json={"text": "A short note about keys."}, headers=owner,
                     verify=False, timeout=30)
     assert ok.status_code == 201, ok.text
+
+
+def test_spend_by_key_equals_its_execution_rows(stack):
+    from decimal import Decimal
+    key_id, key = create(stack, "--name", "spender", "--models", "fast")
+    other_id, other = create(stack, "--name", "other-spender")
+    for content in ("one", "two words", "three words here"):
+        assert call(stack, key, "fast").status_code == 200
+    assert call(stack, other, "fast").status_code == 200
+    assert call(stack, key, "mock-small").status_code == 403  # refused: counted as refused, costs nothing
+
+    def executions(kid):
+        return stack.sql("SELECT COUNT(*), COALESCE(SUM(cost_nano), 0) FROM executions WHERE key_id = ?", kid)[0]
+    assert wait_until(lambda: executions(key_id)[0] == 4 and executions(other_id)[0] == 1)
+    count, nano = executions(key_id)
+    assert nano > 0
+    listed = {k["id"]: k for k in json.loads(stack.cli("key", "list", "acme", "--json").stdout)}
+    assert Decimal(str(listed[key_id]["spent_today_usd"])) == Decimal(nano) / Decimal(10**9)
+    assert Decimal(str(listed[key_id]["spent_this_month_usd"])) == Decimal(nano) / Decimal(10**9)
+    assert Decimal(str(listed[other_id]["spent_today_usd"])) == Decimal(executions(other_id)[1]) / Decimal(10**9)
+    rows = {r["key"]: r for r in json.loads(stack.cli("usage", "acme", "--by", "key", "--json").stdout)}
+    assert rows[key_id]["requests"] == 4 and rows[key_id]["refused"] == 1
+    assert Decimal(str(rows[key_id]["cost_usd"])) == Decimal(nano) / Decimal(10**9)
+    # Another tenant's usage by key does not list this tenant's keys.
+    assert key_id not in {r["key"] for r in json.loads(stack.cli("usage", "globex", "--by", "key", "--json").stdout)}

@@ -187,7 +187,9 @@ extension TenantPage {
 
     static func keys(_ context: AdminContext, id: String) throws -> HTML {
         let keys = try KeyStore(context.db).list(tenant: id)
+        let spend = try KeyStore(context.db).spend(tenant: id, day: Periods(epochMs: context.nowMs).day)
         let rows = keys.map { key -> HTML in
+            let spent = spend[key.id] ?? (0, 0)
             let expired = key.revokedAt == nil && (key.expiresAt.map { $0 * 1000 <= context.nowMs } ?? false)
             // An expired key can still be revoked (`key set --expires` could revive it).
             let revoke: HTML = """
@@ -200,13 +202,15 @@ extension TenantPage {
                 <tr><td><code>\(key.id)</code></td><td>\(key.name)</td><td><code>\(key.prefix)…</code></td>\
                 <td>\(Layout.time(key.createdAt * 1000))</td><td>\(key.lastUsedAt.map { Layout.time($0 * 1000) } ?? "never")</td>\
                 <td>\(key.expiresAt.map { Layout.time($0 * 1000) } ?? "never")</td>\
-                <td>\(key.models.map { $0.joined(separator: ", ") } ?? "all")</td><td>\(state)</td></tr>
+                <td>\(key.models.map { $0.joined(separator: ", ") } ?? "all")</td>\
+                <td>\(Money.display(nano: spent.day)) / \(Money.display(nano: spent.month))</td><td>\(state)</td></tr>
                 """
         }
         return """
             <section><h2>API keys</h2><div class="scroll"><table><thead><tr><th scope="col">Id</th><th scope="col">Name</th>\
             <th scope="col">Starts with</th><th scope="col">Created (UTC)</th><th scope="col">Last used</th>\
-            <th scope="col">Expires</th><th scope="col">Models</th><th scope="col"></th></tr>\
+            <th scope="col">Expires</th><th scope="col">Models</th><th scope="col">Spent today / month (UTC)</th>\
+            <th scope="col"></th></tr>\
             </thead><tbody>\(rows)</tbody></table></div>
             <form method="post" action="/admin/tenants/\(id)/keys" class="inline">\(Layout.csrf(context.session))\
             <input type="hidden" name="_once" value="\(Crypto.hex((try? Crypto.randomBytes(16)) ?? []))">\
