@@ -106,46 +106,21 @@ public struct ExecutionLog {
             })
     }
 
-    private static let byKey = MultiRowInsert(
-        table: "usage_keys",
-        columns: ["day", "tenant", "key_id", "requests", "errors", "refused", "tokens_in", "tokens_out", "cost_nano"],
-        upsert: (
-            "day, tenant, key_id",
-            """
-            requests = CAST(usage_keys.requests + excluded.requests AS INTEGER),
-              errors = CAST(usage_keys.errors + excluded.errors AS INTEGER),
-              refused = CAST(usage_keys.refused + excluded.refused AS INTEGER),
-              tokens_in = CAST(usage_keys.tokens_in + excluded.tokens_in AS INTEGER),
-              tokens_out = CAST(usage_keys.tokens_out + excluded.tokens_out AS INTEGER),
-              cost_nano = CAST(usage_keys.cost_nano + excluded.cost_nano AS INTEGER)
-            """
-        ))
+    /// A rollup table's upsert: `keys` name a row, `counts` are added to it.
+    private static func rollup(_ table: String, keys: [String], counts: [String]) -> MultiRowInsert {
+        MultiRowInsert(
+            table: table, columns: keys + counts,
+            upsert: (
+                keys.joined(separator: ", "),
+                counts.map { "\($0) = CAST(\(table).\($0) + excluded.\($0) AS INTEGER)" }.joined(separator: ",\n  ")
+            ))
+    }
 
-    private static let daily = MultiRowInsert(
-        table: "usage_daily",
-        columns: ["day", "tenant", "model", "requests", "errors", "refused", "tokens_in", "tokens_out", "cost_nano"],
-        upsert: (
-            "day, tenant, model",
-            """
-            requests = CAST(usage_daily.requests + excluded.requests AS INTEGER),
-              errors = CAST(usage_daily.errors + excluded.errors AS INTEGER),
-              refused = CAST(usage_daily.refused + excluded.refused AS INTEGER),
-              tokens_in = CAST(usage_daily.tokens_in + excluded.tokens_in AS INTEGER),
-              tokens_out = CAST(usage_daily.tokens_out + excluded.tokens_out AS INTEGER),
-              cost_nano = CAST(usage_daily.cost_nano + excluded.cost_nano AS INTEGER)
-            """
-        ))
-    private static let hourly = MultiRowInsert(
-        table: "usage_hourly", columns: ["hour", "tenant", "requests", "errors", "refused", "cost_nano"],
-        upsert: (
-            "hour, tenant",
-            """
-            requests = CAST(usage_hourly.requests + excluded.requests AS INTEGER),
-              errors = CAST(usage_hourly.errors + excluded.errors AS INTEGER),
-              refused = CAST(usage_hourly.refused + excluded.refused AS INTEGER),
-              cost_nano = CAST(usage_hourly.cost_nano + excluded.cost_nano AS INTEGER)
-            """
-        ))
+    private static let counts = ["requests", "errors", "refused", "tokens_in", "tokens_out", "cost_nano"]
+    private static let daily = rollup("usage_daily", keys: ["day", "tenant", "model"], counts: counts)
+    private static let hourly = rollup(
+        "usage_hourly", keys: ["hour", "tenant"], counts: ["requests", "errors", "refused", "cost_nano"])
+    private static let byKey = rollup("usage_keys", keys: ["day", "tenant", "key_id"], counts: counts)
 
     private func opt(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
     private func opt(_ i: Int?) -> SQLValue { i.map { .int(Int64($0)) } ?? .null }
