@@ -166,7 +166,11 @@ final class MemoryStore: AccountingReads, Reserving, SettlementQueueing, Respons
         }
     }
 
-    func waitWritten(_ seq: Int64) -> Bool { true }
+    /// Settlements "fail to commit" while set: `waitWritten` says so (the durable-settlement path).
+    private var failing = false
+    func failWrites(_ on: Bool) { locked { failing = on } }
+
+    func waitWritten(_ seq: Int64) -> Bool { locked { !failing } }
 
     // MARK: cache
 

@@ -68,7 +68,7 @@ final class PipelineHarness {
     func send(
         _ method: String, _ path: String, tenant: String, body: String = "", key: String? = nil,
         headers: [String: String] = [:]
-    ) -> RecordingSink {
+    ) -> HoldingSink {
         count += 1
         var all = [
             "authorization": "Bearer \(key ?? PipelineHarness.key(tenant))", "content-type": "application/json",
@@ -77,12 +77,12 @@ final class PipelineHarness {
         let request = Request(
             method: method, path: path, headers: all, body: Array(body.utf8), pathTenant: tenant,
             requestID: "req-\(count)")
-        let sink = RecordingSink()
+        let sink = HoldingSink()
         gateway.handle(request, tooLarge: false, sink: sink, resources: resources)
         return sink
     }
 
-    func chat(_ tenant: String, _ content: String, model: String = "a", extra: String = "") -> RecordingSink {
+    func chat(_ tenant: String, _ content: String, model: String = "a", extra: String = "") -> HoldingSink {
         send(
             "POST", "/v1/chat/completions", tenant: tenant,
             body: #"{"model": "\#(model)", "messages": [{"role": "user", "content": "\#(content)"}]\#(extra)}"#)
@@ -100,7 +100,38 @@ extension JSONValue {
     }
 }
 
-extension RecordingSink {
+/// A sink like the front ends': the response's last bytes are held back until `release()`, and a failed
+/// settlement replaces them (`replaceEnd`), so a client never sees an answer that was not recorded.
+final class HoldingSink: ResponseSink {
+    var status: Int?
+    var headers: [(String, String)] = []
+    var written: [UInt8] = []
+    private var held: [UInt8] = []
+    /// What a failed settlement put in place of the held end.
+    var replaced: (status: Int, body: [UInt8])?
+
+    var headWritten: Bool { status != nil }
+    func head(status: Int, headers: [(String, String)]) {
+        guard self.status == nil else { return }
+        self.status = status
+        self.headers = headers
+    }
+    func body(_ bytes: [UInt8]) -> Bool {
+        written += bytes
+        return true
+    }
+    func flush() -> Bool { true }
+    func last(_ bytes: [UInt8]) { held += bytes }
+    func replaceEnd(status: Int, body: [UInt8], tail: [UInt8]) {
+        replaced = (status, body)
+        held = []
+    }
+    func release() {
+        written += held
+        held = []
+    }
+
+    var text: String { String(decoding: written, as: UTF8.self) }
     var json: JSONValue? { try? JSONParser.parse(written) }
     func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
 }
@@ -304,5 +335,21 @@ func completion(_ content: String = "hello there") -> ScriptedTransport.Step {
             key: PipelineHarness.key("globex"))
         #expect(forged.status == 403 && forged.json?["error"]?["code"]?.stringValue == "tenant_mismatch")
         #expect(h.transport.sent.count == 1 && h.store.records.count == 1)
+    }
+
+    @Test func anAnswerWhoseSettlementCannotBeWrittenIsNotServed() throws {
+        let h = try PipelineHarness([completion("unrecorded"), completion("recorded")])
+        h.store.failWrites(true)
+        let sink = h.chat("acme", "hi")
+        // The answer was held back, then replaced: the client is told it was not served.
+        let replaced = try #require(sink.replaced)
+        #expect(replaced.status == 503)
+        #expect(String(decoding: replaced.body, as: UTF8.self).contains("could not be recorded"))
+        #expect(!sink.text.contains("unrecorded"))
+        // Its row was still handed over, and the next call, once the store takes writes, is served.
+        #expect(h.store.records.count == 1)
+        h.store.failWrites(false)
+        let next = h.chat("acme", "hi")
+        #expect(next.replaced == nil && next.text.contains("recorded"))
     }
 }
