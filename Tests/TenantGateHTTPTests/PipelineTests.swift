@@ -68,7 +68,7 @@ final class PipelineHarness {
     func send(
         _ method: String, _ path: String, tenant: String, body: String = "", key: String? = nil,
         headers: [String: String] = [:]
-    ) -> HoldingSink {
+    ) -> RecordingSink {
         count += 1
         var all = [
             "authorization": "Bearer \(key ?? PipelineHarness.key(tenant))", "content-type": "application/json",
@@ -77,12 +77,13 @@ final class PipelineHarness {
         let request = Request(
             method: method, path: path, headers: all, body: Array(body.utf8), pathTenant: tenant,
             requestID: "req-\(count)")
-        let sink = HoldingSink()
+        // Like the front ends, the sink holds the response's end back until the request is settled.
+        let sink = RecordingSink(holdingEnd: true)
         gateway.handle(request, tooLarge: false, sink: sink, resources: resources)
         return sink
     }
 
-    func chat(_ tenant: String, _ content: String, model: String = "a", extra: String = "") -> HoldingSink {
+    func chat(_ tenant: String, _ content: String, model: String = "a", extra: String = "") -> RecordingSink {
         send(
             "POST", "/v1/chat/completions", tenant: tenant,
             body: #"{"model": "\#(model)", "messages": [{"role": "user", "content": "\#(content)"}]\#(extra)}"#)
@@ -100,38 +101,7 @@ extension JSONValue {
     }
 }
 
-/// A sink like the front ends': the response's last bytes are held back until `release()`, and a failed
-/// settlement replaces them (`replaceEnd`), so a client never sees an answer that was not recorded.
-final class HoldingSink: ResponseSink {
-    var status: Int?
-    var headers: [(String, String)] = []
-    var written: [UInt8] = []
-    private var held: [UInt8] = []
-    /// What a failed settlement put in place of the held end.
-    var replaced: (status: Int, body: [UInt8])?
-
-    var headWritten: Bool { status != nil }
-    func head(status: Int, headers: [(String, String)]) {
-        guard self.status == nil else { return }
-        self.status = status
-        self.headers = headers
-    }
-    func body(_ bytes: [UInt8]) -> Bool {
-        written += bytes
-        return true
-    }
-    func flush() -> Bool { true }
-    func last(_ bytes: [UInt8]) { held += bytes }
-    func replaceEnd(status: Int, body: [UInt8], tail: [UInt8]) {
-        replaced = (status, body)
-        held = []
-    }
-    func release() {
-        written += held
-        held = []
-    }
-
-    var text: String { String(decoding: written, as: UTF8.self) }
+extension RecordingSink {
     var json: JSONValue? { try? JSONParser.parse(written) }
     func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
 }

@@ -49,11 +49,30 @@ final class FakeClock: RetryClock, @unchecked Sendable {  // used by one test th
     func random(in range: ClosedRange<Int>) -> Int { highJitter ? range.upperBound : range.lowerBound }
 }
 
-/// A sink that keeps what was written.
+/// A sink that keeps what was written; with `holdingEnd`, the response's last bytes are held back until
+/// `release()` and a failed settlement replaces them (`replaced`), as the front ends do.
 final class RecordingSink: ResponseSink {
     var status: Int?
     var headers: [(String, String)] = []
     var written: [UInt8] = []
+    private let holdingEnd: Bool
+    private var held: [UInt8] = []
+    /// What a failed settlement put in place of the held end.
+    var replaced: (status: Int, body: [UInt8])?
+
+    init(holdingEnd: Bool = false) { self.holdingEnd = holdingEnd }
+
+    func last(_ bytes: [UInt8]) {
+        if holdingEnd { held += bytes } else { written += bytes }
+    }
+    func replaceEnd(status: Int, body: [UInt8], tail: [UInt8]) {
+        replaced = (status, body)
+        held = []
+    }
+    func release() {
+        written += held
+        held = []
+    }
     var flushes = 0
     /// Flushes fail from this one on (the client left).
     var goneAfterFlushes = Int.max
