@@ -150,7 +150,13 @@ public final class ConfigCache: ConfigSource {
                             return Array(used.pending)
                         }
                         if !ids.isEmpty {
-                            try KeyStore(conn).touch(ids: ids, at: Posix.wallMicros() / 1_000_000)
+                            do {
+                                try KeyStore(conn).touch(ids: ids, at: Posix.wallMicros() / 1_000_000)
+                            } catch {
+                                // Not written: the next use of these keys queues them again.
+                                usedKeys.withLock { used in for id in ids { used.written[id] = nil } }
+                                throw error
+                            }
                         }
                     }
                 } catch {

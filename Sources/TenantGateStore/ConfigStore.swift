@@ -188,18 +188,21 @@ public struct ConfigStore {
     /// answer `key_revoked` or `key_expired` instead of `invalid_api_key`; after that it is forgotten, so
     /// the keys a worker holds stay bounded by the live ones.
     public static let recognisedForSeconds: Int64 = 30 * 86_400
+    /// At most this many revoked keys are recognised (the latest revoked), whatever the churn: a worker's
+    /// snapshot stays bounded by the live keys plus this.
+    public static let recognisedRevokedKeys = 10_000
 
     /// The keys the request path knows: active ones, and those revoked or rotated lately (refused with
     /// the code that says why). A rotated key has two records, its previous secret expiring with its grace.
     public func activeKeys() throws -> [APIKeyRecord] {
         let since = Posix.wallMicros() / 1_000_000 - ConfigStore.recognisedForSeconds
         var out: [APIKeyRecord] = []
-        try db.statement(
-            """
-            SELECT id, tenant_id, prefix, hash, models, expires_at, revoked_at, prev_prefix, prev_hash, prev_until
-            FROM api_keys WHERE revoked_at IS NULL OR revoked_at > ?
-            """
-        ).all([.int(since)]).forEach { row in
+        let columns = "id, tenant_id, prefix, hash, models, expires_at, revoked_at, prev_prefix, prev_hash, prev_until"
+        let active = try db.statement("SELECT \(columns) FROM api_keys WHERE revoked_at IS NULL").all()
+        let revoked = try db.statement(
+            "SELECT \(columns) FROM api_keys WHERE revoked_at > ? ORDER BY revoked_at DESC, id LIMIT ?"
+        ).all([.int(since), .int(Int64(ConfigStore.recognisedRevokedKeys))])
+        (active + revoked).forEach { row in
             guard let id = row[0].text, let tenant = row[1].text.flatMap(TenantID.init), let prefix = row[2].text,
                 let hash = row[3].blob
             else { return }
