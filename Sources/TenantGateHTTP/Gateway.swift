@@ -140,7 +140,8 @@ public final class Gateway: Sendable {
             jwt: jwt, now: Posix.wallMicros() / 1_000_000)
         exchange.tenant = principal.tenant.id.rawValue
         exchange.keyID = principal.key.id
-        configs.markUsed(principal.key.id)
+        // A JWT's principal has no key row (its record has no lookup prefix): nothing to mark.
+        if !principal.key.lookupPrefix.isEmpty { configs.markUsed(principal.key.id) }
         let tenantHeader = [("X-Tenant-ID", principal.tenant.id.rawValue)]
         switch (request.method, endpoint) {
         case ("POST", let endpoint?):

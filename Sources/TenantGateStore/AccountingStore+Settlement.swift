@@ -25,7 +25,7 @@ extension AccountingStore {
             }
             // One read and one write of each chain's head for the whole batch; each counter and rollup row
             // written once, in multi-row upserts.
-            AuditChain.appendBestEffort(db, keys: auditKeys, audit.events)
+            AuditChain.appendBestEffort(db, keys: auditKeys ?? AuditKeys(), audit.events)
             try writeLeases()
             try ExecutionLog(db).append(audit.executions)
             try AccountingStore.budgetUpsert.write(
@@ -61,7 +61,7 @@ extension AccountingStore {
                             atMs: record.atMs))
                 }
             }
-            if !events.isEmpty { AuditChain.appendBestEffort(db, keys: auditKeys, events) }
+            if !events.isEmpty { AuditChain.appendBestEffort(db, keys: auditKeys ?? AuditKeys(), events) }
         }
     }
 

@@ -13,11 +13,12 @@ public struct AccountingStore {
     /// The worker's lease rows as its committed settlements left them (nil: read them every batch).
     let leaseRows: LeaseRowCache?
     /// The audit keys events are chained with (the worker's writer's, or opened per use).
-    let auditKeys: AuditKeys
+    /// (nil: opened per settlement that chains events; a read allocates nothing for it).
+    let auditKeys: AuditKeys?
 
     /// Wraps a connection; `leaseRows` (the worker's writer's) spares settlements re-reading lease rows,
     /// `auditKeys` (the same writer's) re-opening the audit key.
-    public init(_ db: any SQLConnection, leaseRows: LeaseRowCache? = nil, auditKeys: AuditKeys = AuditKeys()) {
+    public init(_ db: any SQLConnection, leaseRows: LeaseRowCache? = nil, auditKeys: AuditKeys? = nil) {
         self.db = db
         self.leaseRows = leaseRows
         self.auditKeys = auditKeys

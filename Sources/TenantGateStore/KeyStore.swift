@@ -100,20 +100,24 @@ public struct KeyStore {
     /// Keys, optionally of one tenant.
     public func list(tenant: String?) throws -> [KeyInfo] {
         let rows: [[SQLValue]]
-        let columns =
-            "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, prev_until"
+        let columns = KeyStore.columns
         if let tenant {
             rows = try db.query(
                 "SELECT \(columns) FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id", [.text(tenant)])
         } else {
             rows = try db.query("SELECT \(columns) FROM api_keys ORDER BY tenant_id, created_at, id")
         }
-        return rows.map {
-            KeyInfo(
-                id: $0[0].text ?? "", tenant: $0[1].text ?? "", name: $0[2].text ?? "", prefix: $0[3].text ?? "",
-                createdAt: $0[4].int ?? 0, lastUsedAt: $0[5].int, revokedAt: $0[6].int,
-                models: KeySettings.models($0[7]), expiresAt: $0[8].int, previousUntil: $0[9].int)
-        }
+        return rows.map(KeyStore.info)
+    }
+
+    private static let columns =
+        "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at, models, expires_at, prev_until"
+
+    private static func info(_ row: [SQLValue]) -> KeyInfo {
+        KeyInfo(
+            id: row[0].text ?? "", tenant: row[1].text ?? "", name: row[2].text ?? "", prefix: row[3].text ?? "",
+            createdAt: row[4].int ?? 0, lastUsedAt: row[5].int, revokedAt: row[6].int,
+            models: KeySettings.models(row[7]), expiresAt: row[8].int, previousUntil: row[9].int)
     }
 
     /// What each key of `tenant` spent (nano-USD) on `day` (`YYYY-MM-DD`) and in its month, from the
@@ -133,7 +137,9 @@ public struct KeyStore {
     }
 
     /// The key `id`, if it exists.
-    public func key(id: String) throws -> KeyInfo? { try list(tenant: nil).first { $0.id == id } }
+    public func key(id: String) throws -> KeyInfo? {
+        try db.query("SELECT \(KeyStore.columns) FROM api_keys WHERE id = ?", [.text(id)]).first.map(KeyStore.info)
+    }
 
     /// Changes an active key's settings (`nil` leaves one as it is); false if no such active key. The
     /// change reaches every worker with the next configuration version.
@@ -184,16 +190,26 @@ public struct KeyStore {
     }
 
     /// Revokes a key by id; false if no such active key.
-    public func revoke(id: String) throws -> Bool {
-        try db.statement("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .run([.int(Posix.wallMicros() / 1_000_000), .text(id)])
+    /// Revokes a key by id (of `tenant` only, when given: a tenant's page cannot reach another tenant's
+    /// key); false if no such active key.
+    public func revoke(id: String, tenant: String? = nil) throws -> Bool {
+        if let tenant {
+            try db.statement(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL"
+            ).run([.int(Posix.wallMicros() / 1_000_000), .text(id), .text(tenant)])
+        } else {
+            try db.statement("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .run([.int(Posix.wallMicros() / 1_000_000), .text(id)])
+        }
         return db.changes > 0
     }
 
     /// Records use of keys (batched by the caller), without bumping the config version.
     public func touch(ids: [String], at time: Int64) throws {
-        let stmt = try db.statement("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-        for id in ids { try stmt.run([.int(time), .text(id)]) }
+        try db.transaction {
+            let stmt = try db.statement("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            for id in ids { try stmt.run([.int(time), .text(id)]) }
+        }
     }
 }
 

@@ -322,6 +322,10 @@ def test_keys_created_once_listed_and_revoked(admin_stack, browser):
     acme_key = admin_stack.sql("SELECT id FROM api_keys WHERE tenant_id = 'acme' LIMIT 1")[0][0]
     assert browser.post("/admin/tenants/globex/keys/revoke", {"key_id": acme_key}).status_code == 404
     assert browser.post("/admin/tenants/globex/keys/revoke", {"key_id": key_id}).status_code == 303
+    # Revoked once: a second revoke finds no active key and audits nothing.
+    audits = admin_stack.sql("SELECT COUNT(*) FROM admin_audit WHERE action = 'key_revoke'")[0][0]
+    assert browser.post("/admin/tenants/globex/keys/revoke", {"key_id": key_id}).status_code == 404
+    assert admin_stack.sql("SELECT COUNT(*) FROM admin_audit WHERE action = 'key_revoke'")[0][0] == audits
     assert wait_until(lambda: status() == 401, timeout=3)
     assert "key_revoke" in browser.get("/admin/audit").text
 

@@ -70,8 +70,12 @@ extension TenantPage {
         var settings = settings
         let text = (form.text("key_expires") ?? "").trimmingASCII()
         guard !text.isEmpty else { return settings }
+        let bytes = Array(text.utf8)
+        let digits = bytes.indices.allSatisfy {
+            [4, 7].contains($0) ? bytes[$0] == UInt8(ascii: "-") : (0x30...0x39).contains(bytes[$0])
+        }
         let parts = text.split(separator: "-").compactMap { Int($0) }
-        guard text.utf8.count == 10, parts.count == 3, (1...12).contains(parts[1]), (1...31).contains(parts[2]),
+        guard bytes.count == 10, digits, parts.count == 3, (1...12).contains(parts[1]), (1...31).contains(parts[2]),
             CivilDate.from(days: CivilDate.days(year: parts[0], month: parts[1], day: parts[2]))
                 == (parts[0], parts[1], parts[2])
         else { throw AdminProblem.badForm("The expiry must be a date: YYYY-MM-DD.") }
@@ -96,13 +100,11 @@ extension TenantPage {
     static func revokeKey(_ context: AdminContext, tenant id: String) throws -> AdminReply {
         let keyID = try context.form()["key_id"] ?? ""
         let keys = KeyStore(context.db)
-        // Only a key of this tenant: the URL's tenant scopes the action.
-        guard try keys.list(tenant: id).contains(where: { $0.id == keyID && $0.revokedAt == nil }) else {
-            throw AdminProblem.notFound
-        }
         let admin = context.admin
         try admin.transaction {
-            _ = try keys.revoke(id: keyID)
+            // Only an active key of this tenant: the URL's tenant scopes the update itself, and nothing is
+            // audited when nothing was revoked (another key, or one revoked meanwhile: 404).
+            guard try keys.revoke(id: keyID, tenant: id) else { throw AdminProblem.notFound }
             try admin.audit(
                 user: context.user, address: context.address, action: "key_revoke", target: id,
                 before: JSONValue.object([("key_id", .string(keyID))]).jsonString, after: nil, atMs: context.nowMs)
